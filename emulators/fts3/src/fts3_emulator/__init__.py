@@ -1,0 +1,1 @@
+"""fts3_emulator."""

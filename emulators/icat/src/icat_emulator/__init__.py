@@ -1,0 +1,1 @@
+"""icat_emulator."""

@@ -1,0 +1,53 @@
+"""The error vocabulary every adapter and handler speaks.
+
+Adapters translate wire failures (HTTP codes, SOAP faults, time-outs) into these types, so
+callers branch on *kind of failure*, never on status codes. The worker runtime decides once:
+a ``TransientError`` is retried with backoff, a ``PermanentError`` is dead-lettered (or
+recorded as FAILED) at once.
+"""
+
+from __future__ import annotations
+
+
+class DatastoreError(Exception):
+    """Base of every error raised on purpose by Datastore code."""
+
+
+class TransientError(DatastoreError):
+    """Worth retrying later: a peer is down, slow, overloaded or answered 5xx."""
+
+
+class PermanentError(DatastoreError):
+    """Retrying cannot help: the input is invalid or a peer refused it for good."""
+
+
+class ConfigurationError(PermanentError):
+    """A setting is missing or invalid; the message names the key."""
+
+
+class PeerTimeoutError(TransientError):
+    """A peer did not answer in time."""
+
+
+class PeerUnavailableError(TransientError):
+    """A peer could not be reached or answered with a server error."""
+
+
+class NotFoundError(PermanentError):
+    """The thing asked for does not exist at the peer."""
+
+
+class AuthenticationError(PermanentError):
+    """Credentials or session were refused."""
+
+
+class ForbiddenError(PermanentError):
+    """Authenticated, but not allowed to do this."""
+
+
+class AlreadyExistsError(PermanentError):
+    """The peer already holds this object (often success for idempotent callers)."""
+
+
+class InvalidRequestError(PermanentError):
+    """The peer refused the request as malformed or invalid."""

@@ -1,0 +1,1 @@
+"""datastore_fts_submitter."""

@@ -1,0 +1,1 @@
+"""datastore_status_poller."""
