@@ -1,0 +1,40 @@
+# Datastore: the two commands are `make demo` and `make test`; everything else is a step of them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON ?= python3.11
+export UV_PYTHON_DOWNLOADS ?= never
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := uv
+# Feature makefiles (one per area) append to these lists.
+BENCH_TARGETS :=
+-include mk/*.mk
+
+.PHONY: help setup up down demo test test-unit test-integration test-e2e bench lint asyncapi
+
+help:
+	@echo "make demo   - install, start the local stack, run the seed workflow"
+	@echo "make test   - install, start what the tests need, run the whole suite"
+	@echo "make setup | up | down | bench | lint | asyncapi"
+
+setup: ## system packages (apt) + uv + the workspace virtualenv from the lock file
+	@bash deploy/local/setup.sh
+
+up: setup
+	@bash deploy/local/up.sh
+
+down:
+	@bash deploy/local/down.sh
+
+demo: setup up
+	@$(PY) -m datastore_common.demo
+
+test: setup
+	@bash deploy/local/test.sh
+
+bench: setup $(BENCH_TARGETS)
+	@ls -1 bench/results/*.json
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy libs/common/src
