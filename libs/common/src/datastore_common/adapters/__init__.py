@@ -1,0 +1,1 @@
+"""Adapters: talk to other people's servers and translate their failures into ``errors`` types."""

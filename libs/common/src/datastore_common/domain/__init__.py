@@ -1,0 +1,1 @@
+"""Pure domain logic: no I/O, no clients, only functions over plain values."""
