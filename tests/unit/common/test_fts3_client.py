@@ -178,11 +178,11 @@ async def test_status_malformed_json_is_wrong_answer() -> None:
             await client.status(["a", "b"])
 
 
-async def test_status_entry_without_state_is_none() -> None:
+async def test_status_entry_without_state_is_wrong_answer() -> None:
     client, _ = make_client(lambda r: httpx.Response(200, json=[{"job_id": "a", "files": 3}]))
     async with client:
-        result = await client.status(["a", "b"])
-    assert result == {"a": None, "b": None}
+        with pytest.raises(PeerUnavailableError, match="wrong answer"):
+            await client.status(["a", "b"])
 
 
 # --- submit -----------------------------------------------------------------------------------

@@ -218,8 +218,7 @@ def parse_job(data: Any) -> JobStatus:
 
 def _entry_ok(entry: Mapping[str, Any]) -> bool:
     """True if a bulk-status entry is a job (``http_status`` absent or 2xx), not an error."""
-    status = str(entry.get("http_status") or "200")
-    return status[:1] == "2" and "job_state" in entry
+    return str(entry.get("http_status") or "200")[:1] == "2"
 
 
 def parse_bulk_status(ids: Sequence[str], body: Any) -> dict[str, JobStatus | None]:
