@@ -1,0 +1,235 @@
+"""XRootD storage adapter: stat, checksum, list, mkdir and remove over the root:// protocol.
+
+Built on the ``XRootD.client`` bindings' asynchronous calls: each request is handed to the
+XRootD client threads with a callback that resolves an asyncio future, so hundreds of
+requests can be in flight without blocking the event loop or holding a thread each.
+Wire failures become :mod:`datastore_common.errors` types (see :func:`error_for_status`).
+
+URLs are ``root://host:port//absolute/path``; :func:`split_url` and :func:`join_url` are the
+pure helpers for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from XRootD import client as _untyped_client  # no type information: kept behind Any
+
+from datastore_common.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    DatastoreError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    PeerTimeoutError,
+    PeerUnavailableError,
+)
+
+_xrootd: Any = _untyped_client
+_flags: Any = _untyped_client.flags
+
+SCHEMES = ("root", "xroot")
+
+# Client-side status codes (XrdClStatus.hh).
+_CLIENT_SOCKET_TIMEOUT = 103
+_CLIENT_OPERATION_EXPIRED = 206
+_CLIENT_AUTH_FAILED = (203, 204)
+_CLIENT_SERVER_ERROR_RESPONSE = 400
+# Server error numbers carried by an error response (XProtocol.hh, kXR_*).
+_SERVER_NOT_FOUND = 3011
+_SERVER_NOT_AUTHORIZED = 3010
+_SERVER_AUTH_FAILED = 3030
+_SERVER_ITEM_EXISTS = 3018
+_SERVER_TIMED_OUT = (3034, 3035)
+_SERVER_BAD_REQUEST = (3000, 3001, 3002, 3005, 3006, 3013, 3015, 3016, 3025, 3031)
+
+
+@dataclass(frozen=True, slots=True)
+class XRootDUrl:
+    """A file or folder on an XRootD server: ``server`` is ``root://host:port``."""
+
+    server: str
+    path: str
+
+    def __str__(self) -> str:
+        return join_url(self.server, self.path)
+
+    def joinpath(self, *names: str) -> XRootDUrl:
+        return XRootDUrl(self.server, _normalise_path(posixpath.join(self.path, *names)))
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size: int
+    is_dir: bool
+    mtime: int
+    """Seconds since the epoch."""
+
+
+def _normalise_path(path: str) -> str:
+    parts = [part for part in path.split("/") if part]
+    return "/" + "/".join(parts)
+
+
+def split_url(url: str) -> XRootDUrl:
+    """``root://host:port//a/b`` (or ``/a/b`` after the host) -> server ``root://host:port``,
+    path ``/a/b``. Raises InvalidRequestError for anything that is not an XRootD URL."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in SCHEMES:
+        raise InvalidRequestError(f"not an XRootD URL (root://host:port//path): {url!r}")
+    host, _, path = rest.partition("/")
+    if not host or "?" in host:
+        raise InvalidRequestError(f"XRootD URL without a host: {url!r}")
+    if "?" in path:
+        raise InvalidRequestError(f"XRootD URL with a query string is not supported: {url!r}")
+    return XRootDUrl(f"{scheme}://{host}", _normalise_path(path))
+
+
+def join_url(server: str, path: str) -> str:
+    """``root://host:port`` + ``/a/b`` -> ``root://host:port//a/b`` (the doubled slash makes
+    the path absolute, as FTS3 and xrdcp write it)."""
+    return f"{server.rstrip('/')}/{_normalise_path(path)}"
+
+
+def error_for_status(
+    code: int, errno: int, message: str, *, operation: str, url: str
+) -> DatastoreError:
+    """The Datastore error for a failed XRootD status (client ``code``, server ``errno``)."""
+    text = f"xrootd {operation} {url}: {message.strip()}"
+    if code == _CLIENT_SERVER_ERROR_RESPONSE:
+        if errno == _SERVER_NOT_FOUND:
+            return NotFoundError(text)
+        if errno == _SERVER_NOT_AUTHORIZED:
+            return ForbiddenError(text)
+        if errno == _SERVER_AUTH_FAILED:
+            return AuthenticationError(text)
+        if errno == _SERVER_ITEM_EXISTS:
+            return AlreadyExistsError(text)
+        if errno in _SERVER_TIMED_OUT:
+            return PeerTimeoutError(text)
+        if errno in _SERVER_BAD_REQUEST:
+            return InvalidRequestError(text)
+        return PeerUnavailableError(text)  # I/O error, no space, overloaded, server error
+    if code in (_CLIENT_SOCKET_TIMEOUT, _CLIENT_OPERATION_EXPIRED):
+        return PeerTimeoutError(text)
+    if code in _CLIENT_AUTH_FAILED:
+        return AuthenticationError(text)
+    return PeerUnavailableError(text)  # connection refused/reset, handshake, redirects
+
+
+def parse_checksum_answer(answer: bytes | str, *, algorithm: str = "adler32") -> str:
+    """The server's ``b"adler32 1a2b3c4d\\x00"`` -> ``"adler32:1a2b3c4d"`` (8 hex digits)."""
+    text = answer.decode() if isinstance(answer, bytes) else answer
+    name, _, value = text.strip("\x00 \n").partition(" ")
+    value = value.strip().lower()
+    if name.lower() != algorithm or not value or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidRequestError(f"unexpected {algorithm} checksum answer: {text!r}")
+    return f"{algorithm}:{value.zfill(8)}"
+
+
+def tune_client(*, connection_retry: int = 1, timeout_resolution_seconds: int = 1) -> None:
+    """Process-wide XRootD client settings. The defaults of the library retry a refused
+    connection 5 times, 120 s apart, and check time-outs only every 15 s: a down peer would
+    look like a slow one. Takes effect for connections made after the call."""
+    _xrootd.EnvPutInt("ConnectionRetry", connection_retry)
+    _xrootd.EnvPutInt("TimeoutResolution", timeout_resolution_seconds)
+
+
+class XRootDStorage:
+    """Asynchronous file-system operations on any number of XRootD servers."""
+
+    def __init__(self, *, timeout_seconds: int = 30, tune: bool = True) -> None:
+        self._timeout_seconds = timeout_seconds
+        self._file_systems: dict[str, Any] = {}
+        if tune:
+            tune_client()
+
+    async def stat(self, url: str) -> FileStat | None:
+        """Size, type and mtime, or None when nothing is at ``url``."""
+        location = split_url(url)
+        try:
+            info = await self._call("stat", location, location.path)
+        except NotFoundError:
+            return None
+        return FileStat(
+            size=int(info.size),
+            is_dir=bool(int(info.flags) & int(_flags.StatInfoFlags.IS_DIR)),
+            mtime=int(info.mtime),
+        )
+
+    async def exists(self, url: str) -> bool:
+        return await self.stat(url) is not None
+
+    async def checksum(self, url: str) -> str:
+        """``"adler32:<8 hex>"`` computed by the server (``xrootd.chksum adler32``)."""
+        location = split_url(url)
+        answer = await self._call("query", location, _flags.QueryCode.CHECKSUM, location.path)
+        return parse_checksum_answer(answer)
+
+    async def mkdir(self, url: str, *, parents: bool = True) -> None:
+        """Create a folder; with ``parents`` also its missing parents, and an existing folder
+        is fine."""
+        location = split_url(url)
+        flags = _flags.MkDirFlags.MAKEPATH if parents else _flags.MkDirFlags.NONE
+        await self._call("mkdir", location, location.path, flags, 0o755)
+
+    async def listdir(self, url: str) -> list[str]:
+        """Names of the entries of a folder, sorted."""
+        location = split_url(url)
+        listing = await self._call("dirlist", location, location.path)
+        return sorted(str(entry.name) for entry in listing) if listing is not None else []
+
+    async def remove(self, url: str) -> None:
+        """Remove a file (NotFoundError when missing)."""
+        location = split_url(url)
+        await self._call("rm", location, location.path)
+
+    async def rmdir(self, url: str) -> None:
+        """Remove an empty folder."""
+        location = split_url(url)
+        await self._call("rmdir", location, location.path)
+
+    def _file_system(self, server: str) -> Any:
+        file_system = self._file_systems.get(server)
+        if file_system is None:
+            file_system = self._file_systems[server] = _xrootd.FileSystem(server)
+        return file_system
+
+    async def _call(self, method: str, location: XRootDUrl, *arguments: Any) -> Any:
+        """Submit ``FileSystem.<method>(*arguments)`` asynchronously and await its callback
+        on our loop."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+
+        def settle(status: Any, response: Any) -> None:
+            if not answer.done():
+                answer.set_result((status, response))
+
+        def on_reply(status: Any, response: Any, _hosts: Any) -> None:
+            # Runs on an XRootD client thread.
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, status, response)
+
+        file_system = self._file_system(location.server)
+        submit = getattr(file_system, method)
+        submitted = submit(*arguments, timeout=self._timeout_seconds, callback=on_reply)
+        if not submitted.ok:
+            raise _error(submitted, method, location)
+        try:
+            # The client enforces its own time-out; this one only guards against a lost callback.
+            status, response = await asyncio.wait_for(answer, self._timeout_seconds + 30)
+        except TimeoutError as exc:
+            raise PeerTimeoutError(f"xrootd {method} {location}: no answer") from exc
+        if not status.ok:
+            raise _error(status, method, location)
+        return response
+
+
+def _error(status: Any, operation: str, location: XRootDUrl) -> DatastoreError:
+    code, errno, message = int(status.code), int(status.errno), str(status.message)
+    return error_for_status(code, errno, message, operation=operation, url=str(location))
