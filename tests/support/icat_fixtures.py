@@ -1,0 +1,117 @@
+"""Fixtures starting the ICAT emulator as a real subprocess on a free loopback port.
+
+``icat_emulator`` (session scope) is one shared instance; ``icat_emulator_factory`` starts
+further fresh instances (own temp SQLite), e.g. for restart or re-ingest tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "deploy" / "local" / "icat" / "emulator.yaml"
+EXAMPLE_YAML = REPO / "deploy" / "local" / "icat" / "example.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class IcatEmulator:
+    """A running emulator process; ``url`` is what python-icat's Client takes."""
+
+    database: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> IcatEmulator:
+        self.log_path = self.database.with_suffix(".log")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "icat_emulator", "--config", str(CONFIG),
+             "--port", str(self.port), "--database", str(self.database),
+             "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"icat emulator exited: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/icat/version", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"icat emulator not ready on {self.url} after {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> IcatEmulator:
+        self.stop()
+        self.port = free_port()
+        return self.start()
+
+    def server_stats(self) -> dict[str, dict[str, float]]:
+        import json
+
+        with urllib.request.urlopen(f"{self.url}/emulator/stats", timeout=5) as resp:
+            return json.loads(resp.read())
+
+
+def run_icat_script(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one of python-icat's scripts (icatingest.py, icatdump.py, ...) unmodified."""
+    return subprocess.run(
+        [sys.executable, str(VENV_BIN / script), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.fixture(scope="session")
+def icat_emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Call ``factory()`` to get a fresh, started emulator (stopped at session end)."""
+    started: list[IcatEmulator] = []
+
+    def factory() -> IcatEmulator:
+        directory = tmp_path_factory.mktemp("icat")
+        emulator = IcatEmulator(database=directory / "icat.sqlite").start()
+        started.append(emulator)
+        return emulator
+
+    yield factory
+    for emulator in started:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def icat_emulator(icat_emulator_factory) -> IcatEmulator:  # noqa: ANN001
+    """The shared emulator of the test session; ``.url`` is its base URL."""
+    return icat_emulator_factory()
