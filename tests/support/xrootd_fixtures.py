@@ -1,0 +1,92 @@
+"""Session fixture for the local XRootD stack (deploy/local/xrootd.sh): idc, udc and tape.
+
+``xrootd_stack`` runs ``deploy/local/xrootd.sh start`` (idempotent; fails the test loudly when
+the servers cannot start) with short tape delays, and reads the delays actually in force from
+``var/xrootd/tape/delays.env`` (a stack that was already running keeps its own). The stack
+is left running at the end: other areas' tests share it; ``make xrootd-down`` stops it.
+``xrootd_test_path`` gives each test its own folder path, e.g. ``/tests/test_x-1a2b3c4d``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+XROOTD_SCRIPT = REPO_ROOT / "deploy" / "local" / "xrootd.sh"
+TEST_TAPE_DELAYS = {
+    "TAPE_MIGRATION_SECONDS": "1",
+    "TAPE_EVICTION_SECONDS": "4",
+    "TAPE_STAGE_SECONDS": "1",
+}
+
+
+@dataclass(frozen=True)
+class TapeDelays:
+    migration: float
+    eviction: float
+    stage: float
+
+
+@dataclass(frozen=True)
+class XRootDStack:
+    """Root URLs of the three servers (``root://127.0.0.1:PORT``) and the tape delays."""
+
+    idc: str
+    udc: str
+    tape: str
+    var_dir: Path
+    tape_delays: TapeDelays
+
+    def url(self, server: str, path: str) -> str:
+        """``url("idc", "/a/b")`` -> ``root://127.0.0.1:11094//a/b``."""
+        return f"{getattr(self, server)}//{path.lstrip('/')}"
+
+    def data_dir(self, server: str) -> Path:
+        """The server's local data folder (read-only use in tests: files belong to xrootd)."""
+        return self.var_dir / "xrootd" / server / "data"
+
+
+def run_xrootd_script(*arguments: str, extra_env: dict[str, str] | None = None,
+                      ) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **(extra_env or {})}
+    return subprocess.run(["bash", str(XROOTD_SCRIPT), *arguments], env=environment,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def read_tape_delays(var_dir: Path) -> TapeDelays:
+    delays_file = var_dir / "xrootd" / "tape" / "delays.env"
+    values = dict(re.findall(r"^(\w+)=(\S+)$", delays_file.read_text(), re.MULTILINE))
+    return TapeDelays(migration=float(values["TAPE_MIGRATION_SECONDS"]),
+                      eviction=float(values["TAPE_EVICTION_SECONDS"]),
+                      stage=float(values["TAPE_STAGE_SECONDS"]))
+
+
+@pytest.fixture(scope="session")
+def xrootd_stack() -> XRootDStack:
+    # Explicit settings in the environment win over the short test delays.
+    test_env = {key: os.environ.get(key, value) for key, value in TEST_TAPE_DELAYS.items()}
+    result = run_xrootd_script("start", extra_env=test_env)
+    if result.returncode != 0:
+        pytest.fail(f"deploy/local/xrootd.sh start failed (rc {result.returncode}):\n"
+                    f"{result.stderr[-3000:]}", pytrace=False)
+    var_dir = Path(os.environ.get("DATASTORE_VAR", REPO_ROOT / "var"))
+    ports = {name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
+             for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))}
+    return XRootDStack(idc=f"root://127.0.0.1:{ports['idc']}",
+                       udc=f"root://127.0.0.1:{ports['udc']}",
+                       tape=f"root://127.0.0.1:{ports['tape']}",
+                       var_dir=var_dir, tape_delays=read_tape_delays(var_dir))
+
+
+@pytest.fixture
+def xrootd_test_path(request: pytest.FixtureRequest) -> str:
+    """A folder path no other test uses (not created: tests make it where they need it)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:60]
+    return f"/tests/{name}-{uuid.uuid4().hex[:8]}"
