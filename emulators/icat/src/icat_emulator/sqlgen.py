@@ -323,6 +323,11 @@ class _Compiler:
         nodes: dict[str, tuple[IncludeNode, Entity]] = {q.alias: (root_node, root)}
         for inc in q.includes:
             first = inc.path.parts[0]
+            if first not in nodes and first in root.fields:
+                # Lenient: "Dataset INCLUDE datafiles" means the root's relation.
+                inc = jpql.Include(jpql.Path([q.alias, *inc.path.parts], inc.path.offset),
+                                   inc.alias)
+                first = q.alias
             if first not in nodes:
                 raise QueryError(f"Unknown identifier '{first}' in INCLUDE", inc.path.offset)
             node, entity = nodes[first]
