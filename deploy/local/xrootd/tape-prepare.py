@@ -58,7 +58,8 @@ def write_json(file: Path, content: dict) -> None:
 def record_stage(request_id: str, paths: list[str], now: float) -> None:
     write_json(STATE_DIR / "requests" / f"{request_id}.json", {"time": now, "paths": paths})
     for path in paths:
-        write_json(marker_file("staged", path), {"path": path, "time": now, "request_id": request_id})
+        marker = {"path": path, "time": now, "request_id": request_id}
+        write_json(marker_file("staged", path), marker)
 
 
 def record_evict(paths: list[str], now: float) -> None:
@@ -133,7 +134,9 @@ def main(argv: list[str]) -> int:
         record_cancel(request_id)
     elif action == "query":
         responses = [file_state(request_id, path, now) for path in paths]
-        print(json.dumps({"request_id": request_id, "responses": responses}))
+        # Compact: the plugin truncates answers past its ~2 KB buffer (no -maxresp in 5.5.3).
+        answer = {"request_id": request_id, "responses": responses}
+        print(json.dumps(answer, separators=(",", ":")))
     else:
         print(f"unknown action {action}", file=sys.stderr)
         return 2
