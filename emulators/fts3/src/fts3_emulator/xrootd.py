@@ -110,7 +110,12 @@ class XrootdTools:
         parsed = XrootdUrl.parse(url)
         parent = posixpath.dirname(parsed.path)
         if parent and parent != "/":
-            await self._xrdfs(parsed, "mkdir", "-p", parent)
+            try:
+                await self._xrdfs(parsed, "mkdir", "-p", parent)
+            except XrootdError as error:
+                # XRootD 5.5 answers [3018] "file exists" to mkdir -p of an existing folder.
+                if "[3018]" not in str(error) and "exists" not in str(error):
+                    raise
 
     async def third_party_copy(self, source: str, destination: str, *,
                                time_limit: float) -> None:
