@@ -33,9 +33,19 @@ def _free_port() -> int:
 def _start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "icat_emulator", "--config",
-         str(REPO / "deploy/local/icat/emulator.yaml"), "--port", str(port),
-         "--database", str(workdir / "icat.sqlite"), "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "icat_emulator",
+            "--config",
+            str(REPO / "deploy/local/icat/emulator.yaml"),
+            "--port",
+            str(port),
+            "--database",
+            str(workdir / "icat.sqlite"),
+            "--log-level",
+            "WARNING",
+        ],
         cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
@@ -64,21 +74,30 @@ def run(url: str, n_single: int, n_many: int, n_search: int) -> dict[str, object
     inv_type.create()
     ds_type = client.new("DatasetType", name="bench", facility=facility)
     ds_type.create()
-    inv = client.new("Investigation", name="bench", visitId="1", title="bench",
-                     facility=facility, type=inv_type)
+    inv = client.new(
+        "Investigation", name="bench", visitId="1", title="bench", facility=facility, type=inv_type
+    )
     inv.create()
 
     started = time.perf_counter()
     for i in range(n_single):
-        client.new("Dataset", name=f"single-{i}", complete=False, investigation=inv,
-                   type=ds_type).create()
+        client.new(
+            "Dataset", name=f"single-{i}", complete=False, investigation=inv, type=ds_type
+        ).create()
     single_s = time.perf_counter() - started
 
     dataset = client.new("Dataset", name="many", complete=False, investigation=inv, type=ds_type)
     dataset.create()
-    files = [client.new("Datafile", name=f"file_{i:05d}.nxs", dataset=dataset, fileSize=i,
-                        location=f"instrument/20XX/bench/many/file_{i:05d}.nxs")
-             for i in range(n_many)]
+    files = [
+        client.new(
+            "Datafile",
+            name=f"file_{i:05d}.nxs",
+            dataset=dataset,
+            fileSize=i,
+            location=f"instrument/20XX/bench/many/file_{i:05d}.nxs",
+        )
+        for i in range(n_many)
+    ]
     started = time.perf_counter()
     ids = client.createMany(files)
     many_s = time.perf_counter() - started
@@ -87,9 +106,11 @@ def run(url: str, n_single: int, n_many: int, n_search: int) -> dict[str, object
 
     started = time.perf_counter()
     for i in range(n_search):
-        found = client.search(f"SELECT o FROM Datafile o JOIN o.dataset AS ds WHERE "
-                              f"ds.id = {dataset.id} AND o.name = 'file_{i % n_many:05d}.nxs' "
-                              "INCLUDE o.dataset")
+        found = client.search(
+            f"SELECT o FROM Datafile o JOIN o.dataset AS ds WHERE "
+            f"ds.id = {dataset.id} AND o.name = 'file_{i % n_many:05d}.nxs' "
+            "INCLUDE o.dataset"
+        )
         assert len(found) == 1
     search_s = time.perf_counter() - started
 
@@ -99,15 +120,26 @@ def run(url: str, n_single: int, n_many: int, n_search: int) -> dict[str, object
     assert len(everything) == n_many
     client.logout()
     return {
-        "single_create": {"count": n_single, "seconds": round(single_s, 4),
-                          "per_second": round(n_single / single_s, 1)},
-        "create_many": {"datafiles": n_many, "client_seconds": round(many_s, 4),
-                        "server_seconds": round(server_many_s, 4),
-                        "datafiles_per_second_client": round(n_many / many_s, 1)},
-        "search_by_key": {"count": n_search, "seconds": round(search_s, 4),
-                          "per_second": round(n_search / search_s, 1)},
-        "search_1000_datafiles": {"client_seconds": round(search_all_s, 4),
-                                  "server_seconds": round(_stats(url)["search"]["last_s"], 4)},
+        "single_create": {
+            "count": n_single,
+            "seconds": round(single_s, 4),
+            "per_second": round(n_single / single_s, 1),
+        },
+        "create_many": {
+            "datafiles": n_many,
+            "client_seconds": round(many_s, 4),
+            "server_seconds": round(server_many_s, 4),
+            "datafiles_per_second_client": round(n_many / many_s, 1),
+        },
+        "search_by_key": {
+            "count": n_search,
+            "seconds": round(search_s, 4),
+            "per_second": round(n_search / search_s, 1),
+        },
+        "search_1000_datafiles": {
+            "client_seconds": round(search_all_s, 4),
+            "server_seconds": round(_stats(url)["search"]["last_s"], 4),
+        },
     }
 
 

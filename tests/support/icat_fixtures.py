@@ -47,10 +47,22 @@ class IcatEmulator:
         self.log_path = self.database.with_suffix(".log")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "icat_emulator", "--config", str(CONFIG),
-             "--port", str(self.port), "--database", str(self.database),
-             "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "icat_emulator",
+                "--config",
+                str(CONFIG),
+                "--port",
+                str(self.port),
+                "--database",
+                str(self.database),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,11 +98,16 @@ class IcatEmulator:
             return json.loads(resp.read())
 
 
-def run_icat_script(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_icat_script(
+    script: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run one of python-icat's scripts (icatingest.py, icatdump.py, ...) unmodified."""
     return subprocess.run(
         [sys.executable, str(VENV_BIN / script), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 
@@ -112,6 +129,6 @@ def icat_emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def icat_emulator(icat_emulator_factory) -> IcatEmulator:  # noqa: ANN001
+def icat_emulator(icat_emulator_factory) -> IcatEmulator:
     """The shared emulator of the test session; ``.url`` is its base URL."""
     return icat_emulator_factory()

@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.icat_fixtures import EXAMPLE_YAML, IcatEmulator, run_icat_script
 
-
 _OPEN_CLIENTS: list[icat.Client] = []
 
 
@@ -31,8 +30,23 @@ def _logout_clients():
 
 
 def ingest_args(url: str, path: str = str(EXAMPLE_YAML)) -> list[str]:
-    return ["-i", path, "-f", "YAML", "--duplicate", "IGNORE", "--url", url,
-            "--no-check-certificate", "--auth", "simple", "--user", "root", "--pass", "pw"]
+    return [
+        "-i",
+        path,
+        "-f",
+        "YAML",
+        "--duplicate",
+        "IGNORE",
+        "--url",
+        url,
+        "--no-check-certificate",
+        "--auth",
+        "simple",
+        "--user",
+        "root",
+        "--pass",
+        "pw",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -64,15 +78,24 @@ def make_investigation(root: icat.Client) -> Callable[..., icat.entity.Entity]:
     ds_type = root.assertedSearch("SELECT o FROM DatasetType o WHERE o.name = 'scan'")[0]
 
     def make(name: str, n_datasets: int = 2, n_files: int = 3) -> icat.entity.Entity:
-        inv = root.new("Investigation", name=name, visitId="1", title=f"Title {name}",
-                       facility=facility, type=inv_type)
+        inv = root.new(
+            "Investigation",
+            name=name,
+            visitId="1",
+            title=f"Title {name}",
+            facility=facility,
+            type=inv_type,
+        )
         inv.create()
         for d in range(n_datasets):
-            ds = root.new("Dataset", name=f"scan_{d:04d}", complete=False, investigation=inv,
-                          type=ds_type)
+            ds = root.new(
+                "Dataset", name=f"scan_{d:04d}", complete=False, investigation=inv, type=ds_type
+            )
             ds.create()
-            files = [root.new("Datafile", name=f"file_{f:04d}.nxs", dataset=ds, fileSize=f * 10)
-                     for f in range(n_files)]
+            files = [
+                root.new("Datafile", name=f"file_{f:04d}.nxs", dataset=ds, fileSize=f * 10)
+                for f in range(n_files)
+            ]
             root.createMany(files)
         return inv
 

@@ -23,16 +23,20 @@ def alice_inv(root, make_investigation):
 
 def test_user_names_carry_the_authenticator(seeded):
     assert login(seeded.url, "db", "alice", "alice-pw").getUserName() == "db/alice"
-    assert login(seeded.url, "simple", "datastore", "datastore-pw").getUserName() == "simple/datastore"
+    assert (
+        login(seeded.url, "simple", "datastore", "datastore-pw").getUserName() == "simple/datastore"
+    )
 
 
 def test_member_reads_investigation_datasets_and_files(seeded, alice_inv):
     alice = login(seeded.url, "db", "alice", "alice-pw")
-    invs = alice.search(f"SELECT o FROM Investigation o WHERE o.id = {alice_inv.id} "
-                        "INCLUDE o.datasets.datafiles")
+    invs = alice.search(
+        f"SELECT o FROM Investigation o WHERE o.id = {alice_inv.id} INCLUDE o.datasets.datafiles"
+    )
     assert len(invs) == 1 and sum(len(d.datafiles) for d in invs[0].datasets) == 4
-    assert alice.search(f"SELECT COUNT(o) FROM Datafile o WHERE o.dataset.investigation.id = "
-                        f"{alice_inv.id}") == [4]
+    assert alice.search(
+        f"SELECT COUNT(o) FROM Datafile o WHERE o.dataset.investigation.id = {alice_inv.id}"
+    ) == [4]
     assert alice.get("Investigation", alice_inv.id).id == alice_inv.id
     assert alice.search("SELECT o.name FROM Facility o") == ["facility"]  # public catalogue
 
@@ -40,11 +44,13 @@ def test_member_reads_investigation_datasets_and_files(seeded, alice_inv):
 def test_non_member_sees_nothing_silently(seeded, alice_inv):
     bob = login(seeded.url, "db", "bob", "bob-pw")
     assert bob.search(f"SELECT o FROM Investigation o WHERE o.id = {alice_inv.id}") == []
-    assert bob.search(f"SELECT COUNT(o) FROM Datafile o WHERE o.dataset.investigation.id = "
-                      f"{alice_inv.id}") == [0]
+    assert bob.search(
+        f"SELECT COUNT(o) FROM Datafile o WHERE o.dataset.investigation.id = {alice_inv.id}"
+    ) == [0]
     # Included relations are filtered too.
-    (facility,) = bob.search("SELECT o FROM Facility o WHERE o.name = 'facility' "
-                             "INCLUDE o.investigations")
+    (facility,) = bob.search(
+        "SELECT o FROM Facility o WHERE o.name = 'facility' INCLUDE o.investigations"
+    )
     assert alice_inv.id not in [i.id for i in facility.investigations]
     with pytest.raises(icat.ICATPrivilegesError):
         bob.get("Investigation", alice_inv.id)

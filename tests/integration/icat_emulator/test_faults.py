@@ -14,7 +14,9 @@ def test_object_already_exists_names_the_constraint(root, make_investigation, un
     dup = root.new("Dataset", name="scan_0000", complete=True, investigation=inv, type=ds_type)
     with pytest.raises(icat.ICATObjectExistsError) as err:
         dup.create()
-    assert str(err.value) == f"Dataset exists with investigation = 'id:{inv.id}', name = 'scan_0000'"
+    assert (
+        str(err.value) == f"Dataset exists with investigation = 'id:{inv.id}', name = 'scan_0000'"
+    )
 
 
 def test_validation_on_missing_mandatory_field(root, make_investigation, unique):
@@ -58,8 +60,11 @@ def test_expired_session(tmp_path):
     from tests.support.icat_fixtures import CONFIG, IcatEmulator
 
     config = tmp_path / "short.yaml"
-    config.write_text(CONFIG.read_text().replace("session_lifetime_minutes: 120",
-                                                 "session_lifetime_minutes: 0.02"))
+    config.write_text(
+        CONFIG.read_text().replace(
+            "session_lifetime_minutes: 120", "session_lifetime_minutes: 0.02"
+        )
+    )
     emulator = IcatEmulator(database=tmp_path / "icat.sqlite")
     import tests.support.icat_fixtures as fx
 

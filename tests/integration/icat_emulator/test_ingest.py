@@ -25,9 +25,22 @@ def _names(url: str) -> dict[str, list[str]]:
 
 
 def _dump(url: str) -> str:
-    result = run_icat_script("icatdump.py", "-f", "YAML", "-o", "-", "--url", url,
-                             "--no-check-certificate", "--auth", "simple", "--user", "root",
-                             "--pass", "pw")
+    result = run_icat_script(
+        "icatdump.py",
+        "-f",
+        "YAML",
+        "-o",
+        "-",
+        "--url",
+        url,
+        "--no-check-certificate",
+        "--auth",
+        "simple",
+        "--user",
+        "root",
+        "--pass",
+        "pw",
+    )
     assert result.returncode == 0, result.stderr
     # The header carries the date and service URL; the body must be identical.
     return re.sub(r"^# (Date|Service):.*$", "", result.stdout, flags=re.MULTILINE)
@@ -51,10 +64,20 @@ def test_icatingest_twice_with_duplicate_ignore_creates_nothing_new(icat_emulato
 
 def test_parameter_types_as_the_services_use_them(seeded):
     client = login(seeded.url, "simple", "root", "pw")
-    types = client.search("SELECT o FROM ParameterType o WHERE o.name LIKE 'Archival %' "
-                          "INCLUDE o.facility")
-    assert {(t.name, t.units, t.valueType, t.applicableToDataset, t.applicableToDatafile,
-             t.facility.name) for t in types} == {
+    types = client.search(
+        "SELECT o FROM ParameterType o WHERE o.name LIKE 'Archival %' INCLUDE o.facility"
+    )
+    assert {
+        (
+            t.name,
+            t.units,
+            t.valueType,
+            t.applicableToDataset,
+            t.applicableToDatafile,
+            t.facility.name,
+        )
+        for t in types
+    } == {
         ("Archival state", "N/A", "STRING", True, True, "facility"),
         ("Archival ids", "N/A", "STRING", True, True, "facility"),
     }
@@ -66,8 +89,9 @@ def test_icatdump_then_reingest_into_fresh_emulator_reproduces_it(icat_emulator_
     client = login(source.url, "simple", "root", "pw")
     facility = client.assertedSearch("SELECT o FROM Facility o")[0]
     inv_type = client.assertedSearch("SELECT o FROM InvestigationType o")[0]
-    inv = client.new("Investigation", name="INV1", visitId="1", title="Dump me",
-                     facility=facility, type=inv_type)
+    inv = client.new(
+        "Investigation", name="INV1", visitId="1", title="Dump me", facility=facility, type=inv_type
+    )
     inv.create()
     user = client.new("User", name="db/alice", fullName="Alice")
     user.create()

@@ -58,7 +58,9 @@ def test_create_with_nested_children_and_cascading_delete(root, make_investigati
     root.delete(root.new("Dataset", id=ds.id))
     for bean in ("Datafile", "DatasetParameter"):
         assert root.search(f"SELECT COUNT(o) FROM {bean} o WHERE o.dataset.id = {ds.id}") == [0]
-    assert root.search(f"SELECT COUNT(o) FROM DatafileParameter o WHERE o.datafile.id = {df.id}") == [0]
+    assert root.search(
+        f"SELECT COUNT(o) FROM DatafileParameter o WHERE o.datafile.id = {df.id}"
+    ) == [0]
     assert root.search(f"SELECT COUNT(o) FROM Investigation o WHERE o.id = {inv.id}") == [1]
 
 
@@ -89,13 +91,20 @@ def test_concurrent_get_or_create_never_duplicates(seeded, make_investigation, u
             barrier.wait()
             for i in range(100):
                 name = f"ds_{i:03d}"
-                query = (f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} "
-                         f"AND o.name = '{name}'")
+                query = (
+                    f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} "
+                    f"AND o.name = '{name}'"
+                )
                 if client.search(query):
                     continue
                 try:
-                    client.new("Dataset", name=name, complete=False, investigation=investigation,
-                               type=ds_type).create()
+                    client.new(
+                        "Dataset",
+                        name=name,
+                        complete=False,
+                        investigation=investigation,
+                        type=ds_type,
+                    ).create()
                 except icat.ICATObjectExistsError:
                     assert len(client.search(query)) == 1
             client.logout()

@@ -21,13 +21,26 @@ def _files(root, inv, **kwargs):
 
 
 def test_conditions_order_and_limit(root, inv):
-    found = _files(root, inv, conditions={"fileSize": ">= 20", "dataset.name": "= 'scan_0001'"},
-                   order=[("name", "DESC")], limit=(0, 1))
+    found = _files(
+        root,
+        inv,
+        conditions={"fileSize": ">= 20", "dataset.name": "= 'scan_0001'"},
+        order=[("name", "DESC")],
+        limit=(0, 1),
+    )
     assert [(f.name, f.fileSize) for f in found] == [("file_0003.nxs", 30)]
-    found = _files(root, inv, conditions={"fileSize": ["> 0", "< 30"]}, order=["dataset.name", "name"],
-                   limit=(1, 3))
+    found = _files(
+        root,
+        inv,
+        conditions={"fileSize": ["> 0", "< 30"]},
+        order=["dataset.name", "name"],
+        limit=(1, 3),
+    )
     assert [(f.name, f.fileSize) for f in found] == [
-        ("file_0002.nxs", 20), ("file_0001.nxs", 10), ("file_0002.nxs", 20)]
+        ("file_0002.nxs", 20),
+        ("file_0001.nxs", 10),
+        ("file_0002.nxs", 20),
+    ]
 
 
 def test_in_like_and_null_conditions(root, inv):
@@ -40,27 +53,41 @@ def test_in_like_and_null_conditions(root, inv):
 
 
 def test_or_and_not_in_raw_jpql(root, inv):
-    query = (f"SELECT o FROM Datafile o JOIN o.dataset AS ds WHERE ds.investigation.id = {inv.id}"
-             " AND (o.fileSize = 0 OR o.fileSize = 30) AND NOT ds.name = 'scan_0000'"
-             " ORDER BY ds.name, o.name")
+    query = (
+        f"SELECT o FROM Datafile o JOIN o.dataset AS ds WHERE ds.investigation.id = {inv.id}"
+        " AND (o.fileSize = 0 OR o.fileSize = 30) AND NOT ds.name = 'scan_0000'"
+        " ORDER BY ds.name, o.name"
+    )
     assert [(f.fileSize) for f in root.search(query)] == [0, 30, 0, 30]
 
 
 def test_includes_nested_and_include_1(root, inv):
-    (df,) = _files(root, inv, conditions={"name": "= 'file_0001.nxs'", "dataset.name": "= 'scan_0002'"},
-                   includes=["dataset.investigation.facility", "datafileFormat"])
+    (df,) = _files(
+        root,
+        inv,
+        conditions={"name": "= 'file_0001.nxs'", "dataset.name": "= 'scan_0002'"},
+        includes=["dataset.investigation.facility", "datafileFormat"],
+    )
     assert df.dataset.name == "scan_0002"
     assert df.dataset.investigation.id == inv.id
     assert df.dataset.investigation.facility.name == "facility"
     assert df.datafileFormat is None
 
-    (ds,) = root.search(f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} "
-                        "AND o.name = 'scan_0000' INCLUDE 1")
+    (ds,) = root.search(
+        f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} "
+        "AND o.name = 'scan_0000' INCLUDE 1"
+    )
     assert ds.investigation.name == inv.name and ds.type.name == "scan"
     assert ds.datafiles == []  # INCLUDE 1 is many-to-one relations only
 
-    (full,) = root.search(Query(root, "Investigation", conditions={"id": f"= {inv.id}"},
-                                includes=["datasets.datafiles", "type"]))
+    (full,) = root.search(
+        Query(
+            root,
+            "Investigation",
+            conditions={"id": f"= {inv.id}"},
+            includes=["datasets.datafiles", "type"],
+        )
+    )
     assert sorted(d.name for d in full.datasets) == ["scan_0000", "scan_0001", "scan_0002"]
     assert all(len(d.datafiles) == 4 for d in full.datasets)
     assert full.type.name == "type"
@@ -69,30 +96,45 @@ def test_includes_nested_and_include_1(root, inv):
 def test_aggregates(root, inv):
     base = {"dataset.investigation.id": f"= {inv.id}"}
     assert root.search(Query(root, "Datafile", conditions=base, aggregate="COUNT")) == [12]
-    assert root.search(Query(root, "Datafile", conditions=base, attributes="fileSize",
-                             aggregate="MAX")) == [30]
-    assert root.search(Query(root, "Datafile", conditions=base, attributes="fileSize",
-                             aggregate="MIN")) == [0]
-    assert root.search(Query(root, "Datafile", conditions=base, attributes="fileSize",
-                             aggregate="SUM")) == [180]
-    assert root.search(Query(root, "Datafile", conditions=base, attributes="fileSize",
-                             aggregate="AVG")) == [15.0]
-    assert sorted(root.search(Query(root, "Datafile", conditions=base, attributes="name",
-                                    aggregate="DISTINCT"))) == [
-        "file_0000.nxs", "file_0001.nxs", "file_0002.nxs", "file_0003.nxs"]
-    assert root.search(Query(root, "Datafile", conditions=base, attributes="name",
-                             aggregate="COUNT:DISTINCT")) == [4]
+    assert root.search(
+        Query(root, "Datafile", conditions=base, attributes="fileSize", aggregate="MAX")
+    ) == [30]
+    assert root.search(
+        Query(root, "Datafile", conditions=base, attributes="fileSize", aggregate="MIN")
+    ) == [0]
+    assert root.search(
+        Query(root, "Datafile", conditions=base, attributes="fileSize", aggregate="SUM")
+    ) == [180]
+    assert root.search(
+        Query(root, "Datafile", conditions=base, attributes="fileSize", aggregate="AVG")
+    ) == [15.0]
+    assert sorted(
+        root.search(
+            Query(root, "Datafile", conditions=base, attributes="name", aggregate="DISTINCT")
+        )
+    ) == ["file_0000.nxs", "file_0001.nxs", "file_0002.nxs", "file_0003.nxs"]
+    assert root.search(
+        Query(root, "Datafile", conditions=base, attributes="name", aggregate="COUNT:DISTINCT")
+    ) == [4]
 
 
 def test_several_attributes_come_back_as_tuples(root, inv):
-    rows = root.search(Query(root, "Dataset", conditions={"investigation.id": f"= {inv.id}"},
-                             attributes=["name", "complete"], order=["name"]))
+    rows = root.search(
+        Query(
+            root,
+            "Dataset",
+            conditions={"investigation.id": f"= {inv.id}"},
+            attributes=["name", "complete"],
+            order=["name"],
+        )
+    )
     assert rows == [("scan_0000", False), ("scan_0001", False), ("scan_0002", False)]
 
 
 def test_get_with_include(root, inv):
-    (ds,) = root.search(f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} AND "
-                        "o.name = 'scan_0001'")
+    (ds,) = root.search(
+        f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id} AND o.name = 'scan_0001'"
+    )
     got = root.get("Dataset ds INCLUDE ds.investigation.facility, ds.datafiles", ds.id)
     assert got.investigation.facility.name == "facility"
     assert len(got.datafiles) == 4
@@ -108,8 +150,15 @@ def test_dates_round_trip_and_compare(root, inv):
     assert got.startDate == start
     assert got.createTime <= got.modTime
     assert got.createId == got.modId == "simple/root"
-    later = root.search(f"SELECT o FROM Investigation o WHERE o.id = {inv.id} "
-                        "AND o.startDate > {ts 2024-06-05 10:00:00}")
+    later = root.search(
+        f"SELECT o FROM Investigation o WHERE o.id = {inv.id} "
+        "AND o.startDate > {ts 2024-06-05 10:00:00}"
+    )
     assert [i.id for i in later] == [inv.id]
-    assert root.search(f"SELECT o FROM Investigation o WHERE o.id = {inv.id} "
-                       "AND o.startDate > '2024-06-05T11:00:00Z'") == []
+    assert (
+        root.search(
+            f"SELECT o FROM Investigation o WHERE o.id = {inv.id} "
+            "AND o.startDate > '2024-06-05T11:00:00Z'"
+        )
+        == []
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -27,14 +28,15 @@ def main(argv: list[str] | None = None) -> None:
         config.port = args.port
     if args.database:
         config.database = args.database
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     # SIGTERM -> normal exit so SQLite is closed cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(config)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def default_authenticators() -> dict[str, Authenticator]:
 def load_config(path: str | Path | None) -> EmulatorConfig:
     """Read the YAML file (all keys optional); without a path, the built-in defaults."""
     if path is None:
-        return EmulatorConfig(root_users=["simple/root", "simple/datastore"],
-                              authenticators=default_authenticators())
+        return EmulatorConfig(
+            root_users=["simple/root", "simple/datastore"], authenticators=default_authenticators()
+        )
     data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
     listen = data.get("listen", {})
     auths = {

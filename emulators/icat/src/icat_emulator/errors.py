@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-FAULT_TYPES = frozenset({
-    "BAD_PARAMETER", "INTERNAL", "INSUFFICIENT_PRIVILEGES", "NO_SUCH_OBJECT_FOUND",
-    "OBJECT_ALREADY_EXISTS", "SESSION", "VALIDATION", "NOT_IMPLEMENTED",
-})
+FAULT_TYPES = frozenset(
+    {
+        "BAD_PARAMETER",
+        "INTERNAL",
+        "INSUFFICIENT_PRIVILEGES",
+        "NO_SUCH_OBJECT_FOUND",
+        "OBJECT_ALREADY_EXISTS",
+        "SESSION",
+        "VALIDATION",
+        "NOT_IMPLEMENTED",
+    }
+)
 
 
 class IcatError(Exception):

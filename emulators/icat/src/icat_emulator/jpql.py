@@ -1,16 +1,16 @@
-"""Parser for the JPQL dialect ICAT accepts in ``search``/``get`` (as python-icat's Query writes it).
+"""Parser for the JPQL dialect ICAT accepts in ``search``/``get``, as python-icat writes it.
 
 Grammar (keywords case-insensitive)::
 
     query   := SELECT [DISTINCT] item {, item} FROM Bean alias {join} [WHERE cond]
-               [ORDER BY order {, order}] [INCLUDE includes] [LIMIT int, int]  (INCLUDE/LIMIT any order)
+               [ORDER BY order {, order}] [INCLUDE includes] [LIMIT int, int]  (any order)
     item    := path | FN '(' [DISTINCT] item ')'            FN: COUNT MIN MAX AVG SUM DISTINCT
     join    := [LEFT [OUTER] | INNER] JOIN path [AS] alias
     cond    := and {OR and};  and := not {AND not};  not := NOT not | '(' cond ')' | predicate
     predicate := expr (op expr | [NOT] IN '(' expr {, expr} ')' | [NOT] LIKE expr [ESCAPE expr]
                  | IS [NOT] NULL | [NOT] BETWEEN expr AND expr)        op: = <> != < <= > >=
     expr    := path | 'string' | number | TRUE | FALSE | NULL | {ts yyyy-mm-dd hh:mm:ss} | :user
-               | FN '(' expr {, expr} ')'                   FN: UPPER LOWER LENGTH TRIM CONCAT ABS ...
+               | FN '(' expr {, expr} ')'          FN: UPPER LOWER LENGTH TRIM CONCAT ABS ...
     includes := '1' | path [[AS] alias] {, path [[AS] alias]}
 
 The result is a small AST; :mod:`icat_emulator.store` compiles it to SQL.
@@ -138,9 +138,33 @@ _TOKEN = re.compile(
 
 AGGREGATES = {"COUNT", "MIN", "MAX", "AVG", "SUM", "DISTINCT"}
 _KEYWORDS = {
-    "SELECT", "FROM", "WHERE", "ORDER", "BY", "INCLUDE", "LIMIT", "JOIN", "LEFT", "OUTER",
-    "INNER", "AS", "AND", "OR", "NOT", "IN", "LIKE", "IS", "NULL", "BETWEEN", "ASC", "DESC",
-    "ESCAPE", "TRUE", "FALSE", "DISTINCT", "FETCH",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "ORDER",
+    "BY",
+    "INCLUDE",
+    "LIMIT",
+    "JOIN",
+    "LEFT",
+    "OUTER",
+    "INNER",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "IS",
+    "NULL",
+    "BETWEEN",
+    "ASC",
+    "DESC",
+    "ESCAPE",
+    "TRUE",
+    "FALSE",
+    "DISTINCT",
+    "FETCH",
 }
 
 
@@ -286,8 +310,13 @@ class _Parser:
 
     def select_item(self) -> object:
         tok = self.peek()
-        if tok is not None and tok.kind == "name" and tok.upper in AGGREGATES and self.peek(1) \
-                and self.peek(1).text == "(":  # type: ignore[union-attr]
+        if (
+            tok is not None
+            and tok.kind == "name"
+            and tok.upper in AGGREGATES
+            and self.peek(1)
+            and self.peek(1).text == "("
+        ):  # type: ignore[union-attr]
             self.i += 2
             distinct = False
             if self.at_kw("DISTINCT") and not (self.peek(1) and self.peek(1).text == "("):  # type: ignore[union-attr]
@@ -386,7 +415,11 @@ class _Parser:
             self.expect_kw("NULL")
             return IsNull(left, is_not)
         tok = self.peek()
-        if tok is not None and tok.kind == "op" and tok.text in ("=", "<>", "!=", "<", "<=", ">", ">="):
+        if (
+            tok is not None
+            and tok.kind == "op"
+            and tok.text in ("=", "<>", "!=", "<", "<=", ">", ">=")
+        ):
             self.i += 1
             op = "<>" if tok.text == "!=" else tok.text
             return Compare(op, left, self.expr())
@@ -426,7 +459,9 @@ class _Parser:
                 self.expect_op(")")
                 return Func(upper, args, distinct)
             if upper in _KEYWORDS:
-                raise QueryError(f"Unexpected keyword {tok.text} at offset {tok.offset}", tok.offset)
+                raise QueryError(
+                    f"Unexpected keyword {tok.text} at offset {tok.offset}", tok.offset
+                )
             return Path(tok.text.split("."), tok.offset)
         raise QueryError(f"Unexpected {tok.text!r} at offset {tok.offset}", tok.offset)
 

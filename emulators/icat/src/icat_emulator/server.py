@@ -60,11 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: IcatHttpServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
-    def _send(self, status: int, body: bytes, content_type: str,
-              extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -73,10 +74,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == SOAP_PATH and url.query.lower() == "wsdl":
-            host = self.headers.get("Host") or f"{self.server.config.host}:{self.server.config.port}"
+            host = (
+                self.headers.get("Host") or f"{self.server.config.host}:{self.server.config.port}"
+            )
             wsdl = build_wsdl(f"http://{host}{SOAP_PATH}")
             self._send(200, wsdl.encode(), "text/xml; charset=utf-8")
         elif url.path == SOAP_PATH and url.query.lower() == "xsd=1":
@@ -89,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         if urlsplit(self.path).path != SOAP_PATH:
@@ -107,14 +110,23 @@ class _Handler(BaseHTTPRequestHandler):
         elapsed = time.perf_counter() - started
         self.server.stats.record(op, elapsed)
         log.info("%s %s %.1f ms", op, status, elapsed * 1000)
-        self._send(status, xml.encode(), "text/xml; charset=utf-8",
-                   {"X-Icat-Server-Time-Ms": f"{elapsed * 1000:.3f}"})
+        self._send(
+            status,
+            xml.encode(),
+            "text/xml; charset=utf-8",
+            {"X-Icat-Server-Time-Ms": f"{elapsed * 1000:.3f}"},
+        )
 
 
 def serve(config: EmulatorConfig) -> None:
     server = IcatHttpServer(config)
-    log.info("ICAT emulator listening on http://%s:%d%s (database %s)", config.host,
-             server.server_address[1], SOAP_PATH, config.database)
+    log.info(
+        "ICAT emulator listening on http://%s:%d%s (database %s)",
+        config.host,
+        server.server_address[1],
+        SOAP_PATH,
+        config.database,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

@@ -46,7 +46,8 @@ def fault_xml(err: IcatError) -> str:
 
 
 def _response(op: str, body: str) -> str:
-    return f'{_ENVELOPE_START}<ns2:{op}Response xmlns:ns2="{NS}">{body}</ns2:{op}Response>{_ENVELOPE_END}'
+    wrapper = f'<ns2:{op}Response xmlns:ns2="{NS}">{body}</ns2:{op}Response>'
+    return f"{_ENVELOPE_START}{wrapper}{_ENVELOPE_END}"
 
 
 def _ret(value: object, xsi_type: str | None = None) -> str:
@@ -57,8 +58,9 @@ def _ret(value: object, xsi_type: str | None = None) -> str:
 class IcatService:
     """All operations of the ICAT SOAP port, by name."""
 
-    def __init__(self, config: EmulatorConfig, model: Model, store: Store,
-                 sessions: Sessions) -> None:
+    def __init__(
+        self, config: EmulatorConfig, model: Model, store: Store, sessions: Sessions
+    ) -> None:
         self.config = config
         self.model = model
         self.store = store
@@ -74,7 +76,8 @@ class IcatService:
             "logout": lambda a: self.sessions.logout(self._text(a, "sessionId")) or "",
             "refresh": lambda a: self.sessions.refresh(self._text(a, "sessionId")) or "",
             "getRemainingMinutes": lambda a: _ret(
-                self.sessions.remaining_minutes(self._text(a, "sessionId"))),
+                self.sessions.remaining_minutes(self._text(a, "sessionId"))
+            ),
             "getUserName": lambda a: _ret(self._principal(a).name),
             "getProperties": self.get_properties,
             "create": self.create,
@@ -98,8 +101,11 @@ class IcatService:
             except etree.XMLSyntaxError as exc:
                 raise IcatError("BAD_PARAMETER", f"Malformed SOAP request: {exc}") from exc
             body_elem = next((c for c in root if _local(c.tag) == "Body"), None)
-            request = None if body_elem is None else next(
-                (c for c in body_elem if isinstance(c.tag, str)), None)
+            request = (
+                None
+                if body_elem is None
+                else next((c for c in body_elem if isinstance(c.tag, str)), None)
+            )
             if request is None:
                 raise IcatError("BAD_PARAMETER", "No operation in SOAP body")
             op = _local(request.tag)
@@ -125,13 +131,15 @@ class IcatService:
     def _principal(self, args: dict[str, list[etree._Element]]) -> Principal:
         return self.sessions.principal(self._text(args, "sessionId"))
 
-    def _writer(self, args: dict[str, list[etree._Element]], action: str,
-                beans: list[BeanIn]) -> Principal:
+    def _writer(
+        self, args: dict[str, list[etree._Element]], action: str, beans: list[BeanIn]
+    ) -> Principal:
         principal = self._principal(args)
         if not principal.is_root:
             name = beans[0].entity.name if beans else "entity"
-            raise IcatError("INSUFFICIENT_PRIVILEGES",
-                            f"{action} access to this {name} is not allowed.")
+            raise IcatError(
+                "INSUFFICIENT_PRIVILEGES", f"{action} access to this {name} is not allowed."
+            )
         return principal
 
     # -- beans -------------------------------------------------------------------------------
@@ -206,7 +214,8 @@ class IcatService:
                 f"<fields><cascaded>{'true' if f.rel_type == MANY else 'false'}</cascaded>"
                 f"<name>{f.name}</name><notNullable>{'true' if f.not_nullable else 'false'}"
                 f"</notNullable><relType>{f.rel_type}</relType>{length}<type>{f.type}</type>"
-                "</fields>")
+                "</fields>"
+            )
         parts.append("</return>")
         return "".join(parts)
 
@@ -225,7 +234,8 @@ class IcatService:
                 f"<return><admin>false</admin>{friendly}"
                 "<keys><hide>false</hide><name>username</name></keys>"
                 "<keys><hide>true</hide><name>password</name></keys>"
-                f"<mnemonic>{escape(auth.mnemonic)}</mnemonic></return>")
+                f"<mnemonic>{escape(auth.mnemonic)}</mnemonic></return>"
+            )
         return "".join(out)
 
     def get_properties(self, args: dict[str, list[etree._Element]]) -> str:
@@ -291,8 +301,7 @@ class IcatService:
         if result.kind == "scalar":
             java_type = result.value_types[0]
             xsi = XSI_TYPES.get(java_type, "xs:long")
-            return "".join(
-                _ret(to_wire(java_type, v), xsi) for v in result.items if v is not None)
+            return "".join(_ret(to_wire(java_type, v), xsi) for v in result.items if v is not None)
         out = []
         for values in result.items:
             fields = []
@@ -301,11 +310,15 @@ class IcatService:
                     fields.append('<fields xsi:nil="true"/>')
                 else:
                     xsi = XSI_TYPES.get(java_type, "xs:long")
-                    fields.append(f'<fields xsi:type="{xsi}">{escape(to_wire(java_type, v))}</fields>')
+                    fields.append(
+                        f'<fields xsi:type="{xsi}">{escape(to_wire(java_type, v))}</fields>'
+                    )
             out.append(f'<return xsi:type="ns2:fieldSet">{"".join(fields)}</return>')
         return "".join(out)
 
-    _GET_QUERY = re.compile(r"^\s*(\w+)(?:\s+(?!INCLUDE\b)(\w+))?\s*(.*)$", re.IGNORECASE | re.DOTALL)
+    _GET_QUERY = re.compile(
+        r"^\s*(\w+)(?:\s+(?!INCLUDE\b)(\w+))?\s*(.*)$", re.IGNORECASE | re.DOTALL
+    )
 
     def get(self, args: dict[str, list[etree._Element]]) -> str:
         principal = self._principal(args)
@@ -325,8 +338,9 @@ class IcatService:
         result = self.store.search(principal, text)
         if not result.items:
             if self.store.exists(entity, primary_key):
-                raise IcatError("INSUFFICIENT_PRIVILEGES",
-                                f"READ access to this {bean} is not allowed.")
+                raise IcatError(
+                    "INSUFFICIENT_PRIVILEGES", f"READ access to this {bean} is not allowed."
+                )
             raise IcatError("NO_SUCH_OBJECT_FOUND", f"{bean}[id:{primary_key}] not found.")
         return self.encode_obj("return", result.items[0], True)  # type: ignore[arg-type]
 

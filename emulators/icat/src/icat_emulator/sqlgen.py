@@ -8,6 +8,7 @@ for ordinary users is a condition on the selected alias (see :func:`read_conditi
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from . import jpql
@@ -25,11 +26,24 @@ class Principal:
 
 
 # Entities every authenticated user may read (what ICAT sites usually grant via PublicTables rules).
-PUBLIC_ENTITIES = frozenset({
-    "Application", "DataPublicationType", "DatafileFormat", "DatasetType", "Facility",
-    "FacilityCycle", "FundingReference", "Instrument", "InvestigationType", "ParameterType",
-    "PermissibleStringValue", "SampleType", "Technique", "User",
-})
+PUBLIC_ENTITIES = frozenset(
+    {
+        "Application",
+        "DataPublicationType",
+        "DatafileFormat",
+        "DatasetType",
+        "Facility",
+        "FacilityCycle",
+        "FundingReference",
+        "Instrument",
+        "InvestigationType",
+        "ParameterType",
+        "PermissibleStringValue",
+        "SampleType",
+        "Technique",
+        "User",
+    }
+)
 
 # Entities readable through an investigation: the chain of many-to-one fields leading to it.
 INVESTIGATION_PATHS: dict[str, list[str]] = {
@@ -45,16 +59,25 @@ INVESTIGATION_PATHS: dict[str, list[str]] = {
     **{
         name: ["investigation"]
         for name in (
-            "InvestigationParameter", "InvestigationUser", "InvestigationInstrument",
-            "InvestigationFacilityCycle", "InvestigationGroup", "InvestigationFunding",
-            "Keyword", "Publication", "Sample", "Shift", "StudyInvestigation",
+            "InvestigationParameter",
+            "InvestigationUser",
+            "InvestigationInstrument",
+            "InvestigationFacilityCycle",
+            "InvestigationGroup",
+            "InvestigationFunding",
+            "Keyword",
+            "Publication",
+            "Sample",
+            "Shift",
+            "StudyInvestigation",
         )
     },
 }
 
 
-def read_condition(model: Model, entity: Entity, alias: str, principal: Principal,
-                   params: list[object]) -> str | None:
+def read_condition(
+    model: Model, entity: Entity, alias: str, principal: Principal, params: list[object]
+) -> str | None:
     """SQL condition restricting ``alias`` (a row of ``entity``) to what ``principal`` may read.
 
     Ordinary users read the public catalogue entities, and investigations they are an
@@ -99,8 +122,15 @@ class CompiledQuery:
 
 
 _SQL_FUNCTIONS = {
-    "UPPER": "upper", "LOWER": "lower", "LENGTH": "length", "TRIM": "trim", "ABS": "abs",
-    "SQRT": "sqrt", "SUBSTRING": "substr", "LOCATE": "instr", "MOD": "mod",
+    "UPPER": "upper",
+    "LOWER": "lower",
+    "LENGTH": "length",
+    "TRIM": "trim",
+    "ABS": "abs",
+    "SQRT": "sqrt",
+    "SUBSTRING": "substr",
+    "LOCATE": "instr",
+    "MOD": "mod",
 }
 
 
@@ -129,15 +159,17 @@ class _Compiler:
     def start(self, path: jpql.Path) -> tuple[str, Entity]:
         alias = path.parts[0]
         if alias not in self.aliases:
-            raise QueryError(f"Unknown identifier '{alias}' in '{'.'.join(path.parts)}'",
-                             path.offset)
+            raise QueryError(
+                f"Unknown identifier '{alias}' in '{'.'.join(path.parts)}'", path.offset
+            )
         return self.aliases[alias]
 
-    def field_of(self, entity: Entity, name: str, path: jpql.Path):  # noqa: ANN201
+    def field_of(self, entity: Entity, name: str, path: jpql.Path):
         f = entity.fields.get(name)
         if f is None:
-            raise QueryError(f"'{name}' is not a field of {entity.name} in "
-                             f"'{'.'.join(path.parts)}'", path.offset)
+            raise QueryError(
+                f"'{name}' is not a field of {entity.name} in '{'.'.join(path.parts)}'", path.offset
+            )
         return f
 
     def navigate_one(self, sql_alias: str, entity: Entity, rel: str) -> tuple[str, Entity]:
@@ -160,14 +192,17 @@ class _Compiler:
             f = self.field_of(entity, part, path)
             if f.rel_type == ATTRIBUTE:
                 if not last:
-                    raise QueryError(f"'{part}' is not a relation in '{'.'.join(path.parts)}'",
-                                     path.offset)
+                    raise QueryError(
+                        f"'{part}' is not a relation in '{'.'.join(path.parts)}'", path.offset
+                    )
                 column = "id" if part == "id" else f'"{part}"'
                 return f"{sql_alias}.{column}", f.type, "attr"
             if f.rel_type == MANY:
                 raise QueryError(
                     f"Collection '{part}' cannot be navigated in '{'.'.join(path.parts)}'; "
-                    "use a JOIN", path.offset)
+                    "use a JOIN",
+                    path.offset,
+                )
             if last:
                 return f'{sql_alias}."{part}"', f.type, "entity"
             if i == len(parts) - 2 and parts[-1] == "id":
@@ -193,7 +228,8 @@ class _Compiler:
             self.joins.append(f'{kind} "{target.name}" {new} ON {new}.id = {sql_alias}."{f.name}"')
         elif f.rel_type == MANY and target:
             self.joins.append(
-                f'{kind} "{target.name}" {new} ON {new}."{f.mapped_by}" = {sql_alias}.id')
+                f'{kind} "{target.name}" {new} ON {new}."{f.mapped_by}" = {sql_alias}.id'
+            )
         else:
             raise QueryError(f"'{f.name}' is not a relation of {entity.name}", path.offset)
         if join.alias in self.aliases:
@@ -206,15 +242,11 @@ class _Compiler:
             return "NULL"
         value: object = self.principal.name if lit.kind == "user" else lit.value
         if java_type is not None and java_type not in self.model.entities:
-            try:
+            with contextlib.suppress(ValueError_):  # else compare as given: it will not match
                 value = to_db(java_type, value)
-            except ValueError_:
-                pass  # compare as given, it will simply not match
         elif java_type is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 value = int(str(value))
-            except ValueError:
-                pass
         elif lit.kind == "bool":
             value = int(bool(value))
         elif lit.kind == "timestamp":
@@ -236,8 +268,11 @@ class _Compiler:
             if fn is None:
                 raise QueryError(f"Function {node.name} is not supported by this emulator")
             args = [self.expr(a)[0] for a in node.args]
-            result_type = "Long" if node.name in ("LENGTH", "LOCATE") else (
-                self.expr_type(node.args[0]) if node.args else None)
+            result_type = (
+                "Long"
+                if node.name in ("LENGTH", "LOCATE")
+                else (self.expr_type(node.args[0]) if node.args else None)
+            )
             return f"{fn}({', '.join(args)})", result_type
         raise QueryError(f"Unsupported expression {node!r}")
 
@@ -325,8 +360,9 @@ class _Compiler:
             first = inc.path.parts[0]
             if first not in nodes and first in root.fields:
                 # Lenient: "Dataset INCLUDE datafiles" means the root's relation.
-                inc = jpql.Include(jpql.Path([q.alias, *inc.path.parts], inc.path.offset),
-                                   inc.alias)
+                inc = jpql.Include(
+                    jpql.Path([q.alias, *inc.path.parts], inc.path.offset), inc.alias
+                )
                 first = q.alias
             if first not in nodes:
                 raise QueryError(f"Unknown identifier '{first}' in INCLUDE", inc.path.offset)
@@ -388,12 +424,13 @@ class _Compiler:
             auth_conds.append(f"{sql_item} IS NOT NULL")
             sel_cond = read_condition(self.model, result_entity, "r", self.principal, auth_params)
             if sel_cond:
-                auth_conds.append(f'{sql_item} IN (SELECT r.id FROM "{result_entity.name}" r '
-                                  f"WHERE {sel_cond})")
+                auth_conds.append(
+                    f'{sql_item} IN (SELECT r.id FROM "{result_entity.name}" r WHERE {sel_cond})'
+                )
         where = auth_conds + where
 
         select_sql = ", ".join(i[0] for i in items)
-        sql = f"SELECT {'DISTINCT ' if distinct else ''}{select_sql} FROM \"{root.name}\" t0"
+        sql = f'SELECT {"DISTINCT " if distinct else ""}{select_sql} FROM "{root.name}" t0'
         if self.joins:
             sql += " " + " ".join(self.joins)
         if where:

@@ -73,8 +73,7 @@ class Store:
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=60)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA case_sensitive_like = ON")
@@ -111,10 +110,7 @@ class Store:
             "CREATE TABLE IF NOT EXISTS icat_session (id TEXT PRIMARY KEY, user_name TEXT NOT NULL,"
             " expires REAL NOT NULL)",
         ]
-        inverse = {
-            (f.type, f.mapped_by)
-            for e in self.model.entities.values() for f in e.manies()
-        }
+        inverse = {(f.type, f.mapped_by) for e in self.model.entities.values() for f in e.manies()}
         for entity in self.model.entities.values():
             if entity.abstract:
                 continue
@@ -125,23 +121,30 @@ class Store:
                 if f.rel_type == ATTRIBUTE:
                     cols.append(f"{_q(f.name)} {_SQL_TYPES.get(f.type, 'TEXT')}")
                 elif f.rel_type == ONE:
-                    on_delete = "CASCADE" if (entity.name, f.name) in inverse or f.not_nullable \
+                    on_delete = (
+                        "CASCADE"
+                        if (entity.name, f.name) in inverse or f.not_nullable
                         else "SET NULL"
-                    cols.append(f"{_q(f.name)} INTEGER REFERENCES {_q(f.type)}(id) "
-                                f"ON DELETE {on_delete}")
+                    )
+                    cols.append(
+                        f"{_q(f.name)} INTEGER REFERENCES {_q(f.type)}(id) ON DELETE {on_delete}"
+                    )
             statements.append(f"CREATE TABLE IF NOT EXISTS {_q(entity.name)} ({', '.join(cols)})")
             if entity.constraint:
                 statements.append(
                     f"CREATE UNIQUE INDEX IF NOT EXISTS {_q('uq_' + entity.name)} ON "
-                    f"{_q(entity.name)} ({', '.join(_q(c) for c in entity.constraint)})")
+                    f"{_q(entity.name)} ({', '.join(_q(c) for c in entity.constraint)})"
+                )
             for f in entity.ones():
                 statements.append(
                     f"CREATE INDEX IF NOT EXISTS {_q('ix_' + entity.name + '_' + f.name)} ON "
-                    f"{_q(entity.name)} ({_q(f.name)})")
+                    f"{_q(entity.name)} ({_q(f.name)})"
+                )
             if "name" in entity.fields:
                 statements.append(
                     f"CREATE INDEX IF NOT EXISTS {_q('ix_' + entity.name + '_name')} ON "
-                    f"{_q(entity.name)} (\"name\")")
+                    f'{_q(entity.name)} ("name")'
+                )
         with conn:
             for stmt in statements:
                 conn.execute(stmt)
@@ -151,13 +154,16 @@ class Store:
     def save_session(self, session_id: str, user_name: str, expires: float) -> None:
         with self.write() as conn:
             conn.execute("DELETE FROM icat_session WHERE expires < ?", (time.time(),))
-            conn.execute("INSERT OR REPLACE INTO icat_session VALUES (?, ?, ?)",
-                         (session_id, user_name, expires))
+            conn.execute(
+                "INSERT OR REPLACE INTO icat_session VALUES (?, ?, ?)",
+                (session_id, user_name, expires),
+            )
 
     def load_session(self, session_id: str) -> tuple[str, float] | None:
         with self.connection() as conn:
-            row = conn.execute("SELECT user_name, expires FROM icat_session WHERE id = ?",
-                               (session_id,)).fetchone()
+            row = conn.execute(
+                "SELECT user_name, expires FROM icat_session WHERE id = ?", (session_id,)
+            ).fetchone()
         return (row[0], row[1]) if row else None
 
     def drop_session(self, session_id: str) -> None:
@@ -183,11 +189,11 @@ class Store:
             raise IcatError("BAD_PARAMETER", f"{entity.name}: id must be set to update")
         with self.write() as conn:
             writer = _Writer(conn, self.model, principal, 0)
-            existing = conn.execute(f"SELECT * FROM {_q(entity.name)} WHERE id = ?",
-                                    (bean.id,)).fetchone()
+            existing = conn.execute(
+                f"SELECT * FROM {_q(entity.name)} WHERE id = ?", (bean.id,)
+            ).fetchone()
             if existing is None:
-                raise IcatError("NO_SUCH_OBJECT_FOUND",
-                                f"{entity.name}[id:{bean.id}] not found.")
+                raise IcatError("NO_SUCH_OBJECT_FOUND", f"{entity.name}[id:{bean.id}] not found.")
             # As ICAT: every updatable field takes the bean's value, absent means null.
             row: dict[str, object] = {}
             for f in entity.fields.values():
@@ -202,8 +208,10 @@ class Store:
             row["modTime"] = now_db()
             assignments = ", ".join(f"{_q(k)} = ?" for k in row)
             try:
-                conn.execute(f"UPDATE {_q(entity.name)} SET {assignments} WHERE id = ?",
-                             [*row.values(), bean.id])
+                conn.execute(
+                    f"UPDATE {_q(entity.name)} SET {assignments} WHERE id = ?",
+                    [*row.values(), bean.id],
+                )
             except sqlite3.IntegrityError as exc:
                 raise writer.integrity_fault(entity, row, exc) from exc
 
@@ -232,8 +240,9 @@ class Store:
             finally:
                 conn.execute("COMMIT")
 
-    def _run(self, conn: sqlite3.Connection, principal: Principal,
-             compiled: CompiledQuery) -> SearchResult:
+    def _run(
+        self, conn: sqlite3.Connection, principal: Principal, compiled: CompiledQuery
+    ) -> SearchResult:
         rows = conn.execute(compiled.sql, compiled.params).fetchall()
         if compiled.kind == "scalar":
             return SearchResult("scalar", [r[0] for r in rows], compiled.value_types)
@@ -244,28 +253,35 @@ class Store:
         loaded = self.load(conn, principal, compiled.entity, set(ids))
         objs = [loaded[i] for i in ids if i in loaded]
         if compiled.includes is not None:
-            self._include(conn, principal, compiled.entity, list(loaded.values()),
-                          compiled.includes)
+            self._include(
+                conn, principal, compiled.entity, list(loaded.values()), compiled.includes
+            )
         return SearchResult("entity", objs, [])
 
-    def load(self, conn: sqlite3.Connection, principal: Principal, entity: Entity,
-             ids: set[int]) -> dict[int, Obj]:
+    def load(
+        self, conn: sqlite3.Connection, principal: Principal, entity: Entity, ids: set[int]
+    ) -> dict[int, Obj]:
         out: dict[int, Obj] = {}
         id_list = sorted(i for i in ids if i is not None)
         for start in range(0, len(id_list), _CHUNK):
-            chunk = id_list[start:start + _CHUNK]
+            chunk = id_list[start : start + _CHUNK]
             params: list[object] = []
             cond = read_condition(self.model, entity, "o", principal, params)
-            sql = (f"SELECT * FROM {_q(entity.name)} o WHERE o.id IN "
-                   f"({', '.join('?' * len(chunk))})")
+            sql = f"SELECT * FROM {_q(entity.name)} o WHERE o.id IN ({', '.join('?' * len(chunk))})"
             if cond:
                 sql += f" AND {cond}"
             for row in conn.execute(sql, [*chunk, *params]):
                 out[row["id"]] = Obj(entity, dict(row))
         return out
 
-    def _include(self, conn: sqlite3.Connection, principal: Principal, entity: Entity,
-                 objs: list[Obj], node: IncludeNode) -> None:
+    def _include(
+        self,
+        conn: sqlite3.Connection,
+        principal: Principal,
+        entity: Entity,
+        objs: list[Obj],
+        node: IncludeNode,
+    ) -> None:
         if not objs:
             return
         for rel, child in node.children.items():
@@ -281,11 +297,13 @@ class Store:
                 parent_ids = list(by_parent)
                 children = []
                 for start in range(0, len(parent_ids), _CHUNK):
-                    chunk = parent_ids[start:start + _CHUNK]
+                    chunk = parent_ids[start : start + _CHUNK]
                     params: list[object] = list(chunk)
                     cond = read_condition(self.model, target, "c", principal, params)
-                    sql = (f"SELECT * FROM {_q(target.name)} c WHERE c.{_q(f.mapped_by or '')} "
-                           f"IN ({', '.join('?' * len(chunk))})")
+                    sql = (
+                        f"SELECT * FROM {_q(target.name)} c WHERE c.{_q(f.mapped_by or '')} "
+                        f"IN ({', '.join('?' * len(chunk))})"
+                    )
                     if cond:
                         sql += f" AND {cond}"
                     for row in conn.execute(sql + " ORDER BY c.id", params):
@@ -303,15 +321,18 @@ class Store:
 
     def exists(self, entity: Entity, obj_id: int) -> bool:
         with self.connection() as conn:
-            return conn.execute(f"SELECT 1 FROM {_q(entity.name)} WHERE id = ?",
-                                (obj_id,)).fetchone() is not None
+            return (
+                conn.execute(f"SELECT 1 FROM {_q(entity.name)} WHERE id = ?", (obj_id,)).fetchone()
+                is not None
+            )
 
 
 class _Writer:
     """Inserts within one transaction; ``offset`` is the index of the bean in createMany."""
 
-    def __init__(self, conn: sqlite3.Connection, model: Model, principal: Principal,
-                 next_id: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, model: Model, principal: Principal, next_id: int
+    ) -> None:
         self.conn = conn
         self.model = model
         self.principal = principal
@@ -326,8 +347,9 @@ class _Writer:
             if f.name == "id" or f.name in META_FIELDS or f.name == back_ref:
                 continue
             if f.not_nullable and f.rel_type in (ATTRIBUTE, ONE) and row.get(f.name) is None:
-                raise IcatError("VALIDATION", f"{entity.name}: {f.name} cannot be null.",
-                                self.offset)
+                raise IcatError(
+                    "VALIDATION", f"{entity.name}: {f.name} cannot be null.", self.offset
+                )
         for f in entity.ones():
             target_id = row.get(f.name)
             if target_id is None or f.name == back_ref:
@@ -335,15 +357,18 @@ class _Writer:
             key = (f.type, target_id)
             if key in self.known:
                 continue
-            found = self.conn.execute(f"SELECT 1 FROM {_q(f.type)} WHERE id = ?",
-                                      (target_id,)).fetchone()
+            found = self.conn.execute(
+                f"SELECT 1 FROM {_q(f.type)} WHERE id = ?", (target_id,)
+            ).fetchone()
             if found is None:
-                raise IcatError("NO_SUCH_OBJECT_FOUND", f"{f.type}[id:{target_id}] not found.",
-                                self.offset)
+                raise IcatError(
+                    "NO_SUCH_OBJECT_FOUND", f"{f.type}[id:{target_id}] not found.", self.offset
+                )
             self.known.add(key)  # type: ignore[arg-type]
 
-    def integrity_fault(self, entity: Entity, row: dict[str, object],
-                        exc: sqlite3.IntegrityError) -> IcatError:
+    def integrity_fault(
+        self, entity: Entity, row: dict[str, object], exc: sqlite3.IntegrityError
+    ) -> IcatError:
         if "UNIQUE" in str(exc) and entity.constraint:
             parts = []
             for name in entity.constraint:
@@ -351,8 +376,11 @@ class _Writer:
                 f = entity.fields[name]
                 shown = f"id:{value}" if f.rel_type == ONE else value
                 parts.append(f"{name} = '{shown}'")
-            return IcatError("OBJECT_ALREADY_EXISTS",
-                             f"{entity.name} exists with {', '.join(parts)}", self.offset)
+            return IcatError(
+                "OBJECT_ALREADY_EXISTS",
+                f"{entity.name} exists with {', '.join(parts)}",
+                self.offset,
+            )
         return IcatError("VALIDATION", f"{entity.name}: {exc}", self.offset)
 
     def insert(self, bean: BeanIn, back_ref: str | None) -> int:
@@ -373,8 +401,10 @@ class _Writer:
         columns = tuple(row)
         sql = self.sql_cache.get((entity.name, columns))
         if sql is None:
-            sql = (f"INSERT INTO {_q(entity.name)} ({', '.join(_q(c) for c in columns)}) "
-                   f"VALUES ({', '.join('?' * len(columns))})")
+            sql = (
+                f"INSERT INTO {_q(entity.name)} ({', '.join(_q(c) for c in columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})"
+            )
             self.sql_cache[(entity.name, columns)] = sql
         try:
             self.conn.execute(sql, list(row.values()))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 _DB_DATE = "%Y-%m-%dT%H:%M:%S.%f"
 
 
-class ValueError_(Exception):  # noqa: N801 - distinct from the builtin, used as a fault source
+class ValueError_(Exception):
     """A value that cannot be converted to the field's type."""
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (XML schema templates read better unwrapped)
 """Generate the WSDL and XSD documents of the ICAT SOAP interface from the entity model.
 
 The shapes follow what JAX-WS/JAXB emit for icat.server (document/literal wrapped, target
@@ -20,14 +21,20 @@ OPERATIONS: dict[str, tuple[list[tuple[str, str, str]], tuple[str, str] | None]]
     "getEntityNames": ([], ("xs:string", "unbounded")),
     "getEntityInfo": ([("beanName", "xs:string", "1")], ("tns:entityInfo", "1")),
     "getAuthenticatorInfo": ([], ("tns:authenticatorInfo", "unbounded")),
-    "login": ([("plugin", "xs:string", "1"), ("credentials", "@credentials", "1")], ("xs:string", "1")),
+    "login": (
+        [("plugin", "xs:string", "1"), ("credentials", "@credentials", "1")],
+        ("xs:string", "1"),
+    ),
     "logout": ([_SESSION], None),
     "refresh": ([_SESSION], None),
     "getRemainingMinutes": ([_SESSION], ("xs:double", "1")),
     "getUserName": ([_SESSION], ("xs:string", "1")),
     "getProperties": ([_SESSION], ("xs:string", "unbounded")),
     "create": ([_SESSION, ("bean", "tns:entityBaseBean", "1")], ("xs:long", "1")),
-    "createMany": ([_SESSION, ("beans", "tns:entityBaseBean", "unbounded")], ("xs:long", "unbounded")),
+    "createMany": (
+        [_SESSION, ("beans", "tns:entityBaseBean", "unbounded")],
+        ("xs:long", "unbounded"),
+    ),
     "update": ([_SESSION, ("bean", "tns:entityBaseBean", "1")], None),
     "delete": ([_SESSION, ("bean", "tns:entityBaseBean", "1")], None),
     "deleteMany": ([_SESSION, ("beans", "tns:entityBaseBean", "unbounded")], None),
@@ -95,8 +102,14 @@ _ENUMS = {
     "relType": ["ATTRIBUTE", "MANY", "ONE"],
     "accessType": ["READ", "UPDATE", "DELETE", "CREATE"],
     "icatExceptionType": [
-        "BAD_PARAMETER", "INTERNAL", "INSUFFICIENT_PRIVILEGES", "NO_SUCH_OBJECT_FOUND",
-        "OBJECT_ALREADY_EXISTS", "SESSION", "VALIDATION", "NOT_IMPLEMENTED",
+        "BAD_PARAMETER",
+        "INTERNAL",
+        "INSUFFICIENT_PRIVILEGES",
+        "NO_SUCH_OBJECT_FOUND",
+        "OBJECT_ALREADY_EXISTS",
+        "SESSION",
+        "VALIDATION",
+        "NOT_IMPLEMENTED",
     ],
 }
 
@@ -152,7 +165,9 @@ def _operation_types(model: Model) -> str:
                 f'<xs:element name="{name}" type="{xsd_type}"{nillable} minOccurs="0"{occurs}/>'
             )
         out.append(f'<xs:element name="{op}" type="tns:{op}"/>')
-        out.append(f'<xs:complexType name="{op}"><xs:sequence>{"".join(children)}</xs:sequence></xs:complexType>')
+        out.append(
+            f'<xs:complexType name="{op}"><xs:sequence>{"".join(children)}</xs:sequence></xs:complexType>'
+        )
         resp = ""
         if ret is not None:
             xsd_type, max_occurs = ret
@@ -168,7 +183,9 @@ def _operation_types(model: Model) -> str:
         for n in model.concrete_names()
     )
     out.append('<xs:element name="dummy" type="tns:dummy"/>')
-    out.append(f'<xs:complexType name="dummy"><xs:sequence>{dummies}</xs:sequence></xs:complexType>')
+    out.append(
+        f'<xs:complexType name="dummy"><xs:sequence>{dummies}</xs:sequence></xs:complexType>'
+    )
     out.append('<xs:element name="dummyResponse" type="tns:dummyResponse"/>')
     out.append('<xs:complexType name="dummyResponse"><xs:sequence/></xs:complexType>')
     return "\n".join(out)
@@ -197,7 +214,9 @@ def build_wsdl(service_url: str) -> str:
         f'<message name="{op}Response"><part name="parameters" element="tns:{op}Response"/></message>'
         for op in ops
     )
-    messages += '<message name="IcatException"><part name="fault" element="tns:IcatException"/></message>'
+    messages += (
+        '<message name="IcatException"><part name="fault" element="tns:IcatException"/></message>'
+    )
     port_ops = "".join(
         f'<operation name="{op}"><input message="tns:{op}"/><output message="tns:{op}Response"/>'
         '<fault message="tns:IcatException" name="IcatException"/></operation>'
