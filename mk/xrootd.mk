@@ -12,3 +12,8 @@ xrootd-status:
 
 xrootd-wipe:
 	@bash deploy/local/xrootd.sh wipe
+
+BENCH_TARGETS += bench-xrootd
+.PHONY: bench-xrootd
+bench-xrootd:
+	$(PY) bench/xrootd_bench.py --output bench/results/xrootd.json

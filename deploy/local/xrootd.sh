@@ -157,6 +157,9 @@ start_one() {
     port=$(port_of "$name")
     if pid=$(running_pid "$name"); then
         wait_ready "$name" "$pid"
+        # The prepare script is read per request: keep the running copy current (its delays
+        # stay those of the start, in the wrapper and delays.env).
+        [[ $name == tape ]] && install -m 0755 "$CONF_DIR/tape-prepare.py" "$dir/bin/tape-prepare.py"
         say "$name already running (pid $pid, root://127.0.0.1:$port)"
         return 0
     fi
