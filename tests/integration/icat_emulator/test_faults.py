@@ -38,8 +38,9 @@ def test_bad_query_gives_bad_parameter_with_offset(root):
     assert err.value.offset == 38
     with pytest.raises(icat.ICATParameterError, match="not a field"):
         root.search("SELECT o FROM Dataset o WHERE o.nope = 'x'")
-    with pytest.raises(icat.ICATParameterError):
+    with pytest.raises(icat.ICATParameterError) as err:
         root.search("SELECT o FROM NoSuchBean o")
+    assert err.value.offset == 14
     with pytest.raises(icat.ICATParameterError):
         root.getEntityInfo("NoSuchBean")
 

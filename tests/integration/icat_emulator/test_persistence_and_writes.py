@@ -125,3 +125,17 @@ def root_count(seeded, inv_id: int) -> int:
     names = client.search(f"SELECT o.name FROM Dataset o WHERE o.investigation.id = {inv_id}")
     assert len(names) == len(set(names))
     return len(names)
+
+
+def test_create_many_of_1000_datafiles_takes_under_a_second_server_side(
+    seeded, root, make_investigation, unique
+):
+    inv = make_investigation(f"S-{unique}", n_datasets=1, n_files=0)
+    (ds,) = root.search(f"SELECT o FROM Dataset o WHERE o.investigation.id = {inv.id}")
+    files = [
+        root.new("Datafile", name=f"file_{i:05d}.nxs", dataset=ds, fileSize=i) for i in range(1000)
+    ]
+    ids = root.createMany(files)
+    assert len(set(ids)) == 1000
+    assert seeded.server_stats()["createMany"]["last_s"] < 1.0
+    assert root.search(f"SELECT COUNT(o) FROM Datafile o WHERE o.dataset.id = {ds.id}") == [1000]

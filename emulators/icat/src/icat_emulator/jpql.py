@@ -122,6 +122,7 @@ class Query:
     include_all_one: bool = False  # INCLUDE 1
     includes: list[Include] = field(default_factory=list)
     limit: tuple[int, int] | None = None
+    bean_offset: int = -1
 
 
 _TOKEN = re.compile(
@@ -265,7 +266,13 @@ class _Parser:
         if "." in bean_tok.text:
             raise QueryError(f"Bad entity name {bean_tok.text}", bean_tok.offset)
         alias = self.name().text
-        q = Query(bean=bean_tok.text, alias=alias, select=select, distinct=distinct)
+        q = Query(
+            bean=bean_tok.text,
+            alias=alias,
+            select=select,
+            distinct=distinct,
+            bean_offset=bean_tok.offset,
+        )
         while self.at_kw("JOIN", "LEFT", "INNER"):
             kind = "INNER"
             if self.at_kw("LEFT"):

@@ -381,7 +381,7 @@ class _Compiler:
 
     def compile(self) -> CompiledQuery:
         q = self.q
-        root = self.entity(q.bean)
+        root = self.entity(q.bean, q.bean_offset)
         self.aliases[q.alias] = ("t0", root)
         for join in q.joins:
             self.join(join)
