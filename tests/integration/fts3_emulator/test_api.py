@@ -19,6 +19,7 @@ from tests.integration.fts3_emulator.helpers import (
     unique_dir,
     wait_for_job,
 )
+from tests.integration.fts3_emulator.proxies import write_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +156,16 @@ def test_list_jobs_filters(fts3_emulator, fts3_xrootd):
     assert job_id in {j["job_id"] for j in listed}
     assert job_id not in {j["job_id"] for j in other_dest}
     assert job_id not in {j["job_id"] for j in fts3.list_jobs(ctx)}  # terminal now
+
+
+def test_rfc3820_proxy_client_certificate_maps_to_the_end_entity_dn(fts3_emulator, tmp_path):
+    proxy = write_proxy(fts3_emulator.user_cert, fts3_emulator.user_key, tmp_path / "x509up")
+    ctx = fts3.Context(fts3_emulator.url, ucert=str(proxy), ukey=str(proxy),
+                       capath=str(fts3_emulator.ca), verify=True)
+    me = fts3.whoami(ctx)
+    assert me["user_dn"] == certificate_dn(fts3_emulator.user_cert)
+    assert me["delegation_id"] == fts3.whoami(official_context(fts3_emulator))["delegation_id"]
+    assert fts3.delegate(ctx) == me["delegation_id"]
 
 
 def test_requests_without_credentials_are_refused(fts3_emulator):
