@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "bench/results/transfer.json")
     parser.add_argument("--size-mb", type=int, default=250)
     parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fts3-bench-"))
@@ -189,8 +189,11 @@ def main() -> None:
             print(f"round {round_index}: raw {results['raw'][-1]:.0f} MB/s, emulator "
                   f"{results['emulator'][-1]:.0f} MB/s (checksums), "
                   f"{results['emulator_nocheck'][-1]:.0f} MB/s (no checksums)", flush=True)
-        job_ids = [j["job_id"] for j in client.get("/jobs", params={
-            "state_in": "FINISHED", "limit": 50}).json()]
+        # 100 quick jobs (missing sources fail at once) for the status-query measurements.
+        job_ids = [client.post("/jobs", json={"files": [{
+            "sources": [f"{IDC}/{folder}/missing/{i}"],
+            "destinations": [f"{TAPE}/{folder}/missing/{i}"]}], "params": {"retry": -1}}
+        ).json()["job_id"] for i in range(100)]
         keep_alive_rate = status_rate(url, certs, job_ids, keep_alive=True, seconds=5)
         handshake_rate = status_rate(url, certs, job_ids, keep_alive=False, seconds=5)
         started = time.monotonic()

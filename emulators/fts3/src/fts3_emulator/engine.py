@@ -217,14 +217,16 @@ class TransferEngine:
         if faults.transfer_failure_rate and random.random() < faults.transfer_failure_rate:
             raise TransferFailure("TRANSFER [5] Injected transfer failure (fault injection)")
 
-        if not await self.tools.exists(source):
+        source_exists, destination_exists = await asyncio.gather(
+            self.tools.exists(source), self.tools.exists(destination))
+        if not source_exists:
             raise TransferFailure(
                 f"SOURCE [2] Failed to stat {source}: No such file or directory", retryable=False)
 
         overwrite = bool(params.get("overwrite"))
         # Our own partial copy (restart, retry) is replaced without asking for overwrite.
         ours = bool(extra.get("dest_written"))
-        if await self.tools.exists(destination):
+        if destination_exists:
             if not (overwrite or ours):
                 raise TransferFailure(
                     f"DESTINATION [17] Destination file exists and overwrite is not enabled: "
@@ -235,13 +237,15 @@ class TransferEngine:
         _, user_value = parse_user_checksum(entry["checksum"])
         source_sum = None
         if mode in {"b", "s"}:
-            source_sum = await self.tools.adler32(source)
+            source_sum, _ = await asyncio.gather(self.tools.adler32(source),
+                                                 self.tools.make_parent(destination))
             if user_value and source_sum != user_value:
                 raise TransferFailure(
                     f"SOURCE [5] User defined checksum and source checksum do not match "
                     f"{user_value} != {source_sum}", retryable=False)
+        else:
+            await self.tools.make_parent(destination)
 
-        await self.tools.make_parent(destination)
         if not ours:
             extra["dest_written"] = True
             self.store.update_file(entry["file_id"], extra=json.dumps(extra))
@@ -253,7 +257,8 @@ class TransferEngine:
             raise TransferFailure(f"TRANSFER [110] Copy timed out after {timeout:.0f}s") from error
 
         if mode in {"b", "t"}:
-            destination_sum = await self.tools.adler32(destination)
+            destination_sum, size = await asyncio.gather(self.tools.adler32(destination),
+                                                         self.tools.size(destination))
             if mode == "t" and user_value:
                 expected, against = user_value, "User defined"
             else:
@@ -264,6 +269,7 @@ class TransferEngine:
                 raise TransferFailure(
                     f"DESTINATION [5] {against} and destination checksums do not match "
                     f"{expected} != {destination_sum}")
+            return size
         return await self.tools.size(destination)
 
     # --- staging (restore from tape) -----------------------------------------------------
