@@ -40,7 +40,11 @@ def test_archive_of_four_files_finishes_after_archiving_with_identical_checksums
     job, seen = wait_for_job(ctx, job_id)
 
     assert job["job_state"] == "FINISHED", job["files"]
-    assert "ARCHIVING" in seen, seen
+    # Every file went ACTIVE -> ARCHIVING -> FINISHED (on tape). The job shows ARCHIVING only
+    # while all pending files archive, which the tape's migration delay may make too brief to
+    # see from here; the file timestamps prove the passage.
+    assert seen[-1] == "FINISHED" and set(seen) <= {"SUBMITTED", "ACTIVE", "ARCHIVING",
+                                                    "FINISHED"}, seen
     assert job["job_metadata"] == {"test": "archive", "auth_method": "certificate"}
     assert job["archive_timeout"] == 120
     assert job["dm"] == []
@@ -49,7 +53,8 @@ def test_archive_of_four_files_finishes_after_archiving_with_identical_checksums
                             strict=True):
         assert adler32(entry["dest_surl"]) == value
         assert entry["checksum"] == f"adler32:{value}"
-        assert entry["archive_finish_time"] is not None
+        assert entry["archive_start_time"] is not None
+        assert entry["archive_finish_time"] >= entry["archive_start_time"]
         assert entry["filesize"] == 2 * MB + entry["file_index"]
 
 
@@ -201,3 +206,33 @@ def test_restart_mid_transfer_resumes_and_finishes(fts3_emulator, fts3_xrootd):
     assert job["job_state"] == "FINISHED", (seen, job["files"])
     for destination, value in zip(destinations, checksums, strict=True):
         assert adler32(destination) == value
+
+
+def test_staging_that_never_completes_fails_after_bring_online(fts3_emulator, fts3_xrootd):
+    # The disk cache has no tape back-end: its prepare queries never report the file online.
+    ctx = official_context(fts3_emulator)
+    folder = unique_dir()
+    source = f"{fts3_xrootd.idc}/{folder}/s"
+    put_random_file(source, 1024)
+    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(
+        source, f"{fts3_xrootd.udc}/{folder}/s")], bring_online=2))
+    job, seen = wait_for_job(ctx, job_id, timeout=60)
+    assert seen[0] == "STAGING"
+    assert job["job_state"] == "FAILED"
+    assert "Staging timeout" in job["files"][0]["reason"]
+
+
+def test_archiving_that_never_reaches_tape_fails_after_archive_timeout(fts3_emulator,
+                                                                      fts3_xrootd):
+    # The user cache is disk only: the file is copied but never reported on tape.
+    ctx = official_context(fts3_emulator)
+    folder = unique_dir()
+    source, destination = f"{fts3_xrootd.idc}/{folder}/a", f"{fts3_xrootd.udc}/{folder}/a"
+    put_random_file(source, 1024)
+    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(source, destination)],
+                                            archive_timeout=2))
+    job, seen = wait_for_job(ctx, job_id, timeout=60)
+    assert "ARCHIVING" in seen
+    assert job["job_state"] == "FAILED"
+    assert "Archiving timeout" in job["files"][0]["reason"]
+    assert exists(destination)

@@ -196,8 +196,13 @@ class TransferEngine:
     def _record_failure(self, entry: dict[str, Any], params: dict[str, Any],
                         failure: TransferFailure) -> None:
         attempts_allowed = max_attempts(params.get("retry"), self.settings.retry_default)
+        restarted = bool(entry["extra"].get("restarted"))
+        if restarted:
+            # The attempt a restart interrupted does not count, and the first attempt after it
+            # gets one more try: the storage may hold the killed copy's file open for a moment.
+            attempts_allowed += 2
         if failure.retryable and entry["attempts"] < attempts_allowed:
-            delay = float(params.get("retry_delay") or 0)
+            delay = max(float(params.get("retry_delay") or 0), 2.0 if restarted else 0.0)
             log.info("file %s failed (%s); retry %d/%d", entry["file_id"], failure.reason,
                      entry["attempts"], attempts_allowed - 1)
             self.store.update_file(entry["file_id"], only_if_state_in=["ACTIVE"],
@@ -308,8 +313,9 @@ class TransferEngine:
         try:
             statuses = await self.tools.query_prepare(server, request_id, paths)
         except (XrootdError, ValueError) as error:
+            # Unanswered polls still count against bring_online.
             log.warning("query prepare on %s failed: %s", server, error)
-            return
+            statuses = {}
         for entry, path in zip(entries, paths, strict=True):
             status = statuses.get(path)
             job = jobs.get(entry["job_id"]) or {"params": {}}
