@@ -1,0 +1,70 @@
+"""The wire contract: pydantic models of every message, in one envelope."""
+
+from __future__ import annotations
+
+from datastore_common.messages.envelope import (
+    Envelope,
+    InvalidMessageError,
+    Payload,
+    envelope_json_schema,
+    parse_envelope,
+    wrap,
+)
+from datastore_common.messages.metadata import (
+    DatafileSpec,
+    DatasetSpec,
+    InvestigationSpec,
+    NamedRef,
+    check_unique_investigations,
+)
+from datastore_common.messages.transfer import (
+    ArchiveRegistered,
+    ArchiveRequested,
+    DatafileKey,
+    FileState,
+    PlannedJob,
+    PlannedTransfer,
+    RestoreRequested,
+    TransferKind,
+    TransferStatus,
+    TransferSubmitted,
+    TransferTracked,
+)
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    model.TYPE: model
+    for model in (
+        ArchiveRequested,
+        ArchiveRegistered,
+        RestoreRequested,
+        TransferSubmitted,
+        TransferStatus,
+        TransferTracked,
+    )
+}
+
+__all__ = [
+    "PAYLOAD_TYPES",
+    "ArchiveRegistered",
+    "ArchiveRequested",
+    "DatafileKey",
+    "DatafileSpec",
+    "DatasetSpec",
+    "Envelope",
+    "FileState",
+    "InvalidMessageError",
+    "InvestigationSpec",
+    "NamedRef",
+    "Payload",
+    "PlannedJob",
+    "PlannedTransfer",
+    "RestoreRequested",
+    "TransferKind",
+    "TransferStatus",
+    "TransferSubmitted",
+    "TransferTracked",
+    "check_unique_investigations",
+    "envelope_json_schema",
+    "parse_envelope",
+    "wrap",
+]

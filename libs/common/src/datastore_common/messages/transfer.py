@@ -1,0 +1,124 @@
+"""Messages about planned, submitted and observed FTS transfers."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from datastore_common.messages.envelope import Payload
+from datastore_common.messages.metadata import InvestigationSpec
+
+TransferKind = Literal["archive", "restore"]
+FailureClass = Literal["user", "system"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatafileKey(_Part):
+    """Where a datafile sits in ICAT, by uniqueness keys (before it has an id)."""
+
+    investigation: str
+    visit_id: str
+    dataset: str
+    datafile: str
+
+
+class PlannedTransfer(_Part):
+    source: str = Field(description="Full source URL, e.g. root://idc:1094//path")
+    destination: str
+    datafile: DatafileKey | None = None
+    datafile_id: int | None = Field(default=None, description="ICAT Datafile id, once known.")
+    dataset_id: int | None = None
+    checksum: str | None = Field(default=None, description="adler32:<hex>, once known.")
+    filesize: int | None = Field(default=None, ge=0)
+
+
+class PlannedJob(_Part):
+    """One FTS job: its deterministic id and sid, and the files it moves."""
+
+    job_id: str
+    sid: str
+    kind: TransferKind
+    transfers: list[PlannedTransfer]
+
+
+class ArchiveRequested(Payload):
+    """A client or instrument asks for investigations' files to be archived."""
+
+    TYPE: ClassVar[str] = "datastore.archive.requested.v1"
+    request_id: str
+    investigations: list[InvestigationSpec] = Field(min_length=1)
+    jobs: list[PlannedJob] = Field(
+        default_factory=list,
+        description="Plan computed by the gateway; an instrument may leave it empty and the "
+        "icat-writer plans with the same pure function.",
+    )
+
+
+class ArchiveRegistered(Payload):
+    """ICAT now holds the request's metadata; these jobs may be submitted."""
+
+    TYPE: ClassVar[str] = "datastore.archive.registered.v1"
+    request_id: str
+    jobs: list[PlannedJob]
+
+
+class RestoreRequested(Payload):
+    """A user asks for archived datafiles to be staged and copied to the user data cache."""
+
+    TYPE: ClassVar[str] = "datastore.restore.requested.v1"
+    request_id: str
+    jobs: list[PlannedJob] = Field(min_length=1)
+
+
+class TransferSubmitted(Payload):
+    """FTS accepted a job; the status poller follows it from here."""
+
+    TYPE: ClassVar[str] = "datastore.transfer.submitted.v1"
+    request_id: str
+    kind: TransferKind
+    job_id: str
+    fts_endpoint: str
+    transfers: list[PlannedTransfer]
+
+
+class FileState(_Part):
+    source: str
+    destination: str
+    datafile_id: int | None = None
+    dataset_id: int | None = None
+    state: str = Field(description="FTS file state (SUBMITTED, ACTIVE, FINISHED, FAILED, ...)")
+    reason: str | None = None
+    failure_class: FailureClass | None = None
+
+
+class TransferStatus(Payload):
+    """What FTS (or a step before it) says about a job and its files now."""
+
+    TYPE: ClassVar[str] = "datastore.transfer.status.v1"
+    request_id: str
+    kind: TransferKind
+    job_id: str
+    fts_endpoint: str
+    job_state: str
+    reason: str | None = None
+    files: list[FileState] = Field(default_factory=list)
+
+
+class TransferTracked(Payload):
+    """Internal to the status poller: a job it follows, with the states it last published."""
+
+    TYPE: ClassVar[str] = "datastore.transfer.tracked.v1"
+    request_id: str
+    kind: TransferKind
+    job_id: str
+    fts_endpoint: str
+    job_state: str | None = None
+    file_states: dict[str, str] = Field(
+        default_factory=dict, description="destination URL -> last published file state"
+    )
+    transfers: list[PlannedTransfer]
+    polls: int = 0

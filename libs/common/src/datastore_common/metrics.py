@@ -1,0 +1,28 @@
+"""Prometheus metrics every service exposes, and the tiny server for workers.
+
+The gateway serves ``/metrics`` from FastAPI; workers call ``start_metrics_server(port)``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MESSAGES_PUBLISHED = Counter(
+    "datastore_messages_published_total", "Messages confirmed by the broker", ["routing_key"]
+)
+MESSAGES_HANDLED = Counter(
+    "datastore_messages_handled_total",
+    "Messages settled by a consumer, by outcome (ok, retried, dead_lettered)",
+    ["queue", "outcome"],
+)
+PEER_CALLS = Histogram(
+    "datastore_peer_call_seconds", "Calls to ICAT, FTS3 and XRootD", ["peer", "operation"]
+)
+UP = Gauge("datastore_up", "1 while the service is connected and consuming", ["service"])
+
+
+def start_metrics_server(port: int, *, service: str) -> None:
+    """Serve /metrics on ``port`` (0 = disabled) in a background thread."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+    UP.labels(service=service).set(1)

@@ -1,0 +1,220 @@
+"""Configuration: one ``config.yaml`` (keys as in the seed) with environment overrides.
+
+Every key can be overridden by an environment variable ``DATASTORE__<SECTION>__<KEY>``
+(``DATASTORE__FTS3__ENDPOINT=https://fts.example.org:8446``). The file is found at the path in
+``DATASTORE_CONFIG`` or ``./config.yaml``; without a file, the defaults describe the local stack.
+Settings are read once, by ``load_settings`` in each service's entry point, and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from datastore_common.errors import ConfigurationError
+
+CONFIG_ENV = "DATASTORE_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fts3Settings(_Section):
+    """How to reach FTS3 and the job parameters we ask of it."""
+
+    endpoint: AnyUrl = AnyUrl("https://127.0.0.1:8446")
+    vo: str | None = Field(
+        default=None,
+        description="FTS VO of our credential; deterministic job ids depend on it. "
+        "When unset it is read once from /whoami at start-up.",
+    )
+    ca_path: Path | None = Field(
+        default=None, description="CA bundle or directory that signs the FTS3 host certificate."
+    )
+    verify_tls: bool = True
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token; when set, used instead of the X.509 credential."
+    )
+    max_files_per_job: int = Field(default=1000, ge=1, le=10000)
+    archive_timeout: int = Field(
+        default=28800, ge=0, description="Seconds a file may wait for tape."
+    )
+    bring_online: int = Field(
+        default=28800, ge=0, description="Seconds a restore may wait to stage."
+    )
+    copy_pin_lifetime: int = Field(default=28800, ge=-1)
+    verify_checksum: Literal["both", "source", "target", "none"] = "both"
+    retry: int = Field(default=2, ge=-1, description="FTS-side retries per file.")
+    priority: int = Field(default=3, ge=1, le=5)
+    request_timeout: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, description="Client retries on 5xx and time-outs.")
+
+
+class IcatSettings(_Section):
+    """The ICAT server and the functional account the workers write with."""
+
+    url: AnyUrl = AnyUrl("http://localhost:18080")
+    check_cert: bool = True
+    auth: str = "simple"
+    username: str = "datastore"
+    password: SecretStr = SecretStr("datastore-pw")
+    facility: str = Field(default="facility", description="Facility every entity is scoped to.")
+    session_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long the gateway trusts a checked user session."
+    )
+
+
+class BrokerSettings(_Section):
+    """RabbitMQ connection, topology names and delivery policy."""
+
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    exchange: str = "datastore"
+    queue_prefix: str = Field(default="", description="Prepended to every queue name (tests).")
+    prefetch: int = Field(default=64, ge=1)
+    delivery_limit: int = Field(default=5, ge=1, description="Redeliveries before dead-lettering.")
+    retry_delays: tuple[float, ...] = Field(
+        default=(1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
+        description="Backoff before each retry of a transient failure; the count is the limit.",
+    )
+    connect_attempts: int = Field(default=30, ge=1)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays_grow(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("must be a non-empty list of positive seconds")
+        if list(value) != sorted(value):
+            raise ValueError("must not decrease")
+        return value
+
+
+class GatewaySettings(_Section):
+    """HTTP front door limits and who may archive."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    archivers: tuple[str, ...] = Field(
+        default=("simple/root", "simple/datastore"),
+        description="ICAT user names (plugin/name) allowed to archive.",
+    )
+    max_datafiles_per_request: int = Field(default=50_000, ge=1)
+    max_bytes_per_request: int = Field(default=50 * 1024**4, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    idempotency_window_seconds: int = Field(default=24 * 3600, ge=0)
+    state_db: str = Field(
+        default="sqlite:///var/gateway/gateway.sqlite",
+        description="Where idempotency keys live (sqlite:///path or postgresql://...).",
+    )
+
+
+class PollerSettings(_Section):
+    """How often active FTS jobs are asked about, and in what batches."""
+
+    interval_seconds: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=100)
+    batch_wait_seconds: float = Field(default=0.5, ge=0)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class DatastoreSettings(BaseSettings):
+    """All of Datastore's configuration. Top-level storage keys keep the seed's names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DATASTORE__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    fts3: Fts3Settings = Fts3Settings()
+    icat: IcatSettings = IcatSettings()
+    broker: BrokerSettings = BrokerSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    poller: PollerSettings = PollerSettings()
+    log: LogSettings = LogSettings()
+    instrument_data_cache: str = "root://127.0.0.1:11094//"
+    user_data_cache: str = "root://127.0.0.1:11095//"
+    tape_archive: str = "root://127.0.0.1:11096//"
+    tape_root_dir: str = Field(default="archive/", description="Prefix under the tape root.")
+    x509_user_cert: Path | None = None
+    x509_user_key: Path | None = None
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics server.")
+
+    @field_validator("instrument_data_cache", "user_data_cache", "tape_archive")
+    @classmethod
+    def _storage_root(cls, value: str) -> str:
+        if not value.startswith(("root://", "roots://", "https://", "davs://")):
+            raise ValueError("must be a storage URL such as root://host:1094//")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("tape_root_dir")
+    @classmethod
+    def _relative_dir(cls, value: str) -> str:
+        value = value.strip("/")
+        if ".." in value.split("/"):
+            raise ValueError("must not contain '..'")
+        return value + "/" if value else ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then environment, then config.yaml, then defaults.
+        path = _config_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def _config_path() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_ENV}={explicit}: no such file")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(**overrides: Any) -> DatastoreSettings:
+    """Read and check the configuration; a bad value raises ConfigurationError naming its key."""
+    try:
+        return DatastoreSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from exc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigurationError(f"invalid configuration file: {exc}") from exc

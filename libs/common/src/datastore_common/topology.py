@@ -1,0 +1,138 @@
+"""Broker topology as data, declared idempotently by every process at start-up.
+
+Every consumer queue ``Q`` comes with:
+- ``dlq.Q``: where messages go that cannot be processed (reason in headers);
+- ``Q.retry.<n>``: delay queues, one per backoff step; a message waits there for its TTL and is
+  then dead-lettered back to ``Q`` through the default exchange. Fixed-TTL queues (rather than
+  per-message expiry on one queue) keep short delays from waiting behind long ones.
+All are quorum queues: replicated, with a delivery limit, and at-least-once dead-lettering so
+that a message moving between queues is never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from datastore_common.messages import (
+    ArchiveRegistered,
+    ArchiveRequested,
+    RestoreRequested,
+    TransferStatus,
+    TransferSubmitted,
+)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A consumer role's queue and the message types routed to it."""
+
+    name: str
+    routing_keys: tuple[str, ...] = ()
+    # A queue whose messages only ever arrive by delay (the poller's) needs no retry ladder.
+    with_retries: bool = True
+
+
+@dataclass(frozen=True)
+class DelaySpec:
+    """A queue that holds messages for ``seconds`` and then hands them to ``target``."""
+
+    name: str
+    target: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str
+    queues: tuple[QueueSpec, ...]
+    delays: tuple[DelaySpec, ...] = ()
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0)
+    delivery_limit: int = 5
+    queue_prefix: str = ""
+    extra_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.exchange}.dlx"
+
+    def queue(self, role: str) -> str:
+        """The real name of a role's queue (tests prefix names to stay apart)."""
+        return f"{self.queue_prefix}{role}"
+
+
+def dlq_name(queue: str) -> str:
+    return f"dlq.{queue}"
+
+
+def retry_queue_name(queue: str, step: int) -> str:
+    return f"{queue}.retry.{step}"
+
+
+# Role names: the queue of each consumer role, before any prefix.
+ICAT_WRITER_ARCHIVE = "icat-writer.archive"
+ICAT_WRITER_STATUS = "icat-writer.status"
+FTS_SUBMITTER = "fts-submitter"
+STATUS_POLLER_POLL = "status-poller.poll"
+STATUS_POLLER_DELAY = "status-poller.delay"
+
+
+def datastore_topology(
+    *,
+    exchange: str = "datastore",
+    queue_prefix: str = "",
+    poll_interval: float = 30.0,
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
+    delivery_limit: int = 5,
+) -> Topology:
+    """The whole system's topology (architecture.md, "Broker topology")."""
+
+    def q(role: str) -> str:
+        return f"{queue_prefix}{role}"
+
+    return Topology(
+        exchange=exchange,
+        queue_prefix=queue_prefix,
+        retry_delays=retry_delays,
+        delivery_limit=delivery_limit,
+        queues=(
+            QueueSpec(q(ICAT_WRITER_ARCHIVE), (ArchiveRequested.TYPE,)),
+            QueueSpec(q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,)),
+            QueueSpec(q(FTS_SUBMITTER), (ArchiveRegistered.TYPE, RestoreRequested.TYPE)),
+            QueueSpec(q(STATUS_POLLER_POLL), (TransferSubmitted.TYPE,)),
+        ),
+        delays=(DelaySpec(q(STATUS_POLLER_DELAY), q(STATUS_POLLER_POLL), poll_interval),),
+    )
+
+
+def queue_arguments(topology: Topology, queue: str) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": topology.delivery_limit,
+        "x-dead-letter-exchange": topology.dead_letter_exchange,
+        "x-dead-letter-routing-key": dlq_name(queue),
+        **topology.extra_args,
+    }
+
+
+def delay_arguments(target: str, seconds: float) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": max(1, round(seconds * 1000)),
+        "x-dead-letter-exchange": "",  # the default exchange routes by queue name
+        "x-dead-letter-routing-key": target,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def all_queue_names(topology: Topology) -> list[str]:
+    """Every queue the topology declares (for clean-up in tests and tools)."""
+    names: list[str] = []
+    for spec in topology.queues:
+        names += [spec.name, dlq_name(spec.name)]
+        if spec.with_retries:
+            names += [retry_queue_name(spec.name, i) for i in range(len(topology.retry_delays))]
+    for delay in topology.delays:
+        names.append(delay.name)
+    return names

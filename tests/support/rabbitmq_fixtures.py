@@ -1,0 +1,76 @@
+"""A real RabbitMQ for the tests: the running one, started when it is down, else a loud failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from datastore_common.bus import Bus, delete_topology
+from datastore_common.topology import Topology, all_queue_names
+
+RABBITMQ_URL = os.environ.get("DATASTORE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672, wait: float = 60.0) -> None:
+    if _port_open(host, port):
+        return
+    server = shutil.which("rabbitmq-server")
+    if server is None:
+        pytest.fail(
+            f"RabbitMQ is not listening on {host}:{port} and rabbitmq-server is not installed"
+        )
+    subprocess.run([server, "-detached"], check=False)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _port_open(host, port):
+            time.sleep(2)  # the port opens slightly before the broker accepts logins
+            return
+        time.sleep(0.5)
+    pytest.fail(f"started rabbitmq-server but {host}:{port} did not open within {wait}s")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    ensure_rabbitmq()
+    return RABBITMQ_URL
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+BusFactory = Callable[[Topology], Awaitable[Bus]]
+
+
+@pytest.fixture
+async def bus_factory(rabbitmq_url: str) -> AsyncIterator[BusFactory]:
+    """Connect buses on throw-away topologies; every queue and exchange is deleted afterwards."""
+    made: list[Bus] = []
+
+    async def make(topology: Topology) -> Bus:
+        bus = Bus(rabbitmq_url, topology, source="tests", prefetch=32)
+        await bus.connect(attempts=3)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        if bus.connected:
+            topo = bus.topology
+            await delete_topology(
+                bus, all_queue_names(topo), [topo.exchange, topo.dead_letter_exchange]
+            )
+        await bus.close()
