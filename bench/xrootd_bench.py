@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from datastore_common.adapters.xrootd import XRootDStorage, split_url
 from XRootD import client as xrootd_client
+
+from datastore_common.adapters.xrootd import XRootDStorage, split_url
 
 REPO = Path(__file__).resolve().parents[1]
 IDC = f"root://127.0.0.1:{os.environ.get('XROOTD_IDC_PORT', '11094')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -43,17 +44,17 @@ def status(job: str = "job-1", state: str = "ACTIVE") -> Envelope[Any]:
 
 
 async def get_one(
-    bus: Bus, queue: str, timeout: float = 10.0
+    bus: Bus, queue: str, wait: float = 10.0
 ) -> aio_pika.abc.AbstractIncomingMessage:
     channel = await bus.new_channel(1)
     q = await channel.get_queue(queue, ensure=False)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         message = await q.get(no_ack=True, fail=False)
         if message is not None:
             return message
         await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing arrived in {queue} within {timeout}s")
+    raise AssertionError(f"nothing arrived in {queue} within {wait}s")
 
 
 async def test_published_message_reaches_the_handler_and_is_acked(bus_factory: BusFactory) -> None:
@@ -136,7 +137,7 @@ async def test_transient_failures_retry_with_growing_delays_then_succeed(
     await bus.publish(status())
     await bus.consume(topology.queues[0].name, flaky, PAYLOAD_TYPES)
     await asyncio.wait_for(done.wait(), 20)
-    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert len(gaps) == 3
     # each wait is at least its configured delay, and the waits grow
     for gap, delay in zip(gaps, topology.retry_delays, strict=True):

@@ -8,10 +8,10 @@ import zlib
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
-from datastore_common.adapters.fts3 import Fts3Client, JobStatus
 from XRootD import client as xrd
 from XRootD.client.flags import OpenFlags
 
+from datastore_common.adapters.fts3 import Fts3Client, JobStatus
 from tests.support.fts3_fixtures import Fts3Emulator
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}

@@ -7,8 +7,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from datastore_common.adapters.xrootd import XRootDStorage
 
+from datastore_common.adapters.xrootd import XRootDStorage
 from tests.integration.xrootd import cli
 from tests.support.xrootd_fixtures import XRootDStack, run_xrootd_script
 

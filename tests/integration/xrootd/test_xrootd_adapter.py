@@ -10,9 +10,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+
 from datastore_common.adapters.xrootd import XRootDStorage
 from datastore_common.errors import NotFoundError, PeerUnavailableError
-
 from tests.integration.xrootd import cli
 from tests.support.xrootd_fixtures import XRootDStack
 

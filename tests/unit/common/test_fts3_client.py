@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
 from datastore_common.adapters.fts3 import (
     PROXY_CERT_INFO_OID,
     Fts3Client,

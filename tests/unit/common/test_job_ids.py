@@ -1,6 +1,7 @@
 import uuid
 
 import pytest
+
 from datastore_common.domain.job_ids import FTS3_BASE_ID, fts_job_id, fts_vo_id, job_sid
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from datastore_common.adapters.xrootd import (
     XRootDUrl,
     error_for_status,
