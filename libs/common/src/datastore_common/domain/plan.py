@@ -1,0 +1,151 @@
+"""Transfer planning: which files go into which FTS job, and what each job is called.
+
+Files of one dataset stay together: datasets are packed whole into jobs of at most
+``max_files_per_job`` transfers, and only a dataset larger than that is split. Each job gets a
+deterministic ``sid`` and FTS job id, so the plan can be answered to the client before any FTS
+call and resubmitting it can never create a second job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from datastore_common.domain.job_ids import fts_job_id, job_sid
+from datastore_common.domain.paths import archive_location, storage_url
+from datastore_common.messages import (
+    DatafileKey,
+    InvestigationSpec,
+    PlannedJob,
+    PlannedTransfer,
+    TransferKind,
+)
+
+T = TypeVar("T")
+
+
+def pack_groups(groups: Sequence[Sequence[T]], max_per_job: int) -> list[list[T]]:
+    """Pack groups into bins of at most ``max_per_job`` items, never splitting a group that fits.
+
+    Groups are taken in order (first fit into the current bin); a group larger than a bin is
+    cut into full bins plus a remainder that packs like any other group.
+    """
+    if max_per_job < 1:
+        raise ValueError("max_per_job must be >= 1")
+    bins: list[list[T]] = []
+    current: list[T] = []
+    for group in groups:
+        items = list(group)
+        while len(items) > max_per_job:
+            bins.append(items[:max_per_job])
+            items = items[max_per_job:]
+        if len(current) + len(items) > max_per_job:
+            bins.append(current)
+            current = []
+        current.extend(items)
+    if current:
+        bins.append(current)
+    return bins
+
+
+def _jobs(
+    request_id: str, kind: TransferKind, vo: str, batches: list[list[PlannedTransfer]]
+) -> list[PlannedJob]:
+    jobs = []
+    for index, transfers in enumerate(batches):
+        sid = job_sid(request_id, index)
+        jobs.append(PlannedJob(job_id=fts_job_id(vo, sid), sid=sid, kind=kind, transfers=transfers))
+    return jobs
+
+
+def plan_archive(
+    request_id: str,
+    investigations: Sequence[InvestigationSpec],
+    *,
+    instrument_data_cache: str,
+    tape_archive: str,
+    tape_root_dir: str,
+    vo: str,
+    max_files_per_job: int,
+) -> list[PlannedJob]:
+    """Archive plan: every datafile from the instrument data cache to its place on tape."""
+    groups: list[list[PlannedTransfer]] = []
+    for investigation in investigations:
+        for dataset in investigation.datasets:
+            group = []
+            for datafile in dataset.datafiles:
+                location = archive_location(investigation, dataset, datafile)
+                group.append(
+                    PlannedTransfer(
+                        source=storage_url(instrument_data_cache, location),
+                        destination=storage_url(tape_archive, location, prefix=tape_root_dir),
+                        datafile=DatafileKey(
+                            investigation=investigation.name,
+                            visit_id=investigation.visitId,
+                            dataset=dataset.name,
+                            datafile=datafile.name,
+                        ),
+                        checksum=_real_checksum(datafile.checksum),
+                        filesize=datafile.fileSize or None,
+                    )
+                )
+            groups.append(group)
+    return _jobs(request_id, "archive", vo, pack_groups(groups, max_files_per_job))
+
+
+@dataclass(frozen=True)
+class RestoreItem:
+    """An archived datafile as ICAT knows it."""
+
+    datafile_id: int
+    dataset_id: int
+    location: str
+    checksum: str | None = None
+    filesize: int | None = None
+
+
+def plan_restore(
+    request_id: str,
+    items: Sequence[RestoreItem],
+    *,
+    tape_archive: str,
+    tape_root_dir: str,
+    user_data_cache: str,
+    vo: str,
+    max_files_per_job: int,
+) -> list[PlannedJob]:
+    """Restore plan: each datafile from tape to the same relative place on the user cache."""
+    by_dataset: dict[int, list[PlannedTransfer]] = {}
+    for item in sorted(items, key=lambda i: (i.dataset_id, i.location)):
+        by_dataset.setdefault(item.dataset_id, []).append(
+            PlannedTransfer(
+                source=storage_url(tape_archive, item.location, prefix=tape_root_dir),
+                destination=storage_url(user_data_cache, item.location),
+                datafile_id=item.datafile_id,
+                dataset_id=item.dataset_id,
+                checksum=_real_checksum(item.checksum),
+                filesize=item.filesize,
+            )
+        )
+    return _jobs(
+        request_id, "restore", vo, pack_groups(list(by_dataset.values()), max_files_per_job)
+    )
+
+
+def _real_checksum(value: str | None) -> str | None:
+    """Keep a checksum only when it is a real ``adler32:<8 hex>`` (the seed sends "string")."""
+    if value is None:
+        return None
+    algorithm, _, digest = value.partition(":")
+    if algorithm.lower() != "adler32" or len(digest) != 8:
+        return None
+    try:
+        int(digest, 16)
+    except ValueError:
+        return None
+    return f"adler32:{digest.lower()}"
+
+
+def is_real_checksum(value: str | None) -> bool:
+    return _real_checksum(value) is not None
