@@ -1,0 +1,144 @@
+"""Fakes subclass the ports and keep state that tests assert on (cosmicpython style)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from datastore_common.domain.job_ids import fts_job_id
+from datastore_common.errors import AuthenticationError, PermanentError, TransientError
+from datastore_common.messages import Payload, PlannedJob
+from datastore_common.ports import (
+    FileProgress,
+    JobProgress,
+    Publisher,
+    Sessions,
+    Storage,
+    StoredFile,
+    TransferService,
+    UserSession,
+)
+
+
+@dataclass
+class Published:
+    data: Payload
+    correlation_id: str
+    user: str | None
+
+
+class RecordingPublisher(Publisher):
+    """Keeps what was published; ``fail_with`` makes the next publishes raise."""
+
+    def __init__(self) -> None:
+        self.published: list[Published] = []
+        self.fail_with: Exception | None = None
+
+    async def publish(self, data: Payload, *, correlation_id: str, user: str | None = None) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published.append(Published(data, correlation_id, user))
+
+    def of_type(self, payload: type[Payload]) -> list[Payload]:
+        return [p.data for p in self.published if isinstance(p.data, payload)]
+
+
+class FakeStorage(Storage):
+    def __init__(self, files: Mapping[str, StoredFile] | None = None) -> None:
+        self.files: dict[str, StoredFile] = dict(files or {})
+        self.fail_with: Exception | None = None
+
+    async def describe(self, url: str) -> StoredFile | None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.files.get(url)
+
+
+@dataclass
+class FakeTransferService(TransferService):
+    """Jobs live in a dict; tests move their states with ``set_state``."""
+
+    endpoint: str = "https://fts.test:8446"
+    vo_name: str = "test-vo"
+    jobs: dict[str, PlannedJob] = field(default_factory=dict)
+    states: dict[str, JobProgress] = field(default_factory=dict)
+    submit_calls: int = 0
+    status_calls: int = 0
+    refuse_with: str | None = None  # a permanent refusal message
+    down: bool = False
+
+    async def vo(self) -> str:
+        return self.vo_name
+
+    async def submit(self, job: PlannedJob) -> str:
+        self.submit_calls += 1
+        if self.down:
+            raise TransientError("fts is down")
+        if self.refuse_with is not None:
+            raise PermanentError(self.refuse_with)
+        job_id = fts_job_id(self.vo_name, job.sid)
+        if job_id not in self.jobs:
+            self.jobs[job_id] = job
+            self.states[job_id] = JobProgress(
+                job_id,
+                "SUBMITTED",
+                None,
+                tuple(
+                    FileProgress(i, t.source, t.destination, "SUBMITTED")
+                    for i, t in enumerate(job.transfers)
+                ),
+            )
+        return job_id
+
+    def set_state(
+        self, job_id: str, state: str, file_states: Sequence[str | tuple[str, str]] | None = None
+    ) -> None:
+        old = self.states[job_id]
+        files = []
+        for index, current in enumerate(old.files):
+            new = file_states[index] if file_states is not None else state
+            file_state, reason = new if isinstance(new, tuple) else (new, None)
+            files.append(
+                FileProgress(
+                    current.file_id, current.source, current.destination, file_state, reason
+                )
+            )
+        self.states[job_id] = JobProgress(job_id, state, None, tuple(files))
+
+    async def status(self, job_ids: Sequence[str]) -> Mapping[str, JobProgress | None]:
+        self.status_calls += 1
+        if self.down:
+            raise TransientError("fts is down")
+        return {job_id: self.states.get(job_id) for job_id in job_ids}
+
+    async def cancel(self, job_id: str) -> JobProgress:
+        self.set_state(job_id, "CANCELED")
+        return self.states[job_id]
+
+
+class FakeSessions(Sessions):
+    """Users and passwords in a dict; sessions are uuids that can be expired by tests."""
+
+    def __init__(self, users: Mapping[str, str] | None = None) -> None:
+        self.users = dict(users or {"simple/root": "pw"})
+        self.sessions: dict[str, str] = {}
+        self.checks = 0
+
+    async def login(self, auth: str, credentials: Mapping[str, str]) -> str:
+        name = f"{auth}/{credentials.get('username', '')}"
+        if self.users.get(name) != credentials.get("password"):
+            raise AuthenticationError("wrong username or password")
+        session_id = str(uuid.uuid4())
+        self.sessions[session_id] = name
+        return session_id
+
+    async def check(self, session_id: str) -> UserSession:
+        self.checks += 1
+        name = self.sessions.get(session_id)
+        if name is None:
+            raise AuthenticationError("session expired or unknown")
+        return UserSession(session_id, name)
+
+    def expire(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
