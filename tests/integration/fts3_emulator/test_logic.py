@@ -8,6 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from fts3_emulator.config import load_settings
 from fts3_emulator.delegation import DelegationError, accept_credential, new_request
 from fts3_emulator.identity import end_entity_dn, name_to_oneline, strip_proxy_cns
@@ -19,7 +20,6 @@ from fts3_emulator.states import (
     parse_user_checksum,
     verify_checksum_mode,
 )
-
 from tests.integration.fts3_emulator.proxies import sign_proxy
 
 

@@ -204,6 +204,7 @@ def test_restart_mid_transfer_resumes_and_finishes(fts3_emulator, fts3_xrootd):
 
     job, seen = wait_for_job(official_context(fts3_emulator), job_id, timeout=180)
     assert job["job_state"] == "FINISHED", (seen, job["files"])
+    assert any(f["retry"] >= 1 for f in job["files"]), "no copy was caught mid-transfer"
     for destination, value in zip(destinations, checksums, strict=True):
         assert adler32(destination) == value
 
