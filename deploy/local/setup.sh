@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what Datastore needs on a fresh Debian machine, idempotently:
+# system packages (XRootD servers and clients, build deps of the official fts3 client's M2Crypto),
+# uv, and the workspace virtualenv exactly as uv.lock says.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export UV_PYTHON="${UV_PYTHON:-python3.11}" UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
+
+packages=(xrootd-server xrootd-client swig libssl-dev openssl curl)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "setup: installing uv"
+  python3 -m pip install --quiet uv
+  hash -r
+fi
+
+uv sync --locked --quiet
