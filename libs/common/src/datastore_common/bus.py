@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -209,6 +208,10 @@ class Consumer:
     _in_flight: set[asyncio.Future[Any]] = field(default_factory=set)
     _pending: list[AbstractIncomingMessage] = field(default_factory=list)
     _flush_timer: asyncio.TimerHandle | None = None
+    _handled_ok: Any = None
+
+    def __post_init__(self) -> None:
+        self._handled_ok = MESSAGES_HANDLED.labels(queue=self.queue, outcome="ok")
 
     async def start(self) -> None:
         prefetch = max(self.bus.prefetch, self.max_batch if self.batch_handler else 0)
@@ -249,10 +252,12 @@ class Consumer:
             self._flush_timer = loop.call_later(self.max_wait, self._flush)
 
     async def _track(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+        # aiormq already runs each delivery in its own task: track that one for graceful stop.
+        task = asyncio.current_task()
+        assert task is not None
         self._in_flight.add(task)
         try:
-            await task
+            await coro
         finally:
             self._in_flight.discard(task)
 
@@ -268,7 +273,6 @@ class Consumer:
 
     async def _handle_one(self, message: AbstractIncomingMessage) -> None:
         assert self.handler is not None
-        started = time.perf_counter()
         try:
             envelope = parse_envelope(message.body, self.payload_types)
         except PermanentError as exc:
@@ -280,14 +284,7 @@ class Consumer:
             await self._settle(message, exc, envelope)
             return
         await message.ack()
-        MESSAGES_HANDLED.labels(queue=self.queue, outcome="ok").inc()
-        log.debug(
-            "message_handled",
-            queue=self.queue,
-            type=envelope.type,
-            correlation_id=envelope.correlation_id,
-            seconds=round(time.perf_counter() - started, 4),
-        )
+        self._handled_ok.inc()
 
     async def _handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
         assert self.batch_handler is not None

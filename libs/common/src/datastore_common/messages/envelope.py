@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import from_json
 
 from datastore_common.errors import PermanentError
 
@@ -50,11 +51,16 @@ class InvalidMessageError(PermanentError):
     """A message body that is not a valid envelope of a known type."""
 
 
+@functools.cache
+def _envelope_class(payload: type[Payload]) -> type[Envelope[Payload]]:
+    return Envelope[payload]  # type: ignore[valid-type]
+
+
 def parse_envelope(body: bytes, payload_types: Mapping[str, type[Payload]]) -> Envelope[Payload]:
     """Decode and validate a message body; anything malformed is an InvalidMessageError."""
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = from_json(body)
+    except ValueError as exc:
         raise InvalidMessageError(f"body is not JSON: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise InvalidMessageError("body is not an envelope with a string 'type'")
@@ -64,7 +70,7 @@ def parse_envelope(body: bytes, payload_types: Mapping[str, type[Payload]]) -> E
             f"unknown message type {raw['type']!r}; expected one of {sorted(payload_types)}"
         )
     try:
-        return Envelope[payload].model_validate(raw)  # type: ignore[valid-type]
+        return _envelope_class(payload).model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]
