@@ -10,7 +10,7 @@ UV := uv
 BENCH_TARGETS :=
 -include mk/*.mk
 
-.PHONY: help setup up down demo test test-unit test-integration test-e2e bench lint asyncapi
+.PHONY: help setup up down demo test bench lint
 
 help:
 	@echo "make demo   - install, start the local stack, run the seed workflow"
