@@ -1,0 +1,142 @@
+"""The TransferService port on FTS3: planned jobs in, job and file progress out.
+
+``Fts3Client`` speaks the wire; this adapter decides what our jobs look like to FTS:
+- every file carries ``metadata`` ``{"datafile_id", "dataset_id"}`` so a status answer can be
+  mapped back to ICAT even without the plan at hand;
+- job parameters follow the job's kind (settings ``fts3.*``): archive asks for
+  ``archive_timeout`` (FINISHED only once on tape), restore for ``bring_online`` and
+  ``copy_pin_lifetime``; both verify checksums and carry ``job_metadata``
+  ``{"request_id", "kind", "sid"}`` for whoever looks at FTS's own monitoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from datastore_common.adapters.fts3 import (
+    FileStatus,
+    Fts3Client,
+    JobParams,
+    JobStatus,
+    TransferSpec,
+)
+from datastore_common.errors import ConfigurationError, InvalidRequestError
+from datastore_common.messages import PlannedJob, PlannedTransfer
+from datastore_common.ports import FileProgress, JobProgress, TransferService
+from datastore_common.settings import DatastoreSettings, Fts3Settings
+
+
+def transfer_spec(transfer: PlannedTransfer) -> TransferSpec:
+    metadata: dict[str, Any] = {
+        "datafile_id": transfer.datafile_id,
+        "dataset_id": transfer.dataset_id,
+    }
+    return TransferSpec(
+        source=transfer.source,
+        destination=transfer.destination,
+        checksum=transfer.checksum,
+        filesize=transfer.filesize,
+        metadata=metadata,
+    )
+
+
+def request_id_of(sid: str) -> str:
+    """The request a sid belongs to (``job_sid`` is ``<request_id>:<batch index>``)."""
+    request_id, _, _ = sid.rpartition(":")
+    return request_id or sid
+
+
+def job_params(job: PlannedJob, fts3: Fts3Settings) -> JobParams:
+    """FTS parameters for a job of this kind, from the ``fts3`` settings."""
+    metadata = {"request_id": request_id_of(job.sid), "kind": job.kind, "sid": job.sid}
+    if job.kind == "archive":
+        return JobParams(
+            verify_checksum=fts3.verify_checksum,
+            retry=fts3.retry,
+            priority=fts3.priority,
+            archive_timeout=fts3.archive_timeout,
+            job_metadata=metadata,
+        )
+    return JobParams(
+        verify_checksum=fts3.verify_checksum,
+        retry=fts3.retry,
+        priority=fts3.priority,
+        bring_online=fts3.bring_online,
+        copy_pin_lifetime=fts3.copy_pin_lifetime,
+        job_metadata=metadata,
+    )
+
+
+def file_progress(status: FileStatus) -> FileProgress:
+    metadata = status.file_metadata if isinstance(status.file_metadata, Mapping) else None
+    return FileProgress(
+        file_id=status.file_id,
+        source=status.source_surl,
+        destination=status.dest_surl,
+        state=status.file_state,
+        reason=status.reason,
+        metadata=metadata,
+    )
+
+
+def job_progress(status: JobStatus) -> JobProgress:
+    return JobProgress(
+        job_id=status.job_id,
+        state=status.job_state,
+        reason=status.reason,
+        files=tuple(file_progress(f) for f in status.files),
+    )
+
+
+class Fts3TransferService(TransferService):
+    """FTS3 through one long-lived ``Fts3Client``; close it with ``aclose()``."""
+
+    def __init__(self, client: Fts3Client, fts3: Fts3Settings) -> None:
+        self._client = client
+        self._fts3 = fts3
+        self.endpoint = client.endpoint
+
+    @classmethod
+    def from_settings(cls, settings: DatastoreSettings) -> Fts3TransferService:
+        fts3 = settings.fts3
+        token = fts3.token.get_secret_value() if fts3.token is not None else None
+        if token is None and settings.x509_user_cert is None:
+            raise ConfigurationError(
+                "fts3: set fts3.token or x509_user_cert (and x509_user_key) to reach FTS3"
+            )
+        client = Fts3Client(
+            str(fts3.endpoint),
+            cert=None if token is not None else settings.x509_user_cert,
+            key=None if token is not None else settings.x509_user_key,
+            token=token,
+            ca=fts3.ca_path,
+            verify=fts3.verify_tls,
+            timeout=fts3.request_timeout,
+            retry_attempts=fts3.max_attempts,
+        )
+        return cls(client, fts3)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def vo(self) -> str:
+        if self._fts3.vo:
+            return self._fts3.vo
+        return (await self._client.whoami()).vo  # the client caches the answer
+
+    async def submit(self, job: PlannedJob) -> str:
+        if not job.transfers:
+            raise InvalidRequestError(f"job {job.job_id} ({job.sid}) has no transfers")
+        specs = [transfer_spec(t) for t in job.transfers]
+        return await self._client.submit(specs, job_params(job, self._fts3), job.sid)
+
+    async def status(self, job_ids: Sequence[str]) -> Mapping[str, JobProgress | None]:
+        answers = await self._client.status(job_ids, with_files=True)
+        return {
+            job_id: None if status is None else job_progress(status)
+            for job_id, status in answers.items()
+        }
+
+    async def cancel(self, job_id: str) -> JobProgress:
+        return job_progress(await self._client.cancel(job_id))

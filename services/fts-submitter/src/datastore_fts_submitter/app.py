@@ -1,0 +1,39 @@
+"""fts-submitter worker: the ``fts-submitter`` queue -> ``submit_jobs``."""
+
+from __future__ import annotations
+
+from datastore_common.adapters.fts3_service import Fts3TransferService
+from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.bus import Bus
+from datastore_common.logging import get_logger
+from datastore_common.messages import ArchiveRegistered, Payload, RestoreRequested
+from datastore_common.ports import TransferService
+from datastore_common.settings import DatastoreSettings
+from datastore_common.topology import FTS_SUBMITTER
+from datastore_common.worker import Cleanup, run
+from datastore_fts_submitter.bootstrap import bootstrap
+
+SERVICE = "fts-submitter"
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    ArchiveRegistered.TYPE: ArchiveRegistered,
+    RestoreRequested.TYPE: RestoreRequested,
+}
+
+log = get_logger(__name__)
+
+
+async def wire(
+    bus: Bus, settings: DatastoreSettings, *, transfers: TransferService | None = None
+) -> Cleanup | None:
+    """Subscribe ``submit_jobs``; returns what closes the FTS client at stop."""
+    service = transfers or Fts3TransferService.from_settings(settings)
+    log.info("fts3_endpoint", endpoint=service.endpoint, vo=await service.vo())
+    handler = bootstrap(transfers=service, publisher=BusPublisher(bus))
+    await bus.consume(bus.topology.queue(FTS_SUBMITTER), handler, PAYLOAD_TYPES)
+    if transfers is None and isinstance(service, Fts3TransferService):
+        return service.aclose
+    return None
+
+
+def main_run(settings: DatastoreSettings) -> None:
+    run(SERVICE, settings, lambda bus: wire(bus, settings))
