@@ -1,0 +1,108 @@
+"""FastAPI dependencies: what a route may ask for, as ``Annotated`` aliases.
+
+Everything comes from ``app.state.gateway`` (filled by ``create_app`` and its lifespan), so a
+test injects fakes through ``create_app(..., sessions=FakeSessions())`` or overrides any of
+the ``get_*`` functions with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from datastore_common.errors import AuthenticationError, PeerUnavailableError
+from datastore_common.ports import Publisher, Sessions, UserSession
+from datastore_common.settings import DatastoreSettings
+from datastore_gateway.idempotency import IdempotencyStore
+from datastore_gateway.vo import VoSource
+
+
+@dataclass
+class GatewayState:
+    """The gateway's long-lived collaborators; ``None`` until the lifespan has opened them."""
+
+    settings: DatastoreSettings
+    sessions: Sessions | None = None
+    publisher: Publisher | None = None
+    vo: VoSource | None = None
+    idempotency: IdempotencyStore | None = None
+    broker_check: Callable[[], bool] = lambda: False
+
+    @property
+    def broker_connected(self) -> bool:
+        return self.publisher is not None and self.broker_check()
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> DatastoreSettings:
+    return state.settings
+
+
+def get_publisher(state: StateDep) -> Publisher:
+    if state.publisher is None:
+        raise PeerUnavailableError("not connected to the broker yet")
+    return state.publisher
+
+
+def get_sessions(state: StateDep) -> Sessions:
+    if state.sessions is None:
+        raise PeerUnavailableError("ICAT sessions are not available yet")
+    return state.sessions
+
+
+def get_idempotency(state: StateDep) -> IdempotencyStore | None:
+    return state.idempotency
+
+
+async def get_vo(state: StateDep) -> str:
+    if state.vo is None:
+        raise PeerUnavailableError("FTS VO is not known yet")
+    return await state.vo.get()
+
+
+SettingsDep = Annotated[DatastoreSettings, Depends(get_settings)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+SessionsDep = Annotated[Sessions, Depends(get_sessions)]
+IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
+VoDep = Annotated[str, Depends(get_vo)]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="IcatSession",
+    description="The ICAT session id from POST /login.",
+)
+
+
+async def current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    sessions: SessionsDep,
+) -> UserSession:
+    """Who owns the bearer session (checked in ICAT, cached briefly); 401 otherwise."""
+    if credentials is None or not credentials.credentials:
+        raise AuthenticationError("missing 'Authorization: Bearer <sessionId>' (POST /login)")
+    return await sessions.check(credentials.credentials)
+
+
+CurrentUser = Annotated[UserSession, Depends(current_user)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a request with the same key to get its first answer, "
+        "never a second archive.",
+    ),
+]

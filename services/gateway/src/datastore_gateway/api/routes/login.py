@@ -1,0 +1,22 @@
+"""POST /login: an ICAT session for the user, used as the bearer token afterwards."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from datastore_gateway.api.deps import SessionsDep
+from datastore_gateway.schemas import LoginAccepted, LoginRequest, Problem
+
+router = APIRouter(tags=["Login"])
+
+
+@router.post(
+    "/login",
+    responses={401: {"model": Problem, "description": "ICAT refused the credentials"}},
+)
+async def login(body: LoginRequest, sessions: SessionsDep) -> LoginAccepted:
+    """Log in to ICAT with an authenticator plugin; the session id is the bearer token."""
+    session_id = await sessions.login(
+        body.auth, {"username": body.username, "password": body.password}
+    )
+    return LoginAccepted(sessionId=session_id)

@@ -1,0 +1,167 @@
+"""The gateway's composition root: ``create_app(settings)`` builds the FastAPI application.
+
+Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
+injected (the bus publisher, the ICAT sessions adapter, the idempotency store, the FTS VO)
+and closes what it opened. Errors raised anywhere below become HTTP answers here, once:
+AuthenticationError 401, ForbiddenError 403, RequestTooLargeError 413, other PermanentError
+422, TransientError 503 — each with ``{"detail": "<reason>"}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.errors import (
+    AuthenticationError,
+    DatastoreError,
+    ForbiddenError,
+    PermanentError,
+    TransientError,
+)
+from datastore_common.logging import get_logger
+from datastore_common.ports import Publisher, Sessions
+from datastore_common.settings import DatastoreSettings
+from datastore_common.worker import make_bus
+from datastore_gateway.api.deps import GatewayState
+from datastore_gateway.api.routes import archive, health, login
+from datastore_gateway.handlers import RequestTooLargeError
+from datastore_gateway.idempotency import IdempotencyStore, store_from_url
+from datastore_gateway.middleware import BodySizeLimit, RequestContext
+from datastore_gateway.schemas import API_VERSION
+from datastore_gateway.session_cache import CachedSessions
+from datastore_gateway.vo import VoSource, vo_source_from_settings
+
+log = get_logger(__name__)
+
+SERVICE = "gateway"
+#: Seconds a client is told to wait before retrying after a 503.
+RETRY_AFTER_SECONDS = 5
+#: How many python-icat clients serve logins and session checks at once.
+ICAT_POOL_SIZE = 4
+
+
+def create_app(
+    settings: DatastoreSettings,
+    *,
+    sessions: Sessions | None = None,
+    publisher: Publisher | None = None,
+    vo: str | VoSource | None = None,
+    idempotency: IdempotencyStore | None = None,
+    broker_connected: Callable[[], bool] | None = None,
+) -> FastAPI:
+    """The gateway application; anything not injected is opened by the lifespan."""
+    state = GatewayState(settings=settings)
+    if sessions is not None:
+        state.sessions = CachedSessions(sessions, ttl=settings.icat.session_cache_seconds)
+    if publisher is not None:
+        state.publisher = publisher
+        state.broker_check = broker_connected or (lambda: True)
+    if vo is not None:
+        state.vo = vo if isinstance(vo, VoSource) else VoSource(vo=vo)
+    state.idempotency = idempotency
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as opened:
+            await _open_missing(state, opened)
+            log.info("gateway_started", vo=state.vo.known if state.vo else None)
+            yield
+        log.info("gateway_stopped")
+
+    app = FastAPI(
+        title="Datastore gateway",
+        version=API_VERSION,
+        summary="Archive facility data from the instrument data cache to tape, via FTS3, "
+        "with ICAT kept truthful.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    app.include_router(login.router)
+    app.include_router(archive.router)
+    app.include_router(health.router)
+    _add_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.gateway.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app
+
+
+async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) -> None:
+    settings = state.settings
+    if state.idempotency is None and settings.gateway.idempotency_window_seconds > 0:
+        store = store_from_url(settings.gateway.state_db)
+        await store.open()
+        opened.push_async_callback(store.close)
+        state.idempotency = store
+    if state.sessions is None:
+        from datastore_common.adapters.icat import IcatSessions, pool_from_settings
+
+        pool = pool_from_settings(settings.icat, size=ICAT_POOL_SIZE)
+        opened.push_async_callback(pool.close)
+        state.sessions = CachedSessions(IcatSessions(pool), ttl=settings.icat.session_cache_seconds)
+    if state.publisher is None:
+        bus = make_bus(settings, SERVICE)
+        await bus.connect(attempts=settings.broker.connect_attempts)
+        opened.push_async_callback(bus.close)
+        state.publisher = BusPublisher(bus)
+        state.broker_check = lambda: bus.connected
+    if state.vo is None:
+        state.vo = vo_source_from_settings(settings)
+        try:
+            await state.vo.get()
+        except DatastoreError as exc:
+            # Start anyway: the next archive request asks again (and answers 503 meanwhile).
+            log.warning("fts_vo_unknown", error=str(exc))
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def unauthenticated(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(401, str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(403, str(exc))
+
+    async def too_large(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(413, str(exc))
+
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(422, str(exc))
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("request_unavailable", error=str(exc))
+        return _problem(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    async def invalid_body(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(validation_problem(exc.errors()), status_code=422)
+
+    # Most specific first is not needed: Starlette picks the handler by the exception's MRO.
+    app.add_exception_handler(AuthenticationError, unauthenticated)
+    app.add_exception_handler(ForbiddenError, forbidden)
+    app.add_exception_handler(RequestTooLargeError, too_large)
+    app.add_exception_handler(PermanentError, refused)
+    app.add_exception_handler(TransientError, unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_body)
+
+
+#: Validation errors are trimmed to these keys: never echo the input back (it can be 64 MiB).
+_ERROR_KEYS = ("type", "loc", "msg")
+
+
+def validation_problem(errors: Any) -> dict[str, Any]:
+    """FastAPI's 422 shape without the echoed input, plus one readable ``reason`` line."""
+    trimmed = [{k: e[k] for k in _ERROR_KEYS if k in e} for e in list(errors)[:20]]
+    reason = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in trimmed
+    )
+    return {"detail": trimmed, "reason": reason}

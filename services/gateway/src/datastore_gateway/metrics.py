@@ -1,0 +1,29 @@
+"""The gateway's own Prometheus metrics (the shared ones live in datastore_common.metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "datastore_gateway_http_requests_total",
+    "HTTP requests answered, by route template and status code",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "datastore_gateway_http_request_seconds",
+    "Time to answer an HTTP request, by route template",
+    ["method", "route"],
+)
+ARCHIVE_REQUESTS = Counter(
+    "datastore_gateway_archive_requests_total",
+    "Archive requests answered 202, by outcome (accepted = published, replayed = idempotent)",
+    ["outcome"],
+)
+ARCHIVED_DATAFILES = Counter(
+    "datastore_gateway_archive_datafiles_total", "Datafiles in accepted archive requests"
+)
+SESSION_CHECKS = Counter(
+    "datastore_gateway_session_checks_total",
+    "Bearer session look-ups, by result (cached, checked, refused)",
+    ["result"],
+)

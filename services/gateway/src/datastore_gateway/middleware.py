@@ -1,0 +1,124 @@
+"""Pure ASGI middleware: request ids in logs, HTTP metrics, and a hard cap on body size.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so a body is never buffered here: the size cap
+refuses an over-long ``Content-Length`` before reading, and counts streamed bytes as the
+application reads them, stopping the read as soon as the cap is passed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from datastore_common.logging import get_logger
+from datastore_gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
+
+log = get_logger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _too_large(limit: int) -> str:
+    return f"request body exceeds {limit} bytes (gateway.max_body_bytes)"
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    response = JSONResponse({"detail": "invalid Content-Length"}, status_code=400)
+                    await response(scope, receive, send)
+                    return
+                if declared > limit:
+                    response = JSONResponse({"detail": _too_large(limit)}, status_code=413)
+                    await response(scope, receive, send)
+                    return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the route's body read: FastAPI re-raises HTTPExceptions
+                    # and the exception middleware turns it into the answer.
+                    raise HTTPException(status_code=413, detail=_too_large(limit))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class RequestContext:
+    """Bind a request id (the client's X-Request-ID, or a new one) into structlog; count."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = _route_template(scope)
+                elapsed = time.perf_counter() - started
+                HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+                HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
+                log.info(
+                    "http_request",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    seconds=round(elapsed, 4),
+                )
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.encode()
+    for key, value in scope["headers"]:
+        if key == wanted:
+            text: str = value.decode("latin-1")[:200]
+            return text
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    # The template, not the raw path, so metrics do not grow a label per URL.
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
