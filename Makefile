@@ -27,7 +27,7 @@ down:
 	@bash deploy/local/down.sh
 
 demo: setup up
-	@$(PY) -m datastore_common.demo
+	@DATASTORE_CONFIG=$${DATASTORE_VAR:-var}/config.yaml $(PY) deploy/local/demo.py
 
 test: setup
 	@bash deploy/local/test.sh

@@ -1,0 +1,201 @@
+"""The whole system for end-to-end tests: the four services as real processes.
+
+``datastore_stack`` (session) writes a config for this run (its own broker exchange and queue
+names, a free gateway port, a short poll interval, the test emulators' URLs and certificates),
+ingests the seed's high-level ICAT entities with python-icat's ``icatingest.py``, and starts one
+process of each service. Tests may start more replicas (``stack.start("icat-writer")``) and
+read service logs. Everything is stopped and the run's queues deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from datastore_common.bus import delete_topology
+from datastore_common.settings import DatastoreSettings, load_settings
+from datastore_common.topology import all_queue_names
+from datastore_common.worker import make_bus
+from tests.support.fts3_fixtures import Fts3Emulator, free_port
+from tests.support.icat_fixtures import IcatEmulator, run_icat_script
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+SERVICES = ("icat-writer", "fts-submitter", "status-poller", "gateway")
+
+
+@dataclass
+class DatastoreStack:
+    config_path: Path
+    log_dir: Path
+    gateway_url: str
+    icat_url: str
+    processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> DatastoreSettings:
+        previous = os.environ.get("DATASTORE_CONFIG")
+        os.environ["DATASTORE_CONFIG"] = str(self.config_path)
+        try:
+            return load_settings()
+        finally:
+            if previous is None:
+                del os.environ["DATASTORE_CONFIG"]
+            else:
+                os.environ["DATASTORE_CONFIG"] = previous
+
+    def start(self, service: str) -> subprocess.Popen[bytes]:
+        replicas = self.processes.setdefault(service, [])
+        log = (self.log_dir / f"{service}-{len(replicas)}.log").open("ab")
+        process = subprocess.Popen(
+            [str(VENV_BIN / f"datastore-{service}")],
+            env={**os.environ, "DATASTORE_CONFIG": str(self.config_path)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        replicas.append(process)
+        return process
+
+    def stop(self, service: str) -> None:
+        for process in self.processes.pop(service, []):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for service in list(self.processes):
+            self.stop(service)
+
+    def logs(self, service: str) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")
+            for path in sorted(self.log_dir.glob(f"{service}-*.log"))
+        )
+
+    def assert_running(self) -> None:
+        for service, replicas in self.processes.items():
+            for process in replicas:
+                if process.poll() is not None:
+                    pytest.fail(
+                        f"{service} exited with {process.returncode}:\n{self.logs(service)[-3000:]}"
+                    )
+
+    def wait_for_gateway(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assert_running()
+            try:
+                if httpx.get(f"{self.gateway_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"gateway not healthy within {timeout}s:\n{self.logs('gateway')[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def datastore_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    rabbitmq_url: str,
+    icat_emulator: IcatEmulator,
+    fts3_emulator: Fts3Emulator,
+    xrootd_stack: object,
+) -> Iterator[DatastoreStack]:
+    work = tmp_path_factory.mktemp("stack")
+    ingest = run_icat_script(
+        "icatingest.py",
+        "-i",
+        "deploy/local/icat/example.yaml",
+        "-f",
+        "YAML",
+        "--duplicate",
+        "IGNORE",
+        "--url",
+        icat_emulator.url,
+        "--no-check-certificate",
+        "--auth",
+        "simple",
+        "--user",
+        "root",
+        "--pass",
+        "pw",
+    )
+    if ingest.returncode != 0:
+        pytest.fail(f"icatingest.py failed: {ingest.stderr[-2000:]}")
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    config = {
+        "x509_user_cert": str(fts3_emulator.user_cert),
+        "x509_user_key": str(fts3_emulator.user_key),
+        "tape_root_dir": f"e2e-{run}/",
+        "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca), "retry": 0},
+        "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
+        "broker": {
+            "url": rabbitmq_url,
+            "exchange": f"e2e-{run}",
+            "queue_prefix": f"e2e-{run}.",
+            "retry_delays": [0.5, 1, 2, 4],
+            "connect_attempts": 5,
+        },
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": port,
+            "state_db": f"sqlite:///{work / 'gateway.sqlite'}",
+            "max_datafiles_per_request": 20_000,
+        },
+        "poller": {"interval_seconds": 0.5, "batch_wait_seconds": 0.1},
+        "log": {"level": "INFO", "format": "json"},
+    }
+    config_path = work / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_dir = work / "logs"
+    log_dir.mkdir()
+    stack = DatastoreStack(
+        config_path=config_path,
+        log_dir=log_dir,
+        gateway_url=f"http://127.0.0.1:{port}",
+        icat_url=icat_emulator.url,
+    )
+    try:
+        for service in SERVICES:
+            stack.start(service)
+        stack.wait_for_gateway()
+        yield stack
+    finally:
+        stack.stop_all()
+        _delete_queues(stack.settings)
+
+
+def _delete_queues(settings: DatastoreSettings) -> None:
+    import asyncio
+
+    async def clean() -> None:
+        bus = make_bus(settings, "e2e-cleanup")
+        await bus.connect(attempts=2)
+        topology = bus.topology
+        await delete_topology(
+            bus, all_queue_names(topology), [topology.exchange, topology.dead_letter_exchange]
+        )
+        await bus.close()
+
+    asyncio.run(clean())
+
+
+@pytest.fixture
+async def gateway_client(datastore_stack: DatastoreStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=datastore_stack.gateway_url, timeout=60) as client:
+        yield client
