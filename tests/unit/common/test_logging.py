@@ -1,6 +1,9 @@
 import json
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 from datastore_common.logging import configure_logging, get_logger, redact
 
@@ -18,6 +21,14 @@ def test_redact_masks_credentials_and_url_passwords() -> None:
     }
 
 
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    yield
+    # the configured logger writes to this test's captured stderr, which closes after it
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_structlog")
 def test_log_lines_are_json_without_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("test-service", fmt="json")
     get_logger("t").info("login_done", password="pw", token="t0k", user="simple/root")

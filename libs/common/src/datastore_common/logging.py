@@ -44,6 +44,19 @@ def _redact_processor(
     }
 
 
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is *now* (it may be swapped, as in tests)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog (and stdlib logging through it) for one service process."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -59,7 +72,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
