@@ -93,10 +93,12 @@ def observe(
     """Compare FTS's answer with what was last published for the job (pure)."""
     polls = tracked.polls + 1
     if progress is None:
+        if tracked.job_state is not None:
+            # FTS knew the job last time: restart the count so it gets the same grace as a
+            # new one (``polls`` then counts the polls since FTS last answered for it);
+            # without job_state its state is published again should it come back.
+            polls = 1
         if polls < unknown_grace:
-            # Not (or no longer) known: wait a few polls before failing it. Clearing job_state
-            # restarts the count for a job FTS knew before, and republishes its state if it
-            # comes back.
             return Observation(None, tracked.model_copy(update={"polls": polls, "job_state": None}))
         return Observation(unknown_to_fts(tracked, polls), None)
 
