@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from datastore_common.messages import Payload, PlannedJob
+from datastore_common.messages import (
+    DatafileSpec,
+    DatasetSpec,
+    InvestigationSpec,
+    Payload,
+    PlannedJob,
+)
 
 
 class Publisher(ABC):
@@ -92,3 +99,105 @@ class Sessions(ABC):
     @abstractmethod
     async def check(self, session_id: str) -> UserSession:
         """Who owns the session; AuthenticationError when unknown or expired."""
+
+
+ArchivalEntity = Literal["Dataset", "Datafile"]
+
+
+@dataclass(frozen=True)
+class CatalogueDataset:
+    """A Dataset in ICAT with its archival parameters (name -> value, only those present)."""
+
+    dataset_id: int
+    investigation_id: int
+    name: str
+    archival: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewDatafile:
+    """A datafile to get-or-create in a dataset: the request's fields plus what we computed."""
+
+    spec: DatafileSpec
+    location: str
+    file_size: int | None
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class CatalogueDatafile:
+    """A Datafile in ICAT with its archival parameters (name -> value, only those present)."""
+
+    datafile_id: int
+    dataset_id: int
+    name: str
+    location: str | None
+    file_size: int | None
+    checksum: str | None
+    archival: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchivalJob:
+    """An FTS job ICAT still records as in flight, with its datafiles not yet terminal."""
+
+    job_id: str
+    endpoint: str | None
+    datafiles: tuple[CatalogueDatafile, ...]
+
+
+class Catalogue(ABC):
+    """ICAT as the functional account writes it (icat-writer; status-poller resync).
+
+    Get-or-create goes by ICAT's uniqueness keys and is safe when replicas race. Archival
+    parameters are the STRING parameters of ``domain.archival`` on Dataset and Datafile.
+    """
+
+    @abstractmethod
+    async def ensure_investigation(self, investigation: InvestigationSpec) -> int:
+        """Get-or-create the Investigation (facility, name, visitId) and its links to the
+        Instrument and FacilityCycle; its id. NotFoundError if a referenced entity is missing."""
+
+    @abstractmethod
+    async def ensure_datasets(
+        self, investigation_id: int, datasets: Sequence[DatasetSpec]
+    ) -> dict[str, CatalogueDataset]:
+        """Get-or-create datasets by name in the investigation; by name, with the archival
+        parameters they had (an existing dataset is not modified)."""
+
+    @abstractmethod
+    async def ensure_datafiles(
+        self, dataset_id: int, datafiles: Sequence[NewDatafile]
+    ) -> dict[str, CatalogueDatafile]:
+        """Get-or-create datafiles by name in the dataset; an existing one gets ``location``,
+        ``file_size`` and ``checksum`` updated when they differ. By name, with archival
+        parameters as they were."""
+
+    @abstractmethod
+    async def set_archival(
+        self, entity: ArchivalEntity, values: Mapping[int, Mapping[str, str | None]]
+    ) -> int:
+        """Upsert archival parameters: {entity id: {parameter name: value}}; None removes
+        the parameter. Unchanged values cost no write. Returns how many were written."""
+
+    @abstractmethod
+    async def datafiles(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
+        """The datafiles that exist among these ids, with archival parameters."""
+
+    @abstractmethod
+    async def datafiles_of(self, dataset_ids: Sequence[int]) -> list[CatalogueDatafile]:
+        """Every datafile of these datasets, with archival parameters."""
+
+    @abstractmethod
+    async def datasets(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
+        """The datasets that exist among these ids, with archival parameters."""
+
+    @abstractmethod
+    async def update_totals(self, dataset_ids: Sequence[int]) -> None:
+        """Set fileSize and fileCount of these datasets and of their investigations to the
+        sums over their datafiles (as DataGateway shows them)."""
+
+    @abstractmethod
+    async def active_archival_jobs(self) -> list[ArchivalJob]:
+        """Every job id in the "Archival ids" of a datafile whose "Archival state" is not
+        terminal, with those datafiles (status-poller resync)."""
