@@ -11,7 +11,13 @@ import asyncio
 import uuid
 
 from datastore_common.domain.plan import plan_archive
-from datastore_common.errors import ForbiddenError, PeerTimeoutError, PermanentError
+from datastore_common.errors import (
+    DatastoreError,
+    ForbiddenError,
+    PeerTimeoutError,
+    PeerUnavailableError,
+    PermanentError,
+)
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRequested
 from datastore_common.ports import Publisher, UserSession
@@ -90,6 +96,12 @@ async def request_archive(
             raise PeerTimeoutError(
                 f"the broker did not confirm within {PUBLISH_TIMEOUT_SECONDS:g} s"
             ) from exc
+        except DatastoreError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the broker has not confirmed: the request is not accepted,
+            # and the client may retry (503), never a 202 without a confirm.
+            raise PeerUnavailableError(f"publish to the broker failed: {exc!r}") from exc
         accepted = ArchiveAccepted(request_id=request_id, job_ids=[job.job_id for job in jobs])
         ARCHIVED_DATAFILES.inc(body.datafile_count)
         log.info(
