@@ -101,7 +101,7 @@ class TestGetOrCreate:
         record = records["file_0000.nxs"]
         assert record.datafile_id == ids["scan_0000/file_0000.nxs"]
         assert (record.file_size, record.checksum) == (4242, "adler32:0badcafe")
-        [again] = await catalogue.datafiles([record.datafile_id])
+        [again] = await catalogue.datafiles_by_id([record.datafile_id])
         assert (again.file_size, again.checksum) == (4242, "adler32:0badcafe")
 
     async def test_unknown_reference_is_not_found_and_other_facility_is_refused(
@@ -166,7 +166,7 @@ class TestArchivalParameters:
         files = {d.datafile_id: d for d in await catalogue.datafiles_of([dataset_id])}
         assert files[f0].archival == {ARCHIVAL_STATE: "FINISHED", ARCHIVAL_IDS: "job-a"}
         assert files[f1].archival == {ARCHIVAL_STATE: "FAILED"}
-        [dataset] = await catalogue.datasets([dataset_id])
+        [dataset] = await catalogue.datasets_by_id([dataset_id])
         assert dataset.archival == {ARCHIVAL_ENDPOINT: "https://fts"}
         assert dataset.investigation_id == ids["investigation"]
         again = await catalogue.ensure_datasets(ids["investigation"], spec.datasets)

@@ -12,6 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from datastore_common.domain.archival import (
+    ARCHIVAL_ENDPOINT,
+    ARCHIVAL_IDS,
+    ARCHIVAL_STATE,
+    split_job_ids,
+)
+from datastore_common.domain.states import is_terminal
 from datastore_common.messages import (
     DatafileSpec,
     DatasetSpec,
@@ -146,6 +153,20 @@ class ArchivalJob:
     datafiles: tuple[CatalogueDatafile, ...]
 
 
+def active_jobs_of(datafiles: Sequence[CatalogueDatafile]) -> list[ArchivalJob]:
+    """Group the datafiles whose "Archival state" is not terminal by the job ids they record."""
+    jobs: dict[str, list[CatalogueDatafile]] = {}
+    endpoints: dict[str, str | None] = {}
+    for datafile in datafiles:
+        state = datafile.archival.get(ARCHIVAL_STATE)
+        if state is None or is_terminal(state):
+            continue
+        for job_id in split_job_ids(datafile.archival.get(ARCHIVAL_IDS)):
+            jobs.setdefault(job_id, []).append(datafile)
+            endpoints.setdefault(job_id, datafile.archival.get(ARCHIVAL_ENDPOINT))
+    return [ArchivalJob(job_id, endpoints[job_id], tuple(files)) for job_id, files in jobs.items()]
+
+
 class Catalogue(ABC):
     """ICAT as the functional account writes it (icat-writer; status-poller resync).
 
@@ -181,7 +202,7 @@ class Catalogue(ABC):
         the parameter. Unchanged values cost no write. Returns how many were written."""
 
     @abstractmethod
-    async def datafiles(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
+    async def datafiles_by_id(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
         """The datafiles that exist among these ids, with archival parameters."""
 
     @abstractmethod
@@ -189,7 +210,7 @@ class Catalogue(ABC):
         """Every datafile of these datasets, with archival parameters."""
 
     @abstractmethod
-    async def datasets(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
+    async def datasets_by_id(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
         """The datasets that exist among these ids, with archival parameters."""
 
     @abstractmethod

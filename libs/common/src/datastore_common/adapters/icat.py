@@ -30,14 +30,11 @@ import suds
 import suds.transport
 
 from datastore_common.domain.archival import (
-    ARCHIVAL_ENDPOINT,
-    ARCHIVAL_IDS,
     ARCHIVAL_PARAMETERS,
     ARCHIVAL_STATE,
     PARAMETER_UNITS,
-    split_job_ids,
 )
-from datastore_common.domain.states import FAILED, TERMINAL, is_terminal
+from datastore_common.domain.states import TERMINAL
 from datastore_common.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -59,6 +56,7 @@ from datastore_common.ports import (
     NewDatafile,
     Sessions,
     UserSession,
+    active_jobs_of,
 )
 from datastore_common.settings import IcatSettings
 
@@ -487,7 +485,7 @@ class IcatCatalogue(Catalogue):
             for name, dataset_id in ids.items()
         }
 
-    async def datasets(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
+    async def datasets_by_id(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
         def work(client: IcatClient) -> list[CatalogueDataset]:
             rows: list[tuple[int, int, str]] = []
             for chunk in _chunks(sorted(set(dataset_ids)), _IN_CHUNK):
@@ -499,7 +497,7 @@ class IcatCatalogue(Catalogue):
             archival = self._archival_of(client, "Dataset", [r[0] for r in rows])
             return [CatalogueDataset(d, i, n, archival.get(d, {})) for d, i, n in rows]
 
-        return await self._call("datasets", work)
+        return await self._call("datasets_by_id", work)
 
     # ------------------------------------------------------------ datafiles
 
@@ -607,8 +605,10 @@ class IcatCatalogue(Catalogue):
             for df_id, ds_id, name, location, size, checksum in rows
         ]
 
-    async def datafiles(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
-        return await self._call("datafiles", lambda c: self._datafile_rows(c, "o.id", datafile_ids))
+    async def datafiles_by_id(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
+        return await self._call(
+            "datafiles_by_id", lambda c: self._datafile_rows(c, "o.id", datafile_ids)
+        )
 
     async def datafiles_of(self, dataset_ids: Sequence[int]) -> list[CatalogueDatafile]:
         return await self._call(
@@ -746,20 +746,7 @@ class IcatCatalogue(Catalogue):
             datafile_ids += found
             if len(found) < page:
                 break
-        return _group_by_job(self._datafile_rows(client, "o.id", datafile_ids))
-
-
-def _group_by_job(datafiles: Sequence[CatalogueDatafile]) -> list[ArchivalJob]:
-    """Active datafiles grouped by the job ids they record (shared with the fake)."""
-    jobs: dict[str, list[CatalogueDatafile]] = {}
-    endpoints: dict[str, str | None] = {}
-    for datafile in datafiles:
-        if is_terminal(datafile.archival.get(ARCHIVAL_STATE, FAILED)):
-            continue
-        for job_id in split_job_ids(datafile.archival.get(ARCHIVAL_IDS)):
-            jobs.setdefault(job_id, []).append(datafile)
-            endpoints.setdefault(job_id, datafile.archival.get(ARCHIVAL_ENDPOINT))
-    return [ArchivalJob(job_id, endpoints[job_id], tuple(files)) for job_id, files in jobs.items()]
+        return active_jobs_of(self._datafile_rows(client, "o.id", datafile_ids))
 
 
 def _write_totals(client: IcatClient, entity: Any, where: str) -> None:

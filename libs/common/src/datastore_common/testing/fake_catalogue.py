@@ -1,0 +1,292 @@
+"""An in-memory ``Catalogue`` with ICAT's semantics: uniqueness keys, references that must
+exist, archival parameters per entity. Tests assert on its state and on ``writes``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from datastore_common.domain.archival import ARCHIVAL_PARAMETERS, ARCHIVAL_STATE
+from datastore_common.errors import InvalidRequestError, NotFoundError
+from datastore_common.messages import DatasetSpec, InvestigationSpec
+from datastore_common.ports import (
+    ArchivalEntity,
+    ArchivalJob,
+    Catalogue,
+    CatalogueDatafile,
+    CatalogueDataset,
+    NewDatafile,
+    active_jobs_of,
+)
+
+
+@dataclass
+class FakeInvestigation:
+    id: int
+    spec: InvestigationSpec
+    instruments: set[str] = field(default_factory=set)
+    facility_cycles: set[str] = field(default_factory=set)
+    file_size: int | None = None
+    file_count: int | None = None
+
+
+@dataclass
+class FakeDataset:
+    id: int
+    investigation_id: int
+    spec: DatasetSpec
+    file_size: int | None = None
+    file_count: int | None = None
+
+
+@dataclass
+class FakeDatafile:
+    id: int
+    dataset_id: int
+    name: str
+    location: str | None
+    file_size: int | None
+    checksum: str | None
+
+
+class FakeCatalogue(Catalogue):
+    """Reference entities are the seed's unless given; ``fail_with`` makes every call raise."""
+
+    def __init__(
+        self,
+        *,
+        facility: str = "facility",
+        instruments: Collection[str] = ("instrument",),
+        investigation_types: Collection[str] = ("type",),
+        facility_cycles: Collection[str] = ("20XX",),
+        dataset_types: Collection[str] = ("scan",),
+    ) -> None:
+        self.facility = facility
+        self._references = {
+            "Instrument": set(instruments),
+            "InvestigationType": set(investigation_types),
+            "FacilityCycle": set(facility_cycles),
+            "DatasetType": set(dataset_types),
+        }
+        self._ids = itertools.count(1)
+        self.investigations: dict[int, FakeInvestigation] = {}
+        self.datasets: dict[int, FakeDataset] = {}
+        self.datafiles: dict[int, FakeDatafile] = {}
+        self.parameters: dict[tuple[ArchivalEntity, int], dict[str, str]] = {}
+        self.writes = 0  # creates, updates and deletes, as ICAT would count them
+        self.fail_with: Exception | None = None
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def _reference(self, bean: str, name: str) -> None:
+        if name not in self._references[bean]:
+            raise NotFoundError(f"{bean} with name={name!r} not found in facility")
+
+    # ------------------------------------------------------------ get-or-create
+
+    async def ensure_investigation(self, investigation: InvestigationSpec) -> int:
+        self._check()
+        if investigation.facility.name != self.facility:
+            raise InvalidRequestError(
+                f"investigation names facility {investigation.facility.name!r}; "
+                f"this Datastore serves {self.facility!r}"
+            )
+        self._reference("InvestigationType", investigation.investigationType.name)
+        self._reference("Instrument", investigation.instrument.name)
+        self._reference("FacilityCycle", investigation.facilityCycle.name)
+        found = next(
+            (
+                inv
+                for inv in self.investigations.values()
+                if (inv.spec.name, inv.spec.visitId) == (investigation.name, investigation.visitId)
+            ),
+            None,
+        )
+        if found is None:
+            found = FakeInvestigation(next(self._ids), investigation)
+            self.investigations[found.id] = found
+            self.writes += 1
+        for links, name in (
+            (found.instruments, investigation.instrument.name),
+            (found.facility_cycles, investigation.facilityCycle.name),
+        ):
+            if name not in links:
+                links.add(name)
+                self.writes += 1
+        return found.id
+
+    async def ensure_datasets(
+        self, investigation_id: int, datasets: Sequence[DatasetSpec]
+    ) -> dict[str, CatalogueDataset]:
+        self._check()
+        if investigation_id not in self.investigations:
+            raise NotFoundError(f"Investigation[id:{investigation_id}] not found.")
+        result = {}
+        for spec in datasets:
+            found = next(
+                (
+                    d
+                    for d in self.datasets.values()
+                    if (d.investigation_id, d.spec.name) == (investigation_id, spec.name)
+                ),
+                None,
+            )
+            if found is None:
+                self._reference("DatasetType", spec.datasetType.name)
+                found = FakeDataset(next(self._ids), investigation_id, spec)
+                self.datasets[found.id] = found
+                self.writes += 1
+            result[spec.name] = self._dataset_record(found)
+        return result
+
+    async def ensure_datafiles(
+        self, dataset_id: int, datafiles: Sequence[NewDatafile]
+    ) -> dict[str, CatalogueDatafile]:
+        self._check()
+        if dataset_id not in self.datasets:
+            raise NotFoundError(f"Dataset[id:{dataset_id}] not found.")
+        result = {}
+        for item in datafiles:
+            found = next(
+                (
+                    d
+                    for d in self.datafiles.values()
+                    if (d.dataset_id, d.name) == (dataset_id, item.spec.name)
+                ),
+                None,
+            )
+            if found is None:
+                found = FakeDatafile(
+                    next(self._ids),
+                    dataset_id,
+                    item.spec.name,
+                    item.location,
+                    item.file_size,
+                    item.checksum,
+                )
+                self.datafiles[found.id] = found
+                self.writes += 1
+            else:
+                changed = False
+                for attribute, value in (
+                    ("location", item.location),
+                    ("file_size", item.file_size),
+                    ("checksum", item.checksum),
+                ):
+                    if value is not None and getattr(found, attribute) != value:
+                        setattr(found, attribute, value)
+                        changed = True
+                self.writes += changed
+            result[item.spec.name] = self._datafile_record(found)
+        return result
+
+    # ------------------------------------------------------------ reads
+
+    def archival(self, entity: ArchivalEntity, entity_id: int) -> dict[str, str]:
+        return dict(self.parameters.get((entity, entity_id), {}))
+
+    def _dataset_record(self, dataset: FakeDataset) -> CatalogueDataset:
+        return CatalogueDataset(
+            dataset.id,
+            dataset.investigation_id,
+            dataset.spec.name,
+            self.archival("Dataset", dataset.id),
+        )
+
+    def _datafile_record(self, datafile: FakeDatafile) -> CatalogueDatafile:
+        return CatalogueDatafile(
+            datafile.id,
+            datafile.dataset_id,
+            datafile.name,
+            datafile.location,
+            datafile.file_size,
+            datafile.checksum,
+            self.archival("Datafile", datafile.id),
+        )
+
+    async def datafiles_of(self, dataset_ids: Sequence[int]) -> list[CatalogueDatafile]:
+        self._check()
+        wanted = set(dataset_ids)
+        return [self._datafile_record(d) for d in self.datafiles.values() if d.dataset_id in wanted]
+
+    async def datafiles_by_id(self, datafile_ids: Sequence[int]) -> list[CatalogueDatafile]:
+        self._check()
+        return [
+            self._datafile_record(self.datafiles[i]) for i in datafile_ids if i in self.datafiles
+        ]
+
+    async def datasets_by_id(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
+        self._check()
+        return [self._dataset_record(self.datasets[i]) for i in dataset_ids if i in self.datasets]
+
+    # ------------------------------------------------------------ writes
+
+    async def set_archival(
+        self, entity: ArchivalEntity, values: Mapping[int, Mapping[str, str | None]]
+    ) -> int:
+        self._check()
+        unknown = {n for v in values.values() for n in v} - set(ARCHIVAL_PARAMETERS)
+        if unknown:
+            raise ValueError(f"not archival parameters: {sorted(unknown)}")
+        table = self.datasets if entity == "Dataset" else self.datafiles
+        written = 0
+        for entity_id, wanted in values.items():
+            if entity_id not in table:
+                raise NotFoundError(f"{entity}[id:{entity_id}] not found.")
+            current = self.parameters.setdefault((entity, entity_id), {})
+            for name, value in wanted.items():
+                if value is None:
+                    written += current.pop(name, None) is not None
+                elif current.get(name) != value:
+                    current[name] = value
+                    written += 1
+        self.writes += written
+        return written
+
+    async def update_totals(self, dataset_ids: Sequence[int]) -> None:
+        self._check()
+        investigation_ids = set()
+        for dataset_id in dataset_ids:
+            dataset = self.datasets[dataset_id]
+            files = [d for d in self.datafiles.values() if d.dataset_id == dataset_id]
+            self._set_totals(dataset, files)
+            investigation_ids.add(dataset.investigation_id)
+        for investigation_id in investigation_ids:
+            mine = {d.id for d in self.datasets.values() if d.investigation_id == investigation_id}
+            files = [d for d in self.datafiles.values() if d.dataset_id in mine]
+            self._set_totals(self.investigations[investigation_id], files)
+
+    def _set_totals(
+        self, entity: FakeDataset | FakeInvestigation, files: Sequence[FakeDatafile]
+    ) -> None:
+        count, size = len(files), sum(f.file_size or 0 for f in files)
+        if (entity.file_count, entity.file_size) != (count, size):
+            entity.file_count, entity.file_size = count, size
+            self.writes += 1
+
+    async def active_archival_jobs(self) -> list[ArchivalJob]:
+        self._check()
+        return active_jobs_of(
+            [
+                self._datafile_record(d)
+                for d in self.datafiles.values()
+                if ARCHIVAL_STATE in self.parameters.get(("Datafile", d.id), {})
+            ]
+        )
+
+    # ------------------------------------------------------------ test helpers
+
+    def find_dataset(self, investigation: str, dataset: str) -> FakeDataset:
+        [found] = [
+            d
+            for d in self.datasets.values()
+            if d.spec.name == dataset
+            and self.investigations[d.investigation_id].spec.name == investigation
+        ]
+        return found
+
+    def datafiles_in(self, dataset_id: int) -> dict[str, FakeDatafile]:
+        return {d.name: d for d in self.datafiles.values() if d.dataset_id == dataset_id}
