@@ -1,0 +1,41 @@
+"""icat-writer worker: ``icat-writer.archive`` -> ``register_archive`` and
+``icat-writer.status`` -> ``record_transfer_status``, in one process."""
+
+from __future__ import annotations
+
+from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.bus import Bus
+from datastore_common.messages import ArchiveRequested, TransferStatus
+from datastore_common.ports import Catalogue, Storage
+from datastore_common.settings import DatastoreSettings
+from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
+from datastore_common.worker import Cleanup, run
+from datastore_icat_writer.bootstrap import bootstrap
+
+SERVICE = "icat-writer"
+
+
+async def wire(
+    bus: Bus,
+    settings: DatastoreSettings,
+    *,
+    catalogue: Catalogue | None = None,
+    storage: Storage | None = None,
+) -> Cleanup:
+    """Subscribe both handlers; returns what logs the ICAT session out at stop."""
+    writer = bootstrap(settings, publisher=BusPublisher(bus), catalogue=catalogue, storage=storage)
+    await bus.consume(
+        bus.topology.queue(ICAT_WRITER_ARCHIVE),
+        writer.register_archive,
+        {ArchiveRequested.TYPE: ArchiveRequested},
+    )
+    await bus.consume(
+        bus.topology.queue(ICAT_WRITER_STATUS),
+        writer.record_transfer_status,
+        {TransferStatus.TYPE: TransferStatus},
+    )
+    return writer.close
+
+
+def main_run(settings: DatastoreSettings) -> None:
+    run(SERVICE, settings, lambda bus: wire(bus, settings))
