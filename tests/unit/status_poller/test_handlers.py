@@ -296,3 +296,58 @@ class TestObserve:
         third = observe(second.poll_again, None, unknown_grace=3)
         assert third.poll_again is None
         assert third.publish is not None and third.publish.job_state == "FAILED"
+
+
+class TestResync:
+    async def test_jobs_in_flight_in_icat_are_tracked_again_and_polled(self) -> None:
+        from datastore_common.domain.archival import (
+            ARCHIVAL_ENDPOINT,
+            ARCHIVAL_IDS,
+            ARCHIVAL_STATE,
+        )
+        from datastore_common.settings import load_settings
+        from datastore_common.testing.fake_catalogue import FakeCatalogue, FakeDatafile
+        from datastore_status_poller.handlers import resync
+
+        harness = Harness()
+        live = await submit(harness.fts, "lost", files=2)
+        catalogue = FakeCatalogue()
+        for index, (state, job_id) in enumerate(
+            [("ACTIVE", live.data.job_id), ("SUBMITTED", live.data.job_id), ("FINISHED", "old")]
+        ):
+            datafile_id = 10 + index
+            location = f"instrument/20XX/ABC-1/scan/s/f{index}"
+            catalogue.datafiles[datafile_id] = FakeDatafile(
+                datafile_id, 7, f"f{index}", location, 1, None
+            )
+            await catalogue.set_archival(
+                "Datafile",
+                {
+                    datafile_id: {
+                        ARCHIVAL_STATE: state,
+                        ARCHIVAL_IDS: job_id,
+                        ARCHIVAL_ENDPOINT: harness.fts.endpoint,
+                    }
+                },
+            )
+        settings = load_settings(tape_root_dir="archive/")
+
+        count = await resync(
+            catalogue=catalogue,
+            requeue=harness.requeue,
+            settings=settings,
+            correlation_id="resync-1",
+        )
+
+        assert count == 1  # the FINISHED job is not followed again
+        (waiting,) = harness.requeue.waiting
+        tracked = waiting.tracked
+        assert (tracked.job_id, tracked.job_state, tracked.polls) == (live.data.job_id, None, 0)
+        assert tracked.fts_endpoint == harness.fts.endpoint
+        assert [t.destination for t in tracked.transfers] == [
+            "root://127.0.0.1:11096//archive/instrument/20XX/ABC-1/scan/s/f0",
+            "root://127.0.0.1:11096//archive/instrument/20XX/ABC-1/scan/s/f1",
+        ]
+        await harness.cycle()
+        (status,) = harness.statuses()  # the whole state is published again
+        assert status.job_state == "SUBMITTED" and len(status.files) == 2

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
 from datastore_common.settings import CONFIG_ENV, load_settings
-from datastore_status_poller.app import main_run
+from datastore_status_poller.app import main_run, resync_from_icat
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,13 +25,21 @@ def main(argv: list[str] | None = None) -> None:
         "command",
         nargs="?",
         default="run",
-        choices=["run"],
-        help="run: poll until stopped (default)",
+        choices=["run", "resync"],
+        help="run: poll until stopped (default); resync: rebuild the delay queue from ICAT's "
+        "jobs in flight after the broker's queues were lost",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="resync even if the poller queues are not empty"
     )
     args = parser.parse_args(argv)
     if args.config:
         os.environ[CONFIG_ENV] = args.config
     settings = load_settings()
+    if args.command == "resync":
+        jobs = asyncio.run(resync_from_icat(settings, force=args.force))
+        print(f"resync: {jobs} jobs back in the poller's delay queue")
+        return
     main_run(settings)
 
 

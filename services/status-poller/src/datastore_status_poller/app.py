@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from datastore_common.adapters.fts3_service import Fts3TransferService
+from datastore_common.adapters.icat import IcatCatalogue
 from datastore_common.adapters.rabbit import BusPublisher
 from datastore_common.bus import Bus
-from datastore_common.logging import get_logger
+from datastore_common.errors import ConfigurationError
+from datastore_common.logging import configure_logging, get_logger
 from datastore_common.messages import Payload, TransferSubmitted, TransferTracked
-from datastore_common.ports import TransferService
+from datastore_common.ports import Catalogue, TransferService
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import STATUS_POLLER_POLL
-from datastore_common.worker import Cleanup, run
+from datastore_common.topology import STATUS_POLLER_DELAY, STATUS_POLLER_POLL
+from datastore_common.worker import Cleanup, make_bus, run
 from datastore_status_poller.adapters import DelayQueueRequeue
 from datastore_status_poller.bootstrap import bootstrap
+from datastore_status_poller.handlers import resync
 
 SERVICE = "status-poller"
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
@@ -51,3 +56,46 @@ async def wire(
 
 def main_run(settings: DatastoreSettings) -> None:
     run(SERVICE, settings, lambda bus: wire(bus, settings))
+
+
+async def waiting_jobs(bus: Bus) -> int:
+    """Messages now in the poll and delay queues (jobs the poller is already following)."""
+    channel = await bus.new_channel(1)
+    try:
+        total = 0
+        for role in (STATUS_POLLER_POLL, STATUS_POLLER_DELAY):
+            queue = await channel.declare_queue(bus.topology.queue(role), passive=True)
+            total += queue.declaration_result.message_count or 0
+        return total
+    finally:
+        await channel.close()
+
+
+async def resync_from_icat(
+    settings: DatastoreSettings, *, force: bool = False, catalogue: Catalogue | None = None
+) -> int:
+    """Rebuild the delay queue from ICAT's jobs in flight; refuses to double a live queue."""
+    configure_logging(SERVICE, level=settings.log.level, fmt=settings.log.format)
+    bus = make_bus(settings, SERVICE)
+    await bus.connect(attempts=settings.broker.connect_attempts)
+    owned: IcatCatalogue | None = None
+    if catalogue is None:
+        catalogue = owned = IcatCatalogue(settings.icat)
+    try:
+        waiting = await waiting_jobs(bus)
+        if waiting and not force:
+            raise ConfigurationError(
+                f"the poller queues already hold {waiting} jobs: resync would track them twice "
+                "(use --force if they are known to be incomplete)"
+            )
+        correlation_id = f"resync-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        return await resync(
+            catalogue=catalogue,
+            requeue=DelayQueueRequeue(bus),
+            settings=settings,
+            correlation_id=correlation_id,
+        )
+    finally:
+        if owned is not None:
+            await owned.close()
+        await bus.close()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from datastore_common.domain.paths import storage_url
 from datastore_common.domain.states import FAILED, classify_failure, is_terminal, normalise
 from datastore_common.errors import (
     AuthenticationError,
@@ -33,7 +34,15 @@ from datastore_common.messages import (
     TransferSubmitted,
     TransferTracked,
 )
-from datastore_common.ports import FileProgress, JobProgress, Publisher, TransferService
+from datastore_common.ports import (
+    ArchivalJob,
+    Catalogue,
+    FileProgress,
+    JobProgress,
+    Publisher,
+    TransferService,
+)
+from datastore_common.settings import DatastoreSettings
 from datastore_status_poller.ports import Requeue
 
 log = get_logger(__name__)
@@ -237,3 +246,56 @@ async def poll_batch(
         changed=sum(o.publish is not None for _, o in outcomes),
         active=sum(o.poll_again is not None for _, o in outcomes),
     )
+
+
+def tracked_from_catalogue(
+    job: ArchivalJob, settings: DatastoreSettings, *, correlation_id: str
+) -> TransferTracked:
+    """A job ICAT records as in flight, tracked again from nothing published.
+
+    The transfers are rebuilt from each Datafile's ``location`` as the planner lays them out;
+    should FTS name a destination differently, the ids still come back through the file
+    metadata the submitter sent.
+    """
+    transfers = [
+        PlannedTransfer(
+            source=storage_url(settings.instrument_data_cache, datafile.location or datafile.name),
+            destination=storage_url(
+                settings.tape_archive,
+                datafile.location or datafile.name,
+                prefix=settings.tape_root_dir,
+            ),
+            datafile_id=datafile.datafile_id,
+            dataset_id=datafile.dataset_id,
+            checksum=datafile.checksum,
+            filesize=datafile.file_size,
+        )
+        for datafile in job.datafiles
+    ]
+    return TransferTracked(
+        request_id=correlation_id,
+        kind="archive",
+        job_id=job.job_id,
+        fts_endpoint=job.endpoint or str(settings.fts3.endpoint).rstrip("/"),
+        transfers=transfers,
+    )
+
+
+async def resync(
+    *, catalogue: Catalogue, requeue: Requeue, settings: DatastoreSettings, correlation_id: str
+) -> int:
+    """Put every job ICAT still shows in flight back into the poller's delay queue.
+
+    For after a disaster (the broker's queues lost): the next poll of each job republishes its
+    whole state, which ICAT takes as a duplicate where nothing moved. Returns the job count.
+    """
+    jobs = await catalogue.active_archival_jobs()
+    await _all(
+        requeue.later(
+            tracked_from_catalogue(job, settings, correlation_id=correlation_id),
+            correlation_id=correlation_id,
+        )
+        for job in jobs
+    )
+    log.info("resynced", jobs=len(jobs), datafiles=sum(len(j.datafiles) for j in jobs))
+    return len(jobs)

@@ -7,12 +7,20 @@
   ``archive_timeout`` (FINISHED only once on tape), restore for ``bring_online`` and
   ``copy_pin_lifetime``; both verify checksums and carry ``job_metadata``
   ``{"request_id", "kind", "sid"}`` for whoever looks at FTS's own monitoring.
+
+Delegation happens here, once at a time: concurrent submissions that each met a 419 would each
+ask FTS for a delegation request, and every PUT but the last then fails ("proxy does not match
+the private key of the request"), a 400 that would read as the job being refused. So the proxy
+is checked (and renewed when short) under a lock before submitting, at most every few minutes,
+and a failure to delegate is transient: it is about our credential, never about the job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from datastore_common.adapters.fts3 import (
     FileStatus,
@@ -21,10 +29,18 @@ from datastore_common.adapters.fts3 import (
     JobStatus,
     TransferSpec,
 )
-from datastore_common.errors import ConfigurationError, InvalidRequestError
+from datastore_common.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    PeerUnavailableError,
+    PermanentError,
+)
 from datastore_common.messages import PlannedJob, PlannedTransfer
 from datastore_common.ports import FileProgress, JobProgress, TransferService
 from datastore_common.settings import DatastoreSettings, Fts3Settings
+
+#: How often the delegated proxy is checked (the client renews it when < 2 h are left).
+DELEGATION_CHECK_SECONDS: Final = 600.0
 
 
 def transfer_spec(transfer: PlannedTransfer) -> TransferSpec:
@@ -96,6 +112,8 @@ class Fts3TransferService(TransferService):
         self._client = client
         self._fts3 = fts3
         self.endpoint = client.endpoint
+        self._delegation_lock = asyncio.Lock()
+        self._delegation_checked: float | None = None
 
     @classmethod
     def from_settings(cls, settings: DatastoreSettings) -> Fts3TransferService:
@@ -128,8 +146,26 @@ class Fts3TransferService(TransferService):
     async def submit(self, job: PlannedJob) -> str:
         if not job.transfers:
             raise InvalidRequestError(f"job {job.job_id} ({job.sid}) has no transfers")
+        await self.ensure_delegation()
         specs = [transfer_spec(t) for t in job.transfers]
         return await self._client.submit(specs, job_params(job, self._fts3), job.sid)
+
+    async def ensure_delegation(self) -> None:
+        """Make sure FTS holds a proxy of ours (certificate mode), one delegation at a time."""
+        if self._client.uses_token or self._delegation_fresh():
+            return
+        async with self._delegation_lock:
+            if self._delegation_fresh():
+                return
+            try:
+                await self._client.delegate()
+            except PermanentError as exc:
+                raise PeerUnavailableError(f"FTS3 delegation failed: {exc}") from exc
+            self._delegation_checked = time.monotonic()
+
+    def _delegation_fresh(self) -> bool:
+        checked = self._delegation_checked
+        return checked is not None and time.monotonic() - checked < DELEGATION_CHECK_SECONDS
 
     async def status(self, job_ids: Sequence[str]) -> Mapping[str, JobProgress | None]:
         answers = await self._client.status(job_ids, with_files=True)
