@@ -27,22 +27,22 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer_bench import REPO, free_port, run, tls_context, wait_ready  # noqa: E402
+from transfer_bench import REPO, free_port, run, tls_context, wait_ready
 
-from datastore_common.adapters.fts3 import Fts3Client  # noqa: E402
-from datastore_common.adapters.fts3_service import Fts3TransferService  # noqa: E402
-from datastore_common.bus import Bus, delete_topology  # noqa: E402
-from datastore_common.domain.job_ids import fts_job_id, job_sid  # noqa: E402
-from datastore_common.messages import (  # noqa: E402
+from datastore_common.adapters.fts3 import Fts3Client
+from datastore_common.adapters.fts3_service import Fts3TransferService
+from datastore_common.bus import Bus, delete_topology
+from datastore_common.domain.job_ids import fts_job_id, job_sid
+from datastore_common.messages import (
     PlannedJob,
     PlannedTransfer,
     TransferStatus,
     TransferSubmitted,
 )
-from datastore_common.settings import load_settings  # noqa: E402
-from datastore_common.topology import all_queue_names  # noqa: E402
-from datastore_common.worker import topology_from  # noqa: E402
-from datastore_status_poller.app import wire  # noqa: E402
+from datastore_common.settings import load_settings
+from datastore_common.topology import all_queue_names
+from datastore_common.worker import topology_from
+from datastore_status_poller.app import wire
 
 BROKER = os.environ.get("DATASTORE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
