@@ -2,7 +2,8 @@
 
 Everything comes from ``app.state.gateway`` (filled by ``create_app`` and its lifespan), so a
 test injects fakes through ``create_app(..., sessions=FakeSessions())`` or overrides any of
-the ``get_*`` functions with ``app.dependency_overrides``.
+the ``get_*`` functions with ``app.dependency_overrides``. Every dependency is ``async def``:
+FastAPI runs a plain ``def`` dependency on a thread pool, a thread hop per request.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class GatewayState:
         return self.publisher is not None and self.broker_check()
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -45,23 +46,23 @@ def get_state(request: Request) -> GatewayState:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> DatastoreSettings:
+async def get_settings(state: StateDep) -> DatastoreSettings:
     return state.settings
 
 
-def get_publisher(state: StateDep) -> Publisher:
+async def get_publisher(state: StateDep) -> Publisher:
     if state.publisher is None:
         raise PeerUnavailableError("not connected to the broker yet")
     return state.publisher
 
 
-def get_sessions(state: StateDep) -> Sessions:
+async def get_sessions(state: StateDep) -> Sessions:
     if state.sessions is None:
         raise PeerUnavailableError("ICAT sessions are not available yet")
     return state.sessions
 
 
-def get_idempotency(state: StateDep) -> IdempotencyStore | None:
+async def get_idempotency(state: StateDep) -> IdempotencyStore | None:
     return state.idempotency
 
 
