@@ -76,6 +76,12 @@ def archive_transfers(
     return transfers
 
 
+def whoami_vo(emulator: Fts3Emulator) -> str:
+    """The VO FTS derives our deterministic job ids from (as the planner learns it)."""
+    with emulator.client() as http:
+        return str(http.get("/whoami").json()["delegation_id"])
+
+
 def planned_job(request_id: str, vo: str, transfers: list[PlannedTransfer]) -> PlannedJob:
     sid = job_sid(request_id, 0)
     return PlannedJob(job_id=fts_job_id(vo, sid), sid=sid, kind="archive", transfers=transfers)

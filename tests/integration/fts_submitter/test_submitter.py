@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -20,17 +21,13 @@ from tests.integration.fts3_service.workflow import (
     running_workers,
     service_settings,
     status_capture,
+    whoami_vo,
 )
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.rabbitmq_fixtures import BusFactory
 from tests.support.xrootd_fixtures import XRootDStack
 
 pytestmark = pytest.mark.integration
-
-
-def whoami_vo(emulator: Fts3Emulator) -> str:
-    with emulator.client() as http:
-        return str(http.get("/whoami").json()["delegation_id"])
 
 
 async def announced(bus: Bus, count: int, wait: float = 30.0) -> list[TransferSubmitted]:
@@ -42,17 +39,11 @@ async def announced(bus: Bus, count: int, wait: float = 30.0) -> list[TransferSu
     while len(found) < count and time.monotonic() < deadline:
         message = await queue.get(no_ack=True, fail=False)
         if message is None:
-            await _sleep()
+            await asyncio.sleep(0.1)
             continue
         found.append(TransferSubmitted.model_validate(json.loads(message.body)["data"]))
     await channel.close()
     return found
-
-
-async def _sleep() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.1)
 
 
 async def test_redelivered_archive_registered_creates_no_second_job(

@@ -22,6 +22,7 @@ from tests.integration.fts3_service.workflow import (
     running_workers,
     service_settings,
     status_capture,
+    whoami_vo,
 )
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.rabbitmq_fixtures import BusFactory
@@ -35,11 +36,6 @@ ORDER = {state: rank for rank, state in enumerate((*ACTIVE_ORDER, "TERMINAL"))}
 def rank(state: str) -> int:
     state = normalise(state)
     return ORDER["TERMINAL"] if state in TERMINAL else ORDER[state]
-
-
-def whoami_vo(emulator: Fts3Emulator) -> str:
-    with emulator.client() as http:
-        return str(http.get("/whoami").json()["delegation_id"])
 
 
 async def test_four_files_are_followed_to_finished_with_events_in_order(
