@@ -149,7 +149,12 @@ class Bus:
             raise PeerUnavailableError(
                 f"broker did not take message for {routing_key}: {exc}"
             ) from exc
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+        except (
+            TimeoutError,
+            ConnectionError,
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,  # publishing on a closed channel
+        ) as exc:
             raise PeerUnavailableError(f"publish to {routing_key} failed: {exc!r}") from exc
         MESSAGES_PUBLISHED.labels(routing_key=routing_key).inc()
 
