@@ -31,10 +31,14 @@ def envelopes(count: int) -> list[Envelope[Any]]:
     return [
         wrap(
             TransferStatus(
-                request_id="bench", kind="archive", job_id=f"job-{i}",
-                fts_endpoint="https://fts", job_state="ACTIVE",
+                request_id="bench",
+                kind="archive",
+                job_id=f"job-{i}",
+                fts_endpoint="https://fts",
+                job_state="ACTIVE",
             ),
-            source="bench", correlation_id="bench",
+            source="bench",
+            correlation_id="bench",
         )
         for i in range(count)
     ]
@@ -128,9 +132,11 @@ async def raw(messages: list[Envelope[Any]], window: int) -> tuple[float, float]
     return publish_rate, consume_rate
 
 
-async def main(count: int, rounds: int, window: int, output: Path) -> None:
+async def measure(count: int, rounds: int, window: int) -> dict[str, Any]:
     messages = envelopes(count)
-    results: dict[str, list[float]] = {k: [] for k in ("ours_pub", "ours_con", "raw_pub", "raw_con")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("ours_pub", "ours_con", "raw_pub", "raw_con")
+    }
     for _ in range(rounds):
         raw_pub, raw_con = await raw(messages, window)
         ours_pub, ours_con = await ours(messages, window)
@@ -145,16 +151,20 @@ async def main(count: int, rounds: int, window: int, output: Path) -> None:
         "rounds": rounds,
         "in_flight_window": window,
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "publish_msgs_per_s": {"ours": round(med["ours_pub"]), "raw_aio_pika": round(med["raw_pub"])},
-        "consume_msgs_per_s": {"ours": round(med["ours_con"]), "raw_aio_pika": round(med["raw_con"])},
+        "publish_msgs_per_s": {
+            "ours": round(med["ours_pub"]),
+            "raw_aio_pika": round(med["raw_pub"]),
+        },
+        "consume_msgs_per_s": {
+            "ours": round(med["ours_con"]),
+            "raw_aio_pika": round(med["raw_con"]),
+        },
         "ratio_publish_ours_over_raw": round(med["ours_pub"] / med["raw_pub"], 3),
         "ratio_consume_ours_over_raw": round(med["ours_con"] / med["raw_con"], 3),
         "goal": "each ratio >= 0.9",
         "samples": {k: [round(x) for x in v] for k, v in results.items()},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":
@@ -164,4 +174,7 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--output", type=Path, default=Path("bench/results/bus.json"))
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.rounds, args.window, args.output))
+    report = asyncio.run(measure(args.messages, args.rounds, args.window))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))

@@ -1,5 +1,4 @@
 import json
-
 from collections.abc import Iterator
 
 import pytest
