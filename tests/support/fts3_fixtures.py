@@ -171,7 +171,7 @@ def fts3_emulator(tmp_path_factory: pytest.TempPathFactory, fts3_certs: Certific
         "key": str(fts3_certs.host_key),
         "ca": str(fts3_certs.ca),
         "tokens": {TEST_TOKEN: {"user_dn": TEST_TOKEN_DN}},
-        "concurrency": 4,
+        "concurrency": 8,
         "poll_interval": 0.2,
         "log_level": "info",
     }))

@@ -43,12 +43,15 @@ class EmulatorSettings:
     ca: Path = REPO_ROOT / "var" / "certs" / "ca.pem"
     # bearer token -> {"user_dn": ..., "vo": ...}
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
-    concurrency: int = 4
-    poll_interval: float = 0.5  # seconds between staging/archiving polls and scheduler passes
+    concurrency: int = 8  # copies running at once (small copies are ~ms of server work each)
+    poll_interval: float = 0.5  # seconds between staging/archiving polls (first poll, backoff base)
+    poll_max_interval: float = 5.0  # a file still not on tape/online is polled at most this rarely
+    query_batch: int = 8  # paths per `query prepare` (the answer is capped at ~2 KB)
+    query_parallel: int = 2  # `query prepare` calls in flight (each runs the tape script)
+    copy_mode: str = "auto"  # auto: streamed below tpc_min_size, else TPC | tpc | streamed
+    tpc_min_size: int = 16 << 20  # bytes; smaller files are copied two-party (streamed)
     retry_default: int = 0  # retries FTS applies when a job says retry=0
     copy_timeout: float = 3600.0
-    xrdcp: str = "xrdcp"
-    xrdfs: str = "xrdfs"
     log_level: str = "info"
     faults: FaultSettings = field(default_factory=FaultSettings)
 
@@ -63,9 +66,10 @@ class EmulatorSettings:
                 self.tokens = {str(k): dict(v) for k, v in dict(value).items()}
             elif item.name in {"db_path", "cert", "key", "ca"}:
                 setattr(self, item.name, Path(value))
-            elif item.name in {"port", "concurrency", "retry_default"}:
+            elif item.name in {"port", "concurrency", "retry_default", "query_batch",
+                               "query_parallel", "tpc_min_size"}:
                 setattr(self, item.name, int(value))
-            elif item.name in {"poll_interval", "copy_timeout"}:
+            elif item.name in {"poll_interval", "copy_timeout", "poll_max_interval"}:
                 setattr(self, item.name, float(value))
             else:
                 setattr(self, item.name, str(value))
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca")
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--poll-interval", dest="poll_interval", type=float)
+    parser.add_argument("--copy-mode", dest="copy_mode", choices=["auto", "tpc", "streamed"])
     parser.add_argument("--log-level", dest="log_level")
     parser.add_argument("--token", action="append", default=[],
                         help="TOKEN=USER_DN, may be repeated")

@@ -2,8 +2,10 @@
 
 All state lives in SQLite, so a restarted emulator picks every unfinished file up again: files
 that were ACTIVE when it stopped go back to SUBMITTED, STAGING and ARCHIVING files are polled on.
-One scheduler loop runs every ``poll_interval``: it starts copies (at most ``concurrency`` at a
-time), polls staging requests and archiving files in batches per storage server.
+The scheduler loop starts copies (at most ``concurrency`` at a time) whenever a copy ends or a
+job arrives; a separate poll loop asks the storage about staging and archiving files, in
+batches of ``query_batch`` paths per ``query prepare``, each file polled with a backoff from
+``poll_interval`` up to ``poll_max_interval``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from fts3_emulator.xrootd import XrootdError, XrootdTools, XrootdUrl
 log = logging.getLogger("fts3_emulator.engine")
 
 ARCHIVE_QUERY_ID = "fts3-emulator-archive-monitor"  # query prepare needs an id; any will do
-QUERY_BATCH = 200
 
 
 @dataclass
@@ -59,23 +60,29 @@ class TransferEngine:
                  tools: XrootdTools | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.tools = tools or XrootdTools(settings.xrdfs, settings.xrdcp)
+        self.tools = tools or XrootdTools()
         self._copies: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # file_id -> (monotonic time of the next poll, polls made): staging/archiving backoff
+        self._next_poll: dict[int, tuple[float, int]] = {}
+        self._query_slots = asyncio.Semaphore(max(1, settings.query_parallel))
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         self.recover()
         self._loop_task = asyncio.create_task(self._run(), name="fts3-engine")
+        self._poll_task = asyncio.create_task(self._poll_loop(), name="fts3-engine-polls")
 
     async def stop(self) -> None:
         self._stopping = True
         tasks = list(self._copies.values())
-        if self._loop_task:
-            self._loop_task.cancel()
-            tasks.append(self._loop_task)
+        for loop_task in (self._loop_task, self._poll_task):
+            if loop_task:
+                loop_task.cancel()
+                tasks.append(loop_task)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -95,25 +102,79 @@ class TransferEngine:
         self._wake.set()
 
     async def _run(self) -> None:
+        """Start copies: at once when woken (new job, copy ended, staged file), else every
+        ``poll_interval`` (retries waiting for their ``retry_delay``)."""
         while not self._stopping:
+            self._wake.clear()
             try:
                 await self._schedule_copies()
-                await self._poll_staging()
-                await self._poll_archiving()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("engine pass failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-            self._wake.clear()
+
+    async def _poll_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.gather(self._poll_staging(), self._poll_archiving())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine poll pass failed")
+            await asyncio.sleep(self.settings.poll_interval)
+
+    def _due(self, entries: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """The files whose next staging/archiving poll is due."""
+        due = []
+        for entry in entries:
+            next_at, _ = self._next_poll.get(entry["file_id"], (0.0, 0))
+            if next_at <= now:
+                due.append(entry)
+        return due
+
+    def _polled(self, file_id: int, now: float) -> None:
+        _, polls = self._next_poll.get(file_id, (0.0, 0))
+        delay = min(self.settings.poll_interval * (1.5 ** polls), self.settings.poll_max_interval)
+        self._next_poll[file_id] = (now + delay, polls + 1)
+
+    async def _query_batches(self, server: str, request_id: str, paths: list[str]
+                             ) -> dict[str, Any]:
+        """``query prepare`` for many paths: batches of ``query_batch``, a few in flight; a
+        batch whose answer overflows the server's buffer is split."""
+        size = max(1, self.settings.query_batch)
+        batches = [paths[i:i + size] for i in range(0, len(paths), size)]
+
+        async def one(batch: list[str]) -> dict[str, Any]:
+            try:
+                async with self._query_slots:
+                    return await self.tools.query_prepare(server, request_id, batch)
+            except ValueError:
+                if len(batch) == 1:
+                    raise
+                half = len(batch) // 2
+                first, second = await asyncio.gather(one(batch[:half]), one(batch[half:]))
+                return {**first, **second}
+
+        statuses: dict[str, Any] = {}
+        results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("query prepare of %d paths on %s failed: %s", len(batch), server,
+                            result)
+                continue
+            statuses.update(result)
+        return statuses
 
     # --- job bookkeeping ------------------------------------------------------------------
     def refresh_job(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
         if job is None or is_job_terminal(job["job_state"]):
             return
-        state = derive_job_state(f["file_state"] for f in self.store.files_of(job_id))
+        state = derive_job_state(self.store.file_states_of(job_id))
         if state == job["job_state"]:
             return
         if is_job_terminal(state):
@@ -125,6 +186,7 @@ class TransferEngine:
     def cancel_files(self, file_ids: Iterable[int]) -> None:
         """Stop running copies of files the API has just marked CANCELED."""
         for file_id in file_ids:
+            self._next_poll.pop(file_id, None)
             task = self._copies.get(file_id)
             if task is not None:
                 task.cancel()
@@ -134,25 +196,30 @@ class TransferEngine:
         free = self.settings.concurrency - len(self._copies)
         if free <= 0:
             return
-        now = time.time()
-        for entry in self.store.files_in_states(["SUBMITTED"]):
+        jobs: dict[str, dict[str, Any] | None] = {}
+        touched: set[str] = set()
+        candidates = self.store.files_ready_to_copy(time.time(), exclude=self._copies.keys(),
+                                                    limit=free)
+        for entry in candidates:
             if free <= 0:
                 break
-            if entry["file_id"] in self._copies or entry["not_before"] > now:
-                continue
-            job = self.store.get_job(entry["job_id"])
+            if entry["job_id"] not in jobs:
+                jobs[entry["job_id"]] = self.store.get_job(entry["job_id"])
+            job = jobs[entry["job_id"]]
             if job is None or is_job_terminal(job["job_state"]):
                 continue
             if not self.store.update_file(entry["file_id"], only_if_state_in=["SUBMITTED"],
                                           file_state="ACTIVE", start_time=utc_now(),
                                           attempts=entry["attempts"] + 1, reason=None):
                 continue
-            self.refresh_job(entry["job_id"])
+            touched.add(entry["job_id"])
             entry["attempts"] += 1
             task = asyncio.create_task(self._copy_file(entry, job), name=f"copy-{entry['file_id']}")
             self._copies[entry["file_id"]] = task
             task.add_done_callback(lambda _t, fid=entry["file_id"]: self._copy_done(fid))
             free -= 1
+        for job_id in touched:
+            self.refresh_job(job_id)
 
     def _copy_done(self, file_id: int) -> None:
         self._copies.pop(file_id, None)
@@ -168,8 +235,7 @@ class TransferEngine:
             # Cancelled by the user (the API set CANCELED) or by shutdown (stays ACTIVE and is
             # redone after restart). A cancelled copy leaves no partial file behind.
             if self.store.get_file(file_id)["file_state"] == "CANCELED":
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.tools.remove(entry["dest_surl"]))
+                await asyncio.shield(self._remove_canceled(entry["dest_surl"]))
             raise
         except TransferFailure as failure:
             self._record_failure(entry, params, failure)
@@ -192,6 +258,16 @@ class TransferEngine:
                 columns.update(file_state="FINISHED", finish_time=utc_now())
             self.store.update_file(file_id, only_if_state_in=["ACTIVE"], **columns)
         self.refresh_job(entry["job_id"])
+
+    async def _remove_canceled(self, destination: str) -> None:
+        """Remove a cancelled copy's destination, and again for a second: the server's
+        killed copy program may still have been creating it."""
+        with contextlib.suppress(Exception):
+            await self.tools.remove(destination)
+            for _ in range(10):
+                await asyncio.sleep(0.1)
+                if await self.tools.exists(destination):
+                    await self.tools.remove(destination)
 
     def _record_failure(self, entry: dict[str, Any], params: dict[str, Any],
                         failure: TransferFailure) -> None:
@@ -222,41 +298,45 @@ class TransferEngine:
         if faults.transfer_failure_rate and random.random() < faults.transfer_failure_rate:
             raise TransferFailure("TRANSFER [5] Injected transfer failure (fault injection)")
 
-        source_exists, destination_exists = await asyncio.gather(
-            self.tools.exists(source), self.tools.exists(destination))
-        if not source_exists:
+        source_info, destination_info = await asyncio.gather(
+            self.tools.stat(source), self.tools.stat(destination))
+        if source_info is None:
             raise TransferFailure(
                 f"SOURCE [2] Failed to stat {source}: No such file or directory", retryable=False)
+        source_size = int(source_info.size)
 
         overwrite = bool(params.get("overwrite"))
         # Our own partial copy (restart, retry) is replaced without asking for overwrite.
         ours = bool(extra.get("dest_written"))
-        if destination_exists:
-            if not (overwrite or ours):
-                raise TransferFailure(
-                    f"DESTINATION [17] Destination file exists and overwrite is not enabled: "
-                    f"{destination}", retryable=False)
+        if destination_info is not None and not (overwrite or ours):
+            raise TransferFailure(
+                f"DESTINATION [17] Destination file exists and overwrite is not enabled: "
+                f"{destination}", retryable=False)
+        if destination_info is not None:
+            # Removed, not truncated by the copy's open: the server caches checksums by
+            # mtime (1 s), so a file rewritten within a second could keep its old checksum.
             await self.tools.remove(destination)
 
         mode = params.get("verify_checksum") or "n"
         _, user_value = parse_user_checksum(entry["checksum"])
         source_sum = None
         if mode in {"b", "s"}:
-            source_sum, _ = await asyncio.gather(self.tools.adler32(source),
-                                                 self.tools.make_parent(destination))
+            source_sum = await self.tools.adler32(source)
             if user_value and source_sum != user_value:
                 raise TransferFailure(
                     f"SOURCE [5] User defined checksum and source checksum do not match "
                     f"{user_value} != {source_sum}", retryable=False)
-        else:
-            await self.tools.make_parent(destination)
 
         if not ours:
             extra["dest_written"] = True
             self.store.update_file(entry["file_id"], extra=json.dumps(extra))
         timeout = float(params.get("timeout") or self.settings.copy_timeout)
         try:
-            await self.tools.third_party_copy(source, destination, time_limit=timeout)
+            if self._use_tpc(source_size):
+                await self.tools.third_party_copy(source, destination, time_limit=timeout,
+                                                  size_hint=source_size)
+            else:
+                await self.tools.streamed_copy(source, destination, time_limit=timeout)
         except TimeoutError as error:
             await self.tools.remove(destination)
             raise TransferFailure(f"TRANSFER [110] Copy timed out after {timeout:.0f}s") from error
@@ -277,6 +357,14 @@ class TransferEngine:
             return size
         return await self.tools.size(destination)
 
+    def _use_tpc(self, size: int) -> bool:
+        mode = self.settings.copy_mode
+        if mode == "tpc":
+            return True
+        if mode == "streamed":
+            return False
+        return size >= self.settings.tpc_min_size
+
     # --- staging (restore from tape) -----------------------------------------------------
     async def _poll_staging(self) -> None:
         staging = self.store.files_in_states(["STAGING"])
@@ -285,10 +373,12 @@ class TransferEngine:
         jobs = {e["job_id"]: self.store.get_job(e["job_id"]) for e in staging}
         to_request: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         to_query: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        now = time.monotonic()
         for entry in staging:
             server = XrootdUrl.parse(entry["source_surl"]).server
             if entry["staging_reqid"]:
-                to_query[(server, entry["staging_reqid"])].append(entry)
+                if self._due([entry], now):
+                    to_query[(server, entry["staging_reqid"])].append(entry)
             else:
                 to_request[(entry["job_id"], server)].append(entry)
         for (_job_id, server), entries in to_request.items():
@@ -302,21 +392,18 @@ class TransferEngine:
             for e in entries:
                 self.store.update_file(e["file_id"], only_if_state_in=["STAGING"],
                                        staging_reqid=request_id, staging_start=utc_now())
-        for (server, request_id), entries in to_query.items():
-            for batch_start in range(0, len(entries), QUERY_BATCH):
-                batch = entries[batch_start:batch_start + QUERY_BATCH]
-                await self._query_staging(server, request_id, batch, jobs)
+                self._polled(e["file_id"], now)
+        await asyncio.gather(*(self._query_staging(server, request_id, entries, jobs)
+                               for (server, request_id), entries in to_query.items()))
 
     async def _query_staging(self, server: str, request_id: str, entries: list[dict[str, Any]],
                              jobs: dict[str, dict[str, Any] | None]) -> None:
         paths = [XrootdUrl.parse(e["source_surl"]).path for e in entries]
-        try:
-            statuses = await self.tools.query_prepare(server, request_id, paths)
-        except (XrootdError, ValueError) as error:
-            # Unanswered polls still count against bring_online.
-            log.warning("query prepare on %s failed: %s", server, error)
-            statuses = {}
+        # Unanswered polls still count against bring_online.
+        statuses = await self._query_batches(server, request_id, paths)
+        now = time.monotonic()
         for entry, path in zip(entries, paths, strict=True):
+            self._polled(entry["file_id"], now)
             status = statuses.get(path)
             job = jobs.get(entry["job_id"]) or {"params": {}}
             bring_online = float(job["params"].get("bring_online") or 0)
@@ -333,6 +420,7 @@ class TransferEngine:
                     f"STAGING [62] Staging timeout: not online after {bring_online:.0f}s"))
 
     def _finish_staging(self, entry: dict[str, Any], *, failed: str | None) -> None:
+        self._next_poll.pop(entry["file_id"], None)
         if failed:
             self.store.update_file(entry["file_id"], only_if_state_in=["STAGING"],
                                    file_state="FAILED", reason=failed, finish_time=utc_now(),
@@ -346,32 +434,36 @@ class TransferEngine:
     # --- archiving (waiting for the tape copy) --------------------------------------------
     async def _poll_archiving(self) -> None:
         archiving = self.store.files_in_states(["ARCHIVING"])
+        now = time.monotonic()
         by_server: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for entry in archiving:
+        for entry in self._due(archiving, now):
             by_server[XrootdUrl.parse(entry["dest_surl"]).server].append(entry)
+        if not by_server:
+            return
         jobs: dict[str, dict[str, Any] | None] = {}
-        for server, entries in by_server.items():
-            for batch_start in range(0, len(entries), QUERY_BATCH):
-                batch = entries[batch_start:batch_start + QUERY_BATCH]
-                paths = [XrootdUrl.parse(e["dest_surl"]).path for e in batch]
-                try:
-                    statuses = await self.tools.query_prepare(server, ARCHIVE_QUERY_ID, paths)
-                except (XrootdError, ValueError) as error:
-                    log.warning("archive query on %s failed: %s", server, error)
-                    statuses = {}
-                for entry, path in zip(batch, paths, strict=True):
-                    if entry["job_id"] not in jobs:
-                        jobs[entry["job_id"]] = self.store.get_job(entry["job_id"])
-                    job = jobs[entry["job_id"]] or {"params": {}}
-                    self._check_archived(entry, statuses.get(path), job["params"])
+
+        async def poll(server: str, entries: list[dict[str, Any]]) -> None:
+            paths = [XrootdUrl.parse(e["dest_surl"]).path for e in entries]
+            statuses = await self._query_batches(server, ARCHIVE_QUERY_ID, paths)
+            polled_at = time.monotonic()
+            for entry, path in zip(entries, paths, strict=True):
+                self._polled(entry["file_id"], polled_at)
+                if entry["job_id"] not in jobs:
+                    jobs[entry["job_id"]] = self.store.get_job(entry["job_id"])
+                job = jobs[entry["job_id"]] or {"params": {}}
+                self._check_archived(entry, statuses.get(path), job["params"])
+
+        await asyncio.gather(*(poll(server, entries) for server, entries in by_server.items()))
 
     def _check_archived(self, entry: dict[str, Any], status: Any, params: dict[str, Any]) -> None:
         archive_timeout = float(params.get("archive_timeout") or 0)
         if status is not None and status.on_tape:
+            self._next_poll.pop(entry["file_id"], None)
             self.store.update_file(entry["file_id"], only_if_state_in=["ARCHIVING"],
                                    file_state="FINISHED", finish_time=utc_now(),
                                    archive_finish_time=utc_now())
         elif archive_timeout > 0 and _seconds_since(entry["archive_start"]) > archive_timeout:
+            self._next_poll.pop(entry["file_id"], None)
             self.store.update_file(
                 entry["file_id"], only_if_state_in=["ARCHIVING"], file_state="FAILED",
                 finish_time=utc_now(),

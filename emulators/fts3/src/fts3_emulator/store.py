@@ -170,6 +170,24 @@ class Store:
             " ORDER BY file_id", states)
         return [_file_row(row) for row in rows]
 
+    def file_states_of(self, job_id: str) -> list[str]:
+        """Every file state of a job (one entry per file), without loading the rows."""
+        rows = self._db.execute(
+            "SELECT file_state, COUNT(*) FROM files WHERE job_id = ? GROUP BY file_state",
+            (job_id,))
+        return [state for state, count in rows for _ in range(count)]
+
+    def files_ready_to_copy(self, now: float, *, exclude: Iterable[int] = (),
+                            limit: int = 100) -> list[dict[str, Any]]:
+        """SUBMITTED files whose retry delay is over, oldest first, at most ``limit`` (plus
+        the excluded ones, which are skipped)."""
+        excluded = set(exclude)
+        rows = self._db.execute(
+            "SELECT * FROM files WHERE file_state = 'SUBMITTED' AND not_before <= ?"
+            " ORDER BY file_id LIMIT ?", (now, limit + len(excluded)))
+        entries = [_file_row(row) for row in rows]
+        return [e for e in entries if e["file_id"] not in excluded][:limit]
+
     def update_file(self, file_id: int, *, only_if_state_in: Iterable[str] | None = None,
                     **columns: Any) -> bool:
         """Update one file; with ``only_if_state_in`` the update is skipped (False) when the file
