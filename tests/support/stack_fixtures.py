@@ -14,9 +14,10 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,15 +108,28 @@ class DatastoreStack:
         pytest.fail(f"gateway not healthy within {timeout}s:\n{self.logs('gateway')[-3000:]}")
 
 
+StackFactory = Callable[..., DatastoreStack]
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 @pytest.fixture(scope="session")
-def datastore_stack(
+def datastore_stack_factory(
     tmp_path_factory: pytest.TempPathFactory,
     rabbitmq_url: str,
     icat_emulator: IcatEmulator,
     fts3_emulator: Fts3Emulator,
     xrootd_stack: object,
-) -> Iterator[DatastoreStack]:
-    work = tmp_path_factory.mktemp("stack")
+) -> Iterator[StackFactory]:
+    """``factory(replicas=1, **config_overrides)``: a running set of the four services."""
     ingest = run_icat_script(
         "icatingest.py",
         "-i",
@@ -136,48 +150,66 @@ def datastore_stack(
     )
     if ingest.returncode != 0:
         pytest.fail(f"icatingest.py failed: {ingest.stderr[-2000:]}")
-    run = uuid.uuid4().hex[:8]
-    port = free_port()
-    config = {
-        "x509_user_cert": str(fts3_emulator.user_cert),
-        "x509_user_key": str(fts3_emulator.user_key),
-        "tape_root_dir": f"e2e-{run}/",
-        "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca), "retry": 0},
-        "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
-        "broker": {
-            "url": rabbitmq_url,
-            "exchange": f"e2e-{run}",
-            "queue_prefix": f"e2e-{run}.",
-            "retry_delays": [0.5, 1, 2, 4],
-            "connect_attempts": 5,
-        },
-        "gateway": {
-            "host": "127.0.0.1",
-            "port": port,
-            "state_db": f"sqlite:///{work / 'gateway.sqlite'}",
-            "max_datafiles_per_request": 20_000,
-        },
-        "poller": {"interval_seconds": 0.5, "batch_wait_seconds": 0.1},
-        "log": {"level": "INFO", "format": "json"},
-    }
-    config_path = work / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    log_dir = work / "logs"
-    log_dir.mkdir()
-    stack = DatastoreStack(
-        config_path=config_path,
-        log_dir=log_dir,
-        gateway_url=f"http://127.0.0.1:{port}",
-        icat_url=icat_emulator.url,
-    )
-    try:
+    stacks: list[DatastoreStack] = []
+
+    def factory(replicas: int = 1, **overrides: Any) -> DatastoreStack:
+        work = tmp_path_factory.mktemp("stack")
+        run = uuid.uuid4().hex[:8]
+        port = free_port()
+        config = _merge(
+            {
+                "x509_user_cert": str(fts3_emulator.user_cert),
+                "x509_user_key": str(fts3_emulator.user_key),
+                "tape_root_dir": f"e2e-{run}/",
+                "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca)},
+                "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
+                "broker": {
+                    "url": rabbitmq_url,
+                    "exchange": f"e2e-{run}",
+                    "queue_prefix": f"e2e-{run}.",
+                    "retry_delays": [0.5, 1, 2, 4],
+                    "connect_attempts": 5,
+                },
+                "gateway": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "state_db": f"sqlite:///{work / 'gateway.sqlite'}",
+                    "max_datafiles_per_request": 20_000,
+                },
+                "poller": {"interval_seconds": 0.5, "batch_wait_seconds": 0.1},
+                "log": {"level": "INFO", "format": "json"},
+            },
+            overrides,
+        )
+        config_path = work / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        log_dir = work / "logs"
+        log_dir.mkdir()
+        stack = DatastoreStack(
+            config_path=config_path,
+            log_dir=log_dir,
+            gateway_url=f"http://127.0.0.1:{port}",
+            icat_url=icat_emulator.url,
+        )
+        stacks.append(stack)
         for service in SERVICES:
-            stack.start(service)
+            for _ in range(1 if service == "gateway" else replicas):
+                stack.start(service)
         stack.wait_for_gateway()
-        yield stack
+        return stack
+
+    try:
+        yield factory
     finally:
-        stack.stop_all()
-        _delete_queues(stack.settings)
+        for stack in stacks:
+            stack.stop_all()
+            _delete_queues(stack.settings)
+
+
+@pytest.fixture(scope="session")
+def datastore_stack(datastore_stack_factory: StackFactory) -> DatastoreStack:
+    """The shared stack of the session: one process of each service."""
+    return datastore_stack_factory()
 
 
 def _delete_queues(settings: DatastoreSettings) -> None:
