@@ -295,10 +295,12 @@ class XrootdTools:
         arg = "\n".join([request_id, *paths])
         out = await self._call(self._fs(server).query, QueryCode.PREPARE, arg,
                                what=f"query prepare on {server}")
-        text = (out or b"").decode(errors="replace").strip("\x00 \n")
+        # The server reuses its answer buffer: a short answer can arrive followed by a NUL and
+        # the tail of an earlier, longer one. Only the first JSON document is the answer.
+        text = (out or b"").split(b"\x00", 1)[0].decode(errors="replace").strip()
         if text.startswith(_NO_INFO):
             raise ValueError(f"query prepare answer too long for {len(paths)} paths")
-        answer: dict[str, Any] = json.loads(text)
+        answer: dict[str, Any] = json.JSONDecoder().raw_decode(text)[0]
         statuses = {}
         for response in answer.get("responses", []):
             path = "/" + str(response.get("path", "")).split("?", 1)[0].lstrip("/")
