@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+import tempfile
 import time
 
 import pytest
@@ -39,7 +42,7 @@ def test_archive_of_four_files_finishes_after_archiving_with_identical_checksums
 
     job, seen = wait_for_job(ctx, job_id)
 
-    assert job["job_state"] == "FINISHED", job["files"]
+    assert job["job_state"] == "FINISHED", [f["reason"] for f in job["files"]]
     # Every file went ACTIVE -> ARCHIVING -> FINISHED (on tape). The job shows ARCHIVING only
     # while all pending files archive, which the tape's migration delay may make too brief to
     # see from here; the file timestamps prove the passage.
@@ -72,7 +75,7 @@ def test_restore_from_tape_stages_then_copies(fts3_emulator, fts3_xrootd):
     job, seen = wait_for_job(ctx, job_id)
 
     assert seen[0] == "STAGING" or first["job_state"] == "STAGING", seen
-    assert job["job_state"] == "FINISHED", job["files"]
+    assert job["job_state"] == "FINISHED", [f["reason"] for f in job["files"]]
     entry = job["files"][0]
     assert entry["staging_start"] and entry["staging_finished"] and entry["bringonline_token"]
     assert adler32(restored) == value
@@ -134,7 +137,7 @@ def test_destination_exists_without_overwrite_fails(fts3_emulator, fts3_xrootd):
     job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(source, destination)],
                                             overwrite=True, verify_checksum=True))
     job, _ = wait_for_job(ctx, job_id)
-    assert job["job_state"] == "FINISHED"
+    assert job["job_state"] == "FINISHED", [f["reason"] for f in job["files"]]
     assert job["overwrite_flag"] == "Y"
     assert adler32(destination) == adler32(source)
 
@@ -237,3 +240,52 @@ def test_archiving_that_never_reaches_tape_fails_after_archive_timeout(fts3_emul
     assert job["job_state"] == "FAILED"
     assert "Archiving timeout" in job["files"][0]["reason"]
     assert exists(destination)
+
+
+def _upload_small_files(urls: list[str], size: int) -> list[str]:
+    """Write ``size`` random bytes at each URL (in-process, many at once); return adler32s."""
+    import zlib
+
+    from XRootD import client as xrd
+
+    local = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, _ in enumerate(urls):
+            data = os.urandom(size)
+            path = os.path.join(folder, f"f{index}")
+            with open(path, "wb") as handle:
+                handle.write(data)
+            local.append((path, f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"))
+        process = xrd.CopyProcess()
+        for (path, _), url in zip(local, urls, strict=True):
+            process.add_job(path, url, force=True, mkdir=True)
+        process.parallel(8)
+        assert process.prepare().ok
+        status, results = process.run()
+        assert status.ok and all(r["status"].ok for r in results), status
+    return [value for _, value in local]
+
+
+def test_one_job_of_1000_small_files_all_finish_archived(fts3_emulator, fts3_xrootd):
+    ctx = official_context(fts3_emulator)
+    folder = unique_dir()
+    count = 1000
+    sources = [f"{fts3_xrootd.idc}/{folder}/src/d{i // 100}/f{i:04d}.dat" for i in range(count)]
+    destinations = [f"{fts3_xrootd.tape}/{folder}/archive/d{i // 100}/f{i:04d}.dat"
+                    for i in range(count)]
+    checksums = _upload_small_files(sources, 16 * 1024)
+    transfers = [fts3.new_transfer(src, dst, checksum=f"adler32:{value}", filesize=16 * 1024)
+                 for src, dst, value in zip(sources, destinations, checksums, strict=True)]
+    job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum="both",
+                                            archive_timeout=600))
+
+    job, _ = wait_for_job(ctx, job_id, timeout=600)
+
+    states = [f["file_state"] for f in job["files"]]
+    assert job["job_state"] == "FINISHED", {s: states.count(s) for s in set(states)}
+    assert len(states) == count and set(states) == {"FINISHED"}
+    assert all(f["archive_finish_time"] and f["filesize"] == 16 * 1024 for f in job["files"])
+    by_dest = {f["dest_surl"]: f for f in job["files"]}
+    for index in random.sample(range(count), 25):
+        assert adler32(destinations[index]) == checksums[index]
+        assert by_dest[destinations[index]]["checksum"] == f"adler32:{checksums[index]}"
