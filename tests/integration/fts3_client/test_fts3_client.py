@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -91,10 +92,19 @@ async def test_cancel(fts: Fts3Client, xrootd_stack: XRootDStack) -> None:
 async def test_bulk_status_of_250_ids_in_3_requests(
     fts3_emulator: Fts3Emulator, fts: Fts3Client, xrootd_stack: XRootDStack
 ) -> None:
-    specs = await _archive_specs(xrootd_stack, 1)
-    known = [await fts.submit(specs[:1], ARCHIVE, f"it-{uuid.uuid4()}:{i}") for i in range(5)]
-    unknown = [str(uuid.uuid4()) for _ in range(245)]
-    ids = known[:2] + unknown[:120] + known[2:] + unknown[120:]
+    # 250 real jobs, cheap: each has one file whose source does not exist, so it fails at once.
+    folder = unique_dir()
+    specs = [
+        TransferSpec(
+            source=xrootd_stack.url("idc", f"{folder}/missing-{i}.dat"),
+            destination=xrootd_stack.url("tape", f"{folder}/missing-{i}.dat"),
+        )
+        for i in range(250)
+    ]
+    ids = await asyncio.gather(
+        *(fts.submit([spec], ARCHIVE, f"it-{uuid.uuid4()}:{i}") for i, spec in enumerate(specs))
+    )
+    assert len(set(ids)) == 250
 
     seen: list[httpx.Request] = []
 
@@ -112,11 +122,11 @@ async def test_bulk_status_of_250_ids_in_3_requests(
 
     assert len(seen) == 3
     assert list(result) == ids
-    for job_id in known:
+    for job_id in ids:
         status = result[job_id]
-        assert status is not None and status.job_id == job_id and status.files
-    assert all(result[j] is None for j in unknown)
-    await wait_terminal(fts, known)
+        assert status is not None and status.job_id == job_id and len(status.files) == 1
+    final = await wait_terminal(fts, ids)
+    assert {status.job_state for status in final.values()} == {"FAILED"}
 
 
 async def test_unknown_single_job_is_none(fts: Fts3Client) -> None:
