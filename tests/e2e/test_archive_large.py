@@ -38,6 +38,7 @@ def write_directly(data_dir: Path, folder: str, count: int) -> None:
         os.chown(path, owner.st_uid, owner.st_gid)
 
 
+@pytest.mark.timeout(1500)
 def test_2500_files_make_three_jobs_and_all_finish(
     datastore_stack: DatastoreStack, xrootd_stack: XRootDStack
 ) -> None:
