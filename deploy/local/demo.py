@@ -139,7 +139,7 @@ def main() -> None:
     settings = load_settings()
     gateway = f"http://{settings.gateway.host}:{settings.gateway.port}"
     idc, tape = settings.instrument_data_cache, settings.tape_archive
-    client = icat_client(str(settings.icat.url))
+    client = icat_client(str(settings.icat.url).rstrip("/"))
     visit_id = free_visit_id(client)
     folder = f"instrument/20XX/ABC123-{visit_id}/scan/scan_0000"
 
