@@ -1,5 +1,11 @@
 """Benchmark: archiving 4 x 250 MB through the FTS3 emulator vs raw ``xrdcp --tpc only``.
 
+Many small files (``--small-files``, default 1000 x 64 KiB, idc -> tape) are measured in the
+same run: one emulator job (verify_checksum=both, archive_timeout) until every file is
+ARCHIVING (copy phase) and FINISHED, side by side with the same copies made by XRootD's own
+``CopyProcess`` with as many parallel jobs as the emulator's concurrency (two-party, and a
+sample third-party with ``thirdparty='only'``).
+
 Both move the same files idc -> tape in the same run, four copies at a time. The emulator job
 is what the Datastore submits (verify_checksum=both, archive_timeout); its copy phase ends when
 every file has left ACTIVE (ARCHIVING: bytes on the tape server, checksums verified), the
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +38,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 IDC, TAPE = "root://127.0.0.1:11094", "root://127.0.0.1:11096"
 MB = 1_000_000
+EMULATOR_CONCURRENCY = 8  # the emulator's default; the 4-file jobs still run four at a time
+TPC_SAMPLE = 32  # raw third-party copies of small files measured (each takes >= 2.5 s)
 
 
 def free_port() -> int:
@@ -48,7 +57,8 @@ def start_emulator(work: Path, certs: Path, port: int) -> subprocess.Popen[bytes
     env.update(FTS3_EMULATOR_PORT=str(port), FTS3_EMULATOR_DB_PATH=str(work / "fts3.sqlite"),
                FTS3_EMULATOR_CERT=str(certs / "hostcert.pem"),
                FTS3_EMULATOR_KEY=str(certs / "hostkey.pem"), FTS3_EMULATOR_CA=str(certs / "ca.pem"),
-               FTS3_EMULATOR_CONCURRENCY="4", FTS3_EMULATOR_POLL_INTERVAL="0.2",
+               FTS3_EMULATOR_CONCURRENCY=str(EMULATOR_CONCURRENCY),
+               FTS3_EMULATOR_POLL_INTERVAL="0.2",
                FTS3_EMULATOR_LOG_LEVEL="warning")
     process = subprocess.Popen([sys.executable, "-m", "fts3_emulator", "--config",
                                 str(work / "none.yaml")], env=env, cwd=REPO,
@@ -116,6 +126,74 @@ def emulator_job(client: httpx.Client, sources: list[str], destinations: list[st
             "total_seconds": time.monotonic() - started}
 
 
+def copy_process(pairs: list[tuple[str, str]], *, parallel: int, thirdparty: str) -> float:
+    from XRootD import client as xrd
+
+    process = xrd.CopyProcess()
+    for source, destination in pairs:
+        process.add_job(source, destination, force=True, mkdir=True, thirdparty=thirdparty)
+    process.parallel(parallel)
+    started = time.monotonic()
+    if not process.prepare().ok:
+        raise SystemExit("CopyProcess.prepare failed")
+    status, results = process.run()
+    if not status.ok or not all(r["status"].ok for r in results):
+        raise SystemExit(f"CopyProcess failed: {status}")
+    return time.monotonic() - started
+
+
+def small_files(client: httpx.Client, folder: str, count: int, size: int, work: Path
+                ) -> tuple[dict[str, float], list[str], list[str]]:
+    """Upload ``count`` random files; copy them raw (CopyProcess) and through the emulator."""
+    sources = [f"{IDC}/{folder}/small/src/d{i // 250}/f{i:05d}.dat" for i in range(count)]
+    local_dir = work / "small"
+    local_dir.mkdir()
+    checksums = []
+    for index in range(count):
+        data = os.urandom(size)
+        (local_dir / f"f{index}").write_bytes(data)
+        checksums.append(f"{zlib.adler32(data) & 0xFFFFFFFF:08x}")
+    copy_process([(str(local_dir / f"f{i}"), url) for i, url in enumerate(sources)],
+                 parallel=8, thirdparty="none")
+    raw_dst = [f"{TAPE}/{folder}/small/raw/d{i // 250}/f{i:05d}.dat" for i in range(count)]
+    tpc_dst = [f"{TAPE}/{folder}/small/tpc/f{i:05d}.dat" for i in range(min(TPC_SAMPLE, count))]
+    fts_dst = [f"{TAPE}/{folder}/small/fts/d{i // 250}/f{i:05d}.dat" for i in range(count)]
+    raw = copy_process(list(zip(sources, raw_dst, strict=True)), parallel=EMULATOR_CONCURRENCY,
+                       thirdparty="none")
+    tpc = copy_process(list(zip(sources, tpc_dst, strict=False)),
+                       parallel=EMULATOR_CONCURRENCY, thirdparty="only")
+    started = time.monotonic()
+    job_id = client.post("/jobs", json={"files": [
+        {"sources": [s], "destinations": [d], "checksum": f"adler32:{c}"}
+        for s, d, c in zip(sources, fts_dst, checksums, strict=True)],
+        "params": {"verify_checksum": "both", "archive_timeout": 900, "retry": -1}}
+    ).json()["job_id"]
+    copied_at = None
+    while True:
+        job = client.get(f"/jobs/{job_id}", params={"files": "file_state"}).json()
+        states = [f["file_state"] for f in job["files"]]
+        if copied_at is None and all(s in {"ARCHIVING", "FINISHED"} for s in states):
+            copied_at = time.monotonic()
+        if job["job_state"] in {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}:
+            break
+        time.sleep(0.5)
+    total = time.monotonic() - started
+    if job["job_state"] != "FINISHED":
+        raise SystemExit(f"small-files job ended {job['job_state']}")
+    copy = (copied_at or time.monotonic()) - started
+    figures = {
+        "files": count, "file_size_kib": size // 1024,
+        "raw_copyprocess_two_party_seconds": round(raw, 2),
+        "raw_copyprocess_two_party_files_per_s": round(count / raw, 1),
+        "raw_copyprocess_tpc_sample_files": len(tpc_dst),
+        "raw_copyprocess_tpc_files_per_s": round(len(tpc_dst) / tpc, 2),
+        "emulator_copy_phase_seconds": round(copy, 2),
+        "emulator_files_per_s_copy_phase": round(count / copy, 1),
+        "emulator_seconds_until_all_finished_incl_tape_migration": round(total, 2),
+    }
+    return figures, sources, raw_dst + tpc_dst + fts_dst
+
+
 def status_rate(url: str, certs: Path, job_ids: list[str], *, keep_alive: bool,
                 seconds: float) -> float:
     context = tls_context(certs)
@@ -140,6 +218,10 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=250)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small-files", type=int, default=1000)
+    parser.add_argument("--small-size-kib", type=int, default=64)
+    parser.add_argument("--skip-large", action="store_true",
+                        help="only the small-files figures (printed, results file untouched)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fts3-bench-"))
@@ -154,6 +236,8 @@ def main() -> None:
         for index in range(args.size_mb):
             handle.write(block[index % 7:] + block[: index % 7])
     sources = [f"{IDC}/{folder}/src/file_{i:04d}.nxs" for i in range(args.files)]
+    if args.skip_large:
+        args.rounds, sources = 0, sources[:1]
     for url in sources:
         run("xrdcp", "--silent", "--force", str(payload), url)
     payload.unlink()
@@ -189,6 +273,15 @@ def main() -> None:
             print(f"round {round_index}: raw {results['raw'][-1]:.0f} MB/s, emulator "
                   f"{results['emulator'][-1]:.0f} MB/s (checksums), "
                   f"{results['emulator_nocheck'][-1]:.0f} MB/s (no checksums)", flush=True)
+        small: dict[str, float] = {}
+        if args.small_files:
+            small, small_sources, small_written = small_files(
+                client, folder, args.small_files, args.small_size_kib * 1024, work)
+            sources = sources + small_sources
+            written.extend(small_written)
+            print(f"small files: {json.dumps(small)}", flush=True)
+            if args.skip_large:
+                return
         # 100 quick jobs (missing sources fail at once) for the status-query measurements.
         job_ids = [client.post("/jobs", json={"files": [{
             "sources": [f"{IDC}/{folder}/missing/{i}"],
@@ -208,9 +301,9 @@ def main() -> None:
         process.wait(timeout=20)
         for server, urls in ((IDC, sources), (TAPE, written)):
             paths = [u.split("//", 2)[2] for u in urls]
-            if paths:
-                subprocess.run(["xrdfs", server, "rm", *("/" + p for p in paths)],
-                               capture_output=True, timeout=120)
+            for start in range(0, len(paths), 200):
+                batch = ["/" + p for p in paths[start:start + 200]]
+                subprocess.run(["xrdfs", server, "rm", *batch], capture_output=True, timeout=120)
 
     raw_mbps = statistics.median(results["raw"])
     emu_mbps = statistics.median(results["emulator"])
@@ -235,6 +328,8 @@ def main() -> None:
         "status_queries_per_s_new_tls_connection": round(handshake_rate, 1),
         "bulk_status_queries_per_s": round(bulk_rate, 1),
         "bulk_status_ids_per_query": len(job_ids),
+        "emulator_concurrency": EMULATOR_CONCURRENCY,
+        "small_files": small,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
