@@ -2,29 +2,53 @@
 
 Routes turn HTTP into arguments and errors into status codes (``main.py``); everything a
 request *means* happens here. No ICAT or FTS call happens on the archive path: the user's
-session was checked (and cached) before we get here, and the VO was read at start-up.
+session was checked (and cached) before we get here, and the VO was read at start-up. A
+restore asks ICAT once, as the user, what the selection holds; job status asks FTS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
-from datastore_common.domain.plan import plan_archive
+from prometheus_client import Counter
+from pydantic import BaseModel
+
+from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
+from datastore_common.domain.states import FINISHED, is_terminal
 from datastore_common.errors import (
     DatastoreError,
     ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
     PermanentError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRequested
-from datastore_common.ports import Publisher, UserSession
+from datastore_common.messages import ArchiveRequested, RestoreRequested
+from datastore_common.ports import JobProgress, Publisher, TransferService, UserSession
+from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
-from datastore_gateway.metrics import ARCHIVE_REQUESTS, ARCHIVED_DATAFILES
-from datastore_gateway.schemas import ArchiveAccepted, ArchiveRequest
+from datastore_gateway.metrics import (
+    ARCHIVE_REQUESTS,
+    ARCHIVED_DATAFILES,
+    RESTORE_REQUESTS,
+    RESTORED_DATAFILES,
+)
+from datastore_gateway.schemas import (
+    ArchiveAccepted,
+    ArchiveRequest,
+    JobFile,
+    JobPercentage,
+    JobState,
+    JobStatus,
+    RestoreAccepted,
+    RestoreRequest,
+)
 
 log = get_logger(__name__)
 
@@ -57,6 +81,59 @@ def check_limits(body: ArchiveRequest, settings: DatastoreSettings) -> None:
         )
 
 
+async def publish_confirmed(
+    publisher: Publisher, message: ArchiveRequested | RestoreRequested, *, user: str
+) -> None:
+    """Publish and wait for the broker's confirm; any failure is a 503, never a 202."""
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+            await publisher.publish(message, correlation_id=message.request_id, user=user)
+    except TimeoutError as exc:
+        raise PeerTimeoutError(
+            f"the broker did not confirm within {PUBLISH_TIMEOUT_SECONDS:g} s"
+        ) from exc
+    except DatastoreError:
+        raise
+    except Exception as exc:
+        # Whatever went wrong, the broker has not confirmed: the request is not accepted,
+        # and the client may retry (503), never a 202 without a confirm.
+        raise PeerUnavailableError(f"publish to the broker failed: {exc!r}") from exc
+
+
+async def accept_once(
+    kind: str,
+    body: BaseModel,
+    work: Callable[[], Awaitable[ArchiveAccepted]],
+    *,
+    user: UserSession,
+    settings: DatastoreSettings,
+    idempotency: IdempotencyStore | None,
+    idempotency_key: str | None,
+    requests: Counter,
+) -> ArchiveAccepted:
+    """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
+    a repeat gets the first answer and publishes nothing."""
+
+    async def answer_json() -> str:
+        return (await work()).model_dump_json()
+
+    # Archive and restore bodies never serialize alike (their fields differ), so one key
+    # reused across the two endpoints is a mismatch (422), never a wrong replay.
+    fingerprint = fingerprint_of(body.model_dump_json().encode())
+    answer, replayed = await run_once(
+        idempotency,
+        scope_key(user.user_name, idempotency_key=idempotency_key, fingerprint=fingerprint),
+        fingerprint,
+        answer_json,
+        window=settings.gateway.idempotency_window_seconds,
+    )
+    accepted = ArchiveAccepted.model_validate_json(answer)
+    if replayed:
+        log.info(f"{kind}_replayed", correlation_id=accepted.request_id, user=user.user_name)
+    requests.labels(outcome="replayed" if replayed else "accepted").inc()
+    return accepted
+
+
 async def request_archive(
     body: ArchiveRequest,
     *,
@@ -75,7 +152,7 @@ async def request_archive(
     check_may_archive(user, settings)
     check_limits(body, settings)
 
-    async def archive() -> str:
+    async def archive() -> ArchiveAccepted:
         request_id = str(uuid.uuid4())
         jobs = plan_archive(
             request_id,
@@ -89,20 +166,7 @@ async def request_archive(
         message = ArchiveRequested(
             request_id=request_id, investigations=body.investigations, jobs=jobs
         )
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                await publisher.publish(message, correlation_id=request_id, user=user.user_name)
-        except TimeoutError as exc:
-            raise PeerTimeoutError(
-                f"the broker did not confirm within {PUBLISH_TIMEOUT_SECONDS:g} s"
-            ) from exc
-        except DatastoreError:
-            raise
-        except Exception as exc:
-            # Whatever went wrong, the broker has not confirmed: the request is not accepted,
-            # and the client may retry (503), never a 202 without a confirm.
-            raise PeerUnavailableError(f"publish to the broker failed: {exc!r}") from exc
-        accepted = ArchiveAccepted(request_id=request_id, job_ids=[job.job_id for job in jobs])
+        await publish_confirmed(publisher, message, user=user.user_name)
         ARCHIVED_DATAFILES.inc(body.datafile_count)
         log.info(
             "archive_requested",
@@ -111,18 +175,150 @@ async def request_archive(
             datafiles=body.datafile_count,
             jobs=len(jobs),
         )
-        return accepted.model_dump_json()
+        return ArchiveAccepted(request_id=request_id, job_ids=[job.job_id for job in jobs])
 
-    fingerprint = fingerprint_of(body.model_dump_json().encode())
-    answer, replayed = await run_once(
-        idempotency,
-        scope_key(user.user_name, idempotency_key=idempotency_key, fingerprint=fingerprint),
-        fingerprint,
+    return await accept_once(
+        "archive",
+        body,
         archive,
-        window=settings.gateway.idempotency_window_seconds,
+        user=user,
+        settings=settings,
+        idempotency=idempotency,
+        idempotency_key=idempotency_key,
+        requests=ARCHIVE_REQUESTS,
     )
-    accepted = ArchiveAccepted.model_validate_json(answer)
-    if replayed:
-        log.info("archive_replayed", correlation_id=accepted.request_id, user=user.user_name)
-    ARCHIVE_REQUESTS.labels(outcome="replayed" if replayed else "accepted").inc()
-    return accepted
+
+
+def check_restore_limits(
+    body: RestoreRequest, items: Sequence[RestoreItem] | None, settings: DatastoreSettings
+) -> None:
+    """The archive limits apply to restores too: ids named, then the datafiles they hold."""
+    limits = settings.gateway
+    if body.id_count > limits.max_datafiles_per_request:
+        raise RequestTooLargeError(
+            f"{body.id_count} ids in one request; the limit is "
+            f"{limits.max_datafiles_per_request} (gateway.max_datafiles_per_request)"
+        )
+    if items is None:
+        return
+    if len(items) > limits.max_datafiles_per_request:
+        raise RequestTooLargeError(
+            f"the selection holds {len(items)} datafiles; the limit is "
+            f"{limits.max_datafiles_per_request} (gateway.max_datafiles_per_request)"
+        )
+    total = sum(item.filesize or 0 for item in items)
+    if total > limits.max_bytes_per_request:
+        raise RequestTooLargeError(
+            f"the selection holds {total} bytes; the limit is "
+            f"{limits.max_bytes_per_request} (gateway.max_bytes_per_request)"
+        )
+
+
+async def request_restore(
+    body: RestoreRequest,
+    *,
+    user: UserSession,
+    selections: Selections,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    idempotency: IdempotencyStore | None,
+    idempotency_key: str | None = None,
+) -> RestoreAccepted:
+    """Resolve the selection in ICAT *as the user*, plan tape -> user data cache jobs, publish
+    ``restore.requested`` (confirmed), answer the plan. Nothing in ICAT changes.
+
+    Any authenticated user may restore what ICAT lets them read; ids they cannot read are a
+    404, datafiles not yet FINISHED on tape a 409. Repeats replay as for archive.
+    """
+    check_restore_limits(body, None, settings)
+
+    async def restore() -> ArchiveAccepted:
+        items = await selections.resolve(
+            user.session_id, body.investigation_ids, body.dataset_ids, body.datafile_ids
+        )
+        if not items:
+            raise InvalidRequestError("the selection holds no datafiles to restore")
+        check_restore_limits(body, items, settings)
+        request_id = str(uuid.uuid4())
+        jobs = plan_restore(
+            request_id,
+            items,
+            tape_archive=settings.tape_archive,
+            tape_root_dir=settings.tape_root_dir,
+            user_data_cache=settings.user_data_cache,
+            vo=vo,
+            max_files_per_job=settings.fts3.max_files_per_job,
+        )
+        await publish_confirmed(
+            publisher, RestoreRequested(request_id=request_id, jobs=jobs), user=user.user_name
+        )
+        RESTORED_DATAFILES.inc(len(items))
+        log.info(
+            "restore_requested",
+            correlation_id=request_id,
+            user=user.user_name,
+            datafiles=len(items),
+            jobs=len(jobs),
+        )
+        return RestoreAccepted(request_id=request_id, job_ids=[job.job_id for job in jobs])
+
+    accepted = await accept_once(
+        "restore",
+        body,
+        restore,
+        user=user,
+        settings=settings,
+        idempotency=idempotency,
+        idempotency_key=idempotency_key,
+        requests=RESTORE_REQUESTS,
+    )
+    return RestoreAccepted(request_id=accepted.request_id, job_ids=accepted.job_ids)
+
+
+# ---------------------------------------------------------------- job status
+
+#: What an FTS job id looks like (a UUID); anything else is not a job, and never reaches FTS
+#: (a comma would turn the look-up into a bulk query).
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+async def job_progress(job_id: str, transfers: TransferService) -> JobProgress:
+    """The job as FTS reports it; NotFoundError (404) when FTS does not know it."""
+    if not _JOB_ID.match(job_id):
+        raise NotFoundError(f"no such job: {job_id!r} is not an FTS job id")
+    progress = (await transfers.status([job_id])).get(job_id)
+    if progress is None:
+        raise NotFoundError(f"FTS at {transfers.endpoint} knows no job {job_id}")
+    return progress
+
+
+def percentage_of(progress: JobProgress) -> float:
+    """Finished files / all files x 100 (a job without files: 100 once FINISHED, else 0)."""
+    if not progress.files:
+        return 100.0 if progress.state == FINISHED else 0.0
+    finished = sum(1 for f in progress.files if f.state.upper() == FINISHED)
+    return round(100.0 * finished / len(progress.files), 2)
+
+
+def job_status(progress: JobProgress) -> JobStatus:
+    return JobStatus(
+        job_id=progress.job_id,
+        state=progress.state,
+        reason=progress.reason,
+        percentage_complete=percentage_of(progress),
+        files=[
+            JobFile(source=f.source, destination=f.destination, state=f.state, reason=f.reason)
+            for f in progress.files
+        ],
+    )
+
+
+def job_state(progress: JobProgress) -> JobState:
+    return JobState(
+        job_id=progress.job_id, status=progress.state, complete=is_terminal(progress.state)
+    )
+
+
+def job_percentage(progress: JobProgress) -> JobPercentage:
+    return JobPercentage(job_id=progress.job_id, percentage_complete=percentage_of(progress))

@@ -1,10 +1,11 @@
 """The gateway's composition root: ``create_app(settings)`` builds the FastAPI application.
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
-injected (the bus publisher, the ICAT sessions adapter, the idempotency store, the FTS VO)
-and closes what it opened. Errors raised anywhere below become HTTP answers here, once:
-AuthenticationError 401, ForbiddenError 403, RequestTooLargeError 413, other PermanentError
-422, TransientError 503 — each with ``{"detail": "<reason>"}``.
+injected (the bus publisher, the ICAT sessions and selections adapters on one shared client
+pool, the idempotency store, the FTS VO and status client) and closes what it opened. Errors
+raised anywhere below become HTTP answers here, once: AuthenticationError 401,
+ForbiddenError 403, NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other
+PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from fastapi.responses import JSONResponse
 from datastore_common.adapters.rabbit import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
+    ConfigurationError,
     DatastoreError,
     ForbiddenError,
+    NotFoundError,
     PermanentError,
     TransientError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.ports import Publisher, Sessions
+from datastore_common.ports import Publisher, Sessions, TransferService
+from datastore_common.ports_restore import NotArchivedError, Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_common.worker import make_bus
 from datastore_gateway.api.deps import GatewayState
-from datastore_gateway.api.routes import archive, health, login
+from datastore_gateway.api.routes import archive, health, jobs, login, restore
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.middleware import BodySizeLimit, RequestContext
@@ -55,6 +59,8 @@ def create_app(
     vo: str | VoSource | None = None,
     idempotency: IdempotencyStore | None = None,
     broker_connected: Callable[[], bool] | None = None,
+    selections: Selections | None = None,
+    transfers: TransferService | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -66,6 +72,8 @@ def create_app(
     if vo is not None:
         state.vo = vo if isinstance(vo, VoSource) else VoSource(vo=vo)
     state.idempotency = idempotency
+    state.selections = selections
+    state.transfers = transfers
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -78,13 +86,15 @@ def create_app(
     app = FastAPI(
         title="Datastore gateway",
         version=API_VERSION,
-        summary="Archive facility data from the instrument data cache to tape, via FTS3, "
-        "with ICAT kept truthful.",
+        summary="Archive facility data from the instrument data cache to tape, and restore it "
+        "to the user data cache, via FTS3, with ICAT kept truthful.",
         lifespan=lifespan,
     )
     app.state.gateway = state
     app.include_router(login.router)
     app.include_router(archive.router)
+    app.include_router(restore.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.gateway.max_body_bytes)
@@ -99,12 +109,30 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         await store.open()
         opened.push_async_callback(store.close)
         state.idempotency = store
-    if state.sessions is None:
+    if state.sessions is None or state.selections is None:
         from datastore_common.adapters.icat import IcatSessions, pool_from_settings
+        from datastore_common.adapters.icat_selections import IcatSelections
 
+        # One pool of python-icat clients serves every user's logins, checks and selections.
         pool = pool_from_settings(settings.icat, size=ICAT_POOL_SIZE)
         opened.push_async_callback(pool.close)
-        state.sessions = CachedSessions(IcatSessions(pool), ttl=settings.icat.session_cache_seconds)
+        if state.sessions is None:
+            state.sessions = CachedSessions(
+                IcatSessions(pool), ttl=settings.icat.session_cache_seconds
+            )
+        if state.selections is None:
+            state.selections = IcatSelections(pool)
+    if state.transfers is None:
+        from datastore_common.adapters.fts3_service import Fts3TransferService
+
+        try:
+            fts = Fts3TransferService.from_settings(settings)
+        except ConfigurationError as exc:
+            # Archive and restore still work; the job endpoints answer 503 saying why.
+            log.warning("fts_status_unavailable", error=str(exc))
+        else:
+            opened.push_async_callback(fts.aclose)
+            state.transfers = fts
     if state.publisher is None:
         bus = make_bus(settings, SERVICE)
         await bus.connect(attempts=settings.broker.connect_attempts)
@@ -131,6 +159,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def forbidden(_: Request, exc: Exception) -> JSONResponse:
         return _problem(403, str(exc))
 
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(404, str(exc))
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(409, str(exc))
+
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
 
@@ -148,6 +182,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     # Most specific first is not needed: Starlette picks the handler by the exception's MRO.
     app.add_exception_handler(AuthenticationError, unauthenticated)
     app.add_exception_handler(ForbiddenError, forbidden)
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(RequestTooLargeError, too_large)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)

@@ -27,3 +27,11 @@ SESSION_CHECKS = Counter(
     "Bearer session look-ups, by result (cached, checked, refused)",
     ["result"],
 )
+RESTORE_REQUESTS = Counter(
+    "datastore_gateway_restore_requests_total",
+    "Restore requests answered 202, by outcome (accepted = published, replayed = idempotent)",
+    ["outcome"],
+)
+RESTORED_DATAFILES = Counter(
+    "datastore_gateway_restore_datafiles_total", "Datafiles in accepted restore requests"
+)

@@ -1,7 +1,8 @@
 """HTTP shapes of the gateway: what clients send and what they get back (not wire messages).
 
-``ArchiveRequest`` is the seed's ``POST /archive`` body verbatim; its investigations reuse the
-message models of ``datastore_common.messages.metadata``, so the HTTP body and an instrument's
+``ArchiveRequest`` and ``RestoreRequest`` are the seed's ``POST /archive`` and ``POST /restore``
+bodies verbatim. The archive body's investigations reuse the message models of
+``datastore_common.messages.metadata``, so the HTTP body and an instrument's
 ``archive.requested`` message obey the same rules (safe names, no duplicates, files present).
 """
 
@@ -53,6 +54,56 @@ class ArchiveRequest(_Shape):
 class ArchiveAccepted(_Shape):
     request_id: str = Field(description="Correlates every message and status of this request.")
     job_ids: list[str] = Field(description="The FTS job ids the files will travel under.")
+
+
+class RestoreRequest(_Shape):
+    """The seed's ``POST /restore`` body: ICAT ids, any mix, at least one id in all."""
+
+    investigation_ids: list[int] = Field(default_factory=list, examples=[[]])
+    dataset_ids: list[int] = Field(default_factory=list, examples=[[1]])
+    datafile_ids: list[int] = Field(default_factory=list, examples=[[]])
+
+    @model_validator(mode="after")
+    def _some_ids(self) -> RestoreRequest:
+        if not (self.investigation_ids or self.dataset_ids or self.datafile_ids):
+            raise ValueError("name at least one investigation, dataset or datafile id")
+        return self
+
+    @property
+    def id_count(self) -> int:
+        return len(self.investigation_ids) + len(self.dataset_ids) + len(self.datafile_ids)
+
+
+class RestoreAccepted(ArchiveAccepted):
+    """The same answer as an archive: the request id and the FTS job ids (tape to user cache)."""
+
+
+class JobFile(_Shape):
+    source: str
+    destination: str
+    state: str = Field(description="FTS file state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...)")
+    reason: str | None = None
+
+
+class JobStatus(_Shape):
+    """An FTS job as FTS reports it now."""
+
+    job_id: str
+    state: str = Field(description="FTS job state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...)")
+    reason: str | None = None
+    percentage_complete: float = Field(description="Finished files / all files x 100.")
+    files: list[JobFile]
+
+
+class JobState(_Shape):
+    job_id: str
+    status: str = Field(description="FTS job state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...)")
+    complete: bool = Field(description="True once the job is in a final state.")
+
+
+class JobPercentage(_Shape):
+    job_id: str
+    percentage_complete: float = Field(description="Finished files / all files x 100.")
 
 
 class VersionInfo(_Shape):

@@ -16,7 +16,8 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from datastore_common.errors import AuthenticationError, PeerUnavailableError
-from datastore_common.ports import Publisher, Sessions, UserSession
+from datastore_common.ports import Publisher, Sessions, TransferService, UserSession
+from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore
 from datastore_gateway.vo import VoSource
@@ -31,6 +32,8 @@ class GatewayState:
     publisher: Publisher | None = None
     vo: VoSource | None = None
     idempotency: IdempotencyStore | None = None
+    selections: Selections | None = None
+    transfers: TransferService | None = None
     broker_check: Callable[[], bool] = lambda: False
 
     @property
@@ -62,6 +65,18 @@ async def get_sessions(state: StateDep) -> Sessions:
     return state.sessions
 
 
+async def get_selections(state: StateDep) -> Selections:
+    if state.selections is None:
+        raise PeerUnavailableError("ICAT selections are not available yet")
+    return state.selections
+
+
+async def get_transfers(state: StateDep) -> TransferService:
+    if state.transfers is None:
+        raise PeerUnavailableError("FTS is not configured for job status (fts3 credentials)")
+    return state.transfers
+
+
 async def get_idempotency(state: StateDep) -> IdempotencyStore | None:
     return state.idempotency
 
@@ -75,6 +90,8 @@ async def get_vo(state: StateDep) -> str:
 SettingsDep = Annotated[DatastoreSettings, Depends(get_settings)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 SessionsDep = Annotated[Sessions, Depends(get_sessions)]
+SelectionsDep = Annotated[Selections, Depends(get_selections)]
+TransfersDep = Annotated[TransferService, Depends(get_transfers)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
 VoDep = Annotated[str, Depends(get_vo)]
 
@@ -104,6 +121,6 @@ IdempotencyKeyHeader = Annotated[
         min_length=1,
         max_length=200,
         description="Repeat a request with the same key to get its first answer, "
-        "never a second archive.",
+        "never a second archive or restore.",
     ),
 ]

@@ -1,0 +1,60 @@
+"""POST /restore: ICAT ids in (the seed's body), 202 with the request id and FTS job ids out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from datastore_gateway import handlers
+from datastore_gateway.api.deps import (
+    CurrentUser,
+    IdempotencyDep,
+    IdempotencyKeyHeader,
+    PublisherDep,
+    SelectionsDep,
+    SettingsDep,
+    VoDep,
+)
+from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreRequest
+
+router = APIRouter(tags=["Restore"])
+
+
+@router.post(
+    "/restore",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
+        404: {"model": Problem, "description": "Ids ICAT does not let this user read (named)"},
+        409: {"model": Problem, "description": "Datafiles not (yet) FINISHED on tape (named)"},
+        413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
+        422: {"description": "The body is not a valid restore request (reason given)"},
+        503: {"model": Problem, "description": "ICAT or the broker unavailable; nothing accepted"},
+    },
+)
+async def restore(
+    body: RestoreRequest,
+    user: CurrentUser,
+    selections: SelectionsDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    vo: VoDep,
+    idempotency: IdempotencyDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RestoreAccepted:
+    """Restore archived datafiles from tape to the user data cache (same relative paths).
+
+    The ids are resolved in ICAT with the caller's own session, so ICAT decides what they may
+    restore; every datafile named directly or through its dataset or investigation must be
+    FINISHED on tape. FTS stages then copies them under the returned job ids (follow them with
+    ``GET /job/{job_id}``). A restore changes nothing in ICAT.
+    """
+    return await handlers.request_restore(
+        body,
+        user=user,
+        selections=selections,
+        publisher=publisher,
+        settings=settings,
+        vo=vo,
+        idempotency=idempotency,
+        idempotency_key=idempotency_key,
+    )
