@@ -15,19 +15,26 @@ import contextlib
 import functools
 import http.client
 import itertools
+import math
+import re
 import threading
 import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import icat
+import icat.entity
 import icat.exception as icat_errors
 import suds
+import suds.properties
+import suds.sax.date
 import suds.transport
+from lxml import etree
 
 from datastore_common.domain.archival import (
     ARCHIVAL_PARAMETERS,
@@ -137,6 +144,7 @@ class IcatClientPool:
         self._slots = asyncio.Semaphore(size)
         self._idle: list[IcatClient] = []
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="icat")
+        self.size = size
         self.clients_built = 0
 
     def _build(self) -> IcatClient:
@@ -214,6 +222,8 @@ def pool_from_settings(settings: IcatSettings, *, size: int = 2) -> IcatClientPo
 
 _IN_CHUNK = 500  # ids or names per IN (...) list: keeps queries and answers moderate
 _CREATE_CHUNK = 1000  # beans per createMany
+_INLINE_UPDATES = 8  # up to this many updates go in the same pooled call as the reads
+_UPDATES_PER_CALL_MIN = 25  # below this, another client is not worth a thread hop
 
 
 def jpql_literal(value: str) -> str:
@@ -236,6 +246,248 @@ def _text(value: Any) -> str | None:
 
 def _number(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+# ---------------------------------------------------------------- bulk SOAP
+
+_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_XSD = "http://www.w3.org/2001/XMLSchema"
+_ICAT_NS = "http://icatproject.org"
+_XSI_TYPE = f"{{{_XSI}}}type"
+_XSI_NIL = f"{{{_XSI}}}nil"
+_INTEGER_TYPES = frozenset({"long", "int", "short", "byte", "integer", "unsignedInt"})
+_FLOAT_TYPES = frozenset({"double", "float", "decimal"})
+# Template holes: private-use characters, which suds writes unchanged and no value contains
+# (values are inserted after the template is cut).
+_HOLE_RE = re.compile("\ue000(\\d+)\ue001")
+_XML_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+)
+
+
+def _hole(index: int) -> str:
+    return f"\ue000{index}\ue001"
+
+
+def xml_text(value: str) -> str:
+    """XML character data for ``value``: the five characters suds escapes, escaped the same
+    way (``&apos;``, ``&quot;``...), but every ``&`` (suds leaves one that starts an entity,
+    so a name containing ``&amp;`` would reach ICAT as ``&``)."""
+    return value.translate(_XML_ESCAPES)
+
+
+def wire_value(value: Any) -> str:
+    """A field value as suds writes it in a request (booleans lower case, dates ISO 8601)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, datetime):
+        return str(suds.sax.date.DateTime(value))
+    return xml_text(str(value))
+
+
+class _Template:
+    """Text with numbered holes, rendered by one %-format (a bean costs microseconds)."""
+
+    def __init__(self, text: str) -> None:
+        parts = _HOLE_RE.split(text)
+        self.order = [int(i) for i in parts[1::2]]
+        self._format = "%s".join(p.replace("%", "%%") for p in parts[0::2])
+
+    def render(self, values: Sequence[str]) -> str:
+        return self._format % tuple(values[i] for i in self.order)
+
+
+@dataclass(frozen=True)
+class _BeanShape:
+    """Which fields a bean of ``bean`` carries: attributes, and relations (field -> target
+    bean) sent as ``<field><id>..</id></field>``; ``with_id`` for update and delete."""
+
+    bean: str
+    attributes: tuple[str, ...] = ()
+    relations: tuple[tuple[str, str], ...] = ()
+    with_id: bool = False
+
+    @property
+    def holes(self) -> int:
+        return len(self.attributes) + len(self.relations) + int(self.with_id)
+
+
+class SoapWire:
+    """Bulk ICAT calls for one python-icat client, without building a suds object per bean.
+
+    The XML is suds's own: for each operation and bean shape, python-icat and suds marshal
+    one bean once (``nosend``) with placeholders, and that text becomes a template. Beans
+    are rendered from it (values escaped as XML), the envelope is posted with the client's
+    suds transport to the client's SOAP address, the reply is read with lxml. A SOAP fault
+    is handed back to suds (``__inject`` reply), so it becomes a ``WebFault`` and then the
+    python-icat exception of its ``IcatException`` type, as for any other call.
+    """
+
+    def __init__(self, client: IcatClient) -> None:
+        self.client = client
+        self._methods = client.wsdl.services[0].ports[0].methods
+        self._envelopes: dict[str, tuple[_Template, str]] = {}
+        self._beans: dict[tuple[str, _BeanShape], _Template] = {}
+        self._parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+
+    # ------------------------------------------------------------ templates
+
+    def _marshal(self, call: Callable[[], Any]) -> str:
+        """The request suds would send for ``call()``, with the session id as hole 0."""
+        client = self.client
+        session_id = client.sessionId
+        client.sessionId = _hole(0)
+        client.set_options(nosend=True)
+        try:
+            context = call()
+        finally:
+            client.set_options(nosend=False)
+            client.sessionId = session_id
+        return str(context.envelope.decode("utf-8"))
+
+    def bean(self, op: str, shape: _BeanShape) -> _Template:
+        """The template of one bean of ``shape`` in a request of ``op``; hole order: id (if
+        with_id), attributes, relation ids."""
+        key = (op, shape)
+        template = self._beans.get(key)
+        if template is not None:
+            return template
+        client = self.client
+        holes = iter(range(1, shape.holes + 1))
+        fields: dict[str, Any] = {}
+        if shape.with_id:
+            fields["id"] = _hole(next(holes))
+        for name in shape.attributes:
+            fields[name] = _hole(next(holes))
+        for name, target in shape.relations:
+            fields[name] = client.new(target, id=_hole(next(holes)))
+        entity = client.new(shape.bean, **fields)
+        # What python-icat's Client.<op> sends (its methods return None for void operations).
+        instance = icat.entity.Entity.getInstance(entity)
+        argument = [instance] if op.endswith("Many") else instance
+        text = self._marshal(lambda: getattr(client.service, op)(client.sessionId, argument))
+        tag = "beans" if op.endswith("Many") else "bean"
+        start = text.index(f"<{tag} ", text.index("</sessionId>"))
+        end = text.index(f"</{tag}>", start) + len(tag) + 3
+        bean_text = text[start:end]
+        found = sorted(int(i) for i in _HOLE_RE.findall(bean_text))
+        if found != list(range(1, shape.holes + 1)):
+            raise RuntimeError(f"suds left out fields of {shape}: {bean_text}")
+        # Holes renumbered from 0 for the bean's own values.
+        template = _Template(_HOLE_RE.sub(lambda m: _hole(int(m.group(1)) - 1), bean_text))
+        self._beans[key] = template
+        if op not in self._envelopes:
+            self._envelopes[op] = (_Template(text[:start] + _hole(1) + text[end:]), tag)
+        return template
+
+    def _envelope(self, op: str, beans: str) -> bytes:
+        template, _ = self._envelopes[op]
+        return template.render([xml_text(str(self.client.sessionId)), beans]).encode("utf-8")
+
+    # ------------------------------------------------------------ calls
+
+    def post(self, op: str, envelope: bytes) -> Any:
+        """Send a request envelope of ``op``; the reply's response element (lxml)."""
+        client = self.client
+        method = self._methods[op]
+        location = suds.properties.Unskin(client.options).get("location", method.location)
+        request = suds.transport.Request(location, envelope)
+        action = method.soap.action
+        request.headers = {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": action.encode("utf-8") if isinstance(action, str) else action,
+            **client.options.headers,
+        }
+        try:
+            reply = client.options.transport.send(request)
+        except suds.transport.TransportError as exc:
+            content = exc.fp.read() if exc.fp else b""
+            if exc.httpcode == 500 and content:
+                self._raise_fault(op, content, 500, str(exc))
+            raise
+        root = etree.fromstring(reply.message, self._parser)
+        body = root.find(f"{{{_SOAP_ENV}}}Body")
+        if body is None or len(body) == 0:
+            raise icat_errors.ICATError(f"icat {op}: a reply without a SOAP body")
+        response = body[0]
+        if response.tag == f"{{{_SOAP_ENV}}}Fault":
+            self._raise_fault(op, reply.message, 200, "SOAP fault with HTTP 200")
+        return response
+
+    def _raise_fault(self, op: str, content: bytes, status: int, description: str) -> None:
+        """suds reads the fault as for its own calls; python-icat names it."""
+        inject = {"reply": content, "status": status, "description": description}
+        try:
+            getattr(self.client.service, op)(__inject=inject)
+        except suds.WebFault as fault:
+            raise icat_errors.translateError(fault) from None
+        except Exception:  # no fault in it after all: the transport error stands
+            return
+
+    def create_many(self, beans: Sequence[tuple[_BeanShape, Sequence[str]]]) -> list[int]:
+        """createMany of (shape, wire values in hole order) beans; their ids. Atomic on
+        ICAT's side: after a fault nothing was created."""
+        if not beans:
+            return []
+        text = "".join(self.bean("createMany", shape).render(row) for shape, row in beans)
+        response = self.post("createMany", self._envelope("createMany", text))
+        ids = [int(r.text) for r in response.iterfind("return")]
+        if len(ids) != len(beans):
+            raise icat_errors.ICATError(f"createMany of {len(beans)} returned {len(ids)} ids")
+        return ids
+
+    def create(self, shape: _BeanShape, row: Sequence[str]) -> int:
+        template = self.bean("create", shape)
+        response = self.post("create", self._envelope("create", template.render(row)))
+        return int(response.findtext("return"))
+
+    def update(self, shape: _BeanShape, row: Sequence[str]) -> None:
+        template = self.bean("update", shape)
+        self.post("update", self._envelope("update", template.render(row)))
+
+    def delete_many(self, bean: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        template = self.bean("deleteMany", _BeanShape(bean, with_id=True))
+        beans = "".join(template.render([str(i)]) for i in ids)
+        self.post("deleteMany", self._envelope("deleteMany", beans))
+
+    def search(self, query: str) -> list[Any]:
+        """``search`` for scalar or multi-column (fieldSet) results: ints, floats, strings,
+        booleans, datetimes, None; rows as tuples. Entity results are python-icat's job."""
+        if "search" not in self._envelopes:
+            text = self._marshal(lambda: self.client.service.search(_hole(0), _hole(1)))
+            self._envelopes["search"] = (_Template(text), "query")
+        template, _ = self._envelopes["search"]
+        envelope = template.render([xml_text(str(self.client.sessionId)), xml_text(query)])
+        response = self.post("search", envelope.encode("utf-8"))
+        return [_search_value(r) for r in response.iterfind("return")]
+
+
+def _search_value(element: Any) -> Any:
+    if element.get(_XSI_NIL) == "true":
+        return None
+    prefix, _, local = (element.get(_XSI_TYPE) or "xs:string").rpartition(":")
+    namespace = element.nsmap.get(prefix or None)
+    if namespace == _ICAT_NS and local == "fieldSet":
+        return tuple(_search_value(field) for field in element)
+    if namespace != _XSD:
+        raise TypeError(f"search result of type {local!r}: use python-icat's client.search")
+    text = element.text
+    if text is None:
+        return None  # suds reads an empty element as None too
+    if local in _INTEGER_TYPES:
+        return int(text)
+    if local in _FLOAT_TYPES:
+        return float(text)
+    if local == "boolean":
+        return text in ("true", "1")
+    if local == "dateTime":
+        return suds.sax.date.DateTime(text).value
+    return str(text)
 
 
 class _FunctionalSession:
@@ -308,6 +560,7 @@ class IcatCatalogue(Catalogue):
         self._session = _FunctionalSession(settings)
         self._references: dict[tuple[str, ...], int] = {}
         self._parameter_types: dict[str, int] = {}
+        self._wires: dict[int, SoapWire] = {}
 
     @property
     def facility(self) -> str:
@@ -328,6 +581,13 @@ class IcatCatalogue(Catalogue):
                 return work(client)
 
         return await self._pool.call(operation, with_session)
+
+    def _wire(self, client: IcatClient) -> SoapWire:
+        """The bulk SOAP helper of a pooled client (its templates live as long as it)."""
+        wire = self._wires.get(id(client))
+        if wire is None or wire.client is not client:
+            wire = self._wires[id(client)] = SoapWire(client)
+        return wire
 
     # ------------------------------------------------------------ reference entities
 
@@ -511,6 +771,8 @@ class IcatCatalogue(Catalogue):
     def _datafiles_in(
         self, client: IcatClient, dataset_id: int, items: Sequence[NewDatafile]
     ) -> dict[str, CatalogueDatafile]:
+        wire = self._wire(client)
+
         def search(names: Sequence[str]) -> dict[str, int]:
             found: dict[str, int] = {}
             for chunk in _chunks(names, _IN_CHUNK):
@@ -518,18 +780,23 @@ class IcatCatalogue(Catalogue):
                     "SELECT o.id, o.name FROM Datafile o JOIN o.dataset ds "
                     f"WHERE ds.id = {dataset_id} AND o.name IN ({_in_list(chunk)})"
                 )
-                found.update({str(name): int(i) for i, name in client.search(query)})
+                found.update({str(name): int(i) for i, name in wire.search(query)})
             return found
 
-        dataset = client.new("Dataset", id=dataset_id)
-
-        def new_datafile(item: NewDatafile) -> Any:
+        def new_datafile(item: NewDatafile) -> tuple[_BeanShape, list[str]]:
             spec = item.spec
             fields: dict[str, Any] = {
-                k: getattr(spec, k)
-                for k in ("description", "doi", "datafileCreateTime", "datafileModTime")
-                if getattr(spec, k) is not None
+                "checksum": item.checksum,
+                "datafileCreateTime": spec.datafileCreateTime,
+                "datafileModTime": spec.datafileModTime,
+                "description": spec.description,
+                "doi": spec.doi,
+                "fileSize": item.file_size,
+                "location": item.location,
+                "name": spec.name,
             }
+            present = {k: v for k, v in fields.items() if v is not None}
+            relations = [("dataset", "Dataset", dataset_id)]
             if spec.datafileFormat is not None:
                 format_id = self._reference(
                     client,
@@ -537,22 +804,14 @@ class IcatCatalogue(Catalogue):
                     name=spec.datafileFormat.name,
                     version=spec.datafileFormat.version,
                 )
-                fields["datafileFormat"] = client.new("DatafileFormat", id=format_id)
-            for name, value in (
-                ("location", item.location),
-                ("fileSize", item.file_size),
-                ("checksum", item.checksum),
-            ):
-                if value is not None:
-                    fields[name] = value
-            return client.new(
-                "Datafile",
-                name=spec.name,
-                dataset=dataset,
-                **fields,
+                relations.append(("datafileFormat", "DatafileFormat", format_id))
+            shape = _BeanShape(
+                "Datafile", tuple(present), tuple((name, bean) for name, bean, _ in relations)
             )
+            row = [wire_value(v) for v in present.values()] + [str(i) for _, _, i in relations]
+            return shape, row
 
-        ids = _get_or_create_many(client, items, lambda i: i.spec.name, search, new_datafile)
+        ids = _get_or_create_many_on_wire(wire, items, lambda i: i.spec.name, search, new_datafile)
         records = {r.name: r for r in self._datafile_rows(client, "o.id", list(ids.values()))}
         # A datafile that existed keeps its id; what we now know of its bytes replaces stale
         # values (e.g. the placeholder size and checksum of a first, failed attempt).
@@ -592,7 +851,7 @@ class IcatCatalogue(Catalogue):
                 "SELECT o.id, ds.id, o.name, o.location, o.fileSize, o.checksum "
                 f"FROM Datafile o JOIN o.dataset ds WHERE {key} IN ({_in_list(chunk)})"
             )
-            rows += list(client.search(query))
+            rows += self._wire(client).search(query)
         archival = self._archival_of(client, "Datafile", [int(row[0]) for row in rows])
         return [
             CatalogueDatafile(
@@ -635,7 +894,8 @@ class IcatCatalogue(Catalogue):
                 f"AND t.id IN ({_in_list(sorted(types.values()))})"
             )
             rows += [
-                (int(p), int(e), str(n), int(t), _text(v)) for p, e, n, t, v in client.search(query)
+                (int(p), int(e), str(n), int(t), _text(v))
+                for p, e, n, t, v in self._wire(client).search(query)
             ]
         return rows
 
@@ -654,14 +914,47 @@ class IcatCatalogue(Catalogue):
         unknown = {n for v in values.values() for n in v} - set(ARCHIVAL_PARAMETERS)
         if unknown:
             raise ValueError(f"not archival parameters: {sorted(unknown)}")
-        return await self._call("set_archival", lambda c: self._set_archival(c, entity, values))
+        written, updates = await self._call(
+            "set_archival", lambda c: self._set_archival(c, entity, values)
+        )
+        await self._update_concurrently("set_archival", updates)
+        return written
+
+    async def _update_concurrently(
+        self, operation: str, updates: Sequence[tuple[_BeanShape, Sequence[str]]]
+    ) -> None:
+        """ICAT's SOAP API has no bulk update: independent updates go out on up to the pool's
+        size of clients at once. Every group runs to its end; the first failure is raised."""
+        if not updates:
+            return
+        groups = max(1, min(self._pool.size, len(updates) // _UPDATES_PER_CALL_MIN))
+        size = math.ceil(len(updates) / groups)
+
+        def work(group: Sequence[tuple[_BeanShape, Sequence[str]]]) -> Callable[[Any], None]:
+            def run(client: IcatClient) -> None:
+                wire = self._wire(client)
+                for shape, row in group:
+                    wire.update(shape, row)
+
+            return run
+
+        results = await asyncio.gather(
+            *(self._call(operation, work(chunk)) for chunk in _chunks(updates, size)),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def _set_archival(
         self,
         client: IcatClient,
         entity: ArchivalEntity,
         values: Mapping[int, Mapping[str, str | None]],
-    ) -> int:
+    ) -> tuple[int, list[tuple[_BeanShape, Sequence[str]]]]:
+        """Creates and deletes of archival parameters; (count written, the updates still to
+        send) unless only a few updates are needed, which are sent here."""
+        wire = self._wire(client)
         types = self._parameter_type_ids(client)
         relation = entity.lower()
         existing = {
@@ -670,25 +963,19 @@ class IcatCatalogue(Catalogue):
                 client, entity, list(values)
             )
         }
+        new = _BeanShape(
+            f"{entity}Parameter",
+            ("stringValue",),
+            (("type", "ParameterType"), (relation, entity)),
+        )
+        changed = replace(new, with_id=True)
 
-        # Relation stubs are shared by the beans that point at the same object: building a
-        # python-icat object costs ~1.5 ms of suds time, more than sending it.
-        type_stubs = {name: client.new("ParameterType", id=i) for name, i in types.items()}
-        entity_stubs: dict[int, Any] = {}
+        def row(entity_id: int, name: str, value: str) -> list[str]:
+            return [xml_text(value), str(types[name]), str(entity_id)]
 
-        def bean(entity_id: int, name: str, value: str, parameter_id: int | None = None) -> Any:
-            if entity_id not in entity_stubs:
-                entity_stubs[entity_id] = client.new(entity, id=entity_id)
-            fields: dict[str, Any] = {
-                relation: entity_stubs[entity_id],
-                "type": type_stubs[name],
-                "stringValue": value,
-            }
-            if parameter_id is not None:
-                fields["id"] = parameter_id
-            return client.new(f"{entity}Parameter", **fields)
-
-        creates, updates, deletes = [], [], []
+        creates: list[tuple[int, str, str]] = []
+        updates: list[tuple[_BeanShape, Sequence[str]]] = []
+        deletes: list[int] = []
         for entity_id, wanted in values.items():
             for name, value in wanted.items():
                 current = existing.get((entity_id, name))
@@ -696,26 +983,29 @@ class IcatCatalogue(Catalogue):
                     if value is not None:
                         creates.append((entity_id, name, value))
                 elif value is None:
-                    deletes.append(client.new(f"{entity}Parameter", id=current[0]))
+                    deletes.append(current[0])
                 elif current[1] != value:
-                    updates.append(bean(entity_id, name, value, current[0]))
+                    updates.append((changed, [str(current[0]), *row(entity_id, name, value)]))
         for chunk in _chunks(creates, _CREATE_CHUNK):
             try:
-                client.createMany([bean(*c) for c in chunk])
+                wire.create_many([(new, row(*c)) for c in chunk])
             except icat_errors.ICATObjectExistsError:
                 # Another replica wrote some of them meanwhile: go one by one, last write wins.
                 for entity_id, name, value in chunk:
                     try:
-                        client.create(bean(entity_id, name, value))
+                        wire.create(new, row(entity_id, name, value))
                     except icat_errors.ICATObjectExistsError:
                         rows = self._parameter_rows(client, entity, [entity_id])
                         parameter_id = next(p for p, _, n, _, _ in rows if n == name)
-                        client.update(bean(entity_id, name, value, parameter_id))
-        for update in updates:
-            client.update(update)
-        for chunk in _chunks(deletes, _CREATE_CHUNK):
-            client.deleteMany(list(chunk))
-        return len(creates) + len(updates) + len(deletes)
+                        wire.update(changed, [str(parameter_id), *row(entity_id, name, value)])
+        for id_chunk in _chunks(deletes, _CREATE_CHUNK):
+            wire.delete_many(f"{entity}Parameter", id_chunk)
+        written = len(creates) + len(updates) + len(deletes)
+        if len(updates) <= _INLINE_UPDATES:
+            for shape, values_row in updates:
+                wire.update(shape, values_row)
+            return written, []
+        return written, updates
 
     # ------------------------------------------------------------ totals
 
@@ -751,7 +1041,7 @@ class IcatCatalogue(Catalogue):
                 f"WHERE t.id = {state_type} AND p.stringValue NOT IN "
                 f"({_in_list(sorted(TERMINAL))}) ORDER BY df.id LIMIT {start}, {page}"
             )
-            found = [int(i) for i in client.search(query)]
+            found = [int(i) for i in self._wire(client).search(query)]
             datafile_ids += found
             if len(found) < page:
                 break
@@ -815,5 +1105,29 @@ def _get_or_create_many(
             for item in chunk:
                 with contextlib.suppress(icat_errors.ICATObjectExistsError):
                     ids[name_of(item)] = int(client.create(make(item)))
+            ids.update(search([name_of(item) for item in chunk if name_of(item) not in ids]))
+    return {name: ids[name] for name in names}
+
+
+def _get_or_create_many_on_wire(
+    wire: SoapWire,
+    items: Sequence[T],
+    name_of: Callable[[T], str],
+    search: Callable[[Sequence[str]], dict[str, int]],
+    make: Callable[[T], tuple[_BeanShape, Sequence[str]]],
+) -> dict[str, int]:
+    """:func:`_get_or_create_many` with beans rendered from templates (:class:`SoapWire`)."""
+    names = [name_of(item) for item in items]
+    ids = search(names)
+    missing = [item for item in items if name_of(item) not in ids]
+    for chunk in _chunks(missing, _CREATE_CHUNK):
+        beans = [make(item) for item in chunk]
+        try:
+            created = wire.create_many(beans)
+            ids.update({name_of(item): i for item, i in zip(chunk, created, strict=True)})
+        except icat_errors.ICATObjectExistsError:
+            for item, (shape, row) in zip(chunk, beans, strict=True):
+                with contextlib.suppress(icat_errors.ICATObjectExistsError):
+                    ids[name_of(item)] = wire.create(shape, row)
             ids.update(search([name_of(item) for item in chunk if name_of(item) not in ids]))
     return {name: ids[name] for name in names}
