@@ -15,7 +15,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from datastore_common.settings import DatastoreSettings
-from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
+from datastore_common.testing.fake_selections import FakeSelections
+from datastore_common.testing.fakes import (
+    FakeSessions,
+    FakeTransferService,
+    RecordingPublisher,
+)
 from datastore_gateway.main import create_app
 
 SEED_BODY_PATH = Path(__file__).with_name("seed_archive_body.json")
@@ -62,6 +67,8 @@ class Gateway:
     settings: DatastoreSettings
     sessions: FakeSessions
     publisher: RecordingPublisher
+    selections: FakeSelections
+    transfers: FakeTransferService
 
     def login(self, username: str = "root", password: str = "pw", auth: str = "simple") -> str:
         answer = self.client.post(
@@ -79,8 +86,18 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
     settings = make_settings(tmp_path, **gateway_settings)
     sessions = FakeSessions(USERS)
     publisher = RecordingPublisher()
-    app = create_app(settings, sessions=sessions, publisher=publisher, vo=TEST_VO)
-    return Gateway(app, TestClient(app), settings, sessions, publisher)
+    # ICAT's view of each session's user: the fake sessions' own table.
+    selections = FakeSelections(user_of=sessions.sessions.get)
+    transfers = FakeTransferService(vo_name=TEST_VO)
+    app = create_app(
+        settings,
+        sessions=sessions,
+        publisher=publisher,
+        vo=TEST_VO,
+        selections=selections,
+        transfers=transfers,
+    )
+    return Gateway(app, TestClient(app), settings, sessions, publisher, selections, transfers)
 
 
 @pytest.fixture

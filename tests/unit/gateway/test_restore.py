@@ -1,0 +1,227 @@
+"""POST /restore: resolved in ICAT as the user, planned tape -> user data cache, published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from datastore_common.domain.plan import RestoreItem, plan_restore
+from datastore_common.errors import PeerUnavailableError
+from datastore_common.messages import RestoreRequested
+from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
+
+FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
+LOCATIONS = [f"{FOLDER}/file_000{i}.nxs" for i in range(4)]
+ROOT_ONLY = {"simple/root"}
+
+
+def restore(gateway: Gateway, body: Any, *, user: str = "root", **headers: str) -> httpx.Response:
+    password = {"root": "pw", "alice": "alice-pw"}[user]
+    auth = "simple" if user == "root" else "db"
+    bearer = gateway.bearer(user, password, auth)
+    return gateway.client.post("/restore", json=body, headers={**bearer, **headers})
+
+
+@pytest.fixture
+def archived(gateway: Gateway) -> list[int]:
+    """Investigation 1 / dataset 10: the seed's four files, FINISHED on tape, root's only."""
+    return gateway.selections.add_dataset(
+        1, 10, LOCATIONS, first_datafile_id=100, readers=ROOT_ONLY
+    )
+
+
+def only_message(gateway: Gateway) -> RestoreRequested:
+    [published] = gateway.publisher.published
+    assert isinstance(published.data, RestoreRequested)
+    return published.data
+
+
+class TestAccepted:
+    def test_dataset_restores_from_tape_to_the_same_place_on_the_user_data_cache(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert set(accepted) == {"request_id", "job_ids"}
+
+        message = only_message(gateway)
+        [published] = gateway.publisher.published
+        assert published.correlation_id == accepted["request_id"] == message.request_id
+        assert published.user == "simple/root"
+        [job] = message.jobs
+        assert accepted["job_ids"] == [job.job_id]
+        assert job.kind == "restore"
+        assert [(t.source, t.destination) for t in job.transfers] == [
+            (f"root://127.0.0.1:11096//archive/{loc}", f"root://127.0.0.1:11095//{loc}")
+            for loc in LOCATIONS
+        ]
+        assert [t.datafile_id for t in job.transfers] == archived
+        assert {t.dataset_id for t in job.transfers} == {10}
+        assert job.transfers[0].checksum == "adler32:00000064"
+
+    def test_job_ids_are_plan_restores_for_the_request_id(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        items = [
+            RestoreItem(i, 10, loc, f"adler32:{i:08x}", 1024)
+            for i, loc in zip(archived, LOCATIONS, strict=True)
+        ]
+        jobs = plan_restore(
+            accepted["request_id"],
+            items,
+            tape_archive=gateway.settings.tape_archive,
+            tape_root_dir=gateway.settings.tape_root_dir,
+            user_data_cache=gateway.settings.user_data_cache,
+            vo=TEST_VO,
+            max_files_per_job=gateway.settings.fts3.max_files_per_job,
+        )
+        assert accepted["job_ids"] == [job.job_id for job in jobs]
+
+    def test_investigation_dataset_and_datafile_ids_name_each_file_once(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        other = gateway.selections.add_dataset(
+            1, 11, [f"{FOLDER[:-1]}1/a.nxs"], first_datafile_id=200, readers=ROOT_ONLY
+        )
+        body = {"investigation_ids": [1], "dataset_ids": [10], "datafile_ids": [archived[0]]}
+        assert restore(gateway, body).status_code == 202
+        [job] = only_message(gateway).jobs
+        assert sorted(t.datafile_id or 0 for t in job.transfers) == sorted(archived + other)
+
+    def test_large_selection_is_split_into_jobs_of_at_most_max_files_per_job(
+        self, gateway: Gateway
+    ) -> None:
+        limit = gateway.settings.fts3.max_files_per_job
+        gateway.selections.add_dataset(
+            2, 20, [f"{FOLDER}/f{i:05d}" for i in range(limit + 5)], first_datafile_id=10_000
+        )
+        answer = restore(gateway, {"investigation_ids": [2]})
+        assert answer.status_code == 202, answer.text
+        jobs = only_message(gateway).jobs
+        assert [len(j.transfers) for j in jobs] == [limit, 5]
+        assert answer.json()["job_ids"] == [j.job_id for j in jobs]
+
+    def test_any_user_may_restore_what_icat_lets_them_read(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(
+            3, 30, LOCATIONS, first_datafile_id=300, readers={"db/alice"}
+        )
+        answer = restore(gateway, {"dataset_ids": [30]}, user="alice")
+        assert answer.status_code == 202, answer.text
+        assert gateway.publisher.published[0].user == "db/alice"
+
+
+class TestRefused:
+    def test_no_session_is_401_and_icat_is_not_asked(self, gateway: Gateway) -> None:
+        answer = gateway.client.post("/restore", json={"dataset_ids": [10]})
+        assert answer.status_code == 401
+        assert gateway.selections.calls == 0
+
+    def test_ids_the_user_cannot_read_are_404_naming_them(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        answer = restore(gateway, {"investigation_ids": [1], "dataset_ids": [10]}, user="alice")
+        assert answer.status_code == 404
+        assert "Investigation 1; Dataset 10" in answer.json()["detail"]
+        assert gateway.publisher.published == []
+
+    def test_unknown_ids_are_404_naming_them(self, gateway: Gateway, archived: list[int]) -> None:
+        answer = restore(gateway, {"dataset_ids": [10, 99], "datafile_ids": [7]})
+        assert answer.status_code == 404
+        assert "Dataset 99; Datafile 7" in answer.json()["detail"]
+
+    def test_files_not_yet_archived_are_409_naming_them(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(4, 40, LOCATIONS[:2], first_datafile_id=400)
+        gateway.selections.datafiles[401].state = "ACTIVE"
+        gateway.selections.add_dataset(4, 41, LOCATIONS[2:3], first_datafile_id=410, state=None)
+        answer = restore(gateway, {"investigation_ids": [4]})
+        assert answer.status_code == 409
+        detail = answer.json()["detail"]
+        assert "401 (ACTIVE)" in detail and "410 (never archived)" in detail
+        assert "400" not in detail.split(":", 1)[1]
+        assert gateway.publisher.published == []
+
+    @pytest.mark.parametrize(
+        "body",
+        [{}, {"dataset_ids": []}, {"dataset_ids": ["x"]}, {"dataset_ids": [1], "other": 1}],
+    )
+    def test_invalid_bodies_are_422_with_a_reason(self, gateway: Gateway, body: Any) -> None:
+        answer = restore(gateway, body)
+        assert answer.status_code == 422
+        assert answer.json()["reason"]
+
+    def test_an_empty_selection_is_422(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(5, 50, [], first_datafile_id=500)
+        answer = restore(gateway, {"dataset_ids": [50]})
+        assert answer.status_code == 422
+        assert "no datafiles" in answer.json()["detail"]
+
+    def test_too_many_ids_is_413_before_icat_is_asked(self, tmp_path: Any) -> None:
+        harness = build_gateway(tmp_path, max_datafiles_per_request=3)
+        with harness.client:
+            answer = restore(harness, {"datafile_ids": [1, 2, 3, 4]})
+        assert answer.status_code == 413
+        assert "gateway.max_datafiles_per_request" in answer.json()["detail"]
+        assert harness.selections.calls == 0
+
+    def test_a_selection_holding_too_many_files_or_bytes_is_413(self, tmp_path: Any) -> None:
+        harness = build_gateway(tmp_path, max_datafiles_per_request=3, max_bytes_per_request=2048)
+        harness.selections.add_dataset(1, 10, LOCATIONS, first_datafile_id=100)
+        harness.selections.add_dataset(2, 20, LOCATIONS[:3], first_datafile_id=200)
+        with harness.client:
+            files = restore(harness, {"dataset_ids": [10]})
+            size = restore(harness, {"dataset_ids": [20]})
+        assert files.status_code == 413 and "holds 4 datafiles" in files.json()["detail"]
+        assert size.status_code == 413 and "3072 bytes" in size.json()["detail"]
+        assert harness.publisher.published == []
+
+    def test_icat_down_is_503(self, gateway: Gateway, archived: list[int]) -> None:
+        gateway.selections.fail_with = PeerUnavailableError("icat search: connection refused")
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"]
+
+    def test_broker_failure_is_503_and_a_retry_is_accepted(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        gateway.publisher.fail_with = RuntimeError("channel closed")
+        key = {"Idempotency-Key": "restore-retry"}
+        assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 503
+        gateway.publisher.fail_with = None
+        assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 202
+        assert len(gateway.publisher.published) == 1
+
+
+class TestIdempotency:
+    def test_same_key_replays_the_first_answer_and_publishes_once(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        key = {"Idempotency-Key": "restore-once"}
+        first = restore(gateway, {"dataset_ids": [10]}, **key)
+        second = restore(gateway, {"dataset_ids": [10]}, **key)
+        assert first.status_code == second.status_code == 202
+        assert second.json() == first.json()
+        assert len(gateway.publisher.published) == 1
+        assert gateway.selections.calls == 1  # a replay asks ICAT nothing
+
+    def test_same_key_for_another_body_is_refused(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        key = {"Idempotency-Key": "restore-reused"}
+        assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 202
+        answer = restore(gateway, {"datafile_ids": [archived[0]]}, **key)
+        assert answer.status_code == 422
+        assert "Idempotency-Key" in answer.json()["detail"]
+
+    def test_key_of_an_archive_is_not_replayed_for_a_restore(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        from tests.unit.gateway.conftest import seed_body
+
+        key = {"Idempotency-Key": "shared-key"}
+        headers = {**gateway.bearer(), **key}
+        assert gateway.client.post("/archive", json=seed_body(), headers=headers).status_code == 202
+        assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 422
