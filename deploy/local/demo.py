@@ -2,7 +2,9 @@
 
 Creates four files in the instrument data cache with xrdcp, logs in through the gateway, archives
 them with the seed's exact JSON body, watches the archival states reach FINISHED in ICAT (printed
-as a table), lists the files on the tape archive with their adler32, and prints what happened.
+as a table), lists the files on the tape archive with their adler32. Then the restore half: finds
+the dataset's id in ICAT, restores it (POST /restore), follows the FTS job (GET /job/{id}/status)
+from STAGING to FINISHED, and lists the files on the user data cache with their adler32.
 """
 
 from __future__ import annotations
@@ -211,10 +213,80 @@ def main() -> None:
 
     final = last[0][2] if last else "?"
     say(
-        f"Done: dataset scan_0000 of ABC123-{visit_id} is {final} in ICAT "
+        f"Archived: dataset scan_0000 of ABC123-{visit_id} is {final} in ICAT "
         f"({time.monotonic() - started:.1f}s after the request)"
     )
     if final != "FINISHED":
+        sys.exit(1)
+
+    restore(http, session_id, client, settings, folder, visit_id, before=last)
+
+
+def restore(
+    http: httpx.Client,
+    session_id: str,
+    client: Any,
+    settings: Any,
+    folder: str,
+    visit_id: str,
+    *,
+    before: list[tuple[str, ...]],
+) -> None:
+    """The seed's restore half: the dataset back from tape onto the user data cache."""
+    headers = {"Authorization": f"Bearer {session_id}"}
+    udc = settings.user_data_cache.rstrip("/")
+
+    say("Restore: find the dataset's id in ICAT")
+    [dataset_id] = client.search(
+        "SELECT d.id FROM Dataset d JOIN d.investigation i "
+        f"WHERE i.name = 'ABC123' AND i.visitId = '{visit_id}' AND d.name = 'scan_0000'"
+    )
+    print(f"dataset scan_0000 of ABC123-{visit_id} has id {dataset_id}")
+
+    say("Restore: POST /restore with its dataset id")
+    body = {"investigation_ids": [], "dataset_ids": [int(dataset_id)], "datafile_ids": []}
+    print(json.dumps(body))
+    started = time.monotonic()
+    answer = http.post("/restore", json=body, headers=headers)
+    print(f"POST /restore -> {answer.status_code} in {time.monotonic() - started:.3f}s")
+    print(json.dumps(answer.json(), indent=2))
+    if answer.status_code != 202:
+        sys.exit("restore request refused")
+
+    say("Monitor: the FTS job (stage from tape, then copy to the user data cache)")
+    deadline = time.monotonic() + TIMEOUT
+    for job_id in answer.json()["job_ids"]:
+        last_state = None
+        while True:
+            status = http.get(f"/job/{job_id}/status", headers=headers)
+            # 404 until the fts-submitter has handed the job to FTS
+            state = status.json()["status"] if status.status_code == 200 else "(not in FTS yet)"
+            if state != last_state:
+                print(f"-- after {time.monotonic() - started:5.1f}s  job {job_id}: {state}")
+                last_state = state
+            if status.status_code == 200 and status.json()["complete"]:
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"the restore job did not end within {TIMEOUT:.0f}s")
+            time.sleep(0.5)
+        percentage = http.get(f"/job/{job_id}/percentage", headers=headers).json()
+        print(f"GET /job/{job_id}/percentage -> {percentage['percentage_complete']}")
+        if last_state != "FINISHED":
+            print(http.get(f"/job/{job_id}", headers=headers).text)
+            sys.exit(f"the restore job ended {last_state}")
+
+    say("Verify: the files on the user data cache")
+    run("xrdfs", udc, "ls", "-l", f"/{folder}")
+    for i in range(4):
+        run("xrdfs", udc, "query", "checksum", f"/{folder}/file_000{i}.nxs")
+
+    unchanged = states(client, visit_id) == before
+    say(
+        f"Restored: {len(before) - 1} files of scan_0000 on the user data cache "
+        f"({time.monotonic() - started:.1f}s after the request); ICAT "
+        + ("unchanged, as a restore should leave it" if unchanged else "CHANGED (unexpected)")
+    )
+    if not unchanged:
         sys.exit(1)
 
 
