@@ -151,6 +151,11 @@ class IcatClientPool:
         client = icat.Client(self.url, checkCert=self._check_cert, timeout=self._timeout_seconds)
         # Sessions are ours to end (IcatCatalogue.close); python-icat would log out at exit.
         client.autoLogout = False
+        # suds builds a urllib opener (handlers: proxy, HTTPS with python-icat's SSL context)
+        # for every request unless its transport has one: build it once (~0.3 ms a call).
+        transport = client.options.transport
+        transport.proxy = client.options.proxy
+        transport.urlopener = transport.u2opener()
         self.clients_built += 1
         log.info("icat_client_built", url=self.url, clients=self.clients_built)
         return client
@@ -261,9 +266,7 @@ _FLOAT_TYPES = frozenset({"double", "float", "decimal"})
 # Template holes: private-use characters, which suds writes unchanged and no value contains
 # (values are inserted after the template is cut).
 _HOLE_RE = re.compile("\ue000(\\d+)\ue001")
-_XML_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
-)
+_XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"})
 
 
 def _hole(index: int) -> str:
