@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from datastore_common.adapters.icat import IcatCatalogue
+from datastore_common.adapters.icat import IcatCatalogue, pool_from_settings
 from datastore_common.adapters.storage import XRootDFileDescriber
 from datastore_common.messages import Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
@@ -15,6 +15,10 @@ from datastore_common.settings import DatastoreSettings
 from datastore_icat_writer.handlers import record_transfer_status, register_archive
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
+
+#: ICAT clients (built on first need): status changes of many files are one ICAT ``update``
+#: each, which the catalogue spreads over the pool's clients.
+ICAT_CLIENTS = 4
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ def bootstrap(
     """Bind the handlers; a missing catalogue or storage is built from ``settings``."""
     close: Callable[[], Awaitable[None]] = _nothing_to_close
     if catalogue is None:
-        icat_catalogue = IcatCatalogue(settings.icat)
+        icat_catalogue = IcatCatalogue(
+            settings.icat, pool=pool_from_settings(settings.icat, size=ICAT_CLIENTS)
+        )
         catalogue, close = icat_catalogue, icat_catalogue.close
     return IcatWriter(
         register_archive=partial(

@@ -407,8 +407,10 @@ async def _recompute_datasets(catalogue: Catalogue, dataset_ids: Sequence[int]) 
     """
     changed: list[int] = []
     for _ in range(2):
-        files = await catalogue.datafiles_of(dataset_ids)
-        datasets = {d.dataset_id: d for d in await catalogue.datasets_by_id(dataset_ids)}
+        files, dataset_rows = await asyncio.gather(
+            catalogue.datafiles_of(dataset_ids), catalogue.datasets_by_id(dataset_ids)
+        )
+        datasets = {d.dataset_id: d for d in dataset_rows}
         writes: dict[int, dict[str, str | None]] = {}
         for dataset_id, dataset in datasets.items():
             file_states = _file_states(files, dataset_id)

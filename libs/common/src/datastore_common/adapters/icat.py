@@ -6,6 +6,10 @@ blocking and a suds client is not safe for concurrent use by several threads, so
 runs on a small dedicated thread pool and each client serves one call at a time.
 ICAT faults and wire failures become :mod:`datastore_common.errors` types
 (:func:`translate_icat_error`), so callers branch on the kind of failure.
+
+Bulk work (createMany of datafiles and parameters, many parameter updates, searches of
+thousands of rows) goes through :class:`SoapWire`: the same SOAP as suds writes, from
+templates suds made once, instead of one suds object (~1.5 ms) per bean.
 """
 
 from __future__ import annotations
@@ -563,7 +567,6 @@ class IcatCatalogue(Catalogue):
         self._session = _FunctionalSession(settings)
         self._references: dict[tuple[str, ...], int] = {}
         self._parameter_types: dict[str, int] = {}
-        self._wires: dict[int, SoapWire] = {}
 
     @property
     def facility(self) -> str:
@@ -587,9 +590,10 @@ class IcatCatalogue(Catalogue):
 
     def _wire(self, client: IcatClient) -> SoapWire:
         """The bulk SOAP helper of a pooled client (its templates live as long as it)."""
-        wire = self._wires.get(id(client))
-        if wire is None or wire.client is not client:
-            wire = self._wires[id(client)] = SoapWire(client)
+        wire = getattr(client, "_datastore_wire", None)
+        if not isinstance(wire, SoapWire):
+            wire = SoapWire(client)
+            client._datastore_wire = wire  # goes with the client when the pool drops it
         return wire
 
     # ------------------------------------------------------------ reference entities
