@@ -471,16 +471,26 @@ class SoapWire:
         template, _ = self._envelopes["search"]
         envelope = template.render([xml_text(str(self.client.sessionId)), xml_text(query)])
         response = self.post("search", envelope.encode("utf-8"))
-        return [_search_value(r) for r in response.iterfind("return")]
+        types: dict[str | None, tuple[str | None, str]] = {}
+        return [_search_value(r, types) for r in response.iterfind("return")]
 
 
-def _search_value(element: Any) -> Any:
+def _search_value(
+    element: Any, types: dict[str | None, tuple[str | None, str]] | None = None
+) -> Any:
+    """A search result (or fieldSet field) as python-icat would give it. ``types`` caches the
+    resolved ``xsi:type`` values of one reply (its prefixes are declared once, at the top)."""
     if element.get(_XSI_NIL) == "true":
         return None
-    prefix, _, local = (element.get(_XSI_TYPE) or "xs:string").rpartition(":")
-    namespace = element.nsmap.get(prefix or None)
+    types = {} if types is None else types
+    attribute = element.get(_XSI_TYPE)
+    resolved = types.get(attribute)
+    if resolved is None:
+        prefix, _, local = (attribute or "xs:string").rpartition(":")
+        resolved = types[attribute] = (element.nsmap.get(prefix or None), local)
+    namespace, local = resolved
     if namespace == _ICAT_NS and local == "fieldSet":
-        return tuple(_search_value(field) for field in element)
+        return tuple(_search_value(field, types) for field in element)
     if namespace != _XSD:
         raise TypeError(f"search result of type {local!r}: use python-icat's client.search")
     text = element.text
@@ -859,7 +869,10 @@ class IcatCatalogue(Catalogue):
                 f"FROM Datafile o JOIN o.dataset ds WHERE {key} IN ({_in_list(chunk)})"
             )
             rows += self._wire(client).search(query)
-        archival = self._archival_of(client, "Datafile", [int(row[0]) for row in rows])
+        if key == "ds.id":  # a whole dataset's parameters: one query per dataset chunk
+            archival = self._archival_of(client, "Datafile", ids, of_datasets=True)
+        else:
+            archival = self._archival_of(client, "Datafile", [int(row[0]) for row in rows])
         return [
             CatalogueDatafile(
                 datafile_id=int(df_id),
@@ -886,18 +899,25 @@ class IcatCatalogue(Catalogue):
     # ------------------------------------------------------------ archival parameters
 
     def _parameter_rows(
-        self, client: IcatClient, entity: ArchivalEntity, ids: Sequence[int]
+        self,
+        client: IcatClient,
+        entity: ArchivalEntity,
+        ids: Sequence[int],
+        *,
+        of_datasets: bool = False,
     ) -> list[tuple[int, int, str, int, str | None]]:
-        """(parameter id, entity id, type name, type id, value) of archival parameters."""
+        """(parameter id, entity id, type name, type id, value) of archival parameters of
+        the entities ``ids`` (or, ``of_datasets``, of the Datafiles of the Datasets ``ids``)."""
         if not ids:
             return []
         types = self._parameter_type_ids(client)
         relation = entity.lower()
+        join, key = (" JOIN e.dataset ds", "ds.id") if of_datasets else ("", "e.id")
         rows = []
         for chunk in _chunks(sorted(set(ids)), _IN_CHUNK):
             query = (
                 f"SELECT p.id, e.id, t.name, t.id, p.stringValue FROM {entity}Parameter p "
-                f"JOIN p.{relation} e JOIN p.type t WHERE e.id IN ({_in_list(chunk)}) "
+                f"JOIN p.{relation} e{join} JOIN p.type t WHERE {key} IN ({_in_list(chunk)}) "
                 f"AND t.id IN ({_in_list(sorted(types.values()))})"
             )
             rows += [
@@ -907,10 +927,16 @@ class IcatCatalogue(Catalogue):
         return rows
 
     def _archival_of(
-        self, client: IcatClient, entity: ArchivalEntity, ids: Sequence[int]
+        self,
+        client: IcatClient,
+        entity: ArchivalEntity,
+        ids: Sequence[int],
+        *,
+        of_datasets: bool = False,
     ) -> dict[int, dict[str, str]]:
         values: dict[int, dict[str, str]] = {}
-        for _, entity_id, name, _, value in self._parameter_rows(client, entity, ids):
+        rows = self._parameter_rows(client, entity, ids, of_datasets=of_datasets)
+        for _, entity_id, name, _, value in rows:
             if value is not None:
                 values.setdefault(entity_id, {})[name] = value
         return values
