@@ -15,7 +15,7 @@ SEEDED = {
     "FacilityCycle": ["20XX"],
     "DatasetType": ["scan"],
     "DatafileFormat": ["nexus"],
-    "ParameterType": ["Archival ids", "Archival state"],
+    "ParameterType": ["Archival endpoint", "Archival failure", "Archival ids", "Archival state"],
 }
 
 
@@ -52,14 +52,14 @@ def test_icatingest_twice_with_duplicate_ignore_creates_nothing_new(icat_emulato
     assert first.returncode == 0, first.stderr
     assert _names(emulator.url) == SEEDED
     creates_after_first = emulator.server_stats()["create"]
-    assert creates_after_first["count"] == 8
+    assert creates_after_first["count"] == 10  # one create per object of example.yaml
 
     second = run_icat_script("icatingest.py", *ingest_args(emulator.url))
     assert second.returncode == 0, second.stderr
     assert _names(emulator.url) == SEEDED
     client = login(emulator.url, "simple", "root", "pw")
     total = sum(client.search(f"SELECT COUNT(o) FROM {bean} o")[0] for bean in SEEDED)
-    assert total == 8
+    assert total == 10
 
 
 def test_parameter_types_as_the_services_use_them(seeded):
@@ -80,6 +80,8 @@ def test_parameter_types_as_the_services_use_them(seeded):
     } == {
         ("Archival state", "N/A", "STRING", True, True, "facility"),
         ("Archival ids", "N/A", "STRING", True, True, "facility"),
+        ("Archival endpoint", "N/A", "STRING", True, True, "facility"),
+        ("Archival failure", "N/A", "STRING", True, True, "facility"),
     }
 
 

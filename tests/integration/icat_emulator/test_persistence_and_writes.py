@@ -22,7 +22,7 @@ def test_restart_keeps_data_and_sessions(icat_emulator_factory):
     emulator.restart()
     again = login(emulator.url, "simple", "root", "pw")
     assert again.search("SELECT o.name FROM Facility o") == ["facility"]
-    assert len(again.search("SELECT o FROM ParameterType o")) == 2
+    assert len(again.search("SELECT o FROM ParameterType o")) == 4
     resumed = icat.Client(emulator.url)
     resumed.sessionId = session_id
     assert resumed.getUserName() == "simple/root"
