@@ -35,6 +35,8 @@ from fts3_emulator.states import (
 from fts3_emulator.store import Store
 from fts3_emulator.xrootd import XrootdError, XrootdTools, XrootdUrl
 
+CANCEL_CLEANUP_CHECKS = 25
+CANCEL_CLEANUP_INTERVAL = 0.2  # seconds: 5 s of watching in all
 log = logging.getLogger("fts3_emulator.engine")
 
 ARCHIVE_QUERY_ID = "fts3-emulator-archive-monitor"  # query prepare needs an id; any will do
@@ -260,14 +262,14 @@ class TransferEngine:
         self.refresh_job(entry["job_id"])
 
     async def _remove_canceled(self, destination: str) -> None:
-        """Remove a cancelled copy's destination, and again for a second: the server's
-        killed copy program may still have been creating it."""
-        with contextlib.suppress(Exception):
-            await self.tools.remove(destination)
-            for _ in range(10):
-                await asyncio.sleep(0.1)
+        """Remove a cancelled copy's destination, and keep removing it for a few seconds: the
+        server's killed copy program may still be creating it (each step is best effort; a
+        destination that does not exist yet is not an error)."""
+        for _ in range(CANCEL_CLEANUP_CHECKS):
+            with contextlib.suppress(Exception):
                 if await self.tools.exists(destination):
                     await self.tools.remove(destination)
+            await asyncio.sleep(CANCEL_CLEANUP_INTERVAL)
 
     def _record_failure(self, entry: dict[str, Any], params: dict[str, Any],
                         failure: TransferFailure) -> None:
