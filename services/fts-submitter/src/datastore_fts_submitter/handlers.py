@@ -15,12 +15,12 @@ from datastore_common.logging import get_logger
 from datastore_common.messages import (
     ArchiveRegistered,
     Envelope,
-    FileState,
     Payload,
     PlannedJob,
     RestoreRequested,
     TransferStatus,
     TransferSubmitted,
+    job_failed,
 )
 from datastore_common.ports import Publisher, TransferService
 
@@ -45,25 +45,13 @@ def submitted(request_id: str, job: PlannedJob, fts_endpoint: str) -> TransferSu
 
 def refused(request_id: str, job: PlannedJob, fts_endpoint: str, reason: str) -> TransferStatus:
     """FAILED for the job and each of its files: FTS will never run it."""
-    return TransferStatus(
+    return job_failed(
         request_id=request_id,
         kind=job.kind,
         job_id=job.job_id,
         fts_endpoint=fts_endpoint,
-        job_state=FAILED,
+        transfers=job.transfers,
         reason=reason,
-        files=[
-            FileState(
-                source=t.source,
-                destination=t.destination,
-                datafile_id=t.datafile_id,
-                dataset_id=t.dataset_id,
-                state=FAILED,
-                reason=reason,
-                failure_class="system",
-            )
-            for t in job.transfers
-        ],
     )
 
 

@@ -33,6 +33,7 @@ from datastore_common.messages import (
     TransferStatus,
     TransferSubmitted,
     TransferTracked,
+    job_failed,
 )
 from datastore_common.ports import (
     ArchivalJob,
@@ -141,26 +142,13 @@ def observe(
 
 
 def unknown_to_fts(tracked: TransferTracked, polls: int) -> TransferStatus:
-    reason = f"unknown to FTS {tracked.fts_endpoint} after {polls} polls"
-    return TransferStatus(
+    return job_failed(
         request_id=tracked.request_id,
         kind=tracked.kind,
         job_id=tracked.job_id,
         fts_endpoint=tracked.fts_endpoint,
-        job_state=FAILED,
-        reason=reason,
-        files=[
-            FileState(
-                source=t.source,
-                destination=t.destination,
-                datafile_id=t.datafile_id,
-                dataset_id=t.dataset_id,
-                state=FAILED,
-                reason=reason,
-                failure_class="system",
-            )
-            for t in tracked.transfers
-        ],
+        transfers=tracked.transfers,
+        reason=f"unknown to FTS {tracked.fts_endpoint} after {polls} polls",
     )
 
 

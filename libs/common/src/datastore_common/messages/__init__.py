@@ -29,6 +29,7 @@ from datastore_common.messages.transfer import (
     TransferStatus,
     TransferSubmitted,
     TransferTracked,
+    job_failed,
 )
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
@@ -65,6 +66,7 @@ __all__ = [
     "TransferTracked",
     "check_unique_investigations",
     "envelope_json_schema",
+    "job_failed",
     "parse_envelope",
     "wrap",
 ]

@@ -122,3 +122,36 @@ class TransferTracked(Payload):
     )
     transfers: list[PlannedTransfer]
     polls: int = 0
+
+
+def job_failed(
+    *,
+    request_id: str,
+    kind: TransferKind,
+    job_id: str,
+    fts_endpoint: str,
+    transfers: list[PlannedTransfer],
+    reason: str,
+    failure_class: FailureClass = "system",
+) -> TransferStatus:
+    """A job, and each of its files, FAILED for one reason (FTS refused it, or lost it)."""
+    return TransferStatus(
+        request_id=request_id,
+        kind=kind,
+        job_id=job_id,
+        fts_endpoint=fts_endpoint,
+        job_state="FAILED",
+        reason=reason,
+        files=[
+            FileState(
+                source=t.source,
+                destination=t.destination,
+                datafile_id=t.datafile_id,
+                dataset_id=t.dataset_id,
+                state="FAILED",
+                reason=reason,
+                failure_class=failure_class,
+            )
+            for t in transfers
+        ],
+    )
