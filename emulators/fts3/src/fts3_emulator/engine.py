@@ -259,6 +259,10 @@ class TransferEngine:
             else:
                 columns.update(file_state="FINISHED", finish_time=utc_now())
             self.store.update_file(file_id, only_if_state_in=["ACTIVE"], **columns)
+        if self.store.get_file(file_id)["file_state"] == "CANCELED":
+            # Cancelled while the copy was finishing (its task was past the point where a
+            # cancel interrupts it): a CANCELED file leaves nothing at the destination.
+            await self._remove_canceled(entry["dest_surl"])
         self.refresh_job(entry["job_id"])
 
     async def _remove_canceled(self, destination: str) -> None:
