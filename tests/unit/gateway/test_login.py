@@ -43,6 +43,27 @@ class TestBearer:
         assert answer.headers["www-authenticate"].startswith("Bearer")
         assert "Authorization: Bearer" in answer.json()["detail"]
 
+    @pytest.mark.parametrize("path", ["/archive", "/restore"])
+    @pytest.mark.parametrize("authorization", [None, "Bearer not-a-session"])
+    def test_the_session_is_refused_before_the_body_is_read(
+        self, gateway: Gateway, path: str, authorization: str | None
+    ) -> None:
+        # Not even JSON: had the body been parsed first, this would be a 422.
+        headers = {"Content-Type": "application/json"}
+        if authorization:
+            headers["Authorization"] = authorization
+        answer = gateway.client.post(path, content=b"{" * 10_000, headers=headers)
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+
+    def test_a_good_session_with_a_broken_body_is_still_a_422(self, gateway: Gateway) -> None:
+        headers = {
+            "Authorization": f"Bearer {gateway.login()}",
+            "Content-Type": "application/json",
+        }
+        answer = gateway.client.post("/archive", content=b"{not json", headers=headers)
+        assert answer.status_code == 422
+
     def test_unknown_session_is_401(self, gateway: Gateway) -> None:
         answer = gateway.client.post(
             "/archive", json=seed_body(), headers={"Authorization": "Bearer not-a-session"}

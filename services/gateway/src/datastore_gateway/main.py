@@ -37,7 +37,12 @@ from datastore_gateway.api.deps import GatewayState
 from datastore_gateway.api.routes import archive, health, jobs, login, restore
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
-from datastore_gateway.middleware import BodySizeLimit, RequestContext
+from datastore_gateway.middleware import (
+    UNAUTHENTICATED_HEADERS,
+    AuthenticateBeforeBody,
+    BodySizeLimit,
+    RequestContext,
+)
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source_from_settings
@@ -97,6 +102,9 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(health.router)
     _add_error_handlers(app)
+    # Starlette runs the last added outermost: request context, then the body-size cap (a
+    # declared size is refused before anything else), then authentication, then the routes.
+    app.add_middleware(AuthenticateBeforeBody)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.gateway.max_body_bytes)
     app.add_middleware(RequestContext)
     return app
@@ -154,7 +162,7 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
 
 def _add_error_handlers(app: FastAPI) -> None:
     async def unauthenticated(_: Request, exc: Exception) -> JSONResponse:
-        return _problem(401, str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return _problem(401, str(exc), UNAUTHENTICATED_HEADERS)
 
     async def forbidden(_: Request, exc: Exception) -> JSONResponse:
         return _problem(403, str(exc))

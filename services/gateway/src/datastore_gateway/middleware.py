@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datastore_common.errors import AuthenticationError, DatastoreError
 from datastore_common.logging import get_logger
 from datastore_gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -66,6 +67,58 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+#: Routes whose bodies may be large: their caller is authenticated before the body is read.
+AUTHENTICATE_BEFORE_BODY = frozenset({"/archive", "/restore"})
+UNAUTHENTICATED_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class AuthenticateBeforeBody:
+    """Refuse an unauthenticated POST /archive or /restore before reading its body.
+
+    FastAPI reads and validates a request body before it resolves dependencies, so without this
+    anyone could make the gateway parse up to ``gateway.max_body_bytes`` of JSON. The session is
+    checked through the same cached ``Sessions`` the route uses, so the route's own check is a
+    cache hit. Anything but a refused session (ICAT down, say) is left to the route to answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in AUTHENTICATE_BEFORE_BODY:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer_token(scope)
+        reason = None
+        if token is None:
+            reason = "missing 'Authorization: Bearer <sessionId>' (POST /login)"
+        else:
+            sessions = getattr(scope["app"].state.gateway, "sessions", None)
+            if sessions is not None:
+                try:
+                    await sessions.check(token)
+                except AuthenticationError as exc:
+                    reason = str(exc)
+                except DatastoreError:
+                    pass
+        if reason is not None:
+            response = JSONResponse(
+                {"detail": reason}, status_code=401, headers=UNAUTHENTICATED_HEADERS
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = str(value.decode("latin-1")).partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
 
 
 class RequestContext:
