@@ -5,7 +5,6 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS ?= never
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := uv
 # Feature makefiles (one per area) append to these lists.
 BENCH_TARGETS :=
 -include mk/*.mk

@@ -18,10 +18,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+uv=(uv)
 if ! command -v uv >/dev/null 2>&1; then
   echo "setup: installing uv"
   python3 -m pip install --quiet uv
-  hash -r
+  # A fresh console script may not be on PATH yet (pyenv shims, ~/.local/bin): run the module.
+  uv=(python3 -m uv)
 fi
 
-uv sync --locked --quiet
+"${uv[@]}" sync --locked --quiet
