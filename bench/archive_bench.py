@@ -25,18 +25,17 @@ import logging
 import os
 import platform
 import pstats
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import icat
+from icat_bench import start_emulator  # bench/ scripts run with bench/ on sys.path
 
 from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool
 from datastore_common.domain.archival import (
@@ -62,41 +61,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 VO = "bench-vo"
 ENDPOINT = "https://fts.bench:8446"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "icat_emulator",
-            "--config",
-            str(REPO / "deploy/local/icat/emulator.yaml"),
-            "--port",
-            str(port),
-            "--database",
-            str(workdir / "icat.sqlite"),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"{url}/icat/version", timeout=1).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
 
 
 def _ingest_seed(url: str) -> None:
@@ -368,7 +332,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url
         if url is None:
-            proc, url = _start_emulator(Path(tmp))
+            proc, url = start_emulator(Path(tmp))
             _ingest_seed(url)
         try:
             profiler = cProfile.Profile() if args.profile else None

@@ -24,14 +24,14 @@ import icat
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+def start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -49,7 +49,7 @@ def _start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(400):
         try:
             urllib.request.urlopen(f"{url}/icat/version", timeout=1).close()
             return proc, url
@@ -156,7 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url
         if url is None:
-            proc, url = _start_emulator(Path(tmp))
+            proc, url = start_emulator(Path(tmp))
         try:
             results = run(url, args.single, args.many, args.searches)
         finally:

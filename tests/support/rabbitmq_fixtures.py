@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import socket
@@ -9,11 +11,15 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
 from datastore_common.bus import Bus, delete_topology
+from datastore_common.messages import Payload
 from datastore_common.topology import Topology, all_queue_names
+
+P = TypeVar("P", bound=Payload)
 
 RABBITMQ_URL = os.environ.get("DATASTORE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -74,3 +80,21 @@ async def bus_factory(rabbitmq_url: str) -> AsyncIterator[BusFactory]:
                 bus, all_queue_names(topo), [topo.exchange, topo.dead_letter_exchange]
             )
         await bus.close()
+
+
+async def take_payloads(
+    bus: Bus, queue: str, payload: type[P], count: int, wait: float = 30.0
+) -> list[P]:
+    """Take up to ``count`` messages of one type from a queue within ``wait`` seconds."""
+    channel = await bus.new_channel(10)
+    source = await channel.get_queue(queue)
+    found: list[P] = []
+    deadline = time.monotonic() + wait
+    while len(found) < count and time.monotonic() < deadline:
+        message = await source.get(no_ack=True, fail=False)
+        if message is None:
+            await asyncio.sleep(0.1)
+            continue
+        found.append(payload.model_validate(json.loads(message.body)["data"]))
+    await channel.close()
+    return found

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
 
 import pytest
@@ -24,7 +21,7 @@ from tests.integration.fts3_service.workflow import (
     whoami_vo,
 )
 from tests.support.fts3_fixtures import Fts3Emulator
-from tests.support.rabbitmq_fixtures import BusFactory
+from tests.support.rabbitmq_fixtures import BusFactory, take_payloads
 from tests.support.xrootd_fixtures import XRootDStack
 
 pytestmark = pytest.mark.integration
@@ -32,18 +29,8 @@ pytestmark = pytest.mark.integration
 
 async def announced(bus: Bus, count: int, wait: float = 30.0) -> list[TransferSubmitted]:
     """The ``TransferSubmitted`` waiting in the poll queue (no poller runs in these tests)."""
-    channel = await bus.new_channel(10)
-    queue = await channel.get_queue(bus.topology.queue(STATUS_POLLER_POLL))
-    found: list[TransferSubmitted] = []
-    deadline = time.monotonic() + wait
-    while len(found) < count and time.monotonic() < deadline:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.1)
-            continue
-        found.append(TransferSubmitted.model_validate(json.loads(message.body)["data"]))
-    await channel.close()
-    return found
+    queue = bus.topology.queue(STATUS_POLLER_POLL)
+    return await take_payloads(bus, queue, TransferSubmitted, count, wait)
 
 
 async def test_redelivered_archive_registered_creates_no_second_job(

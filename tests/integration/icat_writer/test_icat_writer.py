@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import zlib
@@ -32,7 +31,7 @@ from datastore_icat_writer.app import wire
 from tests.integration.icat_adapter.conftest import seed_investigation
 from tests.integration.xrootd.cli import upload
 from tests.support.icat_fixtures import IcatEmulator
-from tests.support.rabbitmq_fixtures import BusFactory, unique_name
+from tests.support.rabbitmq_fixtures import BusFactory, take_payloads, unique_name
 from tests.support.xrootd_fixtures import XRootDStack
 
 pytestmark = pytest.mark.integration
@@ -130,17 +129,8 @@ def archive_requested(settings: DatastoreSettings, investigation: InvestigationS
 
 async def registered(bus: Bus, count: int, wait: float = 60.0) -> list[ArchiveRegistered]:
     """``archive.registered`` messages waiting in the fts-submitter queue (none runs here)."""
-    channel = await bus.new_channel(10)
-    queue = await channel.get_queue(bus.topology.queue(FTS_SUBMITTER))
-    found: list[ArchiveRegistered] = []
-    deadline = time.monotonic() + wait
-    while len(found) < count and time.monotonic() < deadline:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.1)
-            continue
-        found.append(ArchiveRegistered.model_validate(json.loads(message.body)["data"]))
-    await channel.close()
+    queue = bus.topology.queue(FTS_SUBMITTER)
+    found = await take_payloads(bus, queue, ArchiveRegistered, count, wait)
     assert len(found) == count, f"{len(found)} of {count} archive.registered within {wait} s"
     return found
 

@@ -8,6 +8,7 @@ Settings are read once, by ``load_settings`` in each service's entry point, and 
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -218,3 +219,19 @@ def load_settings(**overrides: Any) -> DatastoreSettings:
         raise ConfigurationError(f"invalid configuration: {problems}") from exc
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigurationError(f"invalid configuration file: {exc}") from exc
+
+
+def command_line(prog: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser every service starts from: ``--config PATH``, then its own options."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config", help=f"config.yaml to read (default: ${CONFIG_ENV} or ./config.yaml)"
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> DatastoreSettings:
+    """Load the settings, from ``--config`` when it was given."""
+    if args.config:
+        os.environ[CONFIG_ENV] = str(args.config)
+    return load_settings()

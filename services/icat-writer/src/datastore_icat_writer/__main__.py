@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-
-from datastore_common.settings import CONFIG_ENV, load_settings
+from datastore_common.settings import command_line, settings_from
 from datastore_icat_writer.app import main_run
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="datastore-icat-writer",
-        description="Register archive requests in ICAT and record transfer states there.",
+    parser = command_line(
+        "datastore-icat-writer",
+        "Register archive requests in ICAT and record transfer states there.",
     )
-    parser.add_argument(
-        "--config", help=f"config.yaml to read (default: ${CONFIG_ENV} or ./config.yaml)"
-    )
-    args = parser.parse_args(argv)
-    if args.config:
-        os.environ[CONFIG_ENV] = args.config
-    main_run(load_settings())
+    main_run(settings_from(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -5,21 +5,15 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 
-from datastore_common.settings import CONFIG_ENV, load_settings
+from datastore_common.settings import command_line, settings_from
 from datastore_status_poller.app import main_run, resync_from_icat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="datastore-status-poller",
-        description="Follow active FTS3 jobs and publish their state changes.",
-    )
-    parser.add_argument(
-        "--config", help=f"config.yaml to read (default: ${CONFIG_ENV} or ./config.yaml)"
+    parser = command_line(
+        "datastore-status-poller", "Follow active FTS3 jobs and publish their state changes."
     )
     parser.add_argument(
         "command",
@@ -33,9 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         "--force", action="store_true", help="resync even if the poller queues are not empty"
     )
     args = parser.parse_args(argv)
-    if args.config:
-        os.environ[CONFIG_ENV] = args.config
-    settings = load_settings()
+    settings = settings_from(args)
     if args.command == "resync":
         jobs = asyncio.run(resync_from_icat(settings, force=args.force))
         print(f"resync: {jobs} jobs back in the poller's delay queue")

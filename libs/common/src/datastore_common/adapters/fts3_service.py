@@ -18,6 +18,7 @@ and a failure to delegate is transient: it is about our credential, never about 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -66,21 +67,16 @@ def request_id_of(sid: str) -> str:
 def job_params(job: PlannedJob, fts3: Fts3Settings) -> JobParams:
     """FTS parameters for a job of this kind, from the ``fts3`` settings."""
     metadata = {"request_id": request_id_of(job.sid), "kind": job.kind, "sid": job.sid}
-    if job.kind == "archive":
-        return JobParams(
-            verify_checksum=fts3.verify_checksum,
-            retry=fts3.retry,
-            priority=fts3.priority,
-            archive_timeout=fts3.archive_timeout,
-            job_metadata=metadata,
-        )
-    return JobParams(
+    common = JobParams(
         verify_checksum=fts3.verify_checksum,
         retry=fts3.retry,
         priority=fts3.priority,
-        bring_online=fts3.bring_online,
-        copy_pin_lifetime=fts3.copy_pin_lifetime,
         job_metadata=metadata,
+    )
+    if job.kind == "archive":
+        return dataclasses.replace(common, archive_timeout=fts3.archive_timeout)
+    return dataclasses.replace(
+        common, bring_online=fts3.bring_online, copy_pin_lifetime=fts3.copy_pin_lifetime
     )
 
 
