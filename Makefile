@@ -9,11 +9,12 @@ PY := $(VENV)/bin/python
 BENCH_TARGETS :=
 -include mk/*.mk
 
-.PHONY: help setup up down demo test bench lint
+.PHONY: help setup up down demo test test-unit test-integration test-e2e bench lint
 
 help:
 	@echo "make demo   - install, start the local stack, run the seed workflow"
 	@echo "make test   - install, start what the tests need, run the whole suite"
+	@echo "make test-unit | test-integration | test-e2e - one tier of the suite (no lint)"
 	@echo "make setup | up | down | bench | lint | asyncapi"
 
 setup: ## system packages (apt) + uv + the workspace virtualenv from the lock file
@@ -30,6 +31,16 @@ demo: setup up
 
 test: setup
 	@bash deploy/local/test.sh
+
+# One tier each, without lint: unit needs nothing running and takes well under a minute.
+test-unit: setup
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+test-integration: setup
+	@bash deploy/local/test.sh --no-lint tests/integration
+
+test-e2e: setup
+	@bash deploy/local/test.sh --no-lint tests/e2e
 
 bench: setup $(BENCH_TARGETS)
 	@ls -1 bench/results/*.json

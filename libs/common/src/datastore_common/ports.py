@@ -7,6 +7,7 @@ adapters live in ``datastore_common.adapters``; in-memory fakes for unit tests i
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,25 @@ class Storage(ABC):
     @abstractmethod
     async def describe(self, url: str) -> StoredFile | None:
         """Size and adler32 of a file, or None when it does not exist."""
+
+    async def describe_many(self, urls: Sequence[str]) -> dict[str, StoredFile | None]:
+        """``describe`` every URL concurrently (the adapter bounds how many at once). The
+        first failure cancels the calls still running, rather than leaving them to load the
+        server while the message waits for its retry, and is raised."""
+        tasks = {url: asyncio.ensure_future(self.describe(url)) for url in dict.fromkeys(urls)}
+        if not tasks:
+            return {}
+        try:
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # a failure, or our own cancellation: stop the calls still running
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for task in tasks.values():  # the first failure in request order, as itself
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
+        return {url: task.result() for url, task in tasks.items()}
 
 
 @dataclass(frozen=True)

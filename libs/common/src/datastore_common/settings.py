@@ -136,6 +136,24 @@ class PollerSettings(_Section):
     batch_wait_seconds: float = Field(default=0.5, ge=0)
 
 
+class XRootDSettings(_Section):
+    """How the services talk to XRootD storage (the instrument data cache's checks)."""
+
+    timeout_seconds: int = Field(default=30, ge=1, description="Per request (stat, mkdir...).")
+    checksum_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Checksums one process asks of one server at once; keep the sum over all "
+        "icat-writer replicas within the server's `xrootd.chksum max` (4 when not set).",
+    )
+    checksum_bytes_per_second: int = Field(
+        default=50 * 1024**2,
+        ge=1024,
+        description="Assumed server checksum rate: a checksum's time-out is 120 s + size / rate.",
+    )
+    describe_concurrency: int = Field(default=32, ge=1, description="Files stat'ed at once.")
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console", "auto"] = "auto"
@@ -156,6 +174,7 @@ class DatastoreSettings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     gateway: GatewaySettings = GatewaySettings()
     poller: PollerSettings = PollerSettings()
+    xrootd: XRootDSettings = XRootDSettings()
     log: LogSettings = LogSettings()
     instrument_data_cache: str = "root://127.0.0.1:11094//"
     user_data_cache: str = "root://127.0.0.1:11095//"

@@ -9,6 +9,7 @@ from typing import Any
 
 from datastore_common.adapters.icat import IcatCatalogue, pool_from_settings
 from datastore_common.adapters.storage import XRootDFileDescriber
+from datastore_common.adapters.xrootd import XRootDStorage
 from datastore_common.messages import Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
@@ -34,6 +35,18 @@ async def _nothing_to_close() -> None:
     return None
 
 
+def _describer(settings: DatastoreSettings) -> XRootDFileDescriber:
+    xrootd = settings.xrootd
+    return XRootDFileDescriber(
+        XRootDStorage(
+            timeout_seconds=xrootd.timeout_seconds,
+            checksum_concurrency=xrootd.checksum_concurrency,
+            checksum_bytes_per_second=xrootd.checksum_bytes_per_second,
+        ),
+        concurrency=xrootd.describe_concurrency,
+    )
+
+
 def bootstrap(
     settings: DatastoreSettings,
     *,
@@ -52,7 +65,7 @@ def bootstrap(
         register_archive=partial(
             register_archive,
             catalogue=catalogue,
-            storage=storage or XRootDFileDescriber(),
+            storage=storage or _describer(settings),
             publisher=publisher,
             settings=settings,
         ),

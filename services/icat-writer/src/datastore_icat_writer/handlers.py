@@ -152,10 +152,7 @@ async def register_archive(
     planned = _transfers_by_key(request, jobs)
     request_job_ids = {job.job_id for job in jobs}
     endpoint = str(settings.fts3.endpoint)
-    sources = [transfer.source for _, transfer in planned.values()]
-    described = dict(
-        zip(sources, await asyncio.gather(*map(storage.describe, sources)), strict=True)
-    )
+    described = await storage.describe_many([transfer.source for _, transfer in planned.values()])
 
     outcome = _Outcome()
     for investigation in request.investigations:

@@ -140,11 +140,51 @@ def tune_client(*, connection_retry: int = 1, timeout_resolution_seconds: int = 
     _xrootd.EnvPutInt("TimeoutResolution", timeout_resolution_seconds)
 
 
-class XRootDStorage:
-    """Asynchronous file-system operations on any number of XRootD servers."""
+#: A server computes this many checksums at once by default (``xrootd.chksum`` without
+#: ``max``), queues three times as many and answers "wait 30 s" beyond that.
+DEFAULT_CHECKSUM_CONCURRENCY = 4
+#: Conservative server-side adler32 rate: a checksum's time-out grows with the file's size.
+DEFAULT_CHECKSUM_BYTES_PER_SECOND = 50 * 1024**2
+#: Any checksum may first wait behind a full server queue ("wait 30 s", possibly twice).
+CHECKSUM_TIMEOUT_FLOOR_SECONDS = 120
 
-    def __init__(self, *, timeout_seconds: int = 30, tune: bool = True) -> None:
+
+def checksum_timeout(
+    size: int | None,
+    *,
+    floor: int = CHECKSUM_TIMEOUT_FLOOR_SECONDS,
+    bytes_per_second: int = DEFAULT_CHECKSUM_BYTES_PER_SECOND,
+) -> int:
+    """Seconds to allow a server-side checksum of ``size`` bytes (unknown size: the floor).
+
+    A 50 GB file at 50 MiB/s needs ~16 min: a fixed 30 s time-out would fail it every time.
+    """
+    if size is None or size <= 0:
+        return floor
+    return floor + -(-size // bytes_per_second)
+
+
+class XRootDStorage:
+    """Asynchronous file-system operations on any number of XRootD servers.
+
+    Checksum queries are bounded per server (``checksum_concurrency``): a server runs only a
+    few at once and answers the rest with "wait", so flooding it makes every query slower
+    and, past its queue, each one wait 30 s. The bound is per process; several processes
+    sharing one server should keep the sum within the server's ``xrootd.chksum max``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: int = 30,
+        checksum_concurrency: int = DEFAULT_CHECKSUM_CONCURRENCY,
+        checksum_bytes_per_second: int = DEFAULT_CHECKSUM_BYTES_PER_SECOND,
+        tune: bool = True,
+    ) -> None:
         self._timeout_seconds = timeout_seconds
+        self._checksum_concurrency = checksum_concurrency
+        self._checksum_bytes_per_second = checksum_bytes_per_second
+        self._checksum_slots: dict[str, asyncio.Semaphore] = {}
         self._file_systems: dict[str, Any] = {}
         if tune:
             tune_client()
@@ -165,10 +205,24 @@ class XRootDStorage:
     async def exists(self, url: str) -> bool:
         return await self.stat(url) is not None
 
-    async def checksum(self, url: str) -> str:
-        """``"adler32:<8 hex>"`` computed by the server (``xrootd.chksum adler32``)."""
+    async def checksum(self, url: str, *, size: int | None = None) -> str:
+        """``"adler32:<8 hex>"`` computed by the server (``xrootd.chksum adler32``); ``size``
+        (when known) lengthens the time-out for large files."""
         location = split_url(url)
-        answer = await self._call("query", location, _flags.QueryCode.CHECKSUM, location.path)
+        timeout = checksum_timeout(size, bytes_per_second=self._checksum_bytes_per_second)
+        slots = self._checksum_slots.get(location.server)
+        if slots is None:
+            slots = self._checksum_slots[location.server] = asyncio.Semaphore(
+                self._checksum_concurrency
+            )
+        async with slots:
+            answer = await self._call(
+                "query",
+                location,
+                _flags.QueryCode.CHECKSUM,
+                location.path,
+                xrootd_timeout=max(timeout, self._timeout_seconds),
+            )
         return parse_checksum_answer(answer)
 
     async def mkdir(self, url: str, *, parents: bool = True) -> None:
@@ -200,9 +254,12 @@ class XRootDStorage:
             file_system = self._file_systems[server] = _xrootd.FileSystem(server)
         return file_system
 
-    async def _call(self, method: str, location: XRootDUrl, *arguments: Any) -> Any:
+    async def _call(
+        self, method: str, location: XRootDUrl, *arguments: Any, xrootd_timeout: int | None = None
+    ) -> Any:
         """Submit ``FileSystem.<method>(*arguments)`` asynchronously and await its callback
         on our loop."""
+        timeout = xrootd_timeout or self._timeout_seconds
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, Any]] = loop.create_future()
 
@@ -217,12 +274,12 @@ class XRootDStorage:
 
         file_system = self._file_system(location.server)
         submit = getattr(file_system, method)
-        submitted = submit(*arguments, timeout=self._timeout_seconds, callback=on_reply)
+        submitted = submit(*arguments, timeout=timeout, callback=on_reply)
         if not submitted.ok:
             raise _error(submitted, method, location)
         try:
             # The client enforces its own time-out; this one only guards against a lost callback.
-            status, response = await asyncio.wait_for(answer, self._timeout_seconds + 30)
+            status, response = await asyncio.wait_for(answer, timeout + 30)
         except TimeoutError as exc:
             raise PeerTimeoutError(f"xrootd {method} {location}: no answer") from exc
         if not status.ok:
