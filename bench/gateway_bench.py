@@ -74,12 +74,18 @@ def serve_gateway(port: int, exchange: str, state_dir: Path) -> None:
     import uvicorn
 
     from datastore_common.logging import configure_logging
+    from datastore_common.testing.fake_vocabulary import FakeVocabulary
     from datastore_common.testing.fakes import FakeSessions
     from datastore_gateway.main import create_app
 
     settings = settings_for(exchange, state_dir)
     configure_logging("gateway", level=settings.log.level, fmt="json")
-    app = create_app(settings, sessions=FakeSessions({"simple/root": "pw"}), vo="bench-vo")
+    app = create_app(
+        settings,
+        sessions=FakeSessions({"simple/root": "pw"}),
+        vo="bench-vo",
+        vocabulary=FakeVocabulary(),  # ICAT's names: the gateway bench measures the gateway
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 

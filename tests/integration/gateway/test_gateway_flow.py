@@ -1,4 +1,5 @@
-"""The gateway on real peers: login through the ICAT emulator, archive onto a real RabbitMQ.
+"""The gateway on real peers: login and name checks through the ICAT emulator (the seed's
+entities ingested), archive onto a real RabbitMQ.
 
 Each test runs on its own exchange and queue prefix; every queue and exchange is deleted after.
 """
@@ -20,6 +21,8 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE
 from datastore_common.worker import topology_from
 from datastore_gateway.main import create_app
+from tests.integration.icat_emulator.conftest import ingest_args
+from tests.support.icat_fixtures import run_icat_script
 from tests.support.rabbitmq_fixtures import BusFactory, unique_name
 
 pytestmark = pytest.mark.integration
@@ -57,6 +60,9 @@ class LiveGateway:
 async def live_gateway(
     icat_emulator, rabbitmq_url: str, bus_factory: BusFactory, tmp_path: Path
 ) -> AsyncIterator[LiveGateway]:
+    # The archive path asks ICAT whether the seed's facility, type, instrument... exist.
+    ingest = run_icat_script("icatingest.py", *ingest_args(icat_emulator.url))
+    assert ingest.returncode == 0, ingest.stderr
     name = unique_name("gw")
     settings = DatastoreSettings(
         icat={"url": icat_emulator.url},

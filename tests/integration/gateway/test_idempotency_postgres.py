@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from datastore_common.settings import DatastoreSettings
+from datastore_common.testing.fake_vocabulary import FakeVocabulary
 from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
 from datastore_gateway.idempotency import ClaimState, run_once, store_from_url
 from datastore_gateway.idempotency_pg import PostgresIdempotencyStore
@@ -69,7 +70,13 @@ async def test_run_once_replays_the_first_answer_across_replicas(
 async def test_gateway_with_postgresql_state_db(tmp_path: Path) -> None:
     settings = DatastoreSettings(gateway={"state_db": POSTGRES_URL}, fts3={"vo": "test-vo"})
     sessions, publisher = FakeSessions(), RecordingPublisher()
-    app = create_app(settings, sessions=sessions, publisher=publisher, vo="test-vo")
+    app = create_app(
+        settings,
+        sessions=sessions,
+        publisher=publisher,
+        vo="test-vo",
+        vocabulary=FakeVocabulary(),
+    )
     body = SEED_BODY.replace('"visitId": "1"', f'"visitId": "{unique_name("v")}"')
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

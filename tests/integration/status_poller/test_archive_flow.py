@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from datastore_common.domain.states import ACTIVE_ORDER, normalise
-from datastore_common.topology import STATUS_POLLER_DELAY, STATUS_POLLER_POLL
+from datastore_common.topology import STATUS_POLLER_POLL
 from tests.integration.fts3_service.workflow import (
     TERMINAL,
     archive_registered,
@@ -79,9 +79,12 @@ async def test_four_files_are_followed_to_finished_with_events_in_order(
 
         # Terminal: nothing of this job is left waiting in the poller's queues.
         channel = await bus.new_channel(1)
-        for role in (STATUS_POLLER_POLL, STATUS_POLLER_DELAY):
-            queue = await channel.declare_queue(bus.topology.queue(role), passive=True)
-            assert queue.declaration_result.message_count == 0, role
+        for name in (
+            bus.topology.queue(STATUS_POLLER_POLL),
+            bus.topology.delay_into(STATUS_POLLER_POLL),
+        ):
+            queue = await channel.declare_queue(name, passive=True)
+            assert queue.declaration_result.message_count == 0, name
         await channel.close()
     assert jobs_in_fts(fts3_emulator, request_id) == 1
 

@@ -1,4 +1,5 @@
-"""A gateway wired to fakes: FakeSessions (ICAT), RecordingPublisher (broker), SQLite keys."""
+"""A gateway wired to fakes: FakeSessions and FakeVocabulary (ICAT), RecordingPublisher
+(broker), SQLite keys."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fake_selections import FakeSelections
+from datastore_common.testing.fake_vocabulary import FakeVocabulary
 from datastore_common.testing.fakes import (
     FakeSessions,
     FakeTransferService,
@@ -69,6 +71,7 @@ class Gateway:
     publisher: RecordingPublisher
     selections: FakeSelections
     transfers: FakeTransferService
+    vocabulary: FakeVocabulary
 
     def login(self, username: str = "root", password: str = "pw", auth: str = "simple") -> str:
         answer = self.client.post(
@@ -89,6 +92,7 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
     # ICAT's view of each session's user: the fake sessions' own table.
     selections = FakeSelections(user_of=sessions.sessions.get)
     transfers = FakeTransferService(vo_name=TEST_VO)
+    vocabulary = FakeVocabulary()  # the seed's names (deploy/local/icat/example.yaml)
     app = create_app(
         settings,
         sessions=sessions,
@@ -96,8 +100,11 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
         vo=TEST_VO,
         selections=selections,
         transfers=transfers,
+        vocabulary=vocabulary,
     )
-    return Gateway(app, TestClient(app), settings, sessions, publisher, selections, transfers)
+    return Gateway(
+        app, TestClient(app), settings, sessions, publisher, selections, transfers, vocabulary
+    )
 
 
 @pytest.fixture

@@ -105,17 +105,17 @@ class TestRefused:
                 lambda b: b["investigations"][0]["datasets"][0]["datafiles"][0].update(
                     name="../etc/passwd"
                 ),
-                "must not contain",
+                "datafile name '../etc/passwd' is not a safe name",
             ),
             (
                 lambda b: b["investigations"][0]["datasets"][0]["datafiles"][0].update(
                     name="sub/file.nxs"
                 ),
-                "must not contain '/'",
+                "datafile name 'sub/file.nxs' is not a safe name",
             ),
             (
                 lambda b: b["investigations"][0]["datasets"][0]["datafiles"][0].update(name="a..b"),
-                "must not contain '..'",
+                "no '..' inside",
             ),
             (lambda b: b["investigations"][0]["datasets"][0].update(name=".."), "'..'"),
             (lambda b: b["investigations"][0].update(visitId="1/2"), "visitId"),

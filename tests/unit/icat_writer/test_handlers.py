@@ -14,7 +14,12 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.job_ids import fts_job_id, job_sid
 from datastore_common.domain.plan import plan_archive
-from datastore_common.errors import PeerUnavailableError, PermanentError, TransientError
+from datastore_common.errors import (
+    PeerTimeoutError,
+    PeerUnavailableError,
+    PermanentError,
+    TransientError,
+)
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
@@ -336,6 +341,52 @@ class TestRegisterArchive:
         with pytest.raises(TransientError):
             await world.register(world.request(seed_investigation()))
         assert world.publisher.published == []
+
+    async def test_a_storage_time_out_part_way_is_retried_not_recorded_as_failed(
+        self, world: World
+    ) -> None:
+        investigation = seed_investigation()
+        world.put_sources(investigation)
+        envelope = world.request(investigation)
+        sources = [t.source for t in envelope.data.jobs[0].transfers]
+        world.storage.time_out(sources[2])  # the idc does not answer for one file of four
+
+        with pytest.raises(PeerTimeoutError):  # transient: the bus delivers the message again
+            await world.register(envelope)
+
+        assert set(sources) <= set(world.storage.described)  # the others were checked
+        assert world.publisher.published == []
+        # No file (nor dataset) is FAILED because its check did not finish: the file exists,
+        # the storage was only slow to answer.
+        assert [
+            owner
+            for owner, values in world.catalogue.parameters.items()
+            if values.get(ARCHIVAL_STATE) == "FAILED"
+        ] == []
+
+        world.storage.recover()
+        await world.register(envelope)  # the redelivery
+
+        dataset_id = world.dataset(investigation)
+        assert set(world.file_states(dataset_id).values()) == {"SUBMITTED"}
+        [registered] = world.registered()
+        assert len(registered.jobs[0].transfers) == 4
+        assert world.statuses() == []
+
+    async def test_a_time_out_of_the_next_call_only_delays_the_registration(
+        self, world: World
+    ) -> None:
+        investigation = seed_investigation(files=2)
+        world.put_sources(investigation)
+        envelope = world.request(investigation)
+        world.storage.time_out(calls=1)
+
+        with pytest.raises(TransientError):
+            await world.register(envelope)
+        await world.register(envelope)
+
+        assert set(world.file_states(world.dataset(investigation)).values()) == {"SUBMITTED"}
+        assert len(world.registered()) == 1
 
 
 class TestRecordTransferStatus:

@@ -13,6 +13,7 @@ from typing import Any
 from datastore_common.messages import PAYLOAD_TYPES, envelope_json_schema
 from datastore_common.topology import (
     FTS_SUBMITTER,
+    GATEWAY_LEDGER,
     ICAT_WRITER_ARCHIVE,
     ICAT_WRITER_STATUS,
     STATUS_POLLER_POLL,
@@ -27,12 +28,14 @@ _PRODUCERS = {
     "datastore.transfer.submitted.v1": ["fts-submitter"],
     "datastore.transfer.status.v1": ["fts-submitter", "status-poller", "icat-writer"],
     "datastore.transfer.tracked.v1": ["status-poller"],
+    "datastore.request.failed.v1": ["icat-writer", "fts-submitter", "status-poller"],
 }
 _CONSUMERS = {
     ICAT_WRITER_ARCHIVE: "icat-writer",
     ICAT_WRITER_STATUS: "icat-writer",
     FTS_SUBMITTER: "fts-submitter",
     STATUS_POLLER_POLL: "status-poller",
+    GATEWAY_LEDGER: "gateway",
 }
 
 

@@ -2,14 +2,19 @@
 
 Outcome policy, decided here once for every worker (handlers only raise):
 - handler returns            -> ack (the handler has made its effect durable first);
-- ``PermanentError`` / a message that does not parse -> published to ``dlq.<queue>`` with the
-  reason in headers, then acked;
 - ``TransientError`` or an unexpected exception -> re-published to the delay queue of the next
-  backoff step, then acked; after the last step it goes to the DLQ instead;
-- the process dies mid-handler -> nothing is acked, RabbitMQ redelivers; a message redelivered
-  more than the queue's delivery limit is dead-lettered by RabbitMQ itself.
+  backoff step (the last step repeats), then acked;
+- ``CredentialError`` (our own credential refused) -> the same, for ever, with an alarm (error
+  log + ``datastore_credential_failures_total``): the request is not at fault;
+- *giving up*: a ``PermanentError``, retries exhausted (``Topology.retries``), or a message
+  delivered ``delivery_limit`` times without an answer (its handler keeps killing the worker)
+  -> the consumer's ``on_give_up`` reports the failure (the request ends FAILED, visibly),
+  then the message goes to ``dlq.<queue>`` with the reason in headers and is acked;
+- a message that does not parse -> ``dlq.<queue>`` with the reason (there is no request to
+  report on: it is counted and logged at error level).
 Every re-publish is confirmed by the broker before the original is acked, so at each instant
-at least one copy of a message is safely stored.
+at least one copy of a message is safely stored; if reporting or dead-lettering fails, the
+message is returned to its queue and nothing is acked.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -26,10 +32,16 @@ import aio_pika.abc
 from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from datastore_common.errors import PeerUnavailableError, PermanentError
+from datastore_common.errors import CredentialError, PeerUnavailableError, PermanentError
 from datastore_common.logging import get_logger
 from datastore_common.messages import Envelope, Payload, parse_envelope
-from datastore_common.metrics import MESSAGES_HANDLED, MESSAGES_PUBLISHED
+from datastore_common.metrics import (
+    CREDENTIAL_FAILURES,
+    GIVEN_UP,
+    MESSAGES_HANDLED,
+    MESSAGES_PUBLISHED,
+    RETRY_OLDEST_AGE,
+)
 from datastore_common.topology import (
     Topology,
     delay_arguments,
@@ -44,11 +56,19 @@ HEADER_ATTEMPT: Final = "x-datastore-attempt"
 HEADER_ERROR: Final = "x-datastore-error"
 HEADER_ERROR_TYPE: Final = "x-datastore-error-type"
 HEADER_ORIGINAL_QUEUE: Final = "x-datastore-original-queue"
+HEADER_FIRST_FAILURE: Final = "x-datastore-first-failure"
 HEADER_DELIVERY_COUNT: Final = "x-delivery-count"
 MAX_HEADER_TEXT: Final = 2000
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
 BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
+#: Called with the message and the reason before a message is given up: publishes what makes
+#: the failure visible (FAILED states, ``request.failed``). Raising keeps the message queued.
+GiveUpHandler = Callable[[Envelope[Any], str, BaseException], Awaitable[None]]
+
+
+class GaveUpError(PermanentError):
+    """A message was delivered ``delivery_limit`` times without its handler ever answering."""
 
 
 class Bus:
@@ -160,9 +180,17 @@ class Bus:
 
     # -- consuming -------------------------------------------------------------------------
     async def consume(
-        self, queue: str, handler: Handler, payload_types: Mapping[str, type[Payload]]
+        self,
+        queue: str,
+        handler: Handler,
+        payload_types: Mapping[str, type[Payload]],
+        *,
+        on_give_up: GiveUpHandler | None = None,
+        prefetch: int | None = None,
     ) -> Consumer:
-        consumer = Consumer(self, queue, payload_types, handler=handler)
+        consumer = Consumer(
+            self, queue, payload_types, handler=handler, on_give_up=on_give_up, prefetch=prefetch
+        )
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -175,6 +203,7 @@ class Bus:
         *,
         max_batch: int = 100,
         max_wait: float = 0.5,
+        on_give_up: GiveUpHandler | None = None,
     ) -> Consumer:
         consumer = Consumer(
             self,
@@ -183,6 +212,7 @@ class Bus:
             batch_handler=handler,
             max_batch=max_batch,
             max_wait=max_wait,
+            on_give_up=on_give_up,
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -207,6 +237,8 @@ class Consumer:
     batch_handler: BatchHandler | None = None
     max_batch: int = 100
     max_wait: float = 0.5
+    on_give_up: GiveUpHandler | None = None
+    prefetch: int | None = None
     _channel: aio_pika.abc.AbstractChannel | None = None
     _queue: aio_pika.abc.AbstractQueue | None = None
     _tag: str | None = None
@@ -214,12 +246,15 @@ class Consumer:
     _pending: list[AbstractIncomingMessage] = field(default_factory=list)
     _flush_timer: asyncio.TimerHandle | None = None
     _handled_ok: Any = None
+    _retrying_since: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._handled_ok = MESSAGES_HANDLED.labels(queue=self.queue, outcome="ok")
 
     async def start(self) -> None:
-        prefetch = max(self.bus.prefetch, self.max_batch if self.batch_handler else 0)
+        prefetch = self.prefetch or max(
+            self.bus.prefetch, self.max_batch if self.batch_handler else 0
+        )
         self._channel = await self.bus.new_channel(prefetch)
         self._queue = await self._channel.get_queue(self.queue, ensure=True)
         self._tag = await self._queue.consume(self._on_message)
@@ -284,12 +319,32 @@ class Consumer:
             await self._settle(message, exc)
             return
         try:
+            self._check_deliveries(message)
             await self.handler(envelope)
         except Exception as exc:  # the policy, not the handler, decides what a failure means
             await self._settle(message, exc, envelope)
             return
         await message.ack()
+        self._succeeded(envelope)
         self._handled_ok.inc()
+
+    def _check_deliveries(self, message: AbstractIncomingMessage) -> None:
+        """Give up on the last delivery RabbitMQ grants, while we can still report it."""
+        deliveries = _as_int((message.headers or {}).get(HEADER_DELIVERY_COUNT))
+        if deliveries >= self.bus.topology.delivery_limit:
+            raise GaveUpError(
+                f"system error: delivered {deliveries + 1} times and never answered "
+                "(the worker stopped while handling it each time)"
+            )
+
+    def _succeeded(self, envelope: Envelope[Any]) -> None:
+        """The message is settled: it no longer counts as waiting for a retry."""
+        if self._retrying_since.pop(str(envelope.id), None) is not None:
+            self._update_retry_age()
+
+    def _update_retry_age(self) -> None:
+        oldest = min(self._retrying_since.values(), default=None)
+        RETRY_OLDEST_AGE.labels(queue=self.queue).set(0 if oldest is None else time.time() - oldest)
 
     async def _handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
         assert self.batch_handler is not None
@@ -301,14 +356,26 @@ class Consumer:
                 await self._settle(message, exc)
         if not good:
             return
+        fresh: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
+        for message, envelope in good:
+            try:
+                self._check_deliveries(message)
+            except GaveUpError as exc:
+                await self._settle(message, exc, envelope)
+            else:
+                fresh.append((message, envelope))
+        good = fresh
+        if not good:
+            return
         try:
             await self.batch_handler([envelope for _, envelope in good])
         except Exception as exc:
             for message, envelope in good:
                 await self._settle(message, exc, envelope)
             return
-        for message, _ in good:
+        for message, envelope in good:
             await message.ack()
+            self._succeeded(envelope)
         MESSAGES_HANDLED.labels(queue=self.queue, outcome="ok").inc(len(good))
 
     async def _settle(
@@ -317,18 +384,35 @@ class Consumer:
         exc: BaseException,
         envelope: Envelope[Any] | None = None,
     ) -> None:
-        """Retry later or dead-letter, and only then ack the original."""
+        """Retry later, or give up (report, dead-letter); only then ack the original."""
         headers = dict(message.headers or {})
         attempt = _as_int(headers.get(HEADER_ATTEMPT)) + 1
-        delays = self.bus.topology.retry_delays
+        topology = self.bus.topology
         correlation_id = envelope.correlation_id if envelope else None
+        credential = isinstance(exc, CredentialError)
+        if credential:
+            CREDENTIAL_FAILURES.labels(queue=self.queue).inc()
+            log.error(
+                "credential_refused",
+                queue=self.queue,
+                error=_reason(exc),
+                attempt=attempt,
+                correlation_id=correlation_id,
+                action="fix the service's credential; the work waits and is retried",
+            )
+        give_up = isinstance(exc, PermanentError) or (attempt > topology.retries and not credential)
         try:
-            if isinstance(exc, PermanentError) or attempt > len(delays):
+            if give_up:
                 reason = (
                     _reason(exc)
                     if isinstance(exc, PermanentError)
-                    else (f"gave up after {attempt} attempts: {_reason(exc)}")
+                    else f"gave up after {attempt} attempts: {_reason(exc)}"
                 )
+                if envelope is None:
+                    log.error("unreadable_message_dead_lettered", queue=self.queue, reason=reason)
+                elif self.on_give_up is not None:
+                    await self.on_give_up(envelope, reason, exc)
+                    GIVEN_UP.labels(queue=self.queue).inc()
                 headers.update(
                     {
                         HEADER_ERROR: reason[:MAX_HEADER_TEXT],
@@ -346,23 +430,36 @@ class Consumer:
                     correlation_id=correlation_id,
                     attempt=attempt,
                 )
+                if envelope is not None:
+                    self._succeeded(envelope)  # no longer waiting: out of the age gauge
             else:
+                first_failure = headers.get(HEADER_FIRST_FAILURE)
+                if not isinstance(first_failure, int | float):
+                    first_failure = time.time()
                 headers.update(
-                    {HEADER_ATTEMPT: attempt, HEADER_ERROR: _reason(exc)[:MAX_HEADER_TEXT]}
+                    {
+                        HEADER_ATTEMPT: attempt,
+                        HEADER_ERROR: _reason(exc)[:MAX_HEADER_TEXT],
+                        HEADER_FIRST_FAILURE: first_failure,
+                    }
                 )
-                retry_queue = retry_queue_name(self.queue, attempt - 1)
+                delay = topology.retry_delay(attempt)
+                retry_queue = retry_queue_name(self.queue, delay)
                 await self.bus.send_to_queue(retry_queue, message.body, headers=headers)
                 MESSAGES_HANDLED.labels(queue=self.queue, outcome="retried").inc()
+                if envelope is not None:
+                    self._retrying_since[str(envelope.id)] = float(first_failure)
+                    self._update_retry_age()
                 log.info(
                     "message_retry_scheduled",
                     queue=self.queue,
                     attempt=attempt,
-                    delay=delays[attempt - 1],
+                    delay=delay,
                     error=_reason(exc),
                     correlation_id=correlation_id,
                 )
         except Exception:
-            # Could not store the copy: give the message back so it is not lost.
+            # Could not report or store the copy: give the message back so it is not lost.
             log.exception("message_settle_failed", queue=self.queue)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
@@ -393,34 +490,40 @@ def _message(envelope: Envelope[Any], headers: Mapping[str, Any] | None) -> aio_
 
 
 async def declare_topology(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> None:
-    """Declare exchanges, queues, dead-letter and delay queues; safe to repeat."""
+    """Declare exchanges, queues, dead-letter and delay queues; safe to repeat.
+
+    A queue that already exists with other arguments (declared by an older release or another
+    ``delivery_limit``) is used as it is, with a warning, rather than stopping the service:
+    delay queues are named by their delay, so only the main queues' arguments can differ.
+    """
     exchange = await channel.declare_exchange(
         topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
     dlx = await channel.declare_exchange(
         topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
+
+    async def declare(name: str, arguments: dict[str, Any]) -> aio_pika.abc.AbstractQueue:
+        try:
+            return await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            log.warning("queue_arguments_differ", queue=name, wanted=arguments, error=str(exc))
+            await channel.reopen()
+            return await channel.declare_queue(name, passive=True)
+
     for spec in topology.queues:
-        queue = await channel.declare_queue(
-            spec.name, durable=True, arguments=queue_arguments(topology, spec.name)
-        )
+        queue = await declare(spec.name, queue_arguments(topology, spec.name))
         for key in spec.routing_keys:
             await queue.bind(exchange, routing_key=key)
-        dead = await channel.declare_queue(
-            dlq_name(spec.name), durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        dead = await declare(dlq_name(spec.name), {"x-queue-type": "quorum"})
         await dead.bind(dlx, routing_key=dlq_name(spec.name))
         if spec.with_retries:
-            for step, seconds in enumerate(topology.retry_delays):
-                await channel.declare_queue(
-                    retry_queue_name(spec.name, step),
-                    durable=True,
-                    arguments=delay_arguments(spec.name, seconds),
+            for seconds in sorted(set(topology.retry_delays)):
+                await declare(
+                    retry_queue_name(spec.name, seconds), delay_arguments(spec.name, seconds)
                 )
     for delay in topology.delays:
-        await channel.declare_queue(
-            delay.name, durable=True, arguments=delay_arguments(delay.target, delay.seconds)
-        )
+        await declare(delay.name, delay_arguments(delay.target, delay.seconds))
 
 
 async def delete_topology(bus: Bus, names: Sequence[str], exchanges: Sequence[str] = ()) -> None:

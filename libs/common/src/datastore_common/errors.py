@@ -17,6 +17,12 @@ class TransientError(DatastoreError):
     """Worth retrying later: a peer is down, slow, overloaded or answered 5xx."""
 
 
+class CredentialError(TransientError):
+    """A peer refused *our own* credential (the FTS certificate or token, an expired proxy,
+    the ICAT functional account). Not the request's fault: it is retried until an operator
+    fixes the credential, raises an alarm, and never fails a user's files."""
+
+
 class PermanentError(DatastoreError):
     """Retrying cannot help: the input is invalid or a peer refused it for good."""
 

@@ -18,6 +18,22 @@ MESSAGES_HANDLED = Counter(
 PEER_CALLS = Histogram(
     "datastore_peer_call_seconds", "Calls to ICAT, FTS3 and XRootD", ["peer", "operation"]
 )
+CREDENTIAL_FAILURES = Counter(
+    "datastore_credential_failures_total",
+    "Our own credential refused by a peer (FTS certificate/token, ICAT functional account): "
+    "alert on any increase; the work waits and is retried",
+    ["queue"],
+)
+GIVEN_UP = Counter(
+    "datastore_requests_given_up_total",
+    "Messages given up (permanent error, retries or deliveries exhausted) and reported FAILED",
+    ["queue"],
+)
+RETRY_OLDEST_AGE = Gauge(
+    "datastore_retry_oldest_age_seconds",
+    "Age of the oldest first failure among messages this process is retrying",
+    ["queue"],
+)
 UP = Gauge("datastore_up", "1 while the service is connected and consuming", ["service"])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +21,7 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.states import is_terminal
 from datastore_common.messages import (
+    DatafileKey,
     DatafileSpec,
     DatasetSpec,
     InvestigationSpec,
@@ -239,6 +240,69 @@ class Catalogue(ABC):
         sums over their datafiles (as DataGateway shows them)."""
 
     @abstractmethod
+    async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
+        """The ids of those datafiles that exist, by their ICAT keys (no error for others)."""
+
+    @abstractmethod
     async def active_archival_jobs(self) -> list[ArchivalJob]:
         """Every job id in the "Archival ids" of a datafile whose "Archival state" is not
         terminal, with those datafiles (status-poller resync)."""
+
+
+#: The kinds of ICAT reference entity an archive request names, as its JSON fields call them.
+VocabularyKind = Literal[
+    "facility",
+    "investigationType",
+    "instrument",
+    "facilityCycle",
+    "datasetType",
+    "datafileFormat",
+]
+VOCABULARY_KINDS: tuple[VocabularyKind, ...] = (
+    "facility",
+    "investigationType",
+    "instrument",
+    "facilityCycle",
+    "datasetType",
+    "datafileFormat",
+)
+#: A name of the vocabulary: a name, or (name, version) for a datafileFormat.
+Term = str | tuple[str, str]
+
+
+def terms_of(investigations: Sequence[InvestigationSpec]) -> dict[VocabularyKind, set[Term]]:
+    """Every reference name the investigations use, by kind (kinds not used are left out)."""
+    terms: dict[VocabularyKind, set[Term]] = {}
+
+    def add(kind: VocabularyKind, term: Term) -> None:
+        terms.setdefault(kind, set()).add(term)
+
+    for inv in investigations:
+        add("facility", inv.facility.name)
+        add("investigationType", inv.investigationType.name)
+        add("instrument", inv.instrument.name)
+        add("facilityCycle", inv.facilityCycle.name)
+        for dataset in inv.datasets:
+            add("datasetType", dataset.datasetType.name)
+            for datafile in dataset.datafiles:
+                form = datafile.datafileFormat
+                if form is not None:
+                    add("datafileFormat", (form.name, form.version))
+    return terms
+
+
+class Vocabulary(ABC):
+    """ICAT's reference entities (facility, types, instruments, cycles, formats): which of
+    the names a request uses exist, so a request the workers would refuse is refused first."""
+
+    #: The facility this Datastore serves (``icat.facility``): every other kind is looked up
+    #: in it, and a request naming another facility names an unknown one.
+    facility: str
+
+    @abstractmethod
+    async def unknown(
+        self, terms: Mapping[VocabularyKind, Collection[Term]]
+    ) -> dict[VocabularyKind, set[Term]]:
+        """The terms ICAT does not know, by kind (only kinds with some): a facility other than
+        ``facility`` or missing from ICAT, other names missing in ``facility``. Asks ICAT
+        once per kind; a TransientError when it cannot answer."""

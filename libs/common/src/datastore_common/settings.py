@@ -92,10 +92,22 @@ class BrokerSettings(_Section):
     exchange: str = "datastore"
     queue_prefix: str = Field(default="", description="Prepended to every queue name (tests).")
     prefetch: int = Field(default=64, ge=1)
-    delivery_limit: int = Field(default=5, ge=1, description="Redeliveries before dead-lettering.")
+    archive_prefetch: int = Field(
+        default=2,
+        ge=1,
+        description="Archive requests one icat-writer holds at once (each may name 10,000s of "
+        "files: a few at a time keeps memory bounded and lets other replicas take the rest).",
+    )
+    delivery_limit: int = Field(default=5, ge=2, description="Redeliveries before giving up.")
     retry_delays: tuple[float, ...] = Field(
-        default=(1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
-        description="Backoff before each retry of a transient failure; the count is the limit.",
+        default=(1.0, 5.0, 30.0, 120.0, 600.0, 1800.0),
+        description="Backoff before each retry of a transient failure; the last step repeats.",
+    )
+    retry_for_seconds: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="How long a transient failure (a peer down) is retried before the request "
+        "ends FAILED; failures of our own credentials are retried for ever.",
     )
     connect_attempts: int = Field(default=30, ge=1)
 
@@ -125,6 +137,12 @@ class GatewaySettings(_Section):
     state_db: str = Field(
         default="sqlite:///var/gateway/gateway.sqlite",
         description="Where idempotency keys live (sqlite:///path or postgresql://...).",
+    )
+    vocabulary_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a facility, type, instrument, cycle or format name found in "
+        "ICAT is trusted; unknown names are asked again on every request.",
     )
 
 

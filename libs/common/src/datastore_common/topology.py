@@ -2,21 +2,26 @@
 
 Every consumer queue ``Q`` comes with:
 - ``dlq.Q``: where messages go that cannot be processed (reason in headers);
-- ``Q.retry.<n>``: delay queues, one per backoff step; a message waits there for its TTL and is
-  then dead-lettered back to ``Q`` through the default exchange. Fixed-TTL queues (rather than
-  per-message expiry on one queue) keep short delays from waiting behind long ones.
+- ``Q.retry.<seconds>s``: delay queues, one per backoff step; a message waits there for its TTL
+  and is then dead-lettered back to ``Q`` through the default exchange. Fixed-TTL queues (rather
+  than per-message expiry on one queue) keep short delays from waiting behind long ones.
 All are quorum queues: replicated, with a delivery limit, and at-least-once dead-lettering so
 that a message moving between queues is never dropped.
+
+Delay queues are named by their delay, so a changed ``retry_delays`` or poll interval declares
+new queues next to the old ones (which drain by themselves) instead of being refused by
+RabbitMQ for re-declaring a queue with other arguments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    RequestFailed,
     RestoreRequested,
     TransferStatus,
     TransferSubmitted,
@@ -50,7 +55,16 @@ class Topology:
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0)
     delivery_limit: int = 5
     queue_prefix: str = ""
-    extra_args: dict[str, Any] = field(default_factory=dict)
+    #: Retries before giving up; None: one per step of ``retry_delays``. The last step repeats.
+    max_retries: int | None = None
+
+    @property
+    def retries(self) -> int:
+        return len(self.retry_delays) if self.max_retries is None else self.max_retries
+
+    def retry_delay(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based): capped at the last step."""
+        return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -60,13 +74,34 @@ class Topology:
         """The real name of a role's queue (tests prefix names to stay apart)."""
         return f"{self.queue_prefix}{role}"
 
+    def delay_into(self, role: str) -> str:
+        """The delay queue that feeds a role's queue (the poller's poll interval)."""
+        target = self.queue(role)
+        for delay in self.delays:
+            if delay.target == target:
+                return delay.name
+        raise KeyError(f"no delay queue feeds {target}")
+
+
+def retries_for(delays: tuple[float, ...], seconds: float) -> int:
+    """How many retries on the capped ladder ``delays`` keep trying for ``seconds``."""
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        waited += delays[min(retries, len(delays) - 1)]
+        retries += 1
+    return retries
+
 
 def dlq_name(queue: str) -> str:
     return f"dlq.{queue}"
 
 
-def retry_queue_name(queue: str, step: int) -> str:
-    return f"{queue}.retry.{step}"
+def delay_name(queue: str, seconds: float) -> str:
+    return f"{queue}.{seconds:g}s"
+
+
+def retry_queue_name(queue: str, seconds: float) -> str:
+    return delay_name(f"{queue}.retry", seconds)
 
 
 # Role names: the queue of each consumer role, before any prefix.
@@ -75,6 +110,8 @@ ICAT_WRITER_STATUS = "icat-writer.status"
 FTS_SUBMITTER = "fts-submitter"
 STATUS_POLLER_POLL = "status-poller.poll"
 STATUS_POLLER_DELAY = "status-poller.delay"
+#: The request ledger's feed: every event that moves a request (consumed by the gateway).
+GATEWAY_LEDGER = "gateway.ledger"
 
 
 def datastore_topology(
@@ -84,6 +121,7 @@ def datastore_topology(
     poll_interval: float = 30.0,
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
     delivery_limit: int = 5,
+    max_retries: int | None = None,
 ) -> Topology:
     """The whole system's topology (architecture.md, "Broker topology")."""
 
@@ -95,13 +133,31 @@ def datastore_topology(
         queue_prefix=queue_prefix,
         retry_delays=retry_delays,
         delivery_limit=delivery_limit,
+        max_retries=max_retries,
         queues=(
             QueueSpec(q(ICAT_WRITER_ARCHIVE), (ArchiveRequested.TYPE,)),
             QueueSpec(q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,)),
             QueueSpec(q(FTS_SUBMITTER), (ArchiveRegistered.TYPE, RestoreRequested.TYPE)),
             QueueSpec(q(STATUS_POLLER_POLL), (TransferSubmitted.TYPE,)),
+            QueueSpec(
+                q(GATEWAY_LEDGER),
+                (
+                    ArchiveRequested.TYPE,
+                    ArchiveRegistered.TYPE,
+                    RestoreRequested.TYPE,
+                    TransferSubmitted.TYPE,
+                    TransferStatus.TYPE,
+                    RequestFailed.TYPE,
+                ),
+            ),
         ),
-        delays=(DelaySpec(q(STATUS_POLLER_DELAY), q(STATUS_POLLER_POLL), poll_interval),),
+        delays=(
+            DelaySpec(
+                delay_name(q(STATUS_POLLER_DELAY), poll_interval),
+                q(STATUS_POLLER_POLL),
+                poll_interval,
+            ),
+        ),
     )
 
 
@@ -111,7 +167,6 @@ def queue_arguments(topology: Topology, queue: str) -> dict[str, Any]:
         "x-delivery-limit": topology.delivery_limit,
         "x-dead-letter-exchange": topology.dead_letter_exchange,
         "x-dead-letter-routing-key": dlq_name(queue),
-        **topology.extra_args,
     }
 
 
@@ -132,7 +187,7 @@ def all_queue_names(topology: Topology) -> list[str]:
     for spec in topology.queues:
         names += [spec.name, dlq_name(spec.name)]
         if spec.with_retries:
-            names += [retry_queue_name(spec.name, i) for i in range(len(topology.retry_delays))]
+            names += [retry_queue_name(spec.name, s) for s in sorted(set(topology.retry_delays))]
     for delay in topology.delays:
         names.append(delay.name)
     return names

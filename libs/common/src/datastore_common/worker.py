@@ -9,7 +9,7 @@ from datastore_common.bus import Bus, run_until_signalled
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.metrics import UP, start_metrics_server
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import Topology, datastore_topology
+from datastore_common.topology import Topology, datastore_topology, retries_for
 
 log = get_logger(__name__)
 
@@ -24,6 +24,7 @@ def topology_from(settings: DatastoreSettings) -> Topology:
         poll_interval=settings.poller.interval_seconds,
         retry_delays=settings.broker.retry_delays,
         delivery_limit=settings.broker.delivery_limit,
+        max_retries=retries_for(settings.broker.retry_delays, settings.broker.retry_for_seconds),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datastore_common.adapters.fts3_service import Fts3TransferService
-from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
 from datastore_common.bus import Bus
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRegistered, Payload, RestoreRequested
@@ -28,8 +28,14 @@ async def wire(
     """Subscribe ``submit_jobs``; returns what closes the FTS client at stop."""
     service = transfers or Fts3TransferService.from_settings(settings)
     log.info("fts3_endpoint", endpoint=service.endpoint, vo=await service.vo())
-    handler = bootstrap(transfers=service, publisher=BusPublisher(bus))
-    await bus.consume(bus.topology.queue(FTS_SUBMITTER), handler, PAYLOAD_TYPES)
+    publisher = BusPublisher(bus)
+    handler = bootstrap(transfers=service, publisher=publisher)
+    await bus.consume(
+        bus.topology.queue(FTS_SUBMITTER),
+        handler,
+        PAYLOAD_TYPES,
+        on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
+    )
     if transfers is None and isinstance(service, Fts3TransferService):
         return service.aclose
     return None

@@ -1,9 +1,10 @@
 """What the gateway does for a request, free of HTTP: plain async functions with their deps.
 
 Routes turn HTTP into arguments and errors into status codes (``main.py``); everything a
-request *means* happens here. No ICAT or FTS call happens on the archive path: the user's
-session was checked (and cached) before we get here, and the VO was read at start-up. A
-restore asks ICAT once, as the user, what the selection holds; job status asks FTS.
+request *means* happens here. The archive path asks ICAT only whether the names a request
+uses exist (known names cached for ``gateway.vocabulary_cache_seconds``): the user's session
+was checked (and cached) before we get here, and the VO was read at start-up. A restore asks
+ICAT once, as the user, what the selection holds; job status asks FTS.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client import Counter
 from pydantic import BaseModel
@@ -29,7 +30,17 @@ from datastore_common.errors import (
 )
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRequested, RestoreRequested
-from datastore_common.ports import JobProgress, Publisher, TransferService, UserSession
+from datastore_common.ports import (
+    VOCABULARY_KINDS,
+    JobProgress,
+    Publisher,
+    Term,
+    TransferService,
+    UserSession,
+    Vocabulary,
+    VocabularyKind,
+    terms_of,
+)
 from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
@@ -54,10 +65,18 @@ log = get_logger(__name__)
 
 #: The broker must confirm within this time, or the client hears 503 (never a 202 unconfirmed).
 PUBLISH_TIMEOUT_SECONDS = 10.0
+#: ICAT must say within this time whether the request's names exist, or the client hears 503.
+VOCABULARY_TIMEOUT_SECONDS = 10.0
+#: At most this many unknown names are listed in a 422 (the rest are counted).
+MAX_UNKNOWN_NAMED = 20
 
 
 class RequestTooLargeError(PermanentError):
     """The request is over one of the configured gateway limits."""
+
+
+class UnknownNameError(InvalidRequestError):
+    """The request names a facility, type, instrument, cycle or format ICAT does not know."""
 
 
 def check_may_archive(user: UserSession, settings: DatastoreSettings) -> None:
@@ -79,6 +98,53 @@ def check_limits(body: ArchiveRequest, settings: DatastoreSettings) -> None:
             f"{body.total_bytes} bytes of datafiles in one request; the limit is "
             f"{limits.max_bytes_per_request} (gateway.max_bytes_per_request)"
         )
+
+
+def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str) -> list[str]:
+    """One phrase per unknown name, kinds in request order, names sorted."""
+    phrases = []
+    for kind in VOCABULARY_KINDS:
+        for term in sorted(unknown.get(kind, ()), key=str):
+            if kind == "facility":
+                why = (
+                    "it is not in ICAT (icat.facility)"
+                    if term == facility
+                    else f"this Datastore serves facility {facility!r} (icat.facility)"
+                )
+                phrases.append(f"unknown facility {term!r}: {why}")
+            elif isinstance(term, tuple):
+                name, version = term
+                phrases.append(
+                    f"unknown {kind} {name!r} version {version!r} in facility {facility!r}"
+                )
+            else:
+                phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
+    return phrases
+
+
+async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None:
+    """Refuse (422) a request naming a facility, investigation type, instrument, facility
+    cycle, dataset type or datafile format ICAT does not know, as the icat-writer would
+    later; 503 when ICAT cannot say (nothing is accepted unchecked)."""
+    try:
+        async with asyncio.timeout(VOCABULARY_TIMEOUT_SECONDS):
+            unknown = await vocabulary.unknown(terms_of(body.investigations))
+    except TimeoutError as exc:
+        raise PeerTimeoutError(
+            f"ICAT did not say within {VOCABULARY_TIMEOUT_SECONDS:g} s whether the names the "
+            "request uses exist; nothing accepted"
+        ) from exc
+    except DatastoreError as exc:
+        # Whatever ICAT answered (down, or the functional account refused), the client's
+        # request is not at fault: 503, never a 401/422 about our own account.
+        raise PeerUnavailableError(
+            f"cannot check the names the request uses in ICAT; nothing accepted: {exc}"
+        ) from exc
+    phrases = describe_unknown(unknown, vocabulary.facility)
+    if phrases:
+        more = len(phrases) - MAX_UNKNOWN_NAMED
+        named = "; ".join(phrases[:MAX_UNKNOWN_NAMED])
+        raise UnknownNameError(f"{named}; and {more} more" if more > 0 else named)
 
 
 async def publish_confirmed(
@@ -141,10 +207,12 @@ async def request_archive(
     publisher: Publisher,
     settings: DatastoreSettings,
     vo: str,
+    vocabulary: Vocabulary,
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None = None,
 ) -> ArchiveAccepted:
-    """Plan the request's FTS jobs, publish ``archive.requested`` (confirmed), answer the plan.
+    """Check the names it uses in ICAT, plan the request's FTS jobs, publish
+    ``archive.requested`` (confirmed), answer the plan.
 
     The same request again (same ``idempotency_key``, or the same body from the same user
     within ``gateway.idempotency_window_seconds``) gets the first answer and publishes nothing.
@@ -153,6 +221,7 @@ async def request_archive(
     check_limits(body, settings)
 
     async def archive() -> ArchiveAccepted:
+        await check_vocabulary(body, vocabulary)
         request_id = str(uuid.uuid4())
         jobs = plan_archive(
             request_id,

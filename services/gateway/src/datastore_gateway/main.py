@@ -1,9 +1,9 @@
 """The gateway's composition root: ``create_app(settings)`` builds the FastAPI application.
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
-injected (the bus publisher, the ICAT sessions and selections adapters on one shared client
-pool, the idempotency store, the FTS VO and status client) and closes what it opened. Errors
-raised anywhere below become HTTP answers here, once: AuthenticationError 401,
+injected (the bus publisher, the ICAT sessions, selections and vocabulary adapters on one
+shared client pool, the idempotency store, the FTS VO and status client) and closes what it
+opened. Errors raised anywhere below become HTTP answers here, once: AuthenticationError 401,
 ForbiddenError 403, NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other
 PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``.
 """
@@ -29,7 +29,7 @@ from datastore_common.errors import (
     TransientError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.ports import Publisher, Sessions, TransferService
+from datastore_common.ports import Publisher, Sessions, TransferService, Vocabulary
 from datastore_common.ports_restore import NotArchivedError, Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_common.worker import make_bus
@@ -46,6 +46,7 @@ from datastore_gateway.middleware import (
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source_from_settings
+from datastore_gateway.vocabulary_cache import CachedVocabulary
 
 log = get_logger(__name__)
 
@@ -66,6 +67,7 @@ def create_app(
     broker_connected: Callable[[], bool] | None = None,
     selections: Selections | None = None,
     transfers: TransferService | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -79,6 +81,10 @@ def create_app(
     state.idempotency = idempotency
     state.selections = selections
     state.transfers = transfers
+    if vocabulary is not None:
+        state.vocabulary = CachedVocabulary(
+            vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -117,11 +123,13 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         await store.open()
         opened.push_async_callback(store.close)
         state.idempotency = store
-    if state.sessions is None or state.selections is None:
+    if state.sessions is None or state.selections is None or state.vocabulary is None:
         from datastore_common.adapters.icat import IcatSessions, pool_from_settings
         from datastore_common.adapters.icat_selections import IcatSelections
+        from datastore_common.adapters.icat_vocabulary import IcatVocabulary
 
-        # One pool of python-icat clients serves every user's logins, checks and selections.
+        # One pool of python-icat clients serves every user's logins, checks and selections,
+        # and the functional account's vocabulary look-ups.
         pool = pool_from_settings(settings.icat, size=ICAT_POOL_SIZE)
         opened.push_async_callback(pool.close)
         if state.sessions is None:
@@ -130,6 +138,12 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
             )
         if state.selections is None:
             state.selections = IcatSelections(pool)
+        if state.vocabulary is None:
+            icat_vocabulary = IcatVocabulary(settings.icat, pool=pool)
+            opened.push_async_callback(icat_vocabulary.close)  # logs out before pool.close
+            state.vocabulary = CachedVocabulary(
+                icat_vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
+            )
     if state.transfers is None:
         from datastore_common.adapters.fts3_service import Fts3TransferService
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
 from datastore_common.bus import Bus
 from datastore_common.messages import ArchiveRequested, TransferStatus
 from datastore_common.ports import Catalogue, Storage
@@ -11,6 +11,7 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
 from datastore_common.worker import Cleanup, run
 from datastore_icat_writer.bootstrap import bootstrap
+from datastore_icat_writer.handlers import planned_jobs
 
 SERVICE = "icat-writer"
 
@@ -23,12 +24,21 @@ async def wire(
     storage: Storage | None = None,
 ) -> Cleanup:
     """Subscribe both handlers; returns what logs the ICAT session out at stop."""
-    writer = bootstrap(settings, publisher=BusPublisher(bus), catalogue=catalogue, storage=storage)
+    publisher = BusPublisher(bus)
+    writer = bootstrap(settings, publisher=publisher, catalogue=catalogue, storage=storage)
     await bus.consume(
         bus.topology.queue(ICAT_WRITER_ARCHIVE),
         writer.register_archive,
         {ArchiveRequested.TYPE: ArchiveRequested},
+        on_give_up=give_up_reporter(
+            publisher,
+            fts_endpoint=str(settings.fts3.endpoint),
+            planner=lambda data: planned_jobs(data, settings),
+        ),
+        prefetch=settings.broker.archive_prefetch,
     )
+    # A status event that cannot be recorded has nothing to report: it is dead-lettered
+    # (logged at error level) for an operator to replay; the ledger still has the request.
     await bus.consume(
         bus.topology.queue(ICAT_WRITER_STATUS),
         writer.record_transfer_status,

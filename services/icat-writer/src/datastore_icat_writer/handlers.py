@@ -35,7 +35,7 @@ from datastore_common.domain.states import (
     may_advance,
     normalise,
 )
-from datastore_common.errors import PermanentError
+from datastore_common.errors import InvalidRequestError, PermanentError
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
     ArchiveRegistered,
@@ -68,7 +68,7 @@ SOURCE_NOT_FOUND = "source not found on the instrument data cache"
 FileKey = tuple[str, str, str, str]  # investigation, visitId, dataset, datafile
 
 
-class PlanMismatchError(PermanentError):
+class PlanMismatchError(InvalidRequestError):
     """The jobs of an archive request do not cover exactly the datafiles it names."""
 
 
@@ -89,6 +89,11 @@ def _file_key(transfer: PlannedTransfer) -> FileKey:
     if key is None:
         raise PlanMismatchError(f"transfer {transfer.source} names no datafile")
     return (key.investigation, key.visit_id, key.dataset, key.datafile)
+
+
+def planned_jobs(data: object, settings: DatastoreSettings) -> list[PlannedJob] | None:
+    """The jobs of an archive request, planned here when it came without (for giving up)."""
+    return _plan(data, settings) if isinstance(data, ArchiveRequested) else None
 
 
 def _plan(request: ArchiveRequested, settings: DatastoreSettings) -> list[PlannedJob]:
@@ -348,7 +353,7 @@ async def record_transfer_status(
     status = envelope.data
     if status.kind != "archive":
         return  # restores change no ICAT metadata
-    reported = [f for f in status.files if f.datafile_id is not None]
+    reported = await _with_datafile_ids(status.files, catalogue)
     if not reported:
         return
     current = {
@@ -368,6 +373,9 @@ async def record_transfer_status(
                 job_id=status.job_id,
             )
             continue
+        recorded_job = current[file.datafile_id].archival.get(ARCHIVAL_IDS)
+        if recorded_job is not None and status.job_id not in split_job_ids(recorded_job):
+            continue  # a late event of an earlier attempt: the file is another job's now
         new_state = normalise(file.state)
         if not may_advance(states[file.datafile_id], new_state):
             continue  # stale or duplicate: terminal states are final, no step back
@@ -394,6 +402,22 @@ async def record_transfer_status(
         datafiles_moved=len(updates),
         datasets_changed=changed,
     )
+
+
+async def _with_datafile_ids(
+    files: Sequence[FileState], catalogue: Catalogue
+) -> list[FileState]:
+    """The files with an ICAT id: those reported by key only (a request given up during
+    registration) get theirs where the datafile exists; the others are not in ICAT."""
+    keys = [f.datafile for f in files if f.datafile_id is None and f.datafile is not None]
+    found = await catalogue.find_datafiles(keys) if keys else {}
+    with_ids: list[FileState] = []
+    for file in files:
+        if file.datafile_id is None and file.datafile in found:
+            file = file.model_copy(update={"datafile_id": found[file.datafile]})
+        if file.datafile_id is not None:
+            with_ids.append(file)
+    return with_ids
 
 
 async def _recompute_datasets(catalogue: Catalogue, dataset_ids: Sequence[int]) -> list[int]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datastore_common.bus import Bus
 from datastore_common.messages import TransferTracked, wrap
-from datastore_common.topology import STATUS_POLLER_DELAY
+from datastore_common.topology import STATUS_POLLER_POLL
 from datastore_status_poller.ports import Requeue
 
 
 class DelayQueueRequeue(Requeue):
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self.queue = bus.topology.queue(STATUS_POLLER_DELAY)
+        self.queue = bus.topology.delay_into(STATUS_POLLER_POLL)
 
     async def later(
         self, tracked: TransferTracked, *, correlation_id: str, user: str | None = None

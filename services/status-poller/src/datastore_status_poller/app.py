@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 from datastore_common.adapters.fts3_service import Fts3TransferService
 from datastore_common.adapters.icat import IcatCatalogue
-from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
 from datastore_common.bus import Bus
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.messages import Payload, TransferSubmitted, TransferTracked
 from datastore_common.ports import Catalogue, TransferService
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import STATUS_POLLER_DELAY, STATUS_POLLER_POLL
+from datastore_common.topology import STATUS_POLLER_POLL
 from datastore_common.worker import Cleanup, make_bus, run
 from datastore_status_poller.adapters import DelayQueueRequeue
 from datastore_status_poller.bootstrap import bootstrap
@@ -33,15 +33,15 @@ async def wire(
 ) -> Cleanup | None:
     """Consume the poll queue in batches of ``poller.batch_size``; re-queue via the delay queue."""
     service = transfers or Fts3TransferService.from_settings(settings)
-    handler = bootstrap(
-        transfers=service, publisher=BusPublisher(bus), requeue=DelayQueueRequeue(bus)
-    )
+    publisher = BusPublisher(bus)
+    handler = bootstrap(transfers=service, publisher=publisher, requeue=DelayQueueRequeue(bus))
     await bus.consume_batches(
         bus.topology.queue(STATUS_POLLER_POLL),
         handler,
         PAYLOAD_TYPES,
         max_batch=settings.poller.batch_size,
         max_wait=settings.poller.batch_wait_seconds,
+        on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
     )
     log.info(
         "poller_wired",
@@ -63,8 +63,11 @@ async def waiting_jobs(bus: Bus) -> int:
     channel = await bus.new_channel(1)
     try:
         total = 0
-        for role in (STATUS_POLLER_POLL, STATUS_POLLER_DELAY):
-            queue = await channel.declare_queue(bus.topology.queue(role), passive=True)
+        for name in (
+            bus.topology.queue(STATUS_POLLER_POLL),
+            bus.topology.delay_into(STATUS_POLLER_POLL),
+        ):
+            queue = await channel.declare_queue(name, passive=True)
             total += queue.declaration_result.message_count or 0
         return total
     finally:

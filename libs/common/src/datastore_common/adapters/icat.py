@@ -57,7 +57,7 @@ from datastore_common.errors import (
     PeerUnavailableError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.messages import DatasetSpec, InvestigationSpec
+from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
 from datastore_common.ports import (
     ArchivalEntity,
     ArchivalJob,
@@ -890,6 +890,30 @@ class IcatCatalogue(Catalogue):
         return await self._call(
             "datafiles_by_id", lambda c: self._datafile_rows(c, "o.id", datafile_ids)
         )
+
+    async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
+        groups: dict[tuple[str, str, str], list[DatafileKey]] = {}
+        for key in keys:
+            groups.setdefault((key.investigation, key.visit_id, key.dataset), []).append(key)
+
+        def work(client: IcatClient) -> dict[DatafileKey, int]:
+            found: dict[DatafileKey, int] = {}
+            for (investigation, visit_id, dataset), group in groups.items():
+                by_name = {key.datafile: key for key in group}
+                for chunk in _chunks(sorted(by_name), _IN_CHUNK):
+                    query = (
+                        "SELECT o.id, o.name FROM Datafile o JOIN o.dataset ds "
+                        "JOIN ds.investigation i JOIN i.facility f "
+                        f"WHERE f.name = {jpql_literal(self.facility)} "
+                        f"AND i.name = {jpql_literal(investigation)} "
+                        f"AND i.visitId = {jpql_literal(visit_id)} "
+                        f"AND ds.name = {jpql_literal(dataset)} AND o.name IN ({_in_list(chunk)})"
+                    )
+                    for datafile_id, name in client.search(query):
+                        found[by_name[str(name)]] = int(datafile_id)
+            return found
+
+        return await self._call("find_datafiles", work)
 
     async def datafiles_of(self, dataset_ids: Sequence[int]) -> list[CatalogueDatafile]:
         return await self._call(

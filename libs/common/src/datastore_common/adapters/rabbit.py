@@ -1,10 +1,20 @@
-"""The Publisher port on the bus."""
+"""The Publisher port on the bus, and the reporter every consumer gives its failures to."""
 
 from __future__ import annotations
 
-from datastore_common.bus import Bus
-from datastore_common.messages import Payload
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from datastore_common.bus import Bus, GiveUpHandler
+from datastore_common.domain.failures import failure_class_of, give_up_events
+from datastore_common.logging import get_logger
+from datastore_common.messages import Envelope, Payload, PlannedJob
 from datastore_common.ports import Publisher
+
+log = get_logger(__name__)
+
+#: Finds the jobs of a message that names none (an instrument's archive request); may raise.
+Planner = Callable[[Payload], Sequence[PlannedJob] | None]
 
 
 class BusPublisher(Publisher):
@@ -13,3 +23,34 @@ class BusPublisher(Publisher):
 
     async def publish(self, data: Payload, *, correlation_id: str, user: str | None = None) -> None:
         await self._bus.publish_payload(data, correlation_id=correlation_id, user=user)
+
+
+def give_up_reporter(
+    publisher: Publisher, *, fts_endpoint: str, planner: Planner | None = None
+) -> GiveUpHandler:
+    """The ``on_give_up`` of a consumer: publish the FAILED states and ``request.failed``
+    (``domain.failures``) before the message goes to its DLQ."""
+
+    async def report(envelope: Envelope[Any], reason: str, exc: BaseException) -> None:
+        jobs: Sequence[PlannedJob] | None = None
+        if planner is not None:
+            try:
+                jobs = planner(envelope.data)
+            except Exception as plan_error:  # the plan itself may be what failed
+                log.warning("give_up_without_plan", error=str(plan_error))
+        events = give_up_events(
+            envelope.data, reason, failure_class_of(exc), fts_endpoint=fts_endpoint, jobs=jobs
+        )
+        for event in events:
+            await publisher.publish(
+                event, correlation_id=envelope.correlation_id, user=envelope.user
+            )
+        log.error(
+            "request_given_up",
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            reason=reason,
+            events=[event.TYPE for event in events],
+        )
+
+    return report

@@ -21,9 +21,11 @@ from datastore_common.messages.transfer import (
     ArchiveRegistered,
     ArchiveRequested,
     DatafileKey,
+    FailureClass,
     FileState,
     PlannedJob,
     PlannedTransfer,
+    RequestFailed,
     RestoreRequested,
     TransferKind,
     TransferStatus,
@@ -41,6 +43,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TransferSubmitted,
         TransferStatus,
         TransferTracked,
+        RequestFailed,
     )
 }
 
@@ -52,6 +55,7 @@ __all__ = [
     "DatafileSpec",
     "DatasetSpec",
     "Envelope",
+    "FailureClass",
     "FileState",
     "InvalidMessageError",
     "InvestigationSpec",
@@ -59,6 +63,7 @@ __all__ = [
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
+    "RequestFailed",
     "RestoreRequested",
     "TransferKind",
     "TransferStatus",

@@ -3,28 +3,116 @@
 Used by the gateway's HTTP body and by instruments publishing ``archive.requested`` directly,
 so the same rules hold for both: names are safe path components, nothing is listed twice,
 and every dataset has files.
+
+Every name that becomes a path component (instrument, facility cycle, investigation name and
+visit id, dataset type, dataset and datafile names) is a *safe name*: ASCII letters, digits
+and ``. _ + -`` only, never ``.`` or ``..`` nor containing ``..``, so it means the same on
+XRootD, in an FTS URL, in ICAT and on any file system (no ``?``, ``#``, ``%``, space, control
+or invisible character, no look-alike letter). Other names (facility, investigation type,
+datafile format) only have to be printable text; ICAT must know them all (the gateway asks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+#: The characters of a safe name (a whole-name match; ``.``/``..`` and ``..`` are refused too).
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9._+-]+$"
+SAFE_NAME_RULE = (
+    "a safe name: 1 to 255 of the ASCII letters A-Z a-z, digits 0-9 and the characters "
+    "'.', '_', '+', '-' (pattern ^[A-Za-z0-9._+-]+$); not '.' or '..' and no '..' inside"
+)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
-def _safe_name(value: str) -> str:
-    if value in {".", ".."} or "/" in value or "\\" in value or "\x00" in value:
-        raise ValueError("must not contain '/', '\\', NUL or be '.' or '..'")
-    if ".." in value:
-        raise ValueError("must not contain '..'")
-    if value != value.strip():
-        raise ValueError("must not start or end with white space")
+#: Unicode categories never allowed in any name: control, format (zero-width and direction
+#: marks), surrogate, private use, unassigned, line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def check_safe_name(value: str, what: str = "name") -> str:
+    """``value`` if it is a safe name (:data:`SAFE_NAME_RULE`); else ValueError naming
+    ``what`` (the field), the value and the rule."""
+    if _SAFE_NAME.fullmatch(value) is None or value in {".", ".."} or ".." in value:
+        raise ValueError(f"{what} {value!r} is not {SAFE_NAME_RULE}")
     return value
 
 
-SafeName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_safe_name)]
+def check_reference_name(value: str, what: str = "name") -> str:
+    """``value`` if it is printable text without control or invisible characters and
+    without white space at either end; else ValueError naming ``what`` and the value."""
+    bad = next((c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
+    if bad is not None:
+        raise ValueError(
+            f"{what} {value!r} contains the control or invisible character U+{ord(bad):04X}"
+        )
+    if value != value.strip():
+        raise ValueError(f"{what} {value!r} must not start or end with white space")
+    return value
+
+
+def _safe(what: str) -> Callable[[str], str]:
+    return lambda value: check_safe_name(value, what)
+
+
+def _reference(what: str) -> Callable[[str], str]:
+    return lambda value: check_reference_name(value, what)
+
+
+def _safe_field(what: str, **kwargs: Any) -> Any:
+    """The field of a safe name, with the rule in its JSON schema (and the OpenAPI document)."""
+    return Field(
+        min_length=1,
+        max_length=255,
+        description=f"The {what}; becomes a path component, so it must be {SAFE_NAME_RULE}.",
+        json_schema_extra={"pattern": SAFE_NAME_PATTERN},
+        **kwargs,
+    )
+
+
+SafeName = Annotated[str, _safe_field("name"), AfterValidator(_safe("name"))]
+InvestigationName = Annotated[
+    str,
+    _safe_field("investigation name", examples=["ABC123"]),
+    AfterValidator(_safe("investigation name")),
+]
+VisitId = Annotated[
+    str, _safe_field("investigation visitId", examples=["1"]), AfterValidator(_safe("visitId"))
+]
+DatasetName = Annotated[
+    str,
+    _safe_field("dataset name", examples=["scan_0000"]),
+    AfterValidator(_safe("dataset name")),
+]
+DatafileName = Annotated[
+    str,
+    _safe_field("datafile name", examples=["file_0000.nxs"]),
+    AfterValidator(_safe("datafile name")),
+]
+_REFERENCE_RULE = "printable text, no control or invisible characters, no white space at either end"
+ReferenceName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        description=f"A name ICAT knows in the facility: {_REFERENCE_RULE}.",
+    ),
+    AfterValidator(_reference("name")),
+]
+FormatVersion = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        description=f"The format's version as ICAT knows it: {_REFERENCE_RULE}.",
+    ),
+    AfterValidator(_reference("version")),
+]
 
 
 class _Entity(BaseModel):
@@ -34,16 +122,23 @@ class _Entity(BaseModel):
 class NamedRef(_Entity):
     """A reference to an existing ICAT entity by its name within the facility."""
 
+    name: ReferenceName
+
+
+class PathRef(_Entity):
+    """A reference to an existing ICAT entity by its name within the facility, where the name
+    is also a path component (instrument, facility cycle, dataset type): a safe name."""
+
     name: SafeName
 
 
 class DatafileFormatRef(_Entity):
-    name: str = Field(min_length=1, max_length=255)
-    version: str = Field(min_length=1, max_length=255)
+    name: ReferenceName
+    version: FormatVersion
 
 
 class DatafileSpec(_Entity):
-    name: SafeName
+    name: DatafileName
     description: str | None = Field(default=None, max_length=255)
     doi: str | None = Field(default=None, max_length=255)
     fileSize: int | None = Field(default=None, ge=0)
@@ -54,14 +149,14 @@ class DatafileSpec(_Entity):
 
 
 class DatasetSpec(_Entity):
-    name: SafeName
+    name: DatasetName
     complete: bool = False
     description: str | None = Field(default=None, max_length=255)
     doi: str | None = Field(default=None, max_length=255)
     location: str | None = Field(default=None, max_length=255)
     startDate: datetime | None = None
     endDate: datetime | None = None
-    datasetType: NamedRef
+    datasetType: PathRef
     datafiles: list[DatafileSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -73,10 +168,10 @@ class DatasetSpec(_Entity):
 class InvestigationSpec(_Entity):
     facility: NamedRef
     investigationType: NamedRef
-    instrument: NamedRef
-    facilityCycle: NamedRef
-    name: SafeName
-    visitId: SafeName
+    instrument: PathRef
+    facilityCycle: PathRef
+    name: InvestigationName
+    visitId: VisitId
     title: str = Field(min_length=1, max_length=255)
     summary: str | None = Field(default=None, max_length=4000)
     doi: str | None = Field(default=None, max_length=255)

@@ -90,6 +90,11 @@ class FileState(_Part):
     destination: str
     datafile_id: int | None = None
     dataset_id: int | None = None
+    datafile: DatafileKey | None = Field(
+        default=None,
+        description="The datafile's ICAT keys, when it may have no id yet (a request given up "
+        "during registration): the icat-writer records the state where the entity exists.",
+    )
     state: str = Field(description="FTS file state (SUBMITTED, ACTIVE, FINISHED, FAILED, ...)")
     reason: str | None = None
     failure_class: FailureClass | None = None
@@ -106,6 +111,22 @@ class TransferStatus(Payload):
     job_state: str
     reason: str | None = None
     files: list[FileState] = Field(default_factory=list)
+
+
+class RequestFailed(Payload):
+    """A request was given up as a whole: it will never be done, for this reason.
+
+    Published by the worker that gave up (a permanent error, retries or redeliveries
+    exhausted), after the FAILED states of its jobs; the request ledger ends the request
+    FAILED with ``"<failure_class> error: <reason>"``.
+    """
+
+    TYPE: ClassVar[str] = "datastore.request.failed.v1"
+    request_id: str
+    kind: TransferKind
+    failure_class: FailureClass
+    reason: str
+    job_ids: list[str] = Field(default_factory=list)
 
 
 class TransferTracked(Payload):
@@ -148,6 +169,7 @@ def job_failed(
                 destination=t.destination,
                 datafile_id=t.datafile_id,
                 dataset_id=t.dataset_id,
+                datafile=t.datafile if t.datafile_id is None else None,
                 state="FAILED",
                 reason=reason,
                 failure_class=failure_class,

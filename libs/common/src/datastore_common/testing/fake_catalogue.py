@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from datastore_common.domain.archival import ARCHIVAL_PARAMETERS, ARCHIVAL_STATE
 from datastore_common.errors import InvalidRequestError, NotFoundError
-from datastore_common.messages import DatasetSpec, InvestigationSpec
+from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
 from datastore_common.ports import (
     ArchivalEntity,
     ArchivalJob,
@@ -217,6 +217,23 @@ class FakeCatalogue(Catalogue):
         return [
             self._datafile_record(self.datafiles[i]) for i in datafile_ids if i in self.datafiles
         ]
+
+    async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
+        self._check()
+        found: dict[DatafileKey, int] = {}
+        for key in keys:
+            for datafile in self.datafiles.values():
+                dataset = self.datasets[datafile.dataset_id]
+                investigation = self.investigations[dataset.investigation_id].spec
+                names = (investigation.name, investigation.visitId, dataset.spec.name)
+                if names + (datafile.name,) == (
+                    key.investigation,
+                    key.visit_id,
+                    key.dataset,
+                    key.datafile,
+                ):
+                    found[key] = datafile.id
+        return found
 
     async def datasets_by_id(self, dataset_ids: Sequence[int]) -> list[CatalogueDataset]:
         self._check()

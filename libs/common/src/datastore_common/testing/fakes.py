@@ -7,7 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from datastore_common.domain.job_ids import fts_job_id
-from datastore_common.errors import AuthenticationError, PermanentError, TransientError
+from datastore_common.errors import (
+    AuthenticationError,
+    PeerTimeoutError,
+    PermanentError,
+    TransientError,
+)
 from datastore_common.messages import Payload, PlannedJob
 from datastore_common.ports import (
     FileProgress,
@@ -45,13 +50,35 @@ class RecordingPublisher(Publisher):
 
 
 class FakeStorage(Storage):
+    """Files in a dict. ``fail_with`` makes every call raise; ``time_out`` makes calls raise
+    :class:`PeerTimeoutError`, as the XRootD adapter does when a server does not answer in
+    time: for given URLs (until ``recover``) and/or for the next ``calls`` calls."""
+
     def __init__(self, files: Mapping[str, StoredFile] | None = None) -> None:
         self.files: dict[str, StoredFile] = dict(files or {})
         self.fail_with: Exception | None = None
+        self.timing_out: set[str] = set()
+        self.time_outs_left = 0
+        self.described: list[str] = []  # every URL asked about, in call order
+
+    def time_out(self, *urls: str, calls: int = 0) -> None:
+        """Time out every call for ``urls`` until ``recover()``, and the next ``calls`` calls
+        (whatever their URL)."""
+        self.timing_out.update(urls)
+        self.time_outs_left += calls
+
+    def recover(self) -> None:
+        self.timing_out.clear()
+        self.time_outs_left = 0
+        self.fail_with = None
 
     async def describe(self, url: str) -> StoredFile | None:
+        self.described.append(url)
         if self.fail_with is not None:
             raise self.fail_with
+        if self.time_outs_left > 0 or url in self.timing_out:
+            self.time_outs_left = max(0, self.time_outs_left - 1)
+            raise PeerTimeoutError(f"xrootd stat {url}: no answer")
         return self.files.get(url)
 
 

@@ -16,7 +16,13 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from datastore_common.errors import AuthenticationError, PeerUnavailableError
-from datastore_common.ports import Publisher, Sessions, TransferService, UserSession
+from datastore_common.ports import (
+    Publisher,
+    Sessions,
+    TransferService,
+    UserSession,
+    Vocabulary,
+)
 from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore
@@ -34,6 +40,7 @@ class GatewayState:
     idempotency: IdempotencyStore | None = None
     selections: Selections | None = None
     transfers: TransferService | None = None
+    vocabulary: Vocabulary | None = None
     broker_check: Callable[[], bool] = lambda: False
 
     @property
@@ -77,6 +84,12 @@ async def get_transfers(state: StateDep) -> TransferService:
     return state.transfers
 
 
+async def get_vocabulary(state: StateDep) -> Vocabulary:
+    if state.vocabulary is None:
+        raise PeerUnavailableError("ICAT vocabulary checks are not available yet")
+    return state.vocabulary
+
+
 async def get_idempotency(state: StateDep) -> IdempotencyStore | None:
     return state.idempotency
 
@@ -92,6 +105,7 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 SessionsDep = Annotated[Sessions, Depends(get_sessions)]
 SelectionsDep = Annotated[Selections, Depends(get_selections)]
 TransfersDep = Annotated[TransferService, Depends(get_transfers)]
+VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
 VoDep = Annotated[str, Depends(get_vo)]
 

@@ -11,6 +11,7 @@ from datastore_gateway.api.deps import (
     IdempotencyKeyHeader,
     PublisherDep,
     SettingsDep,
+    VocabularyDep,
     VoDep,
 )
 from datastore_gateway.schemas import ArchiveAccepted, ArchiveRequest, Problem
@@ -25,8 +26,20 @@ router = APIRouter(tags=["Archive"])
         401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
         403: {"model": Problem, "description": "The user is not one of gateway.archivers"},
         413: {"model": Problem, "description": "Over a limit: files, bytes or body size"},
-        422: {"description": "The body is not a valid archive request (reason given)"},
-        503: {"model": Problem, "description": "The broker did not confirm; nothing accepted"},
+        422: {
+            "description": "The body is not a valid archive request (reason given): a name "
+            "that becomes a path component (instrument, facilityCycle, investigation name and "
+            "visitId, datasetType, dataset and datafile names) is not a safe name (ASCII "
+            "letters, digits and . _ + - only, pattern ^[A-Za-z0-9._+-]+$, not '.' or '..', "
+            "no '..' inside), or a facility, investigationType, instrument, facilityCycle, "
+            "datasetType or datafileFormat (name, version) is unknown in ICAT for the facility "
+            "this Datastore serves (each unknown value named)"
+        },
+        503: {
+            "model": Problem,
+            "description": "ICAT could not check the names used, or the broker did not "
+            "confirm; nothing accepted",
+        },
     },
 )
 async def archive(
@@ -35,13 +48,16 @@ async def archive(
     publisher: PublisherDep,
     settings: SettingsDep,
     vo: VoDep,
+    vocabulary: VocabularyDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ArchiveAccepted:
     """Archive the datafiles the body names, from the instrument data cache to tape.
 
-    Answers once the request is safely on the broker; ICAT registration and FTS transfers
-    follow asynchronously under the returned job ids.
+    Names are checked first: path components must be safe names, and every facility,
+    investigation type, instrument, facility cycle, dataset type and datafile format must
+    exist in ICAT (else 422, naming each). Answers once the request is safely on the broker;
+    ICAT registration and FTS transfers follow asynchronously under the returned job ids.
     """
     return await handlers.request_archive(
         body,
@@ -49,6 +65,7 @@ async def archive(
         publisher=publisher,
         settings=settings,
         vo=vo,
+        vocabulary=vocabulary,
         idempotency=idempotency,
         idempotency_key=idempotency_key,
     )
