@@ -21,6 +21,7 @@ class LoopRelay:
     bytes_relayed: int = 0
     connections: int = 0
     _writers: list[asyncio.StreamWriter] = field(default_factory=list, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
 
 @contextlib.asynccontextmanager
@@ -38,6 +39,9 @@ async def loop_relay(host: str, port: int) -> AsyncIterator[LoopRelay]:
                 sink.write_eof()
 
     async def serve(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            relay._tasks.add(task)  # type: ignore[arg-type]
         relay._writers.append(client)
         try:
             server_reader, server = await asyncio.open_connection(host, port)
@@ -60,4 +64,6 @@ async def loop_relay(host: str, port: int) -> AsyncIterator[LoopRelay]:
         listener.close()
         for writer in relay._writers:  # clients may keep connections open (keep-alive)
             writer.close()
+        if relay._tasks:  # closed transports end the pipes at once
+            await asyncio.wait(relay._tasks, timeout=5)
         await listener.wait_closed()

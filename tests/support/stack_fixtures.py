@@ -168,6 +168,7 @@ def datastore_stack_factory(
                     "exchange": f"e2e-{run}",
                     "queue_prefix": f"e2e-{run}.",
                     "retry_delays": [0.5, 1, 2, 4],
+                    "retry_for_seconds": 8,
                     "connect_attempts": 5,
                 },
                 "gateway": {

@@ -159,7 +159,14 @@ def test_cancel_stops_pending_files_and_a_second_cancel_is_not_modified(
     assert canceled["job_state"] == "CANCELED"
     assert canceled["reason"] == "Job canceled by the user"
     assert canceled["http_status"] == "200 Ok"
-    time.sleep(1.5)  # the engine must not move canceled files on
+    # The engine must not move canceled files on. A job submitted after the cancel that
+    # finishes proves the engine has scheduled past it: by then it would have picked them up.
+    probe_source = f"{fts3_xrootd.idc}/{folder}/probe"
+    put_random_file(probe_source, 1024)
+    probe_id = fts3.submit(ctx, fts3.new_job(
+        [fts3.new_transfer(probe_source, f"{fts3_xrootd.udc}/{folder}/probe")]))
+    probe, _ = wait_for_job(ctx, probe_id)
+    assert probe["job_state"] == "FINISHED", [f["reason"] for f in probe["files"]]
     job = fts3.get_job_status(ctx, job_id, list_files=True)
     assert job["job_state"] == "CANCELED"
     assert {f["file_state"] for f in job["files"]} == {"CANCELED"}

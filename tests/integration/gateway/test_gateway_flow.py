@@ -149,9 +149,18 @@ async def test_same_key_twice_publishes_once(live_gateway: LiveGateway) -> None:
     first = await live_gateway.client.post("/archive", json=SEED_BODY, headers=headers)
     again = await live_gateway.client.post("/archive", json=SEED_BODY, headers=headers)
     assert first.json() == again.json()
-    await live_gateway.next_message()
-    await asyncio.sleep(0.5)
-    assert await live_gateway.probe.get(fail=False, no_ack=True) is None
+    # A later, different request is the marker: messages arrive in publish order, so once
+    # the marker's message is here, a second publish of the first request would be too.
+    marker_headers = {**headers, "Idempotency-Key": unique_name("marker")}
+    marker = await live_gateway.client.post("/archive", json=SEED_BODY, headers=marker_headers)
+    assert marker.status_code == 202, marker.text
+    assert marker.json()["request_id"] != first.json()["request_id"]
+
+    correlation_ids: list[str] = []
+    while marker.json()["request_id"] not in correlation_ids:
+        message = await live_gateway.next_message()
+        correlation_ids.append(parse_envelope(message.body, PAYLOAD_TYPES).correlation_id)
+    assert correlation_ids == [first.json()["request_id"], marker.json()["request_id"]]
 
 
 async def test_broker_gone_is_503_and_healthz_says_so(live_gateway: LiveGateway) -> None:

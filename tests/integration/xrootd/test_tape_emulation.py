@@ -69,8 +69,16 @@ def test_written_file_migrates_then_leaves_the_buffer_then_stages_back(
 
     online = wait_for(staged_state, "online", True, delays.stage + 5)
     assert online["on_tape"] is True
-    # Staged files stay online (the emulated pin has no lifetime).
-    time.sleep(min(delays.eviction, 2))
+    # Staged files stay online (the emulated pin has no lifetime). A file written now leaves
+    # the disk buffer after the migration and eviction delays: once it has, an eviction
+    # clock started by the stage would have run out too.
+    control = f"{xrootd_test_path}/control.nxs"
+    cli.upload(local, xrootd_stack.url("tape", control))
+
+    def control_state() -> dict[str, Any]:
+        return cli.query_prepare(xrootd_stack.tape, "none", control)
+
+    wait_for(control_state, "online", False, delays.migration + delays.eviction + 5)
     assert staged_state()["online"] is True
 
 

@@ -30,7 +30,7 @@ from datastore_common.domain.job_ids import fts_job_id
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
-    ForbiddenError,
+    CredentialError,
     InvalidRequestError,
     NotFoundError,
     PeerTimeoutError,
@@ -288,8 +288,8 @@ async def test_read_timeout_retried_then_peer_timeout() -> None:
     ("status", "exc"),
     [
         (400, InvalidRequestError),
-        (401, AuthenticationError),
-        (403, ForbiddenError),
+        (401, CredentialError),
+        (403, CredentialError),
         (404, NotFoundError),
         (405, InvalidRequestError),
     ],

@@ -8,7 +8,7 @@ wire failure into an ``errors`` type, so callers never look at status codes:
 * connection errors, 5xx (after retries) -> ``PeerUnavailableError``;
   time-outs (after retries) -> ``PeerTimeoutError``
 * an answer that is not the JSON we expect -> ``PeerUnavailableError("wrong answer ...")``
-* 400 -> ``InvalidRequestError``; 401 -> ``AuthenticationError``; 403 -> ``ForbiddenError``;
+* 400 -> ``InvalidRequestError``; 401 / 403 -> ``CredentialError`` (ours was refused);
   404 -> ``NotFoundError``; 409 -> ``AlreadyExistsError``, which ``submit`` turns into success
   (the deterministic job already exists);
   419 on submit -> delegate a proxy once and submit again.
@@ -38,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_exponential,
 )
@@ -47,7 +48,7 @@ from datastore_common.errors import (
     AlreadyExistsError,
     AuthenticationError,
     ConfigurationError,
-    ForbiddenError,
+    CredentialError,
     InvalidRequestError,
     NotFoundError,
     PeerTimeoutError,
@@ -289,10 +290,9 @@ def raise_for_status(response: httpx.Response) -> None:
     message = f"{what}: {error_message(response)}"
     if code == 400:
         raise InvalidRequestError(message)
-    if code == 401:
-        raise AuthenticationError(message)
-    if code == 403:
-        raise ForbiddenError(message)
+    if code in (401, 403):
+        # Our certificate, proxy or token: not the request's fault (retried, alarmed).
+        raise CredentialError(f"{message} ({code}: our FTS credential was refused)")
     if code == 404:
         raise NotFoundError(message)
     if code == 409:
@@ -488,7 +488,9 @@ class Fts3Client:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry_attempts),
             wait=wait_exponential(multiplier=self._retry_backoff, max=self._retry_max_wait),
-            retry=retry_if_exception_type(TransientError),
+            # A refused credential will not be accepted a second later: the caller decides.
+            retry=retry_if_exception_type(TransientError)
+            & retry_if_not_exception_type(CredentialError),
             reraise=True,
         )
         async for attempt in retrying:

@@ -49,6 +49,7 @@ from datastore_common.domain.states import TERMINAL
 from datastore_common.errors import (
     AlreadyExistsError,
     AuthenticationError,
+    CredentialError,
     DatastoreError,
     ForbiddenError,
     InvalidRequestError,
@@ -544,7 +545,13 @@ class _FunctionalSession:
             ("password", self._settings.password.get_secret_value()),
         ):
             credentials.entry.append({"key": key, "value": value})
-        self.session_id = str(raw_call(client, "login", self._settings.auth, credentials))
+        try:
+            self.session_id = str(raw_call(client, "login", self._settings.auth, credentials))
+        except (AuthenticationError, ForbiddenError) as exc:
+            raise CredentialError(
+                f"ICAT refused the functional account {self._settings.auth}/"
+                f"{self._settings.username}: {exc}"
+            ) from exc
         self.logins += 1
         self._schedule_refresh(client)
         log.info("icat_functional_login", user=f"{self._settings.auth}/{self._settings.username}")

@@ -226,7 +226,7 @@ class FakeCatalogue(Catalogue):
                 dataset = self.datasets[datafile.dataset_id]
                 investigation = self.investigations[dataset.investigation_id].spec
                 names = (investigation.name, investigation.visitId, dataset.spec.name)
-                if names + (datafile.name,) == (
+                if (*names, datafile.name) == (
                     key.investigation,
                     key.visit_id,
                     key.dataset,
