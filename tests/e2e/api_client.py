@@ -7,12 +7,13 @@ import subprocess
 import tempfile
 import time
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import icat
 
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
+from tests.support.xrootd_fixtures import remove_after_session
 
 
 def seed_body(
@@ -74,6 +75,9 @@ def write_idc_files(
     """xrdcp distinct files into the instrument data cache; returns name -> adler32 hex."""
     sums = {}
     server = idc.rstrip("/")
+    # The investigation's folder (on the idc, and on the udc after a restore) goes at the end
+    # of the session; the stack's tape root goes too (tests/support/stack_fixtures.py).
+    remove_after_session(str(PurePosixPath(folder).parents[1]))
     subprocess.run(["xrdfs", server, "mkdir", "-p", f"/{folder}"], check=True, capture_output=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from tests.e2e.api_client import (
-    ARCHIVAL_FAILURE,
     ARCHIVAL_STATE,
     archival_parameters,
     dataset_folder,

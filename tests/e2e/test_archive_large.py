@@ -18,7 +18,7 @@ from tests.e2e.api_client import (
     wait_for,
 )
 from tests.support.stack_fixtures import DatastoreStack
-from tests.support.xrootd_fixtures import XRootDStack
+from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
 
 pytestmark = pytest.mark.e2e
 FILES = 2500
@@ -27,6 +27,7 @@ FILES = 2500
 def write_directly(data_dir: Path, folder: str, count: int) -> None:
     """The instrument writes straight to its cache's disk (xrdcp per file would take minutes)."""
     target = data_dir / folder
+    remove_after_session(str(Path(folder).parents[1]))  # the investigation's folder
     target.mkdir(parents=True, exist_ok=True)
     owner = data_dir.stat()
     for path in [*target.parents][: len(Path(folder).parts)]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import icat
 import pytest
 
 from tests.e2e.api_client import (
@@ -129,18 +130,39 @@ def test_seed_restore_brings_archived_files_to_the_user_data_cache(
     assert archival_parameters(client, name) == before
 
 
+def unreadable_dataset(client: Any) -> int:
+    """A new dataset, in a new investigation with no members: only root and the functional
+    account may read it; db/alice may not."""
+    facility = client.assertedSearch("SELECT o FROM Facility o WHERE o.name = 'facility'")[0]
+    kind = client.assertedSearch("SELECT o FROM InvestigationType o WHERE o.name = 'type'")[0]
+    scan = client.assertedSearch("SELECT o FROM DatasetType o WHERE o.name = 'scan'")[0]
+    name = f"PRV{uuid.uuid4().hex[:8].upper()}"
+    investigation = client.new(
+        "Investigation", name=name, visitId="1", title=name, facility=facility, type=kind
+    )
+    investigation.create()
+    dataset = client.new(
+        "Dataset", name="scan_0000", complete=True, investigation=investigation, type=scan
+    )
+    dataset.create()
+    return int(dataset.id)
+
+
 def test_a_user_cannot_restore_what_icat_does_not_let_them_read(
     datastore_stack: DatastoreStack, icat_client: Any
 ) -> None:
     stack = datastore_stack
-    [dataset_id] = icat_client.search("SELECT d.id FROM Dataset d ORDER BY d.id LIMIT 0, 1") or [
-        None
-    ]
-    if dataset_id is None:
-        pytest.skip("no dataset in ICAT yet")
+    dataset_id = unreadable_dataset(icat_client)
+    alice = icat.Client(stack.icat_url, checkCert=False)
+    alice.login("db", {"username": "alice", "password": "alice-pw"})
+    try:
+        assert alice.search(f"SELECT d.id FROM Dataset d WHERE d.id = {dataset_id}") == []
+    finally:
+        alice.cleanup()
+
     answer = httpx.post(
         f"{stack.gateway_url}/restore",
-        json={"dataset_ids": [int(dataset_id)]},
+        json={"dataset_ids": [dataset_id]},
         headers=login(stack, "db", "alice", "alice-pw"),
         timeout=60,
     )

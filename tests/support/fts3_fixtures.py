@@ -25,6 +25,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.workdirs import discard_unless_failed
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CERTS_SCRIPT = REPO_ROOT / "deploy" / "local" / "certs.sh"
 XROOTD_SCRIPT = REPO_ROOT / "deploy" / "local" / "xrootd.sh"
@@ -85,12 +87,12 @@ class Fts3Emulator:
                             **kwargs)  # type: ignore[arg-type]
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fts3_emulator", "--config", str(self.config_path)],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("FTS3_EMULATOR_")},
-        )
+        with self.log_path.open("ab") as log:  # the process keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fts3_emulator", "--config", str(self.config_path)],
+                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith("FTS3_EMULATOR_")},
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -124,15 +126,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def fts3_certs(tmp_path_factory: pytest.TempPathFactory) -> CertificateSet:
+def fts3_certs(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateSet]:
     var = tmp_path_factory.mktemp("fts3-var")
     subprocess.run(["bash", str(CERTS_SCRIPT)], check=True, capture_output=True,
                    env={**os.environ, "DATASTORE_VAR": str(var)})
     directory = var / "certs"
-    return CertificateSet(
+    yield CertificateSet(
         directory=directory, ca=directory / "ca.pem", ca_key=directory / "ca.key",
         host_cert=directory / "hostcert.pem", host_key=directory / "hostkey.pem",
         user_cert=directory / "usercert.pem", user_key=directory / "userkey.pem")
+    # Whatever used the certificates (the emulator, e2e stacks) has stopped by now.
+    discard_unless_failed(request.session, var)
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +163,9 @@ def fts3_xrootd(request: pytest.FixtureRequest) -> XrootdEndpoints:
 
 
 @pytest.fixture(scope="session")
-def fts3_emulator(tmp_path_factory: pytest.TempPathFactory, fts3_certs: CertificateSet,
-                  fts3_xrootd: XrootdEndpoints) -> Iterator[Fts3Emulator]:
+def fts3_emulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  fts3_certs: CertificateSet, fts3_xrootd: XrootdEndpoints
+                  ) -> Iterator[Fts3Emulator]:
     work = tmp_path_factory.mktemp("fts3-emulator")
     port = free_port()
     config_path = work / "emulator.yaml"
@@ -183,3 +189,4 @@ def fts3_emulator(tmp_path_factory: pytest.TempPathFactory, fts3_certs: Certific
         yield emulator
     finally:
         emulator.stop()
+        discard_unless_failed(request.session, work)

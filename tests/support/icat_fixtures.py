@@ -6,6 +6,7 @@ further fresh instances (own temp SQLite), e.g. for restart or re-ingest tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.support.workdirs import discard_unless_failed
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "deploy" / "local" / "icat" / "emulator.yaml"
@@ -45,25 +48,25 @@ class IcatEmulator:
 
     def start(self, timeout: float = 20.0) -> IcatEmulator:
         self.log_path = self.database.with_suffix(".log")
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "icat_emulator",
-                "--config",
-                str(CONFIG),
-                "--port",
-                str(self.port),
-                "--database",
-                str(self.database),
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        with self.log_path.open("ab") as log:  # the process keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "icat_emulator",
+                    "--config",
+                    str(CONFIG),
+                    "--port",
+                    str(self.port),
+                    "--database",
+                    str(self.database),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -113,19 +116,26 @@ def run_icat_script(
 
 
 @pytest.fixture(scope="session")
-def icat_emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """Call ``factory()`` to get a fresh, started emulator (stopped at session end)."""
+def icat_emulator_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator:
+    """Call ``factory()`` to get a fresh, started emulator (stopped at session end; its folder
+    is removed then too, unless a test failed)."""
     started: list[IcatEmulator] = []
 
     def factory() -> IcatEmulator:
         directory = tmp_path_factory.mktemp("icat")
-        emulator = IcatEmulator(database=directory / "icat.sqlite").start()
+        emulator = IcatEmulator(database=directory / "icat.sqlite")
         started.append(emulator)
-        return emulator
+        return emulator.start()
 
     yield factory
-    for emulator in started:
-        emulator.stop()
+    try:
+        for emulator in started:
+            with contextlib.suppress(Exception):  # stop the others all the same
+                emulator.stop()
+    finally:
+        discard_unless_failed(request.session, *(e.database.parent for e in started))
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,16 @@ names, a free gateway port, a short poll interval, the test emulators' URLs and 
 ingests the seed's high-level ICAT entities with python-icat's ``icatingest.py``, and starts one
 process of each service. Tests may start more replicas (``stack.start("icat-writer")``) and
 read service logs. Everything is stopped and the run's queues deleted at the end.
+
+``datastore_stack_factory`` (per test) starts further stacks with other settings; they are
+stopped, and their queues deleted, when that test ends. A stack's folder (config, logs,
+gateway SQLite) goes once it has stopped unless a test failed (tests/support/workdirs.py);
+what it wrote to the XRootD servers (its tape root) goes at the end of the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +35,8 @@ from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
 from tests.support.fts3_fixtures import Fts3Emulator, free_port
 from tests.support.icat_fixtures import IcatEmulator, run_icat_script
+from tests.support.workdirs import discard_unless_failed
+from tests.support.xrootd_fixtures import remove_after_session
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -42,6 +50,7 @@ class DatastoreStack:
     gateway_url: str
     icat_url: str
     processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+    closed: bool = False
 
     @property
     def settings(self) -> DatastoreSettings:
@@ -57,14 +66,15 @@ class DatastoreStack:
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
         replicas = self.processes.setdefault(service, [])
-        log = (self.log_dir / f"{service}-{len(replicas)}.log").open("ab")
-        process = subprocess.Popen(
-            [str(VENV_BIN / f"datastore-{service}")],
-            env={**os.environ, "DATASTORE_CONFIG": str(self.config_path)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        log_path = self.log_dir / f"{service}-{len(replicas)}.log"
+        with log_path.open("ab") as log:  # the process keeps its own descriptor
+            process = subprocess.Popen(
+                [str(VENV_BIN / f"datastore-{service}")],
+                env={**os.environ, "DATASTORE_CONFIG": str(self.config_path)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
         replicas.append(process)
         return process
 
@@ -80,6 +90,20 @@ class DatastoreStack:
     def stop_all(self) -> None:
         for service in list(self.processes):
             self.stop(service)
+
+    def close(self, session: pytest.Session) -> None:
+        """Stop every process, delete the run's queues and exchanges, and drop the folder
+        (kept after a failure, for its logs). Once: later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.stop_all()
+        finally:
+            try:
+                _delete_queues(self.settings)
+            finally:
+                discard_unless_failed(session, self.config_path.parent)
 
     def logs(self, service: str) -> str:
         return "\n".join(
@@ -122,14 +146,16 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def datastore_stack_factory(
+def _stack_maker(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     rabbitmq_url: str,
     icat_emulator: IcatEmulator,
     fts3_emulator: Fts3Emulator,
     xrootd_stack: object,
 ) -> Iterator[StackFactory]:
-    """``factory(replicas=1, **config_overrides)``: a running set of the four services."""
+    """``make(replicas=1, **config_overrides)``: a running set of the four services; any
+    stack still running at the end of the session is closed then."""
     ingest = run_icat_script(
         "icatingest.py",
         "-i",
@@ -152,7 +178,7 @@ def datastore_stack_factory(
         pytest.fail(f"icatingest.py failed: {ingest.stderr[-2000:]}")
     stacks: list[DatastoreStack] = []
 
-    def factory(replicas: int = 1, **overrides: Any) -> DatastoreStack:
+    def make(replicas: int = 1, **overrides: Any) -> DatastoreStack:
         work = tmp_path_factory.mktemp("stack")
         run = uuid.uuid4().hex[:8]
         port = free_port()
@@ -182,6 +208,7 @@ def datastore_stack_factory(
             },
             overrides,
         )
+        remove_after_session(config["tape_root_dir"])  # what the stack archived
         config_path = work / "config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         log_dir = work / "logs"
@@ -193,24 +220,49 @@ def datastore_stack_factory(
             icat_url=icat_emulator.url,
         )
         stacks.append(stack)
-        for service in SERVICES:
-            for _ in range(1 if service == "gateway" else replicas):
-                stack.start(service)
-        stack.wait_for_gateway()
+        try:
+            for service in SERVICES:
+                for _ in range(1 if service == "gateway" else replicas):
+                    stack.start(service)
+            stack.wait_for_gateway()
+        except BaseException:
+            stack.stop_all()  # the rest (queues, folder) at the end of the session
+            raise
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            with contextlib.suppress(Exception):  # close the others all the same
+                stack.close(request.session)
+
+
+@pytest.fixture
+def datastore_stack_factory(
+    request: pytest.FixtureRequest, _stack_maker: StackFactory
+) -> Iterator[StackFactory]:
+    """``factory(replicas=1, **config_overrides)``: a running set of the four services, for
+    this test only: stopped (and its queues deleted) when the test ends."""
+    made: list[DatastoreStack] = []
+
+    def factory(replicas: int = 1, **overrides: Any) -> DatastoreStack:
+        stack = _stack_maker(replicas, **overrides)
+        made.append(stack)
         return stack
 
     try:
         yield factory
     finally:
-        for stack in stacks:
-            stack.stop_all()
-            _delete_queues(stack.settings)
+        for stack in made:
+            with contextlib.suppress(Exception):
+                stack.close(request.session)
 
 
 @pytest.fixture(scope="session")
-def datastore_stack(datastore_stack_factory: StackFactory) -> DatastoreStack:
+def datastore_stack(_stack_maker: StackFactory) -> DatastoreStack:
     """The shared stack of the session: one process of each service."""
-    return datastore_stack_factory()
+    return _stack_maker()
 
 
 def _delete_queues(settings: DatastoreSettings) -> None:

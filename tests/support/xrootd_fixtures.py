@@ -5,14 +5,24 @@ the servers cannot start) with short tape delays, and reads the delays actually 
 ``var/xrootd/tape/delays.env`` (a stack that was already running keeps its own). The stack
 is left running at the end: other areas' tests share it; ``make xrootd-down`` stops it.
 ``xrootd_test_path`` gives each test its own folder path, e.g. ``/tests/test_x-1a2b3c4d``.
+
+What a session writes to the servers stays out of ``var/`` once it ends: the folders given by
+``xrootd_test_path``, and any other that a test names with :func:`remove_after_session`, are
+removed from the three servers' data folders (with the tape emulation's records of their
+files) at the end of the session. Only those: other sessions and ``make demo`` share the
+servers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +78,58 @@ def read_tape_delays(var_dir: Path) -> TapeDelays:
                       stage=float(values["TAPE_STAGE_SECONDS"]))
 
 
+SERVERS = ("idc", "udc", "tape")
+_REMOVE_AFTER_SESSION: set[str] = set()
+
+
+def remove_after_session(path: str) -> None:
+    """Have the folder ``path`` (``/tests/x-1a2b``, on any of the servers) removed from the
+    servers' data folders when the test session ends."""
+    relative = path.strip("/")
+    if not relative or {"", ".", ".."} & set(relative.split("/")):
+        raise ValueError(f"not a folder below a server's root: {path!r}")
+    _REMOVE_AFTER_SESSION.add(relative)
+
+
+def remove_session_paths(var_dir: Path) -> None:
+    """Remove every folder named by :func:`remove_after_session` from the three servers."""
+    base = var_dir / "xrootd"
+    for relative in sorted(_REMOVE_AFTER_SESSION):
+        for server in SERVERS:
+            target = base / server / "data" / relative
+            if server == "tape":
+                _forget_tape_records(base / "tape", target)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists() or target.is_symlink():
+                target.unlink(missing_ok=True)
+    _REMOVE_AFTER_SESSION.clear()
+
+
+def _forget_tape_records(tape_dir: Path, target: Path) -> None:
+    """Drop the tape emulation's stage/evict records of the files under ``target`` (kept by
+    deploy/local/xrootd/tape-prepare.py in ``prepare/``, by sha1 of the logical path)."""
+    state, data = tape_dir / "prepare", tape_dir / "data"
+    if not target.exists():
+        return
+    files = [target] if target.is_file() else [f for f in target.rglob("*") if not f.is_dir()]
+    logical = {"/" + file.relative_to(data).as_posix() for file in files}
+    for path in logical:
+        digest = hashlib.sha1(path.encode()).hexdigest()
+        for kind in ("staged", "evicted"):
+            (state / kind / f"{digest}.json").unlink(missing_ok=True)
+    for request in (state / "requests").glob("*.json"):
+        try:
+            paths = json.loads(request.read_text()).get("paths") or []
+        except (OSError, ValueError):
+            continue
+        named = {"/" + str(p).split("?", 1)[0].lstrip("/") for p in paths}
+        if named and named <= logical:
+            request.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
-def xrootd_stack() -> XRootDStack:
+def xrootd_stack() -> Iterator[XRootDStack]:
     # Explicit settings in the environment win over the short test delays.
     test_env = {key: os.environ.get(key, value) for key, value in TEST_TAPE_DELAYS.items()}
     result = run_xrootd_script("start", extra_env=test_env)
@@ -79,14 +139,20 @@ def xrootd_stack() -> XRootDStack:
     var_dir = Path(os.environ.get("DATASTORE_VAR", REPO_ROOT / "var"))
     ports = {name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
              for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))}
-    return XRootDStack(idc=f"root://127.0.0.1:{ports['idc']}",
-                       udc=f"root://127.0.0.1:{ports['udc']}",
-                       tape=f"root://127.0.0.1:{ports['tape']}",
-                       var_dir=var_dir, tape_delays=read_tape_delays(var_dir))
+    # Everything that uses the servers (the FTS3 emulator, e2e stacks) ends before this.
+    try:
+        yield XRootDStack(idc=f"root://127.0.0.1:{ports['idc']}",
+                          udc=f"root://127.0.0.1:{ports['udc']}",
+                          tape=f"root://127.0.0.1:{ports['tape']}",
+                          var_dir=var_dir, tape_delays=read_tape_delays(var_dir))
+    finally:
+        remove_session_paths(var_dir)
 
 
 @pytest.fixture
 def xrootd_test_path(request: pytest.FixtureRequest) -> str:
     """A folder path no other test uses (not created: tests make it where they need it)."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:60]
-    return f"/tests/{name}-{uuid.uuid4().hex[:8]}"
+    path = f"/tests/{name}-{uuid.uuid4().hex[:8]}"
+    remove_after_session(path)
+    return path

@@ -13,6 +13,7 @@ from XRootD.client.flags import OpenFlags
 
 from datastore_common.adapters.fts3 import Fts3Client, JobStatus
 from tests.support.fts3_fixtures import Fts3Emulator
+from tests.support.xrootd_fixtures import remove_after_session
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
@@ -31,7 +32,9 @@ async def fts(fts3_emulator: Fts3Emulator) -> AsyncIterator[Fts3Client]:
 
 
 def unique_dir() -> str:
-    return f"/it-fts3-client/{uuid.uuid4().hex[:12]}"
+    folder = f"/it-fts3-client/{uuid.uuid4().hex[:12]}"
+    remove_after_session(folder)
+    return folder
 
 
 def _write(url: str, data: bytes) -> None:

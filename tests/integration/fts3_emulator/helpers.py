@@ -13,12 +13,15 @@ from typing import Any
 from fts3.rest.client import easy as fts3
 
 from tests.support.fts3_fixtures import Fts3Emulator
+from tests.support.xrootd_fixtures import remove_after_session
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
 
 def unique_dir(prefix: str = "fts3-emulator-tests") -> str:
-    return f"/{prefix}/{uuid.uuid4().hex[:12]}"
+    folder = f"/{prefix}/{uuid.uuid4().hex[:12]}"
+    remove_after_session(folder)
+    return folder
 
 
 def put_random_file(url: str, size: int) -> str:

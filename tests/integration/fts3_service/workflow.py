@@ -36,7 +36,7 @@ from datastore_common.settings import DatastoreSettings, load_settings
 from datastore_common.worker import topology_from
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.rabbitmq_fixtures import unique_name
-from tests.support.xrootd_fixtures import XRootDStack
+from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
@@ -46,6 +46,7 @@ def archive_transfers(
 ) -> list[PlannedTransfer]:
     """``count`` archive transfers idc -> tape; the last ``missing`` sources never written."""
     written = count - missing
+    remove_after_session(f"/archive{folder}")  # the tape copies' folder
     transfers = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(count):

@@ -7,7 +7,7 @@ import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import icat
@@ -32,7 +32,7 @@ from tests.integration.icat_adapter.conftest import seed_investigation
 from tests.integration.xrootd.cli import upload
 from tests.support.icat_fixtures import IcatEmulator
 from tests.support.rabbitmq_fixtures import BusFactory, take_payloads, unique_name
-from tests.support.xrootd_fixtures import XRootDStack
+from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,10 @@ def put_sources(
             if name == skip:
                 continue
             data = os.urandom(1000 + len(truth) * 37)
+            # instrument/cycle/<investigation>-<visit>/<type>/<dataset>/<file>: the
+            # investigation's folder goes at the end of the session.
+            relative = transfer.source.removeprefix(settings.instrument_data_cache)
+            remove_after_session(str(PurePosixPath(relative).parents[2]))
             local = tmp_path / name
             local.write_bytes(data)
             upload(local, transfer.source)

@@ -130,13 +130,21 @@ class GatewaySettings(_Section):
         default=("simple/root", "simple/datastore"),
         description="ICAT user names (plugin/name) allowed to archive.",
     )
+    admins: tuple[str, ...] = Field(
+        default=("simple/root",),
+        description="ICAT user names (plugin/name) who may see every user's requests.",
+    )
     max_datafiles_per_request: int = Field(default=50_000, ge=1)
     max_bytes_per_request: int = Field(default=50 * 1024**4, ge=1)
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
     idempotency_window_seconds: int = Field(default=24 * 3600, ge=0)
     state_db: str = Field(
         default="sqlite:///var/gateway/gateway.sqlite",
-        description="Where idempotency keys live (sqlite:///path or postgresql://...).",
+        description="Where idempotency keys and the request ledger live "
+        "(sqlite:///path or postgresql://...); replicas on several hosts share a PostgreSQL.",
+    )
+    ledger_retention_days: float = Field(
+        default=90.0, gt=0, description="How long an ended request stays in the ledger."
     )
     vocabulary_cache_seconds: float = Field(
         default=60.0,

@@ -10,13 +10,16 @@ ICAT once, as the user, what the selection holds; job status asks FTS.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
 from datastore_common.domain.states import FINISHED, is_terminal
 from datastore_common.errors import (
@@ -44,6 +47,7 @@ from datastore_common.ports import (
 from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
+from datastore_gateway.ledger import Ledger
 from datastore_gateway.metrics import (
     ARCHIVE_REQUESTS,
     ARCHIVED_DATAFILES,
@@ -57,6 +61,9 @@ from datastore_gateway.schemas import (
     JobPercentage,
     JobState,
     JobStatus,
+    RequestFailure,
+    RequestJob,
+    RequestStatus,
     RestoreAccepted,
     RestoreRequest,
 )
@@ -147,6 +154,47 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
         raise UnknownNameError(f"{named}; and {more} more" if more > 0 else named)
 
 
+async def record_accepted(
+    ledger: Ledger | None, message: ArchiveRequested | RestoreRequested, *, user: str
+) -> None:
+    """Put the accepted request in the ledger before the 202, so that GET /requests/{id}
+    finds it at once. The ledger queue records it too: a failure here loses nothing."""
+    if ledger is None:
+        return
+    try:
+        await ledger.record(new_request(message, owner=user, source="http"))
+    except DatastoreError as exc:
+        log.warning("ledger_record_deferred", correlation_id=message.request_id, error=str(exc))
+
+
+async def request_status(
+    request_id: str, *, user: UserSession, ledger: Ledger, settings: DatastoreSettings
+) -> RequestStatus:
+    """The ledger's view of a request: its owner's and the admins' only (others: 404)."""
+    record = await ledger.get(request_id)
+    if record is None or (
+        record.owner != user.user_name and user.user_name not in settings.gateway.admins
+    ):
+        raise NotFoundError(f"no request {request_id} of yours in the ledger")
+    return RequestStatus(
+        request_id=record.request_id,
+        kind=record.kind,
+        owner=record.owner,
+        source=record.source,
+        created=datetime.fromtimestamp(record.created, UTC),
+        updated=datetime.fromtimestamp(record.updated, UTC),
+        state=record.state,
+        jobs=[RequestJob(**dataclasses.asdict(job)) for job in record.jobs],
+        datasets=list(record.datasets),
+        failure=None
+        if record.failure is None
+        else RequestFailure(
+            failure_class=record.failure.failure_class, reason=record.failure.reason
+        ),
+        waiting_on=record.waiting_on,
+    )
+
+
 async def publish_confirmed(
     publisher: Publisher, message: ArchiveRequested | RestoreRequested, *, user: str
 ) -> None:
@@ -210,6 +258,7 @@ async def request_archive(
     vocabulary: Vocabulary,
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None = None,
+    ledger: Ledger | None = None,
 ) -> ArchiveAccepted:
     """Check the names it uses in ICAT, plan the request's FTS jobs, publish
     ``archive.requested`` (confirmed), answer the plan.
@@ -236,6 +285,7 @@ async def request_archive(
             request_id=request_id, investigations=body.investigations, jobs=jobs
         )
         await publish_confirmed(publisher, message, user=user.user_name)
+        await record_accepted(ledger, message, user=user.user_name)
         ARCHIVED_DATAFILES.inc(body.datafile_count)
         log.info(
             "archive_requested",
@@ -293,6 +343,7 @@ async def request_restore(
     vo: str,
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None = None,
+    ledger: Ledger | None = None,
 ) -> RestoreAccepted:
     """Resolve the selection in ICAT *as the user*, plan tape -> user data cache jobs, publish
     ``restore.requested`` (confirmed), answer the plan. Nothing in ICAT changes.
@@ -319,9 +370,9 @@ async def request_restore(
             vo=vo,
             max_files_per_job=settings.fts3.max_files_per_job,
         )
-        await publish_confirmed(
-            publisher, RestoreRequested(request_id=request_id, jobs=jobs), user=user.user_name
-        )
+        message = RestoreRequested(request_id=request_id, jobs=jobs)
+        await publish_confirmed(publisher, message, user=user.user_name)
+        await record_accepted(ledger, message, user=user.user_name)
         RESTORED_DATAFILES.inc(len(items))
         log.info(
             "restore_requested",

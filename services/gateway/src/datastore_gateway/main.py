@@ -10,7 +10,9 @@ PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,11 +34,14 @@ from datastore_common.logging import get_logger
 from datastore_common.ports import Publisher, Sessions, TransferService, Vocabulary
 from datastore_common.ports_restore import NotArchivedError, Selections
 from datastore_common.settings import DatastoreSettings
+from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import make_bus
 from datastore_gateway.api.deps import GatewayState
-from datastore_gateway.api.routes import archive, health, jobs, login, restore
+from datastore_gateway.api.routes import archive, health, jobs, login, requests, restore
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
+from datastore_gateway.ledger import Ledger
+from datastore_gateway.ledger_feed import LEDGER_PAYLOADS, follow
 from datastore_gateway.middleware import (
     UNAUTHENTICATED_HEADERS,
     AuthenticateBeforeBody,
@@ -53,6 +58,8 @@ log = get_logger(__name__)
 SERVICE = "gateway"
 #: Seconds a client is told to wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 5
+#: How often ended requests past their retention are purged from the ledger.
+LEDGER_PURGE_SECONDS = 3600.0
 #: How many python-icat clients serve logins and session checks at once.
 ICAT_POOL_SIZE = 4
 
@@ -68,6 +75,7 @@ def create_app(
     selections: Selections | None = None,
     transfers: TransferService | None = None,
     vocabulary: Vocabulary | None = None,
+    ledger: Ledger | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -79,6 +87,7 @@ def create_app(
     if vo is not None:
         state.vo = vo if isinstance(vo, VoSource) else VoSource(vo=vo)
     state.idempotency = idempotency
+    state.ledger = ledger
     state.selections = selections
     state.transfers = transfers
     if vocabulary is not None:
@@ -106,6 +115,7 @@ def create_app(
     app.include_router(archive.router)
     app.include_router(restore.router)
     app.include_router(jobs.router)
+    app.include_router(requests.router)
     app.include_router(health.router)
     _add_error_handlers(app)
     # Starlette runs the last added outermost: request context, then the body-size cap (a
@@ -123,6 +133,11 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         await store.open()
         opened.push_async_callback(store.close)
         state.idempotency = store
+    if state.ledger is None:
+        ledger = Ledger(settings.gateway.state_db)
+        await ledger.open()
+        opened.push_async_callback(ledger.close)
+        state.ledger = ledger
     if state.sessions is None or state.selections is None or state.vocabulary is None:
         from datastore_common.adapters.icat import IcatSessions, pool_from_settings
         from datastore_common.adapters.icat_selections import IcatSelections
@@ -161,6 +176,15 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(bus.close)
         state.publisher = BusPublisher(bus)
         state.broker_check = lambda: bus.connected
+        # This gateway keeps the request ledger up to date (with any other replicas).
+        ledger = state.ledger
+        await bus.consume(
+            bus.topology.queue(GATEWAY_LEDGER),
+            functools.partial(follow, ledger=ledger),
+            LEDGER_PAYLOADS,
+        )
+        purging = asyncio.create_task(_purge_periodically(ledger, settings))
+        opened.callback(purging.cancel)
     if state.vo is None:
         state.vo = vo_source_from_settings(settings)
         try:
@@ -168,6 +192,20 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         except DatastoreError as exc:
             # Start anyway: the next archive request asks again (and answers 503 meanwhile).
             log.warning("fts_vo_unknown", error=str(exc))
+
+
+async def _purge_periodically(ledger: Ledger, settings: DatastoreSettings) -> None:
+    """Forget requests that ended more than ``gateway.ledger_retention_days`` ago."""
+    while True:
+        try:
+            forgotten = await ledger.purge(
+                older_than_seconds=settings.gateway.ledger_retention_days * 86400
+            )
+            if forgotten:
+                log.info("ledger_purged", requests=forgotten)
+        except DatastoreError as exc:
+            log.warning("ledger_purge_failed", error=str(exc))
+        await asyncio.sleep(LEDGER_PURGE_SECONDS)
 
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

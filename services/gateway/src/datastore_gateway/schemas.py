@@ -8,6 +8,9 @@ bodies verbatim. The archive body's investigations reuse the message models of
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datastore_common.messages import InvestigationSpec, check_unique_investigations
@@ -122,3 +125,43 @@ class Problem(_Shape):
     """Body of every error answer except 422: one sentence saying why."""
 
     detail: str
+
+
+class RequestJob(_Shape):
+    job_id: str
+    state: str = Field(description="PLANNED until FTS has the job, then FTS's job state.")
+    files_done: int
+    files_failed: int = Field(description="Files FAILED or CANCELED.")
+    files_total: int
+    bytes_done: int
+    bytes_total: int = Field(description="Known once the sources were checked (archive).")
+
+
+class RequestFailure(_Shape):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    failure_class: Literal["user", "system"] = Field(
+        alias="class", description="user: the request itself; system: ours or a peer's."
+    )
+    reason: str
+
+
+class RequestStatus(_Shape):
+    """An accepted request as the ledger follows it, until it ends and after."""
+
+    request_id: str
+    kind: Literal["archive", "restore"]
+    owner: str | None = Field(description="The ICAT user (plugin/name) who asked.")
+    source: Literal["http", "broker"]
+    created: datetime
+    updated: datetime
+    state: str = Field(
+        description="SUBMITTED, then its jobs' aggregated state (STAGING, ACTIVE, ARCHIVING, "
+        "...), ending FINISHED, FINISHEDDIRTY, FAILED or CANCELED; never moves back."
+    )
+    jobs: list[RequestJob]
+    datasets: list[dict[str, Any]]
+    failure: RequestFailure | None = Field(
+        description="Why it FAILED: '<class> error: <reason>' in ICAT."
+    )
+    waiting_on: str | None = Field(description="What it waits for now, in words; null once ended.")

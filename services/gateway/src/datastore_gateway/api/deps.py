@@ -26,6 +26,7 @@ from datastore_common.ports import (
 from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore
+from datastore_gateway.ledger import Ledger
 from datastore_gateway.vo import VoSource
 
 
@@ -41,6 +42,7 @@ class GatewayState:
     selections: Selections | None = None
     transfers: TransferService | None = None
     vocabulary: Vocabulary | None = None
+    ledger: Ledger | None = None
     broker_check: Callable[[], bool] = lambda: False
 
     @property
@@ -90,6 +92,16 @@ async def get_vocabulary(state: StateDep) -> Vocabulary:
     return state.vocabulary
 
 
+async def get_ledger(state: StateDep) -> Ledger:
+    if state.ledger is None:
+        raise PeerUnavailableError("the request ledger is not open yet")
+    return state.ledger
+
+
+async def get_optional_ledger(state: StateDep) -> Ledger | None:
+    return state.ledger
+
+
 async def get_idempotency(state: StateDep) -> IdempotencyStore | None:
     return state.idempotency
 
@@ -106,6 +118,8 @@ SessionsDep = Annotated[Sessions, Depends(get_sessions)]
 SelectionsDep = Annotated[Selections, Depends(get_selections)]
 TransfersDep = Annotated[TransferService, Depends(get_transfers)]
 VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+OptionalLedgerDep = Annotated[Ledger | None, Depends(get_optional_ledger)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
 VoDep = Annotated[str, Depends(get_vo)]
 

@@ -9,6 +9,7 @@ from datastore_gateway.api.deps import (
     CurrentUser,
     IdempotencyDep,
     IdempotencyKeyHeader,
+    OptionalLedgerDep,
     PublisherDep,
     SettingsDep,
     VocabularyDep,
@@ -50,6 +51,7 @@ async def archive(
     vo: VoDep,
     vocabulary: VocabularyDep,
     idempotency: IdempotencyDep,
+    ledger: OptionalLedgerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ArchiveAccepted:
     """Archive the datafiles the body names, from the instrument data cache to tape.
@@ -68,4 +70,5 @@ async def archive(
         vocabulary=vocabulary,
         idempotency=idempotency,
         idempotency_key=idempotency_key,
+        ledger=ledger,
     )

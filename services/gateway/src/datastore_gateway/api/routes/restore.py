@@ -9,6 +9,7 @@ from datastore_gateway.api.deps import (
     CurrentUser,
     IdempotencyDep,
     IdempotencyKeyHeader,
+    OptionalLedgerDep,
     PublisherDep,
     SelectionsDep,
     SettingsDep,
@@ -39,6 +40,7 @@ async def restore(
     settings: SettingsDep,
     vo: VoDep,
     idempotency: IdempotencyDep,
+    ledger: OptionalLedgerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> RestoreAccepted:
     """Restore archived datafiles from tape to the user data cache (same relative paths).
@@ -57,4 +59,5 @@ async def restore(
         vo=vo,
         idempotency=idempotency,
         idempotency_key=idempotency_key,
+        ledger=ledger,
     )

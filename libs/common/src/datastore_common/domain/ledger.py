@@ -1,0 +1,187 @@
+"""The request ledger's rules: what a request is, how its state follows its jobs, and what
+it waits for. Pure: the gateway's ledger store applies these to what it has recorded.
+
+A request is accepted (``SUBMITTED``) with its planned jobs and files; status events move
+files forward only (``states.may_advance``), jobs follow FTS's job state the same way, and
+the request's state is its jobs' aggregated as a dataset's is from its files. A request
+given up as a whole (``RequestFailed``) is ``FAILED`` whatever its jobs say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from datastore_common.domain.states import (
+    CANCELED,
+    FAILED,
+    FINISHED,
+    SUBMITTED,
+    TERMINAL,
+    aggregate_dataset_state,
+    may_advance,
+    normalise,
+)
+from datastore_common.messages import (
+    ArchiveRequested,
+    PlannedJob,
+    RestoreRequested,
+    TransferKind,
+)
+
+#: What a request waits for, in words, by the earliest state among its jobs.
+_WAITING_ON = {
+    "STAGING": "staging from tape",
+    "SUBMITTED": "a transfer slot in the FTS queue",
+    "READY": "a transfer slot in the FTS queue",
+    "ACTIVE": "the copy",
+    "ARCHIVING": "migration to tape",
+}
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    destination: str
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class LedgerJob:
+    job_id: str
+    files: tuple[PlannedFile, ...]
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What the ledger records when a request is accepted."""
+
+    request_id: str
+    kind: TransferKind
+    owner: str | None
+    source: str
+    datasets: tuple[dict[str, Any], ...]
+    jobs: tuple[LedgerJob, ...]
+
+
+def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
+    return tuple(
+        LedgerJob(job.job_id, tuple(PlannedFile(t.destination, t.filesize) for t in job.transfers))
+        for job in jobs
+    )
+
+
+def new_request(
+    data: ArchiveRequested | RestoreRequested, *, owner: str | None, source: str
+) -> NewRequest:
+    """The ledger entry of an accepted request (its plan may still be empty: an instrument's
+    archive request is planned by the icat-writer, and its jobs arrive with registration)."""
+    if isinstance(data, ArchiveRequested):
+        datasets = tuple(
+            {
+                "investigation": investigation.name,
+                "visit_id": investigation.visitId,
+                "dataset": dataset.name,
+                "datafiles": len(dataset.datafiles),
+            }
+            for investigation in data.investigations
+            for dataset in investigation.datasets
+        )
+        kind: TransferKind = "archive"
+    else:
+        ids = sorted({t.dataset_id for j in data.jobs for t in j.transfers if t.dataset_id})
+        datasets = tuple({"dataset_id": dataset_id} for dataset_id in ids)
+        kind = "restore"
+    return NewRequest(
+        request_id=data.request_id,
+        kind=kind,
+        owner=owner,
+        source=source,
+        datasets=datasets,
+        jobs=ledger_jobs(data.jobs),
+    )
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: str
+    state: str
+    files_done: int
+    files_failed: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+def summarise_job(
+    job_id: str, job_state: str | None, files: Iterable[tuple[str, int | None]]
+) -> JobSummary:
+    """Counts over a job's files, given as (state, bytes); terminal failures count as failed."""
+    done = failed = total = bytes_done = bytes_total = 0
+    states: list[str] = []
+    for state, size in files:
+        total += 1
+        bytes_total += size or 0
+        states.append(state)
+        if state == FINISHED:
+            done += 1
+            bytes_done += size or 0
+        elif state in (FAILED, CANCELED):
+            failed += 1
+    if job_state is None:
+        shown = "PLANNED"
+    elif normalise(job_state) in TERMINAL or not states:
+        shown = normalise(job_state)
+    else:
+        # FTS's job state lags its files' by a poll at times: the files are the truth.
+        shown = (
+            aggregate_dataset_state(states)
+            if all(s in TERMINAL for s in states)
+            else normalise(job_state)
+        )
+    return JobSummary(job_id, shown, done, failed, total, bytes_done, bytes_total)
+
+
+def request_state(job_states: Sequence[str], *, failed: bool) -> str:
+    """FAILED when given up; SUBMITTED until every job is known to FTS; else its jobs'
+    aggregated state (the earliest active one, or how they ended)."""
+    if failed:
+        return FAILED
+    if not job_states or any(s == "PLANNED" for s in job_states):
+        return SUBMITTED
+    return aggregate_dataset_state(job_states)
+
+
+def next_request_state(stored: str, computed: str, *, failed: bool) -> str:
+    """The state to show and keep: a request never steps back, and a request given up is
+    FAILED. SUBMITTED (accepted) comes before every job state, staging included."""
+    if failed:
+        return FAILED
+    if stored == SUBMITTED:
+        return computed
+    return computed if may_advance(stored, computed) else stored
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Inputs of ``waiting_on`` besides the job states."""
+
+    kind: TransferKind
+    registered: bool = False
+    retry: str | None = field(default=None)
+
+
+def waiting_on(state: str, job_states: Sequence[str], waiting: Waiting) -> str | None:
+    """What the request waits for now, in words; None once it has ended."""
+    if state in TERMINAL:
+        return None
+    if waiting.retry:
+        return waiting.retry
+    if not job_states or "PLANNED" in job_states:
+        if waiting.kind == "archive" and not waiting.registered:
+            return "registration in ICAT (checking the sources on the instrument data cache)"
+        return "submission to FTS"
+    for active, words in _WAITING_ON.items():
+        if active in job_states:
+            return words
+    return None

@@ -1,0 +1,426 @@
+"""The request ledger: every accepted archive and restore request, followed to its end.
+
+Kept by the gateway, in the same database as its idempotency keys (``gateway.state_db``:
+SQLite by default, PostgreSQL by URL so that replicas on several hosts share it):
+- the gateway records a request when the broker has confirmed it (before the 202);
+- the gateway's ``gateway.ledger`` queue carries every event that moves a request (requests
+  published straight to the broker, registrations, submissions, FTS states, give-ups) and
+  ``follow`` applies them. Replicas share the queue and the database: any of them may apply
+  an event, and each write is one transaction that only moves states forward, so duplicates
+  and reordering are harmless.
+Reads answer ``GET /requests/{id}`` from here alone, also after FTS has forgotten the job.
+
+Calls run on one connection in a worker thread (sqlite3 or psycopg's synchronous API), so
+the event loop never waits on the database and both engines share one code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from datastore_common.domain.ledger import (
+    JobSummary,
+    LedgerJob,
+    NewRequest,
+    Waiting,
+    next_request_state,
+    request_state,
+    summarise_job,
+    waiting_on,
+)
+from datastore_common.domain.states import may_advance, normalise
+from datastore_common.errors import ConfigurationError, PeerUnavailableError
+from datastore_common.logging import get_logger
+from datastore_common.messages import FailureClass, RequestFailed, TransferStatus
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ledger_requests (
+        request_id     TEXT PRIMARY KEY,
+        kind           TEXT NOT NULL,
+        owner          TEXT,
+        source         TEXT NOT NULL,
+        created        DOUBLE PRECISION NOT NULL,
+        updated        DOUBLE PRECISION NOT NULL,
+        state          TEXT NOT NULL,
+        registered     INTEGER NOT NULL DEFAULT 0,
+        failure_class  TEXT,
+        failure_reason TEXT,
+        datasets       TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
+    """CREATE TABLE IF NOT EXISTS ledger_jobs (
+        job_id     TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        state      TEXT,
+        reason     TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_jobs_request ON ledger_jobs (request_id)",
+    """CREATE TABLE IF NOT EXISTS ledger_files (
+        job_id      TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        bytes       BIGINT,
+        state       TEXT NOT NULL,
+        reason      TEXT,
+        PRIMARY KEY (job_id, destination)
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    failure_class: FailureClass
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request as ``GET /requests/{id}`` shows it."""
+
+    request_id: str
+    kind: str
+    owner: str | None
+    source: str
+    created: float
+    updated: float
+    state: str
+    jobs: tuple[JobSummary, ...]
+    datasets: tuple[dict[str, Any], ...]
+    failure: Failure | None
+    waiting_on: str | None
+
+
+class _Connection:
+    """A DB-API connection used from worker threads, one transaction at a time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        if not self.postgres and not url.startswith("sqlite:///"):
+            raise ConfigurationError(
+                f"gateway.state_db: unsupported URL {url.split('://')[0]}://...; "
+                "use sqlite:///path or postgresql://..."
+            )
+        self._raw: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.postgres:
+            import psycopg
+
+            self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        else:
+            path = Path(self.url.removeprefix("sqlite:///"))
+            if path != Path(":memory:"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._raw.execute("PRAGMA journal_mode=WAL")
+            self._raw.execute("PRAGMA synchronous=NORMAL")
+        with self.transaction() as db:
+            for statement in SCHEMA:
+                db.execute(statement)
+
+    def close(self) -> None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            raw.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Cursor]:
+        if self._raw is None:
+            raise PeerUnavailableError("request ledger is not open")
+        with self._lock:
+            cursor = _Cursor(self._raw.cursor(), self.postgres)
+            # SQLite: IMMEDIATE takes the write lock up front (other processes wait).
+            cursor.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+
+class _Cursor:
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self._raw = raw
+        self._postgres = postgres
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self._raw.execute(sql, tuple(parameters))
+        return list(self._raw.fetchall()) if self._raw.description else []
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            if self._postgres:
+                sql = sql.replace("?", "%s")
+            self._raw.executemany(sql, [tuple(r) for r in rows])
+
+
+class Ledger:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = _Connection(url)
+        self._clock = clock
+
+    async def open(self) -> None:
+        await self._run(self._db.open, "open")
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._db.close)
+
+    async def _run(self, work: Callable[[], T], what: str) -> T:
+        try:
+            return await asyncio.to_thread(work)
+        except (sqlite3.Error, OSError) as exc:
+            raise PeerUnavailableError(f"request ledger ({what}): {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                raise PeerUnavailableError(f"request ledger ({what}): {exc}") from exc
+            raise
+
+    # -- writes --------------------------------------------------------------------------
+    async def record(self, request: NewRequest) -> None:
+        """Record an accepted request and its plan; a request recorded before is kept."""
+        await self._run(lambda: self._record(request), "record")
+
+    def _record(self, request: NewRequest) -> None:
+        now = self._clock()
+        with self._db.transaction() as db:
+            db.execute(
+                "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
+                " state, datasets) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (
+                    request.request_id,
+                    request.kind,
+                    request.owner,
+                    request.source,
+                    now,
+                    now,
+                    json.dumps(list(request.datasets)),
+                ),
+            )
+            self._add_jobs(db, request.request_id, request.jobs)
+
+    def _add_jobs(self, db: _Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
+        db.executemany(
+            "INSERT INTO ledger_jobs (job_id, request_id, position) VALUES (?, ?, ?)"
+            " ON CONFLICT (job_id) DO NOTHING",
+            [(job.job_id, request_id, position) for position, job in enumerate(jobs)],
+        )
+        db.executemany(
+            "INSERT INTO ledger_files (job_id, destination, bytes, state) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (job_id, destination) DO NOTHING",
+            [(job.job_id, f.destination, f.bytes, "SUBMITTED") for job in jobs for f in job.files],
+        )
+
+    async def registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:
+        """ICAT has the request: its (possibly re-planned) jobs, with the files' real sizes."""
+        await self._run(lambda: self._registered(request_id, jobs), "registered")
+
+    def _registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:
+        with self._db.transaction() as db:
+            if not self._exists(db, request_id):
+                return  # the request's own event will arrive (and be recorded) first
+            self._add_jobs(db, request_id, jobs)
+            db.executemany(
+                "UPDATE ledger_files SET bytes = ? WHERE job_id = ? AND destination = ?",
+                [
+                    (f.bytes, job.job_id, f.destination)
+                    for job in jobs
+                    for f in job.files
+                    if f.bytes is not None
+                ],
+            )
+            db.execute(
+                "UPDATE ledger_requests SET registered = 1 WHERE request_id = ?", (request_id,)
+            )
+            self._refresh(db, request_id)
+
+    async def submitted(self, request_id: str, job_id: str) -> None:
+        await self._run(lambda: self._job_moves(request_id, job_id, "SUBMITTED", None), "submitted")
+
+    async def apply_status(self, status: TransferStatus) -> None:
+        """Move the job's and its files' states forward as reported; stale reports are no-ops."""
+        await self._run(lambda: self._apply_status(status), "status")
+
+    def _apply_status(self, status: TransferStatus) -> None:
+        with self._db.transaction() as db:
+            if not self._exists(db, status.request_id):
+                return
+            known = dict(
+                db.execute(
+                    "SELECT destination, state FROM ledger_files WHERE job_id = ?",
+                    (status.job_id,),
+                )
+            )
+            inserts, updates = [], []
+            for file in status.files:
+                state = normalise(file.state)
+                if file.destination not in known:
+                    # A file the plan did not list (re-planned by the icat-writer): add it.
+                    inserts.append((status.job_id, file.destination, None, state, file.reason))
+                elif may_advance(known[file.destination], state):
+                    updates.append((state, file.reason, status.job_id, file.destination))
+            db.executemany(
+                "INSERT INTO ledger_files (job_id, destination, bytes, state, reason)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO NOTHING",
+                inserts,
+            )
+            db.executemany(
+                "UPDATE ledger_files SET state = ?, reason = ?"
+                " WHERE job_id = ? AND destination = ?",
+                updates,
+            )
+            self._job_moves_in(
+                db, status.request_id, status.job_id, status.job_state, status.reason
+            )
+
+    def _job_moves(self, request_id: str, job_id: str, state: str, reason: str | None) -> None:
+        with self._db.transaction() as db:
+            if self._exists(db, request_id):
+                self._job_moves_in(db, request_id, job_id, state, reason)
+
+    def _job_moves_in(
+        self, db: _Cursor, request_id: str, job_id: str, state: str, reason: str | None
+    ) -> None:
+        rows = db.execute("SELECT state FROM ledger_jobs WHERE job_id = ?", (job_id,))
+        if not rows:
+            position = db.execute(
+                "SELECT COUNT(*) FROM ledger_jobs WHERE request_id = ?", (request_id,)
+            )[0][0]
+            db.execute(
+                "INSERT INTO ledger_jobs (job_id, request_id, position, state, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job_id, request_id, position, normalise(state), reason),
+            )
+        elif may_advance(rows[0][0], state):
+            db.execute(
+                "UPDATE ledger_jobs SET state = ?, reason = COALESCE(?, reason) WHERE job_id = ?",
+                (normalise(state), reason, job_id),
+            )
+        self._refresh(db, request_id)
+
+    async def fail(self, failed: RequestFailed) -> None:
+        """The request was given up: FAILED with its reason (the first reason stays)."""
+        await self._run(lambda: self._fail(failed), "fail")
+
+    def _fail(self, failed: RequestFailed) -> None:
+        with self._db.transaction() as db:
+            if not self._exists(db, failed.request_id):
+                return
+            db.execute(
+                "UPDATE ledger_requests SET failure_class = ?, failure_reason = ?"
+                " WHERE request_id = ? AND failure_reason IS NULL",
+                (failed.failure_class, failed.reason[:2000], failed.request_id),
+            )
+            self._refresh(db, failed.request_id)
+
+    async def purge(self, *, older_than_seconds: float) -> int:
+        """Forget ended requests not updated for this long; how many were forgotten."""
+        return await self._run(lambda: self._purge(older_than_seconds), "purge")
+
+    def _purge(self, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        terminal = ("FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED")
+        with self._db.transaction() as db:
+            old = [
+                row[0]
+                for row in db.execute(
+                    "SELECT request_id FROM ledger_requests WHERE updated < ?"
+                    f" AND state IN ({', '.join('?' * len(terminal))})",
+                    (cutoff, *terminal),
+                )
+            ]
+            for request_id in old:
+                db.execute(
+                    "DELETE FROM ledger_files WHERE job_id IN"
+                    " (SELECT job_id FROM ledger_jobs WHERE request_id = ?)",
+                    (request_id,),
+                )
+                db.execute("DELETE FROM ledger_jobs WHERE request_id = ?", (request_id,))
+                db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
+        return len(old)
+
+    async def knows(self, request_id: str) -> bool:
+        def work() -> bool:
+            with self._db.transaction() as db:
+                return self._exists(db, request_id)
+
+        return await self._run(work, "read")
+
+    @staticmethod
+    def _exists(db: _Cursor, request_id: str) -> bool:
+        return bool(db.execute("SELECT 1 FROM ledger_requests WHERE request_id = ?", (request_id,)))
+
+    def _refresh(self, db: _Cursor, request_id: str) -> None:
+        """Store the request's state as it now reads (``_read`` never steps back)."""
+        record = self._read(db, request_id)
+        if record is not None:
+            db.execute(
+                "UPDATE ledger_requests SET state = ?, updated = ? WHERE request_id = ?",
+                (record.state, self._clock(), request_id),
+            )
+
+    # -- reads ---------------------------------------------------------------------------
+    async def get(self, request_id: str) -> RequestRecord | None:
+        return await self._run(lambda: self._get(request_id), "read")
+
+    def _get(self, request_id: str) -> RequestRecord | None:
+        with self._db.transaction() as db:
+            return self._read(db, request_id)
+
+    def _read(self, db: _Cursor, request_id: str) -> RequestRecord | None:
+        rows = db.execute(
+            "SELECT kind, owner, source, created, updated, state, registered, failure_class,"
+            " failure_reason, datasets FROM ledger_requests WHERE request_id = ?",
+            (request_id,),
+        )
+        if not rows:
+            return None
+        kind, owner, source, created, updated, stored, registered, f_class, f_reason, ds = rows[0]
+        jobs = db.execute(
+            "SELECT job_id, state FROM ledger_jobs WHERE request_id = ? ORDER BY position, job_id",
+            (request_id,),
+        )
+        files: dict[str, list[tuple[str, int | None]]] = {job_id: [] for job_id, _ in jobs}
+        for job_id, state, size in db.execute(
+            "SELECT f.job_id, f.state, f.bytes FROM ledger_files f"
+            " JOIN ledger_jobs j ON j.job_id = f.job_id WHERE j.request_id = ?",
+            (request_id,),
+        ):
+            files[job_id].append((state, size))
+        summaries = tuple(summarise_job(job_id, state, files[job_id]) for job_id, state in jobs)
+        failure = Failure(f_class, f_reason) if f_reason is not None else None
+        job_states = [s.state for s in summaries]
+        computed = request_state(job_states, failed=failure is not None)
+        state = next_request_state(stored, computed, failed=failure is not None)
+        return RequestRecord(
+            request_id=request_id,
+            kind=kind,
+            owner=owner,
+            source=source,
+            created=float(created),
+            updated=float(updated),
+            state=state,
+            jobs=summaries,
+            datasets=tuple(json.loads(ds)),
+            failure=failure,
+            waiting_on=waiting_on(state, job_states, Waiting(kind, registered=bool(registered))),
+        )

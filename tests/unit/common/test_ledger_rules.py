@@ -1,0 +1,74 @@
+"""domain.ledger: a request's state from its jobs, and what it waits for, in words."""
+
+from __future__ import annotations
+
+import pytest
+
+from datastore_common.domain.ledger import (
+    Waiting,
+    next_request_state,
+    request_state,
+    summarise_job,
+    waiting_on,
+)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "failed", "expected"),
+    [
+        ([], False, "SUBMITTED"),
+        (["PLANNED", "ACTIVE"], False, "SUBMITTED"),
+        (["STAGING", "ACTIVE"], False, "STAGING"),
+        (["ACTIVE", "FINISHED"], False, "ACTIVE"),
+        (["FINISHED", "FINISHED"], False, "FINISHED"),
+        (["FINISHED", "FAILED"], False, "FINISHEDDIRTY"),
+        (["FAILED", "FAILED"], False, "FAILED"),
+        (["ACTIVE"], True, "FAILED"),
+    ],
+)
+def test_request_state(jobs: list[str], failed: bool, expected: str) -> None:
+    assert request_state(jobs, failed=failed) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "computed", "failed", "expected"),
+    [
+        ("SUBMITTED", "STAGING", False, "STAGING"),  # accepted comes before staging
+        ("ACTIVE", "SUBMITTED", False, "ACTIVE"),  # never back
+        ("FINISHED", "ACTIVE", False, "FINISHED"),  # terminal is final
+        ("ACTIVE", "FINISHED", False, "FINISHED"),
+        ("FINISHED", "FINISHED", True, "FAILED"),  # given up wins
+    ],
+)
+def test_next_request_state(stored: str, computed: str, failed: bool, expected: str) -> None:
+    assert next_request_state(stored, computed, failed=failed) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "jobs", "waiting", "expected"),
+    [
+        ("SUBMITTED", ["PLANNED"], Waiting("archive"), "registration in ICAT"),
+        ("SUBMITTED", ["PLANNED"], Waiting("archive", registered=True), "submission to FTS"),
+        ("SUBMITTED", ["PLANNED"], Waiting("restore"), "submission to FTS"),
+        ("STAGING", ["STAGING", "ACTIVE"], Waiting("restore"), "staging from tape"),
+        ("SUBMITTED", ["SUBMITTED"], Waiting("archive"), "a transfer slot in the FTS queue"),
+        ("ACTIVE", ["ACTIVE"], Waiting("archive"), "the copy"),
+        ("ARCHIVING", ["ARCHIVING"], Waiting("archive"), "migration to tape"),
+        ("FINISHED", ["FINISHED"], Waiting("archive"), None),
+        ("ACTIVE", ["ACTIVE"], Waiting("archive", retry="a retry at 12:00 (ICAT down)"), "a retry"),
+    ],
+)
+def test_waiting_on(state: str, jobs: list[str], waiting: Waiting, expected: str | None) -> None:
+    said = waiting_on(state, jobs, waiting)
+    assert said == expected if expected is None else (said or "").startswith(expected)
+
+
+def test_job_summary_counts_terminal_failures_and_bytes_done() -> None:
+    files = [("FINISHED", 10), ("FAILED", 20), ("CANCELED", 5), ("ACTIVE", None)]
+    summary = summarise_job("j", "ACTIVE", files)
+    assert (summary.state, summary.files_done, summary.files_failed) == ("ACTIVE", 1, 2)
+    assert (summary.files_total, summary.bytes_done, summary.bytes_total) == (4, 10, 35)
+    assert summarise_job("j", None, files).state == "PLANNED"
+    # FTS's job state lags its files' at times: all files ended means the job ended.
+    ended = summarise_job("j", "ACTIVE", [("FINISHED", 1), ("FAILED", 1)])
+    assert ended.state == "FINISHEDDIRTY"

@@ -1,0 +1,194 @@
+"""GET /requests/{id}: the ledger follows a request from its 202 to its end (SQLite ledger,
+events applied as the gateway's ledger consumer applies them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datastore_common.domain.failures import give_up_events
+from datastore_common.errors import PeerUnavailableError
+from datastore_common.messages import (
+    ArchiveRegistered,
+    ArchiveRequested,
+    Envelope,
+    FileState,
+    Payload,
+    TransferStatus,
+    TransferSubmitted,
+    wrap,
+)
+from datastore_gateway.ledger import Ledger
+from datastore_gateway.ledger_feed import follow
+from tests.unit.gateway.conftest import Gateway, seed_body
+
+FTS = "https://fts:8446"
+
+
+def ledger_of(gateway: Gateway) -> Ledger:
+    ledger = gateway.app.state.gateway.ledger
+    assert isinstance(ledger, Ledger)
+    return ledger
+
+
+def archive(gateway: Gateway) -> ArchiveRequested:
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text
+    [published] = gateway.publisher.published
+    assert isinstance(published.data, ArchiveRequested)
+    return published.data
+
+
+def get(gateway: Gateway, request_id: str, **who: str) -> Any:
+    answer = gateway.client.get(f"/requests/{request_id}", headers=gateway.bearer(**who))
+    return answer.status_code, answer.json()
+
+
+async def feed(gateway: Gateway, data: Payload, *, source: str = "icat-writer") -> None:
+    envelope: Envelope[Any] = wrap(data, source=source, correlation_id="c", user="simple/root")
+    await follow(envelope, ledger=ledger_of(gateway))
+
+
+def statuses(
+    request: ArchiveRequested, state: str, files: list[str] | None = None
+) -> TransferStatus:
+    [job] = request.jobs
+    return TransferStatus(
+        request_id=request.request_id,
+        kind="archive",
+        job_id=job.job_id,
+        fts_endpoint=FTS,
+        job_state=state,
+        files=[
+            FileState(source=t.source, destination=t.destination, state=s)
+            for t, s in zip(job.transfers, files or [state] * len(job.transfers), strict=True)
+        ],
+    )
+
+
+async def test_an_accepted_archive_is_in_the_ledger_at_once(gateway: Gateway) -> None:
+    request = archive(gateway)
+    code, body = get(gateway, request.request_id)
+    assert code == 200
+    assert body["state"] == "SUBMITTED" and body["kind"] == "archive"
+    assert (body["owner"], body["source"], body["failure"]) == ("simple/root", "http", None)
+    assert body["waiting_on"].startswith("registration in ICAT")
+    [job] = body["jobs"]
+    assert job == {
+        "job_id": request.jobs[0].job_id,
+        "state": "PLANNED",
+        "files_done": 0,
+        "files_failed": 0,
+        "files_total": 4,
+        "bytes_done": 0,
+        "bytes_total": 0,
+    }
+    assert body["datasets"] == [
+        {"investigation": "ABC123", "visit_id": "1", "dataset": "scan_0000", "datafiles": 4}
+    ]
+
+
+async def test_others_get_404_and_admins_see_everything(gateway: Gateway) -> None:
+    request = archive(gateway)
+    code, body = get(gateway, request.request_id, username="alice", password="alice-pw", auth="db")
+    assert code == 404 and request.request_id in body["detail"]
+    assert get(gateway, "no-such-request")[0] == 404
+    # alice's own request (published straight to the broker) is visible to root, an admin.
+    mine = request.model_copy(update={"request_id": "alices"})
+    envelope: Envelope[Any] = wrap(mine, source="instrument-7", correlation_id="c", user="db/alice")
+    await follow(envelope, ledger=ledger_of(gateway))
+    code, body = get(gateway, "alices")
+    assert code == 200 and (body["owner"], body["source"]) == ("db/alice", "broker")
+    assert get(gateway, "alices", username="alice", password="alice-pw", auth="db")[0] == 200
+
+
+async def test_states_follow_the_events_forward_only_to_finished(gateway: Gateway) -> None:
+    request = archive(gateway)
+    [job] = request.jobs
+    sized = job.model_copy(
+        update={"transfers": [t.model_copy(update={"filesize": 100}) for t in job.transfers]}
+    )
+    await feed(gateway, ArchiveRegistered(request_id=request.request_id, jobs=[sized]))
+    assert get(gateway, request.request_id)[1]["waiting_on"] == "submission to FTS"
+    await feed(
+        gateway,
+        TransferSubmitted(
+            request_id=request.request_id,
+            kind="archive",
+            job_id=job.job_id,
+            fts_endpoint=FTS,
+            transfers=job.transfers,
+        ),
+    )
+    body = get(gateway, request.request_id)[1]
+    assert (body["state"], body["waiting_on"]) == ("SUBMITTED", "a transfer slot in the FTS queue")
+    await feed(gateway, statuses(request, "ACTIVE", ["FINISHED", "ACTIVE", "ACTIVE", "SUBMITTED"]))
+    body = get(gateway, request.request_id)[1]
+    assert (body["state"], body["waiting_on"]) == ("ACTIVE", "the copy")
+    assert (body["jobs"][0]["files_done"], body["jobs"][0]["bytes_done"]) == (1, 100)
+    assert body["jobs"][0]["bytes_total"] == 400
+    await feed(gateway, statuses(request, "SUBMITTED"))  # stale: overtaken
+    assert get(gateway, request.request_id)[1]["jobs"][0]["files_done"] == 1
+    await feed(gateway, statuses(request, "FINISHED"))
+    body = get(gateway, request.request_id)[1]
+    assert (body["state"], body["waiting_on"]) == ("FINISHED", None)
+    assert body["jobs"][0]["files_done"] == 4 and body["jobs"][0]["bytes_done"] == 400
+    await feed(gateway, statuses(request, "ACTIVE"))  # a late event moves nothing back
+    assert get(gateway, request.request_id)[1]["state"] == "FINISHED"
+
+
+async def test_a_request_given_up_ends_failed_with_its_reason(gateway: Gateway) -> None:
+    request = archive(gateway)
+    for event in give_up_events(
+        request, "gave up after 54 attempts: icat down", "system", fts_endpoint=FTS
+    ):
+        await feed(gateway, event)
+    body = get(gateway, request.request_id)[1]
+    assert body["state"] == "FAILED" and body["waiting_on"] is None
+    assert body["failure"] == {"class": "system", "reason": "gave up after 54 attempts: icat down"}
+    assert body["jobs"][0]["state"] == "FAILED" and body["jobs"][0]["files_failed"] == 4
+
+
+async def test_some_files_failed_ends_finisheddirty(gateway: Gateway) -> None:
+    request = archive(gateway)
+    await feed(
+        gateway, statuses(request, "FINISHEDDIRTY", ["FINISHED", "FAILED", "FINISHED", "FINISHED"])
+    )
+    body = get(gateway, request.request_id)[1]
+    assert body["state"] == "FINISHEDDIRTY"
+    assert (body["jobs"][0]["files_done"], body["jobs"][0]["files_failed"]) == (3, 1)
+
+
+async def test_an_event_before_its_request_waits_then_is_dropped_when_old(
+    gateway: Gateway,
+) -> None:
+    request = archive(gateway).model_copy(update={"request_id": "not-recorded-yet"})
+    envelope: Envelope[Any] = wrap(statuses(request, "ACTIVE"), source="p", correlation_id="c")
+    with pytest.raises(PeerUnavailableError, match="not in the ledger yet"):
+        await follow(envelope, ledger=ledger_of(gateway))
+    old = envelope.model_copy(update={"time": envelope.time.replace(year=2020)})
+    await follow(old, ledger=ledger_of(gateway))  # no error: logged and dropped
+    assert not await ledger_of(gateway).knows("not-recorded-yet")
+
+
+async def test_ended_requests_are_forgotten_after_the_retention(gateway: Gateway) -> None:
+    ended, running = archive(gateway), None
+    gateway.publisher.published.clear()
+    running = archive_other(gateway)
+    await feed(gateway, statuses(ended, "FINISHED"))
+    ledger = ledger_of(gateway)
+    assert await ledger.purge(older_than_seconds=3600) == 0
+    assert await ledger.purge(older_than_seconds=-1) == 1  # everything "older" than now
+    assert not await ledger.knows(ended.request_id)
+    assert await ledger.knows(running.request_id)
+
+
+def archive_other(gateway: Gateway) -> ArchiveRequested:
+    body = seed_body()
+    body["investigations"][0]["name"] = "ABC124"
+    answer = gateway.client.post("/archive", json=body, headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text
+    [published] = gateway.publisher.published
+    assert isinstance(published.data, ArchiveRequested)
+    return published.data
