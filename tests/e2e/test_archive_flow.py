@@ -96,6 +96,31 @@ def test_seed_archive_reaches_finished_in_icat_with_files_on_tape(
     ]
     assert datafiles[0].location == f"{folder}/file_0000.nxs"
 
+    # The request ledger tells the same story: one job, every file and byte done.
+    request = wait_for(
+        lambda: (
+            (
+                r := httpx.get(
+                    f"{stack.gateway_url}/requests/{answer.json()['request_id']}",
+                    headers=login(stack),
+                    timeout=30,
+                ).json()
+            )["state"]
+            == "FINISHED"
+            and r
+        ),
+        60,
+        "the ledger to show FINISHED",
+    )
+    assert (request["owner"], request["source"], request["waiting_on"]) == (
+        "simple/root",
+        "http",
+        None,
+    )
+    [job] = request["jobs"]
+    assert (job["job_id"], job["files_done"], job["files_total"]) == (job_ids[0], 4, 4)
+    assert job["bytes_done"] == job["bytes_total"] == 4 * 64 * 1024
+
 
 def test_missing_source_fails_that_file_and_the_dataset_is_finished_dirty(
     datastore_stack: DatastoreStack,
