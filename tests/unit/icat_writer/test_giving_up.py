@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_STATE
@@ -92,4 +94,30 @@ async def test_an_event_of_another_job_than_the_files_current_one_changes_nothin
     await world.report(earlier_attempt, ["FAILED", "FAILED"])
 
     assert world.catalogue.writes == writes
+    assert set(world.file_states(world.dataset(investigation)).values()) == {"SUBMITTED"}
+
+
+async def test_two_requests_archiving_one_new_dataset_at_once_make_one_set_of_jobs(
+    world: World,
+) -> None:
+    investigation = seed_investigation(files=2)
+    world.put_sources(investigation)
+    first, second = world.request(investigation), world.request(investigation)
+
+    await asyncio.gather(world.register(first), world.register(second))
+
+    [registered] = world.registered()
+    winner, loser = (
+        (first, second)
+        if registered.request_id == first.data.request_id
+        else (
+            second,
+            first,
+        )
+    )
+    assert [j.job_id for j in registered.jobs] == [j.job_id for j in winner.data.jobs]
+    [refusal] = [s for s in world.statuses() if s.request_id == loser.data.request_id]
+    assert refusal.job_state == "FAILED"
+    assert "already archived or being archived" in (refusal.reason or "")
+    assert winner.data.jobs[0].job_id in (refusal.reason or "")
     assert set(world.file_states(world.dataset(investigation)).values()) == {"SUBMITTED"}

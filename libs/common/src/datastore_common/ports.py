@@ -240,6 +240,11 @@ class Catalogue(ABC):
         sums over their datafiles (as DataGateway shows them)."""
 
     @abstractmethod
+    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
+        """Atomically record ``job_ids`` as the dataset's "Archival ids" unless it has some:
+        None when claimed, else the ids already recorded (another request's, or ours)."""
+
+    @abstractmethod
     async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
         """The ids of those datafiles that exist, by their ICAT keys (no error for others)."""
 

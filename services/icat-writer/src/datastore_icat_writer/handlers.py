@@ -210,7 +210,15 @@ async def _register_investigation(
         # Job ids are deterministic per request: ids all from this request's plan mean that
         # this message was delivered before (carry on), other ids mean another request owns it.
         ours = bool(recorded_ids) and set(recorded_ids) <= request_job_ids
-        if state is not None and normalise(state) not in REARCHIVABLE and not ours:
+        refused = state is not None and normalise(state) not in REARCHIVABLE and not ours
+        if not refused and state is None and not recorded_ids:
+            # A first archive: claim the dataset atomically, so that of two requests
+            # archiving it at once (two instruments, a client's retry) exactly one goes on.
+            dataset_job_ids = sorted({planned[k][0] for k in keys})
+            holder = await catalogue.claim_dataset(record.dataset_id, join_job_ids(dataset_job_ids))
+            if holder is not None and not set(split_job_ids(holder)) <= request_job_ids:
+                refused, state, recorded_ids = True, SUBMITTED, split_job_ids(holder)
+        if refused:
             reason = (
                 f"dataset {investigation.name}-{investigation.visitId}/{dataset.name} is already "
                 f"archived or being archived (state {state}, jobs {', '.join(recorded_ids) or '-'})"
@@ -404,9 +412,7 @@ async def record_transfer_status(
     )
 
 
-async def _with_datafile_ids(
-    files: Sequence[FileState], catalogue: Catalogue
-) -> list[FileState]:
+async def _with_datafile_ids(files: Sequence[FileState], catalogue: Catalogue) -> list[FileState]:
     """The files with an ICAT id: those reported by key only (a request given up during
     registration) get theirs where the datafile exists; the others are not in ICAT."""
     keys = [f.datafile for f in files if f.datafile_id is None and f.datafile is not None]

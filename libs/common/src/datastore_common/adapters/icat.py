@@ -41,6 +41,7 @@ import suds.transport
 from lxml import etree
 
 from datastore_common.domain.archival import (
+    ARCHIVAL_IDS,
     ARCHIVAL_PARAMETERS,
     ARCHIVAL_STATE,
     PARAMETER_UNITS,
@@ -1070,6 +1071,26 @@ class IcatCatalogue(Catalogue):
                 wire.update(shape, values_row)
             return written, []
         return written, updates
+
+    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
+        def work(client: IcatClient) -> str | None:
+            # ICAT's uniqueness of (dataset, type) on DatasetParameter makes the create the
+            # claim: of two requests creating it at once, exactly one succeeds.
+            wire = self._wire(client)
+            types = self._parameter_type_ids(client)
+            shape = _BeanShape(
+                "DatasetParameter",
+                ("stringValue",),
+                (("type", "ParameterType"), ("dataset", "Dataset")),
+            )
+            try:
+                wire.create(shape, [xml_text(job_ids), str(types[ARCHIVAL_IDS]), str(dataset_id)])
+                return None
+            except icat_errors.ICATObjectExistsError:
+                rows = self._parameter_rows(client, "Dataset", [dataset_id])
+                return next((v or "" for _, _, n, _, v in rows if n == ARCHIVAL_IDS), "")
+
+        return await self._call("claim_dataset", work)
 
     # ------------------------------------------------------------ totals
 

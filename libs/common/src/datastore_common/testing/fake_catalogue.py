@@ -3,11 +3,12 @@ exist, archival parameters per entity. Tests assert on its state and on ``writes
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datastore_common.domain.archival import ARCHIVAL_PARAMETERS, ARCHIVAL_STATE
+from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_PARAMETERS, ARCHIVAL_STATE
 from datastore_common.errors import InvalidRequestError, NotFoundError
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
 from datastore_common.ports import (
@@ -81,6 +82,11 @@ class FakeCatalogue(Catalogue):
         if self.fail_with is not None:
             raise self.fail_with
 
+    async def _io(self) -> None:
+        """Give other tasks a turn, as a real ICAT call would: concurrent handlers interleave."""
+        self._check()
+        await asyncio.sleep(0)
+
     def _reference(self, bean: str, name: str) -> None:
         if name not in self._references[bean]:
             raise NotFoundError(f"{bean} with name={name!r} not found in facility")
@@ -88,7 +94,7 @@ class FakeCatalogue(Catalogue):
     # ------------------------------------------------------------ get-or-create
 
     async def ensure_investigation(self, investigation: InvestigationSpec) -> int:
-        self._check()
+        await self._io()
         if investigation.facility.name != self.facility:
             raise InvalidRequestError(
                 f"investigation names facility {investigation.facility.name!r}; "
@@ -121,7 +127,7 @@ class FakeCatalogue(Catalogue):
     async def ensure_datasets(
         self, investigation_id: int, datasets: Sequence[DatasetSpec]
     ) -> dict[str, CatalogueDataset]:
-        self._check()
+        await self._io()
         if investigation_id not in self.investigations:
             raise NotFoundError(f"Investigation[id:{investigation_id}] not found.")
         result = {}
@@ -140,6 +146,7 @@ class FakeCatalogue(Catalogue):
                 self.datasets[found.id] = found
                 self.writes += 1
             result[spec.name] = self._dataset_record(found)
+        await asyncio.sleep(0)  # the answer travels back: others may write meanwhile
         return result
 
     async def ensure_datafiles(
@@ -217,6 +224,15 @@ class FakeCatalogue(Catalogue):
         return [
             self._datafile_record(self.datafiles[i]) for i in datafile_ids if i in self.datafiles
         ]
+
+    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
+        await self._io()
+        parameters = self.parameters.setdefault(("Dataset", dataset_id), {})
+        if ARCHIVAL_IDS in parameters:
+            return parameters[ARCHIVAL_IDS]
+        parameters[ARCHIVAL_IDS] = job_ids
+        self.writes += 1
+        return None
 
     async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
         self._check()
