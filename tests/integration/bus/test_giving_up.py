@@ -166,3 +166,44 @@ async def test_changed_delays_and_limits_declare_next_to_the_old_queues(
     await channel.close()
     names = [retry_queue_name(queue, s) for s in (0.3, 0.9)]
     await asyncio.gather(*(bus.send_to_queue(n, b"{}") for n in names))  # both exist
+
+
+async def test_a_channel_closed_by_the_broker_stops_its_handlers_before_redelivery(
+    bus_factory: BusFactory,
+) -> None:
+    """RabbitMQ closes a channel whose handler outlives ``consumer_timeout`` and redelivers
+    its message: the old handler must stop, so that two never run the same request at once."""
+    topology = make_topology()
+    bus = await bus_factory(topology)
+    queue = topology.queues[0].name
+    started = asyncio.Event()
+    running: list[str] = []
+    deliveries = 0
+    cancelled = asyncio.Event()
+    finished_twice = asyncio.Event()
+
+    async def slow(envelope: Envelope[Any]) -> None:
+        nonlocal deliveries
+        deliveries += 1
+        running.append("start")
+        started.set()
+        try:
+            assert len(running) == 1, "two handlers of one message at once"
+            if deliveries == 1:
+                await asyncio.sleep(60)  # the first delivery hangs past any time-out
+            finished_twice.set()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finally:
+            running.remove("start")
+
+    await bus.publish(status("slow"))
+    consumer = await bus.consume(queue, slow, PAYLOAD_TYPES)
+    await asyncio.wait_for(started.wait(), 10)
+    assert consumer._channel is not None
+    await consumer._channel.close()  # what the broker does at consumer_timeout
+    await asyncio.wait_for(cancelled.wait(), 10)
+    await bus.consume(queue, slow, PAYLOAD_TYPES)  # another worker gets the redelivery
+    await asyncio.wait_for(finished_twice.wait(), 10)
+    assert running == [] and deliveries == 2

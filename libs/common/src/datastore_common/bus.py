@@ -256,8 +256,19 @@ class Consumer:
             self.bus.prefetch, self.max_batch if self.batch_handler else 0
         )
         self._channel = await self.bus.new_channel(prefetch)
+        self._channel.close_callbacks.add(self._channel_closed)
         self._queue = await self._channel.get_queue(self.queue, ensure=True)
         self._tag = await self._queue.consume(self._on_message)
+
+    def _channel_closed(self, _channel: object, exc: BaseException | None = None) -> None:
+        """The broker closed our channel (its ``consumer_timeout`` passed, or the connection
+        broke): the messages in hand can no longer be acked and are being redelivered, maybe
+        to another worker. Stop their handlers, so that no request is ever handled twice at
+        the same time; idempotence covers what they already did."""
+        for task in list(self._in_flight):
+            if not task.done():
+                log.warning("handler_cancelled_channel_closed", queue=self.queue, error=str(exc))
+                task.cancel()
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Stop taking messages, finish the ones in hand, close the channel.
