@@ -89,3 +89,11 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATASTORE_CONFIG", str(example))
     settings = load_settings()
     assert settings.tape_archive.startswith("root://")
+
+
+def test_archive_timeout_0_is_refused_as_finished_would_not_mean_on_tape(
+    config_file: Path,
+) -> None:
+    config_file.write_text("fts3:\n  archive_timeout: 0\n")
+    with pytest.raises(ConfigurationError, match=r"fts3\.archive_timeout"):
+        load_settings()

@@ -121,3 +121,31 @@ async def test_two_requests_archiving_one_new_dataset_at_once_make_one_set_of_jo
     assert "already archived or being archived" in (refusal.reason or "")
     assert winner.data.jobs[0].job_id in (refusal.reason or "")
     assert set(world.file_states(world.dataset(investigation)).values()) == {"SUBMITTED"}
+
+
+async def test_a_finisheddirty_dataset_is_archived_again_without_copying_what_is_on_tape(
+    world: World,
+) -> None:
+    investigation = seed_investigation(files=2)
+    world.put_sources(investigation)
+    await world.register(world.request(investigation))
+    [job] = world.registered()[0].jobs
+    await world.report(job, ["FINISHED", "FAILED"], reasons=[None, "timeout"])
+    dataset_id = world.dataset(investigation)
+    assert world.catalogue.archival("Dataset", dataset_id)[ARCHIVAL_STATE] == "FINISHEDDIRTY"
+
+    retry = world.request(investigation)
+    await world.register(retry)
+
+    [again] = world.registered()[1].jobs
+    assert [t.datafile.datafile for t in again.transfers if t.datafile] == ["file_0001.nxs"]
+    assert world.file_states(dataset_id) == {
+        "file_0000.nxs": "FINISHED",
+        "file_0001.nxs": "SUBMITTED",
+    }
+    [kept] = [s for s in world.statuses() if s.request_id == retry.data.request_id]
+    assert [(f.state, f.reason) for f in kept.files] == [
+        ("FINISHED", "already on tape from an earlier request: not copied again")
+    ]
+    await world.report(again, ["FINISHED"])
+    assert world.catalogue.archival("Dataset", dataset_id)[ARCHIVAL_STATE] == "FINISHED"

@@ -58,7 +58,10 @@ class Fts3Settings(_Section):
     )
     max_files_per_job: int = Field(default=1000, ge=1, le=10000)
     archive_timeout: int = Field(
-        default=28800, ge=0, description="Seconds a file may wait for tape."
+        default=28800,
+        ge=1,
+        description="Seconds a file may wait for tape. Never 0: FTS would then call a copy "
+        "FINISHED before it is on tape, and ICAT would say archived when it is not.",
     )
     bring_online: int = Field(
         default=28800, ge=0, description="Seconds a restore may wait to stage."

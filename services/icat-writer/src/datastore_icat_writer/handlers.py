@@ -29,6 +29,8 @@ from datastore_common.domain.plan import is_real_checksum, plan_archive
 from datastore_common.domain.states import (
     CANCELED,
     FAILED,
+    FINISHED,
+    FINISHEDDIRTY,
     SUBMITTED,
     aggregate_dataset_state,
     classify_failure,
@@ -61,8 +63,10 @@ from datastore_common.settings import DatastoreSettings
 
 log = get_logger(__name__)
 
-#: A dataset in one of these states may be archived again by a new request.
-REARCHIVABLE = frozenset({FAILED, CANCELED})
+#: A dataset in one of these states may be archived again by a new request; its files
+#: already FINISHED (on tape) stay as they are and are not copied again.
+REARCHIVABLE = frozenset({FAILED, CANCELED, FINISHEDDIRTY})
+ALREADY_ON_TAPE = "already on tape from an earlier request: not copied again"
 SOURCE_NOT_FOUND = "source not found on the instrument data cache"
 
 FileKey = tuple[str, str, str, str]  # investigation, visitId, dataset, datafile
@@ -258,7 +262,17 @@ async def _register_investigation(
             job_id, transfer = planned[key]
             catalogued = records[datafile.name]
             wanted: dict[str, str | None]
-            if described[transfer.source] is None:
+            if not ours and catalogued.archival.get(ARCHIVAL_STATE) == FINISHED:
+                wanted = {}
+                outcome.dropped[key] = FileState(
+                    source=transfer.source,
+                    destination=transfer.destination,
+                    datafile_id=catalogued.datafile_id,
+                    dataset_id=record.dataset_id,
+                    state=FINISHED,
+                    reason=ALREADY_ON_TAPE,
+                )
+            elif described[transfer.source] is None:
                 reason = f"{SOURCE_NOT_FOUND}: {transfer.source}"
                 wanted = {
                     ARCHIVAL_STATE: FAILED,
@@ -338,16 +352,20 @@ def _split_jobs(
         if kept:
             registered_jobs.append(job.model_copy(update={"transfers": kept}))
         if dropped:
+            # A job left without files ends as its files did: FINISHED when all were on tape
+            # already, FAILED when none could be archived, FINISHEDDIRTY for a mix.
+            ended = aggregate_dataset_state([f.state for f in dropped])
+            failures = [f for f in dropped if f.state == FAILED]
             statuses.append(
                 TransferStatus(
                     request_id=request_id,
                     kind="archive",
                     job_id=job.job_id,
                     fts_endpoint=endpoint,
-                    job_state=SUBMITTED if kept else FAILED,
-                    reason=None
-                    if kept
-                    else f"no file of this job can be archived: {dropped[0].reason}",
+                    job_state=SUBMITTED if kept else ended,
+                    reason=f"no file of this job can be archived: {failures[0].reason}"
+                    if failures and not kept
+                    else None,
                     files=dropped,
                 )
             )
