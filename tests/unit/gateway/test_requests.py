@@ -192,3 +192,21 @@ def archive_other(gateway: Gateway) -> ArchiveRequested:
     [published] = gateway.publisher.published
     assert isinstance(published.data, ArchiveRequested)
     return published.data
+
+
+async def test_a_key_whose_request_failed_lets_a_new_attempt_through(gateway: Gateway) -> None:
+    headers = {**gateway.bearer(), "Idempotency-Key": "run-42"}
+    first = gateway.client.post("/archive", json=seed_body(), headers=headers).json()
+    replay = gateway.client.post("/archive", json=seed_body(), headers=headers).json()
+    assert replay == first and len(gateway.publisher.published) == 1
+    [published] = gateway.publisher.published
+    for event in give_up_events(published.data, "icat down for 24 h", "system", fts_endpoint=FTS):
+        await feed(gateway, event)
+
+    again = gateway.client.post("/archive", json=seed_body(), headers=headers)
+
+    assert again.status_code == 202
+    assert again.json()["request_id"] != first["request_id"]
+    assert len(gateway.publisher.published) == 2
+    # ... and that new attempt is replayed as usual while it is not FAILED.
+    assert gateway.client.post("/archive", json=seed_body(), headers=headers).json() == again.json()

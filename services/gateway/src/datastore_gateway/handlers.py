@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
-from datastore_common.domain.states import FINISHED, is_terminal
+from datastore_common.domain.states import FAILED, FINISHED, is_terminal
 from datastore_common.errors import (
     DatastoreError,
     ForbiddenError,
@@ -224,6 +224,7 @@ async def accept_once(
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None,
     requests: Counter,
+    ledger: Ledger | None = None,
 ) -> ArchiveAccepted:
     """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
     a repeat gets the first answer and publishes nothing."""
@@ -234,12 +235,21 @@ async def accept_once(
     # Archive and restore bodies never serialize alike (their fields differ), so one key
     # reused across the two endpoints is a mismatch (422), never a wrong replay.
     fingerprint = fingerprint_of(body.model_dump_json().encode())
+
+    async def not_failed(answer: str) -> bool:
+        """A replayed answer stands unless the ledger says its request FAILED."""
+        if ledger is None:
+            return True
+        record = await ledger.get(ArchiveAccepted.model_validate_json(answer).request_id)
+        return record is None or record.state != FAILED
+
     answer, replayed = await run_once(
         idempotency,
         scope_key(user.user_name, idempotency_key=idempotency_key, fingerprint=fingerprint),
         fingerprint,
         answer_json,
         window=settings.gateway.idempotency_window_seconds,
+        still_valid=not_failed,
     )
     accepted = ArchiveAccepted.model_validate_json(answer)
     if replayed:
@@ -305,6 +315,7 @@ async def request_archive(
         idempotency=idempotency,
         idempotency_key=idempotency_key,
         requests=ARCHIVE_REQUESTS,
+        ledger=ledger,
     )
 
 
@@ -392,6 +403,7 @@ async def request_restore(
         idempotency=idempotency,
         idempotency_key=idempotency_key,
         requests=RESTORE_REQUESTS,
+        ledger=ledger,
     )
     return RestoreAccepted(request_id=accepted.request_id, job_ids=accepted.job_ids)
 

@@ -64,6 +64,7 @@ INSERT_RESERVATION = (
 SELECT_KEY = f"SELECT fingerprint, answer FROM {TABLE} WHERE scope_key = ?"
 UPDATE_ANSWER = f"UPDATE {TABLE} SET answer = ? WHERE scope_key = ? AND token = ?"
 DELETE_RESERVATION = f"DELETE FROM {TABLE} WHERE scope_key = ? AND token = ? AND answer IS NULL"
+DELETE_ANSWER = f"DELETE FROM {TABLE} WHERE scope_key = ? AND answer = ?"
 PURGE = (
     f"DELETE FROM {TABLE} WHERE (answer IS NOT NULL AND created_at < ?) "
     "OR (answer IS NULL AND created_at < ?)"
@@ -123,6 +124,10 @@ class IdempotencyStore(ABC):
     @abstractmethod
     async def release(self, key: str, token: str) -> None:
         """Drop an unanswered reservation so a retry can do the work."""
+
+    @abstractmethod
+    async def forget(self, key: str, answer: str) -> None:
+        """Drop a key's stored answer (its request FAILED): the next request does the work."""
 
 
 def claim_from_row(
@@ -210,6 +215,9 @@ class SqliteIdempotencyStore(IdempotencyStore):
     async def release(self, key: str, token: str) -> None:
         await asyncio.to_thread(self._write, DELETE_RESERVATION, (key, token))
 
+    async def forget(self, key: str, answer: str) -> None:
+        await asyncio.to_thread(self._write, DELETE_ANSWER, (key, answer))
+
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
         try:
             with self._transaction() as db:
@@ -242,14 +250,55 @@ async def run_once(
     wait_seconds: float = 30.0,
     lease: float = PENDING_LEASE_SECONDS,
     clock: Callable[[], float] = time.time,
+    still_valid: Callable[[str], Awaitable[bool]] | None = None,
 ) -> tuple[str, bool]:
     """Run ``work`` once per key within ``window``; return (its answer, whether it was replayed).
 
     A duplicate arriving while the first request works waits up to ``wait_seconds`` for its
-    answer (or for its failure, after which the duplicate does the work itself).
+    answer (or for its failure, after which the duplicate does the work itself). A stored
+    answer that ``still_valid`` rejects (its request FAILED) is forgotten and the work redone.
     """
     if store is None or window <= 0:
         return await work(), False
+    answer, replayed = await _run_once(
+        store,
+        key,
+        fingerprint,
+        work,
+        window=window,
+        wait_seconds=wait_seconds,
+        lease=lease,
+        clock=clock,
+    )
+    if replayed and still_valid is not None and not await still_valid(answer):
+        # The first request FAILED: its answer would promise what never happens. Let this
+        # one try again (one winner among concurrent retries, as for a first request).
+        await store.forget(key, answer)
+        log.info("idempotency_failed_request_retried")
+        answer, replayed = await _run_once(
+            store,
+            key,
+            fingerprint,
+            work,
+            window=window,
+            wait_seconds=wait_seconds,
+            lease=lease,
+            clock=clock,
+        )
+    return answer, replayed
+
+
+async def _run_once(
+    store: IdempotencyStore,
+    key: str,
+    fingerprint: str,
+    work: Callable[[], Awaitable[str]],
+    *,
+    window: float,
+    wait_seconds: float,
+    lease: float,
+    clock: Callable[[], float],
+) -> tuple[str, bool]:
     deadline = time.monotonic() + wait_seconds
     while True:
         claim = await store.reserve(key, fingerprint, now=clock(), window=window, lease=lease)

@@ -15,6 +15,7 @@ import psycopg
 
 from datastore_common.errors import PeerUnavailableError
 from datastore_gateway.idempotency import (
+    DELETE_ANSWER,
     DELETE_EXPIRED_KEY,
     DELETE_RESERVATION,
     INSERT_RESERVATION,
@@ -91,6 +92,9 @@ class PostgresIdempotencyStore(IdempotencyStore):
 
     async def release(self, key: str, token: str) -> None:
         await self._write(DELETE_RESERVATION, (key, token))
+
+    async def forget(self, key: str, answer: str) -> None:
+        await self._write(DELETE_ANSWER, (key, answer))
 
     async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
         async with self._lock:
