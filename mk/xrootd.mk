@@ -17,3 +17,10 @@ BENCH_TARGETS += bench-xrootd
 .PHONY: bench-xrootd
 bench-xrootd:
 	$(PY) bench/xrootd_bench.py --output bench/results/xrootd.json
+
+# Describing a 10,000-file request's sources (the icat-writer's checks) vs the server's rate.
+BENCH_TARGETS += bench-source-checks
+.PHONY: bench-source-checks
+bench-source-checks:
+	@bash deploy/local/xrootd.sh start >/dev/null
+	$(PY) bench/source_checks_bench.py --output bench/results/source_checks.json
