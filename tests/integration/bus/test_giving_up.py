@@ -207,3 +207,29 @@ async def test_a_channel_closed_by_the_broker_stops_its_handlers_before_redelive
     await bus.consume(queue, slow, PAYLOAD_TYPES)  # another worker gets the redelivery
     await asyncio.wait_for(finished_twice.wait(), 10)
     assert running == [] and deliveries == 2
+
+
+async def test_each_scheduled_retry_is_announced_with_its_delay(bus_factory: BusFactory) -> None:
+    topology = make_topology(retry_delays=(0.1, 0.2))
+    bus = await bus_factory(topology)
+    notices: list[tuple[str, str, float]] = []
+    done = asyncio.Event()
+    calls = 0
+
+    async def flaky(envelope: Envelope[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise TransientError("fts down")
+        done.set()
+
+    async def on_retry(envelope: Envelope[Any], reason: str, delay: float) -> None:
+        notices.append((envelope.data.job_id, reason, delay))
+
+    await bus.publish(status("r1"))
+    await bus.consume(topology.queues[0].name, flaky, PAYLOAD_TYPES, on_retry=on_retry)
+    await asyncio.wait_for(done.wait(), 20)
+    assert notices == [
+        ("r1", "TransientError: fts down", 0.1),
+        ("r1", "TransientError: fts down", 0.2),
+    ]

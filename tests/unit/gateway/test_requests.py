@@ -3,6 +3,7 @@ events applied as the gateway's ledger consumer applies them)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from datastore_common.messages import (
     Envelope,
     FileState,
     Payload,
+    RequestDelayed,
     TransferStatus,
     TransferSubmitted,
     wrap,
@@ -210,3 +212,17 @@ async def test_a_key_whose_request_failed_lets_a_new_attempt_through(gateway: Ga
     assert len(gateway.publisher.published) == 2
     # ... and that new attempt is replayed as usual while it is not FAILED.
     assert gateway.client.post("/archive", json=seed_body(), headers=headers).json() == again.json()
+
+
+async def test_a_retry_shows_in_waiting_on_until_the_request_moves_on(gateway: Gateway) -> None:
+    request = archive(gateway)
+    at = datetime(2026, 12, 1, 12, 5, tzinfo=UTC)
+    await feed(
+        gateway,
+        RequestDelayed(request_id=request.request_id, reason="PeerTimeoutError: ICAT", retry_at=at),
+    )
+    assert get(gateway, request.request_id)[1]["waiting_on"] == (
+        "a retry at 2026-12-01 12:05:00 UTC after: PeerTimeoutError: ICAT"
+    )
+    await feed(gateway, ArchiveRegistered(request_id=request.request_id, jobs=request.jobs))
+    assert get(gateway, request.request_id)[1]["waiting_on"] == "submission to FTS"

@@ -29,6 +29,7 @@ _PRODUCERS = {
     "datastore.transfer.status.v1": ["fts-submitter", "status-poller", "icat-writer"],
     "datastore.transfer.tracked.v1": ["status-poller"],
     "datastore.request.failed.v1": ["icat-writer", "fts-submitter", "status-poller"],
+    "datastore.request.delayed.v1": ["icat-writer", "fts-submitter", "status-poller"],
 }
 _CONSUMERS = {
     ICAT_WRITER_ARCHIVE: "icat-writer",

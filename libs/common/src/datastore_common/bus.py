@@ -65,6 +65,9 @@ BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
 #: Called with the message and the reason before a message is given up: publishes what makes
 #: the failure visible (FAILED states, ``request.failed``). Raising keeps the message queued.
 GiveUpHandler = Callable[[Envelope[Any], str, BaseException], Awaitable[None]]
+#: Called after a retry was scheduled, with the message, the error and the delay in seconds:
+#: tells the request's followers what it waits for. Best effort: a failure is only logged.
+RetryHandler = Callable[[Envelope[Any], str, float], Awaitable[None]]
 
 
 class GaveUpError(PermanentError):
@@ -186,10 +189,17 @@ class Bus:
         payload_types: Mapping[str, type[Payload]],
         *,
         on_give_up: GiveUpHandler | None = None,
+        on_retry: RetryHandler | None = None,
         prefetch: int | None = None,
     ) -> Consumer:
         consumer = Consumer(
-            self, queue, payload_types, handler=handler, on_give_up=on_give_up, prefetch=prefetch
+            self,
+            queue,
+            payload_types,
+            handler=handler,
+            on_give_up=on_give_up,
+            on_retry=on_retry,
+            prefetch=prefetch,
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -204,6 +214,7 @@ class Bus:
         max_batch: int = 100,
         max_wait: float = 0.5,
         on_give_up: GiveUpHandler | None = None,
+        on_retry: RetryHandler | None = None,
     ) -> Consumer:
         consumer = Consumer(
             self,
@@ -213,6 +224,7 @@ class Bus:
             max_batch=max_batch,
             max_wait=max_wait,
             on_give_up=on_give_up,
+            on_retry=on_retry,
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -238,6 +250,7 @@ class Consumer:
     max_batch: int = 100
     max_wait: float = 0.5
     on_give_up: GiveUpHandler | None = None
+    on_retry: RetryHandler | None = None
     prefetch: int | None = None
     _channel: aio_pika.abc.AbstractChannel | None = None
     _queue: aio_pika.abc.AbstractQueue | None = None
@@ -476,6 +489,11 @@ class Consumer:
                 await message.nack(requeue=True)
             return
         await message.ack()
+        if not give_up and envelope is not None and self.on_retry is not None:
+            try:
+                await self.on_retry(envelope, _reason(exc), topology.retry_delay(attempt))
+            except Exception as notice_error:  # the retry itself is safely stored
+                log.warning("retry_notice_failed", queue=self.queue, error=str(notice_error))
 
 
 def _as_int(value: object) -> int:

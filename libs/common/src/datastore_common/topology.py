@@ -21,6 +21,7 @@ from typing import Any
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    RequestDelayed,
     RequestFailed,
     RestoreRequested,
     TransferStatus,
@@ -148,6 +149,7 @@ def datastore_topology(
                     TransferSubmitted.TYPE,
                     TransferStatus.TYPE,
                     RequestFailed.TYPE,
+                    RequestDelayed.TYPE,
                 ),
             ),
         ),

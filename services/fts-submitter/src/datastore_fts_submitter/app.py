@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datastore_common.adapters.fts3_service import Fts3TransferService
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
 from datastore_common.bus import Bus
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRegistered, Payload, RestoreRequested
@@ -35,6 +35,7 @@ async def wire(
         handler,
         PAYLOAD_TYPES,
         on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
+        on_retry=retry_reporter(publisher),
     )
     if transfers is None and isinstance(service, Fts3TransferService):
         return service.aclose

@@ -40,7 +40,12 @@ from datastore_common.domain.ledger import (
 from datastore_common.domain.states import may_advance, normalise
 from datastore_common.errors import ConfigurationError, PeerUnavailableError
 from datastore_common.logging import get_logger
-from datastore_common.messages import FailureClass, RequestFailed, TransferStatus
+from datastore_common.messages import (
+    FailureClass,
+    RequestDelayed,
+    RequestFailed,
+    TransferStatus,
+)
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -57,6 +62,7 @@ SCHEMA = (
         registered     INTEGER NOT NULL DEFAULT 0,
         failure_class  TEXT,
         failure_reason TEXT,
+        retry_note     TEXT,
         datasets       TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
@@ -317,6 +323,21 @@ class Ledger:
             )
         self._refresh(db, request_id)
 
+    async def delayed(self, delayed: RequestDelayed) -> None:
+        """A step will be retried: say so in ``waiting_on`` until the request moves on."""
+        note = (f"a retry at {delayed.retry_at:%Y-%m-%d %H:%M:%S} UTC after: {delayed.reason}")[
+            :1000
+        ]
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                db.execute(
+                    "UPDATE ledger_requests SET retry_note = ? WHERE request_id = ?",
+                    (note, delayed.request_id),
+                )
+
+        await self._run(work, "delayed")
+
     async def fail(self, failed: RequestFailed) -> None:
         """The request was given up: FAILED with its reason (the first reason stays)."""
         await self._run(lambda: self._fail(failed), "fail")
@@ -370,7 +391,11 @@ class Ledger:
         return bool(db.execute("SELECT 1 FROM ledger_requests WHERE request_id = ?", (request_id,)))
 
     def _refresh(self, db: _Cursor, request_id: str) -> None:
-        """Store the request's state as it now reads (``_read`` never steps back)."""
+        """After an event moved the request: store its state as it now reads (``_read``
+        never steps back); a retry it waited for has happened."""
+        db.execute(
+            "UPDATE ledger_requests SET retry_note = NULL WHERE request_id = ?", (request_id,)
+        )
         record = self._read(db, request_id)
         if record is not None:
             db.execute(
@@ -389,12 +414,14 @@ class Ledger:
     def _read(self, db: _Cursor, request_id: str) -> RequestRecord | None:
         rows = db.execute(
             "SELECT kind, owner, source, created, updated, state, registered, failure_class,"
-            " failure_reason, datasets FROM ledger_requests WHERE request_id = ?",
+            " failure_reason, datasets, retry_note FROM ledger_requests WHERE request_id = ?",
             (request_id,),
         )
         if not rows:
             return None
-        kind, owner, source, created, updated, stored, registered, f_class, f_reason, ds = rows[0]
+        (kind, owner, source, created, updated, stored, registered, f_class, f_reason, ds, note) = (
+            rows[0]
+        )
         jobs = db.execute(
             "SELECT job_id, state FROM ledger_jobs WHERE request_id = ? ORDER BY position, job_id",
             (request_id,),
@@ -422,5 +449,7 @@ class Ledger:
             jobs=summaries,
             datasets=tuple(json.loads(ds)),
             failure=failure,
-            waiting_on=waiting_on(state, job_states, Waiting(kind, registered=bool(registered))),
+            waiting_on=waiting_on(
+                state, job_states, Waiting(kind, registered=bool(registered), retry=note)
+            ),
         )

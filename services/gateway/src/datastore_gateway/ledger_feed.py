@@ -13,6 +13,7 @@ from datastore_common.messages import (
     ArchiveRequested,
     Envelope,
     Payload,
+    RequestDelayed,
     RequestFailed,
     RestoreRequested,
     TransferStatus,
@@ -31,6 +32,7 @@ LEDGER_PAYLOADS: dict[str, type[Payload]] = {
         TransferSubmitted,
         TransferStatus,
         RequestFailed,
+        RequestDelayed,
     )
 }
 #: The gateway publishes as this source; anything else came straight from the broker.
@@ -63,3 +65,5 @@ async def follow(envelope: Envelope[Any], *, ledger: Ledger) -> None:
         await ledger.apply_status(data)
     elif isinstance(data, RequestFailed):
         await ledger.fail(data)
+    elif isinstance(data, RequestDelayed):
+        await ledger.delayed(data)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
 from datastore_common.bus import Bus
 from datastore_common.messages import ArchiveRequested, TransferStatus
 from datastore_common.ports import Catalogue, Storage
@@ -35,6 +35,7 @@ async def wire(
             fts_endpoint=str(settings.fts3.endpoint),
             planner=lambda data: planned_jobs(data, settings),
         ),
+        on_retry=retry_reporter(publisher),
         prefetch=settings.broker.archive_prefetch,
     )
     # A status event that cannot be recorded has nothing to report: it is dead-lettered

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from datastore_common.adapters.fts3_service import Fts3TransferService
 from datastore_common.adapters.icat import IcatCatalogue
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter
+from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
 from datastore_common.bus import Bus
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
@@ -42,6 +42,7 @@ async def wire(
         max_batch=settings.poller.batch_size,
         max_wait=settings.poller.batch_wait_seconds,
         on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
+        on_retry=retry_reporter(publisher),
     )
     log.info(
         "poller_wired",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from datastore_common.bus import Bus, GiveUpHandler
+from datastore_common.bus import Bus, GiveUpHandler, RetryHandler
 from datastore_common.domain.failures import failure_class_of, give_up_events
 from datastore_common.logging import get_logger
-from datastore_common.messages import Envelope, Payload, PlannedJob
+from datastore_common.messages import Envelope, Payload, PlannedJob, RequestDelayed
 from datastore_common.ports import Publisher
 
 log = get_logger(__name__)
@@ -52,5 +53,22 @@ def give_up_reporter(
             reason=reason,
             events=[event.TYPE for event in events],
         )
+
+    return report
+
+
+def retry_reporter(publisher: Publisher) -> RetryHandler:
+    """The ``on_retry`` of a consumer: tell the ledger what the request now waits for."""
+
+    async def report(envelope: Envelope[Any], reason: str, delay: float) -> None:
+        request_id = getattr(envelope.data, "request_id", None)
+        if request_id is None:
+            return
+        notice = RequestDelayed(
+            request_id=request_id,
+            reason=reason[:500],
+            retry_at=datetime.now(UTC) + timedelta(seconds=delay),
+        )
+        await publisher.publish(notice, correlation_id=envelope.correlation_id, user=envelope.user)
 
     return report

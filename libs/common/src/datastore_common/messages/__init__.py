@@ -25,6 +25,7 @@ from datastore_common.messages.transfer import (
     FileState,
     PlannedJob,
     PlannedTransfer,
+    RequestDelayed,
     RequestFailed,
     RestoreRequested,
     TransferKind,
@@ -44,6 +45,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TransferStatus,
         TransferTracked,
         RequestFailed,
+        RequestDelayed,
     )
 }
 
@@ -63,6 +65,7 @@ __all__ = [
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
+    "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
     "TransferKind",

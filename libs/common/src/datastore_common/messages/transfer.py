@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,6 +128,16 @@ class RequestFailed(Payload):
     failure_class: FailureClass
     reason: str
     job_ids: list[str] = Field(default_factory=list)
+
+
+class RequestDelayed(Payload):
+    """A step of a request failed for a passing reason and will be tried again at
+    ``retry_at``: the ledger shows it in ``waiting_on`` until the request moves on."""
+
+    TYPE: ClassVar[str] = "datastore.request.delayed.v1"
+    request_id: str
+    reason: str
+    retry_at: datetime
 
 
 class TransferTracked(Payload):
