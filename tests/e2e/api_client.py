@@ -13,7 +13,7 @@ from typing import Any
 import icat
 
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
-from tests.support.xrootd_fixtures import remove_after_session
+from tests.support.workdirs import remove_after_session
 
 
 def seed_body(

@@ -18,7 +18,8 @@ from tests.e2e.api_client import (
     wait_for,
 )
 from tests.support.stack_fixtures import DatastoreStack
-from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
+from tests.support.workdirs import remove_after_session
+from tests.support.xrootd_fixtures import XRootDStack
 
 pytestmark = pytest.mark.e2e
 FILES = 2500

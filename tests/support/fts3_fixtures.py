@@ -83,14 +83,16 @@ class Fts3Emulator:
         context = ssl.create_default_context(cafile=str(self.ca))
         if cert:
             context.load_cert_chain(*cert)
-        return httpx.Client(base_url=self.url, verify=context, timeout=30,
-                            **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, verify=context, timeout=30, **kwargs)  # type: ignore[arg-type]
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the process keeps its own descriptor
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fts3_emulator", "--config", str(self.config_path)],
-                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 env={k: v for k, v in os.environ.items() if not k.startswith("FTS3_EMULATOR_")},
             )
         deadline = time.monotonic() + 30
@@ -126,16 +128,26 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def fts3_certs(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertificateSet]:
+def fts3_certs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CertificateSet]:
     var = tmp_path_factory.mktemp("fts3-var")
-    subprocess.run(["bash", str(CERTS_SCRIPT)], check=True, capture_output=True,
-                   env={**os.environ, "DATASTORE_VAR": str(var)})
+    subprocess.run(
+        ["bash", str(CERTS_SCRIPT)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DATASTORE_VAR": str(var)},
+    )
     directory = var / "certs"
     yield CertificateSet(
-        directory=directory, ca=directory / "ca.pem", ca_key=directory / "ca.key",
-        host_cert=directory / "hostcert.pem", host_key=directory / "hostkey.pem",
-        user_cert=directory / "usercert.pem", user_key=directory / "userkey.pem")
+        directory=directory,
+        ca=directory / "ca.pem",
+        ca_key=directory / "ca.key",
+        host_cert=directory / "hostcert.pem",
+        host_key=directory / "hostkey.pem",
+        user_cert=directory / "usercert.pem",
+        user_key=directory / "userkey.pem",
+    )
     # Whatever used the certificates (the emulator, e2e stacks) has stopped by now.
     discard_unless_failed(request.session, var)
 
@@ -154,36 +166,50 @@ def fts3_xrootd(request: pytest.FixtureRequest) -> XrootdEndpoints:
             return XrootdEndpoints(idc=str(stack.idc), udc=str(stack.udc), tape=str(stack.tape))
         idc, udc, tape = (str(url) for url in stack)
         return XrootdEndpoints(idc=idc, udc=udc, tape=tape)
-    result = subprocess.run(["bash", str(XROOTD_SCRIPT), "start"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", str(XROOTD_SCRIPT), "start"], capture_output=True, text=True, timeout=120
+    )
     if result.returncode != 0:
         pytest.fail(f"deploy/local/xrootd.sh start failed: {result.stderr[-2000:]}")
-    return XrootdEndpoints(idc="root://127.0.0.1:11094", udc="root://127.0.0.1:11095",
-                           tape="root://127.0.0.1:11096")
+    return XrootdEndpoints(
+        idc="root://127.0.0.1:11094", udc="root://127.0.0.1:11095", tape="root://127.0.0.1:11096"
+    )
 
 
 @pytest.fixture(scope="session")
-def fts3_emulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                  fts3_certs: CertificateSet, fts3_xrootd: XrootdEndpoints
-                  ) -> Iterator[Fts3Emulator]:
+def fts3_emulator(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fts3_certs: CertificateSet,
+    fts3_xrootd: XrootdEndpoints,
+) -> Iterator[Fts3Emulator]:
     work = tmp_path_factory.mktemp("fts3-emulator")
     port = free_port()
     config_path = work / "emulator.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "host": "127.0.0.1",
-        "port": port,
-        "db_path": str(work / "fts3.sqlite"),
-        "cert": str(fts3_certs.host_cert),
-        "key": str(fts3_certs.host_key),
-        "ca": str(fts3_certs.ca),
-        "tokens": {TEST_TOKEN: {"user_dn": TEST_TOKEN_DN}},
-        "concurrency": 8,
-        "poll_interval": 0.2,
-        "log_level": "info",
-    }))
-    emulator = Fts3Emulator(url=f"https://127.0.0.1:{port}", port=port, certs=fts3_certs,
-                            config_path=config_path, db_path=work / "fts3.sqlite",
-                            log_path=work / "emulator.log")
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "db_path": str(work / "fts3.sqlite"),
+                "cert": str(fts3_certs.host_cert),
+                "key": str(fts3_certs.host_key),
+                "ca": str(fts3_certs.ca),
+                "tokens": {TEST_TOKEN: {"user_dn": TEST_TOKEN_DN}},
+                "concurrency": 8,
+                "poll_interval": 0.2,
+                "log_level": "info",
+            }
+        )
+    )
+    emulator = Fts3Emulator(
+        url=f"https://127.0.0.1:{port}",
+        port=port,
+        certs=fts3_certs,
+        config_path=config_path,
+        db_path=work / "fts3.sqlite",
+        log_path=work / "emulator.log",
+    )
     emulator.start()
     try:
         yield emulator

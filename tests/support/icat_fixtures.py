@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def run_icat_script(
 @pytest.fixture(scope="session")
 def icat_emulator_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator:
+) -> Iterator[Callable[[], IcatEmulator]]:
     """Call ``factory()`` to get a fresh, started emulator (stopped at session end; its folder
     is removed then too, unless a test failed)."""
     started: list[IcatEmulator] = []

@@ -41,7 +41,7 @@ async def loop_relay(host: str, port: int) -> AsyncIterator[LoopRelay]:
     async def serve(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            relay._tasks.add(task)  # type: ignore[arg-type]
+            relay._tasks.add(task)
         relay._writers.append(client)
         try:
             server_reader, server = await asyncio.open_connection(host, port)

@@ -35,8 +35,7 @@ from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
 from tests.support.fts3_fixtures import Fts3Emulator, free_port
 from tests.support.icat_fixtures import IcatEmulator, run_icat_script
-from tests.support.workdirs import discard_unless_failed
-from tests.support.xrootd_fixtures import remove_after_session
+from tests.support.workdirs import discard_unless_failed, remove_after_session
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"

@@ -7,19 +7,15 @@ is left running at the end: other areas' tests share it; ``make xrootd-down`` st
 ``xrootd_test_path`` gives each test its own folder path, e.g. ``/tests/test_x-1a2b3c4d``.
 
 What a session writes to the servers stays out of ``var/`` once it ends: the folders given by
-``xrootd_test_path``, and any other that a test names with :func:`remove_after_session`, are
-removed from the three servers' data folders (with the tape emulation's records of their
-files) at the end of the session. Only those: other sessions and ``make demo`` share the
-servers.
+``xrootd_test_path``, and any other that a test names with ``remove_after_session``
+(tests/support/workdirs.py), are removed from the three servers' data folders at the end of
+the session. Only those: other sessions and ``make demo`` share the servers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -27,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.workdirs import remove_after_session, remove_session_paths
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 XROOTD_SCRIPT = REPO_ROOT / "deploy" / "local" / "xrootd.sh"
@@ -63,69 +61,29 @@ class XRootDStack:
         return self.var_dir / "xrootd" / server / "data"
 
 
-def run_xrootd_script(*arguments: str, extra_env: dict[str, str] | None = None,
-                      ) -> subprocess.CompletedProcess[str]:
+def run_xrootd_script(
+    *arguments: str,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **(extra_env or {})}
-    return subprocess.run(["bash", str(XROOTD_SCRIPT), *arguments], env=environment,
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        ["bash", str(XROOTD_SCRIPT), *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def read_tape_delays(var_dir: Path) -> TapeDelays:
     delays_file = var_dir / "xrootd" / "tape" / "delays.env"
     values = dict(re.findall(r"^(\w+)=(\S+)$", delays_file.read_text(), re.MULTILINE))
-    return TapeDelays(migration=float(values["TAPE_MIGRATION_SECONDS"]),
-                      eviction=float(values["TAPE_EVICTION_SECONDS"]),
-                      stage=float(values["TAPE_STAGE_SECONDS"]))
-
-
-SERVERS = ("idc", "udc", "tape")
-_REMOVE_AFTER_SESSION: set[str] = set()
-
-
-def remove_after_session(path: str) -> None:
-    """Have the folder ``path`` (``/tests/x-1a2b``, on any of the servers) removed from the
-    servers' data folders when the test session ends."""
-    relative = path.strip("/")
-    if not relative or {"", ".", ".."} & set(relative.split("/")):
-        raise ValueError(f"not a folder below a server's root: {path!r}")
-    _REMOVE_AFTER_SESSION.add(relative)
-
-
-def remove_session_paths(var_dir: Path) -> None:
-    """Remove every folder named by :func:`remove_after_session` from the three servers."""
-    base = var_dir / "xrootd"
-    for relative in sorted(_REMOVE_AFTER_SESSION):
-        for server in SERVERS:
-            target = base / server / "data" / relative
-            if server == "tape":
-                _forget_tape_records(base / "tape", target)
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            elif target.exists() or target.is_symlink():
-                target.unlink(missing_ok=True)
-    _REMOVE_AFTER_SESSION.clear()
-
-
-def _forget_tape_records(tape_dir: Path, target: Path) -> None:
-    """Drop the tape emulation's stage/evict records of the files under ``target`` (kept by
-    deploy/local/xrootd/tape-prepare.py in ``prepare/``, by sha1 of the logical path)."""
-    state, data = tape_dir / "prepare", tape_dir / "data"
-    if not target.exists():
-        return
-    files = [target] if target.is_file() else [f for f in target.rglob("*") if not f.is_dir()]
-    logical = {"/" + file.relative_to(data).as_posix() for file in files}
-    for path in logical:
-        digest = hashlib.sha1(path.encode()).hexdigest()
-        for kind in ("staged", "evicted"):
-            (state / kind / f"{digest}.json").unlink(missing_ok=True)
-    for request in (state / "requests").glob("*.json"):
-        try:
-            paths = json.loads(request.read_text()).get("paths") or []
-        except (OSError, ValueError):
-            continue
-        named = {"/" + str(p).split("?", 1)[0].lstrip("/") for p in paths}
-        if named and named <= logical:
-            request.unlink(missing_ok=True)
+    return TapeDelays(
+        migration=float(values["TAPE_MIGRATION_SECONDS"]),
+        eviction=float(values["TAPE_EVICTION_SECONDS"]),
+        stage=float(values["TAPE_STAGE_SECONDS"]),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -134,17 +92,25 @@ def xrootd_stack() -> Iterator[XRootDStack]:
     test_env = {key: os.environ.get(key, value) for key, value in TEST_TAPE_DELAYS.items()}
     result = run_xrootd_script("start", extra_env=test_env)
     if result.returncode != 0:
-        pytest.fail(f"deploy/local/xrootd.sh start failed (rc {result.returncode}):\n"
-                    f"{result.stderr[-3000:]}", pytrace=False)
+        pytest.fail(
+            f"deploy/local/xrootd.sh start failed (rc {result.returncode}):\n"
+            f"{result.stderr[-3000:]}",
+            pytrace=False,
+        )
     var_dir = Path(os.environ.get("DATASTORE_VAR", REPO_ROOT / "var"))
-    ports = {name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
-             for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))}
+    ports = {
+        name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
+        for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))
+    }
     # Everything that uses the servers (the FTS3 emulator, e2e stacks) ends before this.
     try:
-        yield XRootDStack(idc=f"root://127.0.0.1:{ports['idc']}",
-                          udc=f"root://127.0.0.1:{ports['udc']}",
-                          tape=f"root://127.0.0.1:{ports['tape']}",
-                          var_dir=var_dir, tape_delays=read_tape_delays(var_dir))
+        yield XRootDStack(
+            idc=f"root://127.0.0.1:{ports['idc']}",
+            udc=f"root://127.0.0.1:{ports['udc']}",
+            tape=f"root://127.0.0.1:{ports['tape']}",
+            var_dir=var_dir,
+            tape_delays=read_tape_delays(var_dir),
+        )
     finally:
         remove_session_paths(var_dir)
 

@@ -13,7 +13,7 @@ from XRootD.client.flags import OpenFlags
 
 from datastore_common.adapters.fts3 import Fts3Client, JobStatus
 from tests.support.fts3_fixtures import Fts3Emulator
-from tests.support.xrootd_fixtures import remove_after_session
+from tests.support.workdirs import remove_after_session
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 

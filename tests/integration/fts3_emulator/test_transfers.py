@@ -25,20 +25,25 @@ MB = 1 << 20
 
 
 def test_archive_of_four_files_finishes_after_archiving_with_identical_checksums(
-        fts3_emulator, fts3_xrootd):
+    fts3_emulator, fts3_xrootd
+):
     ctx = official_context(fts3_emulator)
     folder = unique_dir()
     sources = [f"{fts3_xrootd.idc}/{folder}/scan/file_{i:04d}.nxs" for i in range(4)]
-    destinations = [f"{fts3_xrootd.tape}/{folder}/archive/scan/file_{i:04d}.nxs"
-                    for i in range(4)]
+    destinations = [f"{fts3_xrootd.tape}/{folder}/archive/scan/file_{i:04d}.nxs" for i in range(4)]
     checksums = [put_random_file(url, 2 * MB + i) for i, url in enumerate(sources)]
     transfers = [
-        fts3.new_transfer(src, dst, checksum=f"adler32:{value}", filesize=2 * MB + i,
-                          metadata={"datafile": i})
+        fts3.new_transfer(
+            src, dst, checksum=f"adler32:{value}", filesize=2 * MB + i, metadata={"datafile": i}
+        )
         for i, (src, dst, value) in enumerate(zip(sources, destinations, checksums, strict=True))
     ]
-    job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum="both",
-                                            archive_timeout=120, metadata={"test": "archive"}))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            transfers, verify_checksum="both", archive_timeout=120, metadata={"test": "archive"}
+        ),
+    )
 
     job, seen = wait_for_job(ctx, job_id)
 
@@ -46,14 +51,19 @@ def test_archive_of_four_files_finishes_after_archiving_with_identical_checksums
     # Every file went ACTIVE -> ARCHIVING -> FINISHED (on tape). The job shows ARCHIVING only
     # while all pending files archive, which the tape's migration delay may make too brief to
     # see from here; the file timestamps prove the passage.
-    assert seen[-1] == "FINISHED" and set(seen) <= {"SUBMITTED", "ACTIVE", "ARCHIVING",
-                                                    "FINISHED"}, seen
+    assert seen[-1] == "FINISHED" and set(seen) <= {
+        "SUBMITTED",
+        "ACTIVE",
+        "ARCHIVING",
+        "FINISHED",
+    }, seen
     assert job["job_metadata"] == {"test": "archive", "auth_method": "certificate"}
     assert job["archive_timeout"] == 120
     assert job["dm"] == []
     assert sorted(f["file_state"] for f in job["files"]) == ["FINISHED"] * 4
-    for entry, value in zip(sorted(job["files"], key=lambda f: f["file_index"]), checksums,
-                            strict=True):
+    for entry, value in zip(
+        sorted(job["files"], key=lambda f: f["file_index"]), checksums, strict=True
+    ):
         assert adler32(entry["dest_surl"]) == value
         assert entry["checksum"] == f"adler32:{value}"
         assert entry["archive_start_time"] is not None
@@ -68,9 +78,15 @@ def test_restore_from_tape_stages_then_copies(fts3_emulator, fts3_xrootd):
     restored = f"{fts3_xrootd.udc}/{folder}/restored/file.nxs"
     value = put_random_file(on_tape, 1 * MB)
 
-    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(on_tape, restored)],
-                                            bring_online=60, copy_pin_lifetime=60,
-                                            verify_checksum=True))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [fts3.new_transfer(on_tape, restored)],
+            bring_online=60,
+            copy_pin_lifetime=60,
+            verify_checksum=True,
+        ),
+    )
     first = fts3.get_job_status(ctx, job_id)
     job, seen = wait_for_job(ctx, job_id)
 
@@ -88,8 +104,9 @@ def test_missing_source_fails_that_file_and_the_job_is_finisheddirty(fts3_emulat
     put_random_file(present, 64 * 1024)
     transfers = [
         fts3.new_transfer(present, f"{fts3_xrootd.udc}/{folder}/present.dat"),
-        fts3.new_transfer(f"{fts3_xrootd.idc}/{folder}/missing.dat",
-                          f"{fts3_xrootd.udc}/{folder}/missing.dat"),
+        fts3.new_transfer(
+            f"{fts3_xrootd.idc}/{folder}/missing.dat", f"{fts3_xrootd.udc}/{folder}/missing.dat"
+        ),
     ]
     job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum=True))
 
@@ -111,9 +128,14 @@ def test_checksum_mismatch_fails_the_file_and_leaves_no_destination(fts3_emulato
     destination = f"{fts3_xrootd.tape}/{folder}/data.dat"
     real = put_random_file(source, 128 * 1024)
     wrong = "0badc0de" if real != "0badc0de" else "0badc0df"
-    job_id = fts3.submit(ctx, fts3.new_job(
-        [fts3.new_transfer(source, destination, checksum=f"ADLER32:{wrong.upper()}")],
-        verify_checksum="both", retry=-1))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [fts3.new_transfer(source, destination, checksum=f"ADLER32:{wrong.upper()}")],
+            verify_checksum="both",
+            retry=-1,
+        ),
+    )
 
     job, _ = wait_for_job(ctx, job_id)
 
@@ -134,24 +156,28 @@ def test_destination_exists_without_overwrite_fails(fts3_emulator, fts3_xrootd):
     assert job["job_state"] == "FAILED"
     assert "exists" in job["files"][0]["reason"]
 
-    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(source, destination)],
-                                            overwrite=True, verify_checksum=True))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [fts3.new_transfer(source, destination)], overwrite=True, verify_checksum=True
+        ),
+    )
     job, _ = wait_for_job(ctx, job_id)
     assert job["job_state"] == "FINISHED", [f["reason"] for f in job["files"]]
     assert job["overwrite_flag"] == "Y"
     assert adler32(destination) == adler32(source)
 
 
-def test_cancel_stops_pending_files_and_a_second_cancel_is_not_modified(
-        fts3_emulator, fts3_xrootd):
+def test_cancel_stops_pending_files_and_a_second_cancel_is_not_modified(fts3_emulator, fts3_xrootd):
     ctx = official_context(fts3_emulator)
     folder = unique_dir()
     # More files than the emulator copies at once (4), big enough to still be running.
     sources = [f"{fts3_xrootd.idc}/{folder}/c{i}" for i in range(8)]
     for url in sources:
         put_random_file(url, 24 * MB)
-    transfers = [fts3.new_transfer(url, f"{fts3_xrootd.udc}/{folder}/c{i}")
-                 for i, url in enumerate(sources)]
+    transfers = [
+        fts3.new_transfer(url, f"{fts3_xrootd.udc}/{folder}/c{i}") for i, url in enumerate(sources)
+    ]
     job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum=True))
 
     canceled = fts3.cancel(ctx, job_id)
@@ -163,8 +189,9 @@ def test_cancel_stops_pending_files_and_a_second_cancel_is_not_modified(
     # finishes proves the engine has scheduled past it: by then it would have picked them up.
     probe_source = f"{fts3_xrootd.idc}/{folder}/probe"
     put_random_file(probe_source, 1024)
-    probe_id = fts3.submit(ctx, fts3.new_job(
-        [fts3.new_transfer(probe_source, f"{fts3_xrootd.udc}/{folder}/probe")]))
+    probe_id = fts3.submit(
+        ctx, fts3.new_job([fts3.new_transfer(probe_source, f"{fts3_xrootd.udc}/{folder}/probe")])
+    )
     probe, _ = wait_for_job(ctx, probe_id)
     assert probe["job_state"] == "FINISHED", [f["reason"] for f in probe["files"]]
     job = fts3.get_job_status(ctx, job_id, list_files=True)
@@ -187,11 +214,19 @@ def test_cancel_of_single_files_keeps_the_rest_running(fts3_emulator, fts3_xroot
     sources = [f"{fts3_xrootd.idc}/{folder}/g{i}" for i in range(6)]
     for url in sources:
         put_random_file(url, 16 * MB)
-    job_id = fts3.submit(ctx, fts3.new_job(
-        [fts3.new_transfer(url, f"{fts3_xrootd.udc}/{folder}/g{i}")
-         for i, url in enumerate(sources)], verify_checksum=True))
-    files = sorted(fts3.get_job_status(ctx, job_id, list_files=True)["files"],
-                   key=lambda f: f["file_index"])
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [
+                fts3.new_transfer(url, f"{fts3_xrootd.udc}/{folder}/g{i}")
+                for i, url in enumerate(sources)
+            ],
+            verify_checksum=True,
+        ),
+    )
+    files = sorted(
+        fts3.get_job_status(ctx, job_id, list_files=True)["files"], key=lambda f: f["file_index"]
+    )
 
     answer = fts3.cancel(ctx, job_id, file_ids=[files[-1]["file_id"]])
 
@@ -209,9 +244,14 @@ def test_restart_mid_transfer_resumes_and_finishes(fts3_emulator, fts3_xrootd):
     sources = [f"{fts3_xrootd.idc}/{folder}/big_{i}" for i in range(6)]
     checksums = [put_random_file(url, 48 * MB) for url in sources]
     destinations = [f"{fts3_xrootd.tape}/{folder}/big_{i}" for i in range(6)]
-    job_id = fts3.submit(ctx, fts3.new_job(
-        [fts3.new_transfer(s, d) for s, d in zip(sources, destinations, strict=True)],
-        verify_checksum=True, archive_timeout=120))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [fts3.new_transfer(s, d) for s, d in zip(sources, destinations, strict=True)],
+            verify_checksum=True,
+            archive_timeout=120,
+        ),
+    )
     wait_for_job(ctx, job_id, timeout=60, until=lambda job: job["job_state"] != "SUBMITTED")
 
     fts3_emulator.restart(hard=True)  # SIGKILL: nothing gets cleaned up on the way out
@@ -229,23 +269,25 @@ def test_staging_that_never_completes_fails_after_bring_online(fts3_emulator, ft
     folder = unique_dir()
     source = f"{fts3_xrootd.idc}/{folder}/s"
     put_random_file(source, 1024)
-    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(
-        source, f"{fts3_xrootd.udc}/{folder}/s")], bring_online=2))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job([fts3.new_transfer(source, f"{fts3_xrootd.udc}/{folder}/s")], bring_online=2),
+    )
     job, seen = wait_for_job(ctx, job_id, timeout=60)
     assert seen[0] == "STAGING"
     assert job["job_state"] == "FAILED"
     assert "Staging timeout" in job["files"][0]["reason"]
 
 
-def test_archiving_that_never_reaches_tape_fails_after_archive_timeout(fts3_emulator,
-                                                                      fts3_xrootd):
+def test_archiving_that_never_reaches_tape_fails_after_archive_timeout(fts3_emulator, fts3_xrootd):
     # The user cache is disk only: the file is copied but never reported on tape.
     ctx = official_context(fts3_emulator)
     folder = unique_dir()
     source, destination = f"{fts3_xrootd.idc}/{folder}/a", f"{fts3_xrootd.udc}/{folder}/a"
     put_random_file(source, 1024)
-    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(source, destination)],
-                                            archive_timeout=2))
+    job_id = fts3.submit(
+        ctx, fts3.new_job([fts3.new_transfer(source, destination)], archive_timeout=2)
+    )
     job, seen = wait_for_job(ctx, job_id, timeout=60)
     assert "ARCHIVING" in seen
     assert job["job_state"] == "FAILED"
@@ -282,13 +324,15 @@ def test_one_job_of_1000_small_files_all_finish_archived(fts3_emulator, fts3_xro
     folder = unique_dir()
     count = 1000
     sources = [f"{fts3_xrootd.idc}/{folder}/src/d{i // 100}/f{i:04d}.dat" for i in range(count)]
-    destinations = [f"{fts3_xrootd.tape}/{folder}/archive/d{i // 100}/f{i:04d}.dat"
-                    for i in range(count)]
+    destinations = [
+        f"{fts3_xrootd.tape}/{folder}/archive/d{i // 100}/f{i:04d}.dat" for i in range(count)
+    ]
     checksums = _upload_small_files(sources, 16 * 1024)
-    transfers = [fts3.new_transfer(src, dst, checksum=f"adler32:{value}", filesize=16 * 1024)
-                 for src, dst, value in zip(sources, destinations, checksums, strict=True)]
-    job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum="both",
-                                            archive_timeout=600))
+    transfers = [
+        fts3.new_transfer(src, dst, checksum=f"adler32:{value}", filesize=16 * 1024)
+        for src, dst, value in zip(sources, destinations, checksums, strict=True)
+    ]
+    job_id = fts3.submit(ctx, fts3.new_job(transfers, verify_checksum="both", archive_timeout=600))
 
     job, _ = wait_for_job(ctx, job_id, timeout=600)
 

@@ -36,7 +36,8 @@ from datastore_common.settings import DatastoreSettings, load_settings
 from datastore_common.worker import topology_from
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.rabbitmq_fixtures import unique_name
-from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
+from tests.support.workdirs import remove_after_session
+from tests.support.xrootd_fixtures import XRootDStack
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 

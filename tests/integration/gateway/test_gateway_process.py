@@ -81,7 +81,12 @@ async def test_gateway_process_learns_the_vo_from_fts_and_archives(
             assert len(answer.json()["job_ids"]) == 1
     finally:
         process.terminate()
-        await asyncio.wait_for(process.wait(), 15)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()  # never leave it running past the test
+            await process.wait()
+            raise
     # SIGTERM is a clean stop: the lifespan closes everything (uvicorn >= 0.29 then re-raises
     # the signal it caught, so the exit status is -SIGTERM, or 0 with older versions).
     assert process.returncode in (0, -signal.SIGTERM), log_path.read_text()

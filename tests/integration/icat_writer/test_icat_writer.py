@@ -32,7 +32,8 @@ from tests.integration.icat_adapter.conftest import seed_investigation
 from tests.integration.xrootd.cli import upload
 from tests.support.icat_fixtures import IcatEmulator
 from tests.support.rabbitmq_fixtures import BusFactory, take_payloads, unique_name
-from tests.support.xrootd_fixtures import XRootDStack, remove_after_session
+from tests.support.workdirs import remove_after_session
+from tests.support.xrootd_fixtures import XRootDStack
 
 pytestmark = pytest.mark.integration
 

@@ -56,24 +56,30 @@ def workers(
 ) -> Iterator[DatastoreSettings]:
     settings = service_settings(fts3_emulator, rabbitmq_url)
     processes = []
-    for script in ("datastore-fts-submitter", "datastore-status-poller"):
-        log = (tmp_path / f"{script}.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [str(BIN / script)],
-                env=environment(settings),
-                cwd=tmp_path,  # no ./config.yaml here
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
     try:
+        for script in ("datastore-fts-submitter", "datastore-status-poller"):
+            with (tmp_path / f"{script}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [str(BIN / script)],
+                        env=environment(settings),
+                        cwd=tmp_path,  # no ./config.yaml here
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
         yield settings
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
-        codes = [process.wait(timeout=30) for process in processes]
+        codes = []
+        for process in processes:
+            try:
+                codes.append(process.wait(timeout=30))
+            except subprocess.TimeoutExpired:
+                process.kill()  # never leave it running past the test
+                codes.append(process.wait())
         logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}
         assert codes == [0, 0], logs  # a graceful stop on SIGTERM
 

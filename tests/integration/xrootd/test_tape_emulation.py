@@ -15,8 +15,9 @@ from tests.support.xrootd_fixtures import XRootDStack
 pytestmark = pytest.mark.integration
 
 
-def wait_for(condition: Callable[[], dict[str, Any]], key: str, value: bool,
-             deadline_seconds: float) -> dict[str, Any]:
+def wait_for(
+    condition: Callable[[], dict[str, Any]], key: str, value: bool, deadline_seconds: float
+) -> dict[str, Any]:
     """Poll ``query prepare`` until ``key`` has ``value``; fail with the last answer."""
     deadline = time.monotonic() + deadline_seconds
     while True:
@@ -82,8 +83,9 @@ def test_written_file_migrates_then_leaves_the_buffer_then_stages_back(
     assert staged_state()["online"] is True
 
 
-def test_missing_file_is_reported_not_existing(xrootd_stack: XRootDStack,
-                                               xrootd_test_path: str) -> None:
+def test_missing_file_is_reported_not_existing(
+    xrootd_stack: XRootDStack, xrootd_test_path: str
+) -> None:
     answer = cli.query_prepare(xrootd_stack.tape, "none", f"{xrootd_test_path}/absent.nxs")
 
     assert answer["path_exists"] is False
@@ -91,8 +93,9 @@ def test_missing_file_is_reported_not_existing(xrootd_stack: XRootDStack,
     assert answer["error_text"]
 
 
-def test_evict_takes_a_migrated_file_offline(xrootd_stack: XRootDStack, xrootd_test_path: str,
-                                             tmp_path: Path) -> None:
+def test_evict_takes_a_migrated_file_offline(
+    xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+) -> None:
     delays = xrootd_stack.tape_delays
     path = f"{xrootd_test_path}/evict.nxs"
     local = tmp_path / "evict.nxs"

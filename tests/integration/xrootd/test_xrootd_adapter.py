@@ -55,8 +55,9 @@ async def test_checksum_keeps_leading_zeros(
     assert await storage.checksum(url) == "adler32:00620062"
 
 
-async def test_mkdir_listdir_remove(storage: XRootDStorage, xrootd_stack: XRootDStack,
-                                    xrootd_test_path: str, tmp_path: Path) -> None:
+async def test_mkdir_listdir_remove(
+    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+) -> None:
     folder = xrootd_stack.url("udc", f"{xrootd_test_path}/a/b")
     await storage.mkdir(folder)
     await storage.mkdir(folder)  # existing folder: fine
@@ -76,8 +77,9 @@ async def test_mkdir_listdir_remove(storage: XRootDStorage, xrootd_stack: XRootD
     assert await storage.exists(f"{folder}/x") is False
 
 
-async def test_missing_file_maps_to_not_found(storage: XRootDStorage, xrootd_stack: XRootDStack,
-                                              xrootd_test_path: str) -> None:
+async def test_missing_file_maps_to_not_found(
+    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str
+) -> None:
     url = xrootd_stack.url("idc", f"{xrootd_test_path}/missing.raw")
 
     assert await storage.stat(url) is None
