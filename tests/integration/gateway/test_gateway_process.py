@@ -44,7 +44,7 @@ async def wait_until_serving(
 
 
 async def test_gateway_process_learns_the_vo_from_fts_and_archives(
-    icat_emulator, fts3_emulator, bus_factory: BusFactory, rabbitmq_url: str, tmp_path: Path
+    seeded_icat, fts3_emulator, bus_factory: BusFactory, rabbitmq_url: str, tmp_path: Path
 ) -> None:
     name = unique_name("gwp")
     port = free_port()
@@ -52,7 +52,7 @@ async def test_gateway_process_learns_the_vo_from_fts_and_archives(
         "x509_user_cert": str(fts3_emulator.user_cert),
         "x509_user_key": str(fts3_emulator.user_key),
         "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca)},
-        "icat": {"url": icat_emulator.url},
+        "icat": {"url": seeded_icat.url},
         "broker": {"url": rabbitmq_url, "exchange": name, "queue_prefix": f"{name}."},
         "gateway": {"port": port, "state_db": f"sqlite:///{tmp_path}/gateway.sqlite"},
         "log": {"format": "json"},

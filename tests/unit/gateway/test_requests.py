@@ -3,7 +3,9 @@ events applied as the gateway's ledger consumer applies them)."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +228,22 @@ async def test_a_retry_shows_in_waiting_on_until_the_request_moves_on(gateway: G
     )
     await feed(gateway, ArchiveRegistered(request_id=request.request_id, jobs=request.jobs))
     assert get(gateway, request.request_id)[1]["waiting_on"] == "submission to FTS"
+
+
+async def test_a_ledger_made_by_an_earlier_release_gets_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute(  # ledger_requests as first released: without retry_note
+            "CREATE TABLE ledger_requests (request_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+            " owner TEXT, source TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,"
+            " updated DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,"
+            " registered INTEGER NOT NULL DEFAULT 0, failure_class TEXT, failure_reason TEXT,"
+            " datasets TEXT NOT NULL)"
+        )
+    ledger = Ledger(f"sqlite:///{path}")
+    await ledger.open()
+    try:
+        delayed = RequestDelayed(request_id="r", reason="x", retry_at=datetime.now(UTC))
+        await ledger.delayed(delayed)  # writes retry_note: the column exists now
+    finally:
+        await ledger.close()

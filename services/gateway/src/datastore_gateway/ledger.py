@@ -85,6 +85,11 @@ SCHEMA = (
 )
 
 
+#: Columns added after the first release of a table: (table, column, SQL type). A ledger
+#: created earlier gets them at start-up, so an upgrade needs no manual step.
+ADDED_COLUMNS = (("ledger_requests", "retry_note", "TEXT"),)
+
+
 @dataclass(frozen=True)
 class Failure:
     failure_class: FailureClass
@@ -139,6 +144,9 @@ class _Connection:
         with self.transaction() as db:
             for statement in SCHEMA:
                 db.execute(statement)
+            for table, column, sql_type in ADDED_COLUMNS:
+                if column not in db.columns(table):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     def close(self) -> None:
         if self._raw is not None:
@@ -171,6 +179,11 @@ class _Cursor:
             sql = sql.replace("?", "%s")
         self._raw.execute(sql, tuple(parameters))
         return list(self._raw.fetchall()) if self._raw.description else []
+
+    def columns(self, table: str) -> set[str]:
+        self._raw.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        self._raw.fetchall()
+        return {column[0] for column in self._raw.description}
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

@@ -1,0 +1,3 @@
+from tests.integration.icat_adapter.conftest import seeded_icat
+
+__all__ = ["seeded_icat"]
