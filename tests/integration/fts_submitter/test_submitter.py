@@ -7,10 +7,9 @@ import uuid
 import pytest
 
 from datastore_common.bus import Bus
-from datastore_common.messages import TransferSubmitted
+from datastore_common.messages import RequestDelayed, TransferSubmitted
 from datastore_common.topology import FTS_SUBMITTER, STATUS_POLLER_POLL, dlq_name
 from tests.integration.fts3_service.workflow import (
-    TERMINAL,
     archive_registered,
     archive_transfers,
     jobs_in_fts,
@@ -57,37 +56,36 @@ async def test_redelivered_archive_registered_creates_no_second_job(
     assert jobs_in_fts(fts3_emulator, request_id) == 1
 
 
-async def test_fts_refusing_the_job_publishes_failed_with_its_message(
+async def test_fts_refusing_our_credential_retries_with_an_alarm_and_fails_nothing(
     bus_factory: BusFactory,
     rabbitmq_url: str,
     fts3_emulator: Fts3Emulator,
     xrootd_stack: XRootDStack,
     xrootd_test_path: str,
 ) -> None:
-    # A token FTS does not know: FTS refuses every submission with 401 and a message.
+    # A token FTS does not know: FTS refuses every submission with 401. That is our
+    # credential, not the request's fault: retried (and alarmed), never FAILED.
     settings = service_settings(fts3_emulator, rabbitmq_url, token="revoked-token", vo="some-vo")
     request_id = f"refused-{uuid.uuid4()}"
     job = planned_job(request_id, "some-vo", archive_transfers(xrootd_stack, xrootd_test_path, 2))
 
     async with running_workers(bus_factory, settings, poller=False) as bus:
+        channel = await bus.new_channel(10)
+        exchange = await channel.get_exchange(bus.topology.exchange)
+        delays = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await delays.bind(exchange, routing_key=RequestDelayed.TYPE)
         async with status_capture(bus) as capture:
             await bus.publish(archive_registered(request_id, [job]))
-            status = await capture.until(job.job_id, TERMINAL, wait=30)
-        # Done with: not retried, not dead-lettered, nothing for the poller.
-        channel = await bus.new_channel(1)
-        for queue_name in (
-            bus.topology.queue(FTS_SUBMITTER),
-            dlq_name(bus.topology.queue(FTS_SUBMITTER)),
-            bus.topology.queue(STATUS_POLLER_POLL),
-        ):
-            queue = await channel.declare_queue(queue_name, passive=True)
-            assert queue.declaration_result.message_count == 0, queue_name
+            # More retries than the ladder has steps: the last step repeats, for ever.
+            notices = await take_payloads(bus, delays.name, RequestDelayed, 4, wait=30)
+            events = await capture.drain()
+        dead = await channel.declare_queue(
+            dlq_name(bus.topology.queue(FTS_SUBMITTER)), passive=True
+        )
+        assert dead.declaration_result.message_count == 0
         await channel.close()
 
-    assert status.job_state == "FAILED"
-    assert status.reason and "FTS3 POST /jobs" in status.reason
-    assert [(f.datafile_id, f.state, f.failure_class) for f in status.files] == [
-        (1000, "FAILED", "system"),
-        (1001, "FAILED", "system"),
-    ]
+    assert len(notices) == 4 and {n.request_id for n in notices} == {request_id}
+    assert all("credential" in n.reason for n in notices)
+    assert [e for e in events if e.job_id == job.job_id] == []  # no FAILED, no state at all
     assert jobs_in_fts(fts3_emulator, request_id) == 0

@@ -1,10 +1,14 @@
 """HTTP front: SOAP at /ICATService/ICAT (WSDL at ?wsdl, XSD at ?xsd=1), REST /icat/version,
-and /emulator/stats (per-operation counts and server-side times, for benchmarks)."""
+/emulator/stats (per-operation counts and server-side times, for benchmarks) and
+/emulator/faults (GET, PUT ``{"error_rate": 0.2, "lost_answer_rate": 0.1}``: a fraction of SOAP
+calls answered 503 before they run, or run and then left without an answer, as a real ICAT
+behind an overloaded proxy does; for fault tests)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,6 +57,7 @@ class IcatHttpServer(ThreadingHTTPServer):
         self.service = IcatService(config, model, self.store, Sessions(config, self.store))
         self.xsd = build_xsd(model).encode()
         self.stats = OperationStats()
+        self.faults = {"error_rate": 0.0, "lost_answer_rate": 0.0}
         super().__init__((config.host, config.port), _Handler)
 
 
@@ -89,14 +94,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, "application/json")
         elif url.path == "/emulator/stats":
             self._send(200, json.dumps(self.server.stats.snapshot()).encode(), "application/json")
+        elif url.path == "/emulator/faults":
+            self._send(200, json.dumps(self.server.faults).encode(), "application/json")
         else:
             self._send(404, b"not found", "text/plain")
+
+    def do_PUT(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if urlsplit(self.path).path != "/emulator/faults":
+            self._send(404, b"not found", "text/plain")
+            return
+        try:
+            wanted = {k: float(v) for k, v in json.loads(body or b"{}").items()}
+            if not set(wanted) <= set(self.server.faults) or not all(
+                0 <= v <= 1 for v in wanted.values()
+            ):
+                raise ValueError(f"rates in [0, 1] for {sorted(self.server.faults)}")
+        except (ValueError, AttributeError) as exc:
+            self._send(400, str(exc).encode(), "text/plain")
+            return
+        self.server.faults.update(wanted)
+        self._send(200, json.dumps(self.server.faults).encode(), "application/json")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         if urlsplit(self.path).path != SOAP_PATH:
             self._send(404, b"not found", "text/plain")
+            return
+        faults = self.server.faults
+        if random.random() < faults["error_rate"]:
+            self._send(503, b"Service Unavailable (injected fault)", "text/plain")
             return
         started = time.perf_counter()
         try:
@@ -110,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         elapsed = time.perf_counter() - started
         self.server.stats.record(op, elapsed)
         log.info("%s %s %.1f ms", op, status, elapsed * 1000)
+        if random.random() < faults["lost_answer_rate"]:
+            self.close_connection = True  # done, but the client never hears it
+            return
         self._send(
             status,
             xml.encode(),
