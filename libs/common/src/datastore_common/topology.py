@@ -37,6 +37,9 @@ class QueueSpec:
     routing_keys: tuple[str, ...] = ()
     # A queue whose messages only ever arrive by delay (the poller's) needs no retry ladder.
     with_retries: bool = True
+    # Replicas stand by and take over rather than share: a consumer that reads, decides and
+    # writes (ICAT has no conditional update) must not race a replica on the same entities.
+    single_active_consumer: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,9 @@ def datastore_topology(
         max_retries=max_retries,
         queues=(
             QueueSpec(q(ICAT_WRITER_ARCHIVE), (ArchiveRequested.TYPE,)),
-            QueueSpec(q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,)),
+            QueueSpec(
+                q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,), single_active_consumer=True
+            ),
             QueueSpec(q(FTS_SUBMITTER), (ArchiveRegistered.TYPE, RestoreRequested.TYPE)),
             QueueSpec(q(STATUS_POLLER_POLL), (TransferSubmitted.TYPE,)),
             QueueSpec(
@@ -164,12 +169,15 @@ def datastore_topology(
 
 
 def queue_arguments(topology: Topology, queue: str) -> dict[str, Any]:
-    return {
+    arguments: dict[str, Any] = {
         "x-queue-type": "quorum",
         "x-delivery-limit": topology.delivery_limit,
         "x-dead-letter-exchange": topology.dead_letter_exchange,
         "x-dead-letter-routing-key": dlq_name(queue),
     }
+    if any(spec.name == queue and spec.single_active_consumer for spec in topology.queues):
+        arguments["x-single-active-consumer"] = True
+    return arguments
 
 
 def delay_arguments(target: str, seconds: float) -> dict[str, Any]:

@@ -214,10 +214,25 @@ async def publish_confirmed(
         raise PeerUnavailableError(f"publish to the broker failed: {exc!r}") from exc
 
 
+#: Request ids named by an Idempotency-Key are derived from it (uuid5 in this namespace).
+REQUEST_ID_NAMESPACE = uuid.UUID("5b0c3f51-2b0e-4f43-a0c4-5d1c8f0e6a27")
+
+
+def request_id_for(user: str, idempotency_key: str | None, *, after: str | None = None) -> str:
+    """A request named by the client's ``Idempotency-Key`` gets an id derived from it: if a
+    gateway dies between the broker's confirm and storing its answer, the client's retry
+    publishes the *same* request (same id, same FTS job ids), which the workers then treat
+    as one. A new attempt after a FAILED one (``after`` its id) gets a new id."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    name = "\x00".join((user, idempotency_key, after or ""))
+    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, name))
+
+
 async def accept_once(
     kind: str,
     body: BaseModel,
-    work: Callable[[], Awaitable[ArchiveAccepted]],
+    work: Callable[[str], Awaitable[ArchiveAccepted]],
     *,
     user: UserSession,
     settings: DatastoreSettings,
@@ -229,8 +244,13 @@ async def accept_once(
     """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
     a repeat gets the first answer and publishes nothing."""
 
+    failed_before: list[str] = []
+
     async def answer_json() -> str:
-        return (await work()).model_dump_json()
+        request_id = request_id_for(
+            user.user_name, idempotency_key, after=failed_before[-1] if failed_before else None
+        )
+        return (await work(request_id)).model_dump_json()
 
     # Archive and restore bodies never serialize alike (their fields differ), so one key
     # reused across the two endpoints is a mismatch (422), never a wrong replay.
@@ -240,8 +260,12 @@ async def accept_once(
         """A replayed answer stands unless the ledger says its request FAILED."""
         if ledger is None:
             return True
-        record = await ledger.get(ArchiveAccepted.model_validate_json(answer).request_id)
-        return record is None or record.state != FAILED
+        request_id = ArchiveAccepted.model_validate_json(answer).request_id
+        record = await ledger.get(request_id)
+        if record is not None and record.state == FAILED:
+            failed_before.append(request_id)
+            return False
+        return True
 
     answer, replayed = await run_once(
         idempotency,
@@ -279,9 +303,8 @@ async def request_archive(
     check_may_archive(user, settings)
     check_limits(body, settings)
 
-    async def archive() -> ArchiveAccepted:
+    async def archive(request_id: str) -> ArchiveAccepted:
         await check_vocabulary(body, vocabulary)
-        request_id = str(uuid.uuid4())
         jobs = plan_archive(
             request_id,
             body.investigations,
@@ -364,14 +387,13 @@ async def request_restore(
     """
     check_restore_limits(body, None, settings)
 
-    async def restore() -> ArchiveAccepted:
+    async def restore(request_id: str) -> ArchiveAccepted:
         items = await selections.resolve(
             user.session_id, body.investigation_ids, body.dataset_ids, body.datafile_ids
         )
         if not items:
             raise InvalidRequestError("the selection holds no datafiles to restore")
         check_restore_limits(body, items, settings)
-        request_id = str(uuid.uuid4())
         jobs = plan_restore(
             request_id,
             items,

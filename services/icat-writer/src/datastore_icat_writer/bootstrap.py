@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +30,29 @@ class IcatWriter:
     register_archive: Handler
     record_transfer_status: Handler
     close: Callable[[], Awaitable[None]]
+
+
+def one_at_a_time_per_job(handler: Handler) -> Handler:
+    """Status events of one job are recorded one after the other: each reads the files'
+    states, decides and writes, and ICAT has no conditional update, so two at once could
+    write an older state over a newer one. Across replicas the status queue has a single
+    active consumer; this covers the events one process holds at once."""
+    locks: dict[str, asyncio.Lock] = {}
+    users: dict[str, int] = {}
+
+    async def serialised(envelope: Envelope[Any]) -> None:
+        job_id = str(getattr(envelope.data, "job_id", ""))
+        lock = locks.setdefault(job_id, asyncio.Lock())
+        users[job_id] = users.get(job_id, 0) + 1
+        try:
+            async with lock:
+                await handler(envelope)
+        finally:
+            users[job_id] -= 1
+            if not users[job_id]:  # nobody waits: forget the job
+                del users[job_id], locks[job_id]
+
+    return serialised
 
 
 async def _nothing_to_close() -> None:
@@ -69,6 +93,8 @@ def bootstrap(
             publisher=publisher,
             settings=settings,
         ),
-        record_transfer_status=partial(record_transfer_status, catalogue=catalogue),
+        record_transfer_status=one_at_a_time_per_job(
+            partial(record_transfer_status, catalogue=catalogue)
+        ),
         close=close,
     )
