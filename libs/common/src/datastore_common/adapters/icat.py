@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import icat
 import icat.entity
 import icat.exception as icat_errors
+import icat.sslcontext
 import suds
 import suds.properties
 import suds.sax.date
@@ -108,6 +109,11 @@ def translate_icat_error(exc: BaseException, *, operation: str) -> DatastoreErro
         if code == 403:
             return ForbiddenError(text)
         return InvalidRequestError(text)
+    status = _suds_http_status(exc)
+    if status is not None:
+        if status >= 500 or status in (408, 429):
+            return PeerUnavailableError(text)
+        return InvalidRequestError(text)
     if isinstance(exc, TimeoutError):
         return PeerTimeoutError(text)
     if isinstance(exc, urllib.error.URLError):
@@ -117,6 +123,42 @@ def translate_icat_error(exc: BaseException, *, operation: str) -> DatastoreErro
     if isinstance(exc, OSError | http.client.HTTPException):
         return PeerUnavailableError(text)
     return None
+
+
+def _suds_http_status(exc: BaseException) -> int | None:
+    """suds raises a bare ``Exception((status, reason))`` for an HTTP error without a SOAP
+    fault (a proxy's 503, say): its status, or None for any other exception."""
+    if type(exc) is Exception and len(exc.args) == 1 and isinstance(exc.args[0], tuple):
+        status = exc.args[0][0] if exc.args[0] else None
+        return status if isinstance(status, int) else None
+    return None
+
+
+#: A new python-icat client asks ICAT ~55 read-only questions (the API version and every
+#: entity's description) before it can be used; each is retried this many times while the
+#: client is being built, so a busy ICAT that drops a few calls does not make it unbuildable.
+BUILD_CALL_ATTEMPTS = 8
+_building = threading.local()
+
+
+class _RetryWhileBuilding(icat.sslcontext.HTTPSTransport):  # type: ignore[misc]
+    """python-icat's transport, retrying failed requests while a client is being built
+    (only read-only calls happen then; afterwards every call is sent exactly once)."""
+
+    def send(self, request: Any) -> Any:
+        if not getattr(_building, "active", False):
+            return super().send(request)
+        for attempt in range(BUILD_CALL_ATTEMPTS):
+            try:
+                return super().send(request)
+            except (suds.transport.TransportError, OSError, http.client.HTTPException):
+                if attempt == BUILD_CALL_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+icat.client.HTTPSTransport = _RetryWhileBuilding  # python-icat builds its transport from it
 
 
 def raw_call(client: IcatClient, method: str, *arguments: Any) -> Any:
@@ -154,7 +196,13 @@ class IcatClientPool:
         self.clients_built = 0
 
     def _build(self) -> IcatClient:
-        client = icat.Client(self.url, checkCert=self._check_cert, timeout=self._timeout_seconds)
+        _building.active = True
+        try:
+            client = icat.Client(
+                self.url, checkCert=self._check_cert, timeout=self._timeout_seconds
+            )
+        finally:
+            _building.active = False
         # Sessions are ours to end (IcatCatalogue.close); python-icat would log out at exit.
         client.autoLogout = False
         # suds builds a urllib opener (handlers: proxy, HTTPS with python-icat's SSL context)
