@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 BENCH_TARGETS :=
 -include mk/*.mk
 
-.PHONY: help setup up down demo test test-unit test-integration test-e2e bench lint
+.PHONY: help setup up down demo test test-unit test-integration test-e2e chaos bench lint
 
 help:
 	@echo "make demo   - install, start the local stack, run the seed workflow"
 	@echo "make test   - install, start what the tests need, run the whole suite"
 	@echo "make test-unit | test-integration | test-e2e - one tier of the suite (no lint)"
+	@echo "make chaos  - the fault scenarios at full size (bench/results/chaos.json)"
 	@echo "make setup | up | down | bench | lint | asyncapi"
 
 setup: ## system packages (apt) + uv + the workspace virtualenv from the lock file
@@ -42,9 +43,14 @@ test-integration: setup
 test-e2e: setup
 	@bash deploy/local/test.sh --no-lint tests/e2e
 
+# The fault scenarios at full size (1,000 datasets each); `make test` runs them reduced (100).
+# Figures in bench/results/chaos.json.
+chaos: setup
+	@CHAOS_FULL=1 bash deploy/local/test.sh --no-lint tests/chaos
+
 bench: setup $(BENCH_TARGETS)
 	@ls -1 bench/results/*.json
 
+# ruff check, ruff format --check, mypy --strict on every package; `make test` runs the same script.
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy libs/common/src
+	@bash deploy/local/lint.sh

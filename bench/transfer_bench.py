@@ -54,16 +54,24 @@ def run(*argv: str) -> str:
 
 def start_emulator(work: Path, certs: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTS3_EMULATOR_")}
-    env.update(FTS3_EMULATOR_PORT=str(port), FTS3_EMULATOR_DB_PATH=str(work / "fts3.sqlite"),
-               FTS3_EMULATOR_CERT=str(certs / "hostcert.pem"),
-               FTS3_EMULATOR_KEY=str(certs / "hostkey.pem"), FTS3_EMULATOR_CA=str(certs / "ca.pem"),
-               FTS3_EMULATOR_CONCURRENCY=str(EMULATOR_CONCURRENCY),
-               FTS3_EMULATOR_POLL_INTERVAL="0.2",
-               FTS3_EMULATOR_LOG_LEVEL="warning")
-    process = subprocess.Popen([sys.executable, "-m", "fts3_emulator", "--config",
-                                str(work / "none.yaml")], env=env, cwd=REPO,
-                               stdout=(work / "emulator.log").open("wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    env.update(
+        FTS3_EMULATOR_PORT=str(port),
+        FTS3_EMULATOR_DB_PATH=str(work / "fts3.sqlite"),
+        FTS3_EMULATOR_CERT=str(certs / "hostcert.pem"),
+        FTS3_EMULATOR_KEY=str(certs / "hostkey.pem"),
+        FTS3_EMULATOR_CA=str(certs / "ca.pem"),
+        FTS3_EMULATOR_CONCURRENCY=str(EMULATOR_CONCURRENCY),
+        FTS3_EMULATOR_POLL_INTERVAL="0.2",
+        FTS3_EMULATOR_LOG_LEVEL="warning",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fts3_emulator", "--config", str(work / "none.yaml")],
+        env=env,
+        cwd=REPO,
+        stdout=(work / "emulator.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return process
 
 
@@ -89,26 +97,43 @@ def wait_ready(client: httpx.Client, process: subprocess.Popen[bytes]) -> None:
 def delegate(url: str, certs: Path) -> None:
     from fts3.rest.client import easy as fts3
 
-    ctx = fts3.Context(url, ucert=str(certs / "usercert.pem"), ukey=str(certs / "userkey.pem"),
-                       capath=str(certs / "ca.pem"))
+    ctx = fts3.Context(
+        url,
+        ucert=str(certs / "usercert.pem"),
+        ukey=str(certs / "userkey.pem"),
+        capath=str(certs / "ca.pem"),
+    )
     fts3.delegate(ctx)
 
 
 def raw_copies(sources: list[str], destinations: list[str]) -> float:
     started = time.monotonic()
     with ThreadPoolExecutor(len(sources)) as pool:
-        list(pool.map(lambda pair: run("xrdcp", "--tpc", "only", "--silent", "--force", *pair),
-                      zip(sources, destinations, strict=True)))
+        list(
+            pool.map(
+                lambda pair: run("xrdcp", "--tpc", "only", "--silent", "--force", *pair),
+                zip(sources, destinations, strict=True),
+            )
+        )
     return time.monotonic() - started
 
 
-def emulator_job(client: httpx.Client, sources: list[str], destinations: list[str],
-                 checksum: str, *, verify: str, archive: bool) -> dict[str, float]:
+def emulator_job(
+    client: httpx.Client,
+    sources: list[str],
+    destinations: list[str],
+    checksum: str,
+    *,
+    verify: str,
+    archive: bool,
+) -> dict[str, float]:
     params = {"verify_checksum": verify, "retry": -1}
     if archive:
         params["archive_timeout"] = 600
-    files = [{"sources": [s], "destinations": [d], "checksum": f"adler32:{checksum}"}
-             for s, d in zip(sources, destinations, strict=True)]
+    files = [
+        {"sources": [s], "destinations": [d], "checksum": f"adler32:{checksum}"}
+        for s, d in zip(sources, destinations, strict=True)
+    ]
     started = time.monotonic()
     job_id = client.post("/jobs", json={"files": files, "params": params}).json()["job_id"]
     copied_at = None
@@ -122,8 +147,10 @@ def emulator_job(client: httpx.Client, sources: list[str], destinations: list[st
         time.sleep(0.05)
     if job["job_state"] != "FINISHED":
         raise SystemExit(f"benchmark job ended {job['job_state']}: {job['files']}")
-    return {"copy_seconds": (copied_at or time.monotonic()) - started,
-            "total_seconds": time.monotonic() - started}
+    return {
+        "copy_seconds": (copied_at or time.monotonic()) - started,
+        "total_seconds": time.monotonic() - started,
+    }
 
 
 def copy_process(pairs: list[tuple[str, str]], *, parallel: int, thirdparty: str) -> float:
@@ -142,8 +169,9 @@ def copy_process(pairs: list[tuple[str, str]], *, parallel: int, thirdparty: str
     return time.monotonic() - started
 
 
-def small_files(client: httpx.Client, folder: str, count: int, size: int, work: Path
-                ) -> tuple[dict[str, float], list[str], list[str]]:
+def small_files(
+    client: httpx.Client, folder: str, count: int, size: int, work: Path
+) -> tuple[dict[str, float], list[str], list[str]]:
     """Upload ``count`` random files; copy them raw (CopyProcess) and through the emulator."""
     sources = [f"{IDC}/{folder}/small/src/d{i // 250}/f{i:05d}.dat" for i in range(count)]
     local_dir = work / "small"
@@ -153,20 +181,30 @@ def small_files(client: httpx.Client, folder: str, count: int, size: int, work: 
         data = os.urandom(size)
         (local_dir / f"f{index}").write_bytes(data)
         checksums.append(f"{zlib.adler32(data) & 0xFFFFFFFF:08x}")
-    copy_process([(str(local_dir / f"f{i}"), url) for i, url in enumerate(sources)],
-                 parallel=8, thirdparty="none")
+    copy_process(
+        [(str(local_dir / f"f{i}"), url) for i, url in enumerate(sources)],
+        parallel=8,
+        thirdparty="none",
+    )
     raw_dst = [f"{TAPE}/{folder}/small/raw/d{i // 250}/f{i:05d}.dat" for i in range(count)]
     tpc_dst = [f"{TAPE}/{folder}/small/tpc/f{i:05d}.dat" for i in range(min(TPC_SAMPLE, count))]
     fts_dst = [f"{TAPE}/{folder}/small/fts/d{i // 250}/f{i:05d}.dat" for i in range(count)]
-    raw = copy_process(list(zip(sources, raw_dst, strict=True)), parallel=EMULATOR_CONCURRENCY,
-                       thirdparty="none")
-    tpc = copy_process(list(zip(sources, tpc_dst, strict=False)),
-                       parallel=EMULATOR_CONCURRENCY, thirdparty="only")
+    raw = copy_process(
+        list(zip(sources, raw_dst, strict=True)), parallel=EMULATOR_CONCURRENCY, thirdparty="none"
+    )
+    tpc = copy_process(
+        list(zip(sources, tpc_dst, strict=False)), parallel=EMULATOR_CONCURRENCY, thirdparty="only"
+    )
     started = time.monotonic()
-    job_id = client.post("/jobs", json={"files": [
-        {"sources": [s], "destinations": [d], "checksum": f"adler32:{c}"}
-        for s, d, c in zip(sources, fts_dst, checksums, strict=True)],
-        "params": {"verify_checksum": "both", "archive_timeout": 900, "retry": -1}}
+    job_id = client.post(
+        "/jobs",
+        json={
+            "files": [
+                {"sources": [s], "destinations": [d], "checksum": f"adler32:{c}"}
+                for s, d, c in zip(sources, fts_dst, checksums, strict=True)
+            ],
+            "params": {"verify_checksum": "both", "archive_timeout": 900, "retry": -1},
+        },
     ).json()["job_id"]
     copied_at = None
     while True:
@@ -182,7 +220,8 @@ def small_files(client: httpx.Client, folder: str, count: int, size: int, work: 
         raise SystemExit(f"small-files job ended {job['job_state']}")
     copy = (copied_at or time.monotonic()) - started
     figures = {
-        "files": count, "file_size_kib": size // 1024,
+        "files": count,
+        "file_size_kib": size // 1024,
         "raw_copyprocess_two_party_seconds": round(raw, 2),
         "raw_copyprocess_two_party_files_per_s": round(count / raw, 1),
         "raw_copyprocess_tpc_sample_files": len(tpc_dst),
@@ -194,8 +233,9 @@ def small_files(client: httpx.Client, folder: str, count: int, size: int, work: 
     return figures, sources, raw_dst + tpc_dst + fts_dst
 
 
-def status_rate(url: str, certs: Path, job_ids: list[str], *, keep_alive: bool,
-                seconds: float) -> float:
+def status_rate(
+    url: str, certs: Path, job_ids: list[str], *, keep_alive: bool, seconds: float
+) -> float:
     context = tls_context(certs)
     count, deadline = 0, time.monotonic() + seconds
     client = httpx.Client(base_url=url, verify=context)
@@ -220,8 +260,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small-files", type=int, default=1000)
     parser.add_argument("--small-size-kib", type=int, default=64)
-    parser.add_argument("--skip-large", action="store_true",
-                        help="only the small-files figures (printed, results file untouched)")
+    parser.add_argument(
+        "--skip-large",
+        action="store_true",
+        help="only the small-files figures (printed, results file untouched)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="fts3-bench-"))
@@ -234,7 +277,7 @@ def main() -> None:
     with payload.open("wb") as handle:
         block = os.urandom(MB)
         for index in range(args.size_mb):
-            handle.write(block[index % 7:] + block[: index % 7])
+            handle.write(block[index % 7 :] + block[: index % 7])
     sources = [f"{IDC}/{folder}/src/file_{i:04d}.nxs" for i in range(args.files)]
     if args.skip_large:
         args.rounds, sources = 0, sources[:1]
@@ -248,8 +291,12 @@ def main() -> None:
     process = start_emulator(work, certs, port)
     written: list[str] = []
     total_mb = args.size_mb * args.files * MB / 1e6
-    results: dict[str, list[float]] = {"raw": [], "emulator": [], "emulator_nocheck": [],
-                                       "emulator_total": []}
+    results: dict[str, list[float]] = {
+        "raw": [],
+        "emulator": [],
+        "emulator_nocheck": [],
+        "emulator_total": [],
+    }
     try:
         client = httpx.Client(base_url=url, verify=tls_context(certs), timeout=60)
         wait_ready(client, process)
@@ -257,36 +304,55 @@ def main() -> None:
         job_ids = []
         for round_index in range(args.rounds):
             tag = f"r{round_index}"
-            targets = {kind: [f"{TAPE}/{folder}/{kind}-{tag}/{Path(s).name}" for s in sources]
-                       for kind in ("raw", "fts", "nock")}
+            targets = {
+                kind: [f"{TAPE}/{folder}/{kind}-{tag}/{Path(s).name}" for s in sources]
+                for kind in ("raw", "fts", "nock")
+            }
             written.extend(url for urls in targets.values() for url in urls)
             run("xrdfs", TAPE, "mkdir", "-p", f"{folder}/raw-{tag}")
             raw = raw_copies(sources, targets["raw"])
             results["raw"].append(total_mb / raw)
-            timing = emulator_job(client, sources, targets["fts"], checksum, verify="both",
-                                  archive=True)
+            timing = emulator_job(
+                client, sources, targets["fts"], checksum, verify="both", archive=True
+            )
             results["emulator"].append(total_mb / timing["copy_seconds"])
             results["emulator_total"].append(timing["total_seconds"])
-            timing = emulator_job(client, sources, targets["nock"], checksum, verify="none",
-                                  archive=False)
+            timing = emulator_job(
+                client, sources, targets["nock"], checksum, verify="none", archive=False
+            )
             results["emulator_nocheck"].append(total_mb / timing["copy_seconds"])
-            print(f"round {round_index}: raw {results['raw'][-1]:.0f} MB/s, emulator "
-                  f"{results['emulator'][-1]:.0f} MB/s (checksums), "
-                  f"{results['emulator_nocheck'][-1]:.0f} MB/s (no checksums)", flush=True)
+            print(
+                f"round {round_index}: raw {results['raw'][-1]:.0f} MB/s, emulator "
+                f"{results['emulator'][-1]:.0f} MB/s (checksums), "
+                f"{results['emulator_nocheck'][-1]:.0f} MB/s (no checksums)",
+                flush=True,
+            )
         small: dict[str, float] = {}
         if args.small_files:
             small, small_sources, small_written = small_files(
-                client, folder, args.small_files, args.small_size_kib * 1024, work)
+                client, folder, args.small_files, args.small_size_kib * 1024, work
+            )
             sources = sources + small_sources
             written.extend(small_written)
             print(f"small files: {json.dumps(small)}", flush=True)
             if args.skip_large:
                 return
         # 100 quick jobs (missing sources fail at once) for the status-query measurements.
-        job_ids = [client.post("/jobs", json={"files": [{
-            "sources": [f"{IDC}/{folder}/missing/{i}"],
-            "destinations": [f"{TAPE}/{folder}/missing/{i}"]}], "params": {"retry": -1}}
-        ).json()["job_id"] for i in range(100)]
+        job_ids = [
+            client.post(
+                "/jobs",
+                json={
+                    "files": [
+                        {
+                            "sources": [f"{IDC}/{folder}/missing/{i}"],
+                            "destinations": [f"{TAPE}/{folder}/missing/{i}"],
+                        }
+                    ],
+                    "params": {"retry": -1},
+                },
+            ).json()["job_id"]
+            for i in range(100)
+        ]
         keep_alive_rate = status_rate(url, certs, job_ids, keep_alive=True, seconds=5)
         handshake_rate = status_rate(url, certs, job_ids, keep_alive=False, seconds=5)
         started = time.monotonic()
@@ -302,7 +368,7 @@ def main() -> None:
         for server, urls in ((IDC, sources), (TAPE, written)):
             paths = [u.split("//", 2)[2] for u in urls]
             for start in range(0, len(paths), 200):
-                batch = ["/" + p for p in paths[start:start + 200]]
+                batch = ["/" + p for p in paths[start : start + 200]]
                 subprocess.run(["xrdfs", server, "rm", *batch], capture_output=True, timeout=120)
 
     raw_mbps = statistics.median(results["raw"])
@@ -322,7 +388,8 @@ def main() -> None:
         "emulator_no_checksum_mb_per_s": round(nocheck_mbps, 1),
         "ratio_no_checksum": round(nocheck_mbps / raw_mbps, 3),
         "emulator_job_seconds_until_finished_incl_tape_migration": [
-            round(t, 2) for t in results["emulator_total"]],
+            round(t, 2) for t in results["emulator_total"]
+        ],
         "per_round": {k: [round(v, 1) for v in values] for k, values in results.items()},
         "status_queries_per_s_keep_alive": round(keep_alive_rate, 1),
         "status_queries_per_s_new_tls_connection": round(handshake_rate, 1),

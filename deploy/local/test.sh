@@ -13,8 +13,7 @@ bash deploy/local/certs.sh >/dev/null
 
 if ((lint)); then
   echo "== lint"
-  .venv/bin/ruff check .
-  .venv/bin/mypy libs/common/src
+  bash deploy/local/lint.sh
 fi
 
 echo "== tests"

@@ -79,8 +79,14 @@ def record_cancel(request_id: str) -> None:
 
 def file_state(request_id: str, path: str, now: float) -> dict:
     answer = {
-        "path": path, "path_exists": False, "on_tape": False, "online": False,
-        "requested": False, "has_reqid": False, "req_time": "", "error_text": "",
+        "path": path,
+        "path_exists": False,
+        "on_tape": False,
+        "online": False,
+        "requested": False,
+        "has_reqid": False,
+        "req_time": "",
+        "error_text": "",
     }
     request = read_json(STATE_DIR / "requests" / f"{request_id}.json")
     if request and path in request.get("paths", []):

@@ -43,9 +43,7 @@ def status(job: str = "job-1", state: str = "ACTIVE") -> Envelope[Any]:
     return wrap(data, source="tests", correlation_id="req")
 
 
-async def get_one(
-    bus: Bus, queue: str, wait: float = 10.0
-) -> aio_pika.abc.AbstractIncomingMessage:
+async def get_one(bus: Bus, queue: str, wait: float = 10.0) -> aio_pika.abc.AbstractIncomingMessage:
     channel = await bus.new_channel(1)
     q = await channel.get_queue(queue, ensure=False)
     deadline = time.monotonic() + wait

@@ -16,11 +16,16 @@ PROXY_CERT_INFO = ObjectIdentifier("1.3.6.1.5.5.7.1.14")
 INHERIT_ALL = bytes.fromhex("300c300a06082b06010505071501")
 
 
-def sign_proxy(issuer_cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey,
-               public_key: rsa.RSAPublicKey, hours: int = 12) -> x509.Certificate:
+def sign_proxy(
+    issuer_cert: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    public_key: rsa.RSAPublicKey,
+    hours: int = 12,
+) -> x509.Certificate:
     now = datetime.now(UTC)
-    subject = x509.Name([*issuer_cert.subject,
-                         x509.NameAttribute(NameOID.COMMON_NAME, str(int(time.time())))])
+    subject = x509.Name(
+        [*issuer_cert.subject, x509.NameAttribute(NameOID.COMMON_NAME, str(int(time.time())))]
+    )
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -30,10 +35,20 @@ def sign_proxy(issuer_cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey,
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(hours=hours))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                     content_commitment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO, INHERIT_ALL), critical=True)
         .sign(issuer_key, hashes.SHA256())
     )
@@ -48,8 +63,11 @@ def write_proxy(user_cert: Path, user_key: Path, out: Path) -> Path:
     proxy = sign_proxy(cert, key, proxy_key.public_key())
     out.write_bytes(
         proxy.public_bytes(serialization.Encoding.PEM)
-        + proxy_key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption())
-        + cert.public_bytes(serialization.Encoding.PEM))
+        + proxy_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
     return out

@@ -27,8 +27,12 @@ BASE_ID = uuid.UUID("01874efb-4735-4595-bc9c-591aef8240c9")
 
 
 def certificate_dn(path) -> str:
-    out = subprocess.run(["openssl", "x509", "-in", str(path), "-noout", "-subject",
-                          "-nameopt", "compat"], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["openssl", "x509", "-in", str(path), "-noout", "-subject", "-nameopt", "compat"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip().removeprefix("subject=")
 
 
@@ -88,9 +92,11 @@ def test_deterministic_ids_follow_fts_and_a_reused_sid_is_409(fts3_emulator, fts
     sid = f"sid-{uuid.uuid4()}"
     folder = unique_dir()
     put_random_file(f"{fts3_xrootd.idc}/{folder}/d", 1024)
-    job = fts3.new_job([fts3.new_transfer(f"{fts3_xrootd.idc}/{folder}/d",
-                                          f"{fts3_xrootd.udc}/{folder}/d")],
-                       id_generator="deterministic", sid=sid)
+    job = fts3.new_job(
+        [fts3.new_transfer(f"{fts3_xrootd.idc}/{folder}/d", f"{fts3_xrootd.udc}/{folder}/d")],
+        id_generator="deterministic",
+        sid=sid,
+    )
 
     job_id = fts3.submit(ctx, job)
 
@@ -110,21 +116,43 @@ def test_bulk_status_lists_in_order_and_207_marks_unknown_ids(fts3_emulator, fts
     ids = []
     for name in ("a", "b"):
         put_random_file(f"{fts3_xrootd.idc}/{folder}/{name}", 1024)
-        ids.append(fts3.submit(ctx, fts3.new_job([fts3.new_transfer(
-            f"{fts3_xrootd.idc}/{folder}/{name}", f"{fts3_xrootd.udc}/{folder}/{name}")])))
+        ids.append(
+            fts3.submit(
+                ctx,
+                fts3.new_job(
+                    [
+                        fts3.new_transfer(
+                            f"{fts3_xrootd.idc}/{folder}/{name}",
+                            f"{fts3_xrootd.udc}/{folder}/{name}",
+                        )
+                    ]
+                ),
+            )
+        )
     unknown = str(uuid.uuid4())
 
     statuses = fts3.get_jobs_statuses(ctx, ids, list_files=True)
     single = fts3.get_jobs_statuses(ctx, ids[:1])
     with fts3_emulator.client() as client:
-        mixed = client.get(f"/jobs/{ids[0]},{unknown},{ids[1]}",
-                           params={"files": "file_state,dest_surl"})
+        mixed = client.get(
+            f"/jobs/{ids[0]},{unknown},{ids[1]}", params={"files": "file_state,dest_surl"}
+        )
         alone = client.get(f"/jobs/{unknown}")
 
     assert [s["job_id"] for s in statuses] == ids
-    assert all(set(s["files"][0]) <= {"file_state", "dest_surl", "finish_time", "start_time",
-                                      "reason", "source_surl", "file_metadata"}
-               for s in statuses)
+    assert all(
+        set(s["files"][0])
+        <= {
+            "file_state",
+            "dest_surl",
+            "finish_time",
+            "start_time",
+            "reason",
+            "source_surl",
+            "file_metadata",
+        }
+        for s in statuses
+    )
     assert isinstance(single, dict) and single["job_id"] == ids[0]
     assert mixed.status_code == 207
     entries = mixed.json()
@@ -143,13 +171,23 @@ def test_list_jobs_filters(fts3_emulator, fts3_xrootd):
     me = fts3.whoami(ctx)
     folder = unique_dir()
     put_random_file(f"{fts3_xrootd.tape}/{folder}/l", 1024)
-    job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(
-        f"{fts3_xrootd.tape}/{folder}/l", f"{fts3_xrootd.udc}/{folder}/l")], bring_online=3600))
+    job_id = fts3.submit(
+        ctx,
+        fts3.new_job(
+            [fts3.new_transfer(f"{fts3_xrootd.tape}/{folder}/l", f"{fts3_xrootd.udc}/{folder}/l")],
+            bring_online=3600,
+        ),
+    )
     try:
-        listed = fts3.list_jobs(ctx, user_dn=me["user_dn"], vo=me["vos"][0],
-                                source_se=fts3_xrootd.tape, dest_se=fts3_xrootd.udc,
-                                delegation_id=me["delegation_id"],
-                                state_in=["STAGING", "SUBMITTED", "ACTIVE"])
+        listed = fts3.list_jobs(
+            ctx,
+            user_dn=me["user_dn"],
+            vo=me["vos"][0],
+            source_se=fts3_xrootd.tape,
+            dest_se=fts3_xrootd.udc,
+            delegation_id=me["delegation_id"],
+            state_in=["STAGING", "SUBMITTED", "ACTIVE"],
+        )
         other_dest = fts3.list_jobs(ctx, dest_se=fts3_xrootd.idc)
     finally:
         fts3.cancel(ctx, job_id)
@@ -160,8 +198,13 @@ def test_list_jobs_filters(fts3_emulator, fts3_xrootd):
 
 def test_rfc3820_proxy_client_certificate_maps_to_the_end_entity_dn(fts3_emulator, tmp_path):
     proxy = write_proxy(fts3_emulator.user_cert, fts3_emulator.user_key, tmp_path / "x509up")
-    ctx = fts3.Context(fts3_emulator.url, ucert=str(proxy), ukey=str(proxy),
-                       capath=str(fts3_emulator.ca), verify=True)
+    ctx = fts3.Context(
+        fts3_emulator.url,
+        ucert=str(proxy),
+        ukey=str(proxy),
+        capath=str(fts3_emulator.ca),
+        verify=True,
+    )
     me = fts3.whoami(ctx)
     assert me["user_dn"] == certificate_dn(fts3_emulator.user_cert)
     assert me["delegation_id"] == fts3.whoami(official_context(fts3_emulator))["delegation_id"]
@@ -179,9 +222,26 @@ def test_requests_without_credentials_are_refused(fts3_emulator):
 
 def test_untrusted_client_certificate_is_refused_at_the_handshake(fts3_emulator, tmp_path):
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
-                    "/CN=stranger", "-keyout", str(key), "-out", str(cert), "-days", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=stranger",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(cafile=str(fts3_emulator.ca))
     context.load_cert_chain(str(cert), str(key))
     with pytest.raises(httpx.HTTPError), httpx.Client(verify=context) as client:
@@ -194,8 +254,9 @@ def test_token_users_submit_without_delegation(fts3_emulator, fts3_xrootd):
     assert me["user_dn"] == fts3_emulator.token_dn and me["method"] == "oauth2"
     folder = unique_dir()
     put_random_file(f"{fts3_xrootd.idc}/{folder}/t", 1024)
-    job = fts3.new_job([fts3.new_transfer(f"{fts3_xrootd.idc}/{folder}/t",
-                                          f"{fts3_xrootd.udc}/{folder}/t")])
+    job = fts3.new_job(
+        [fts3.new_transfer(f"{fts3_xrootd.idc}/{folder}/t", f"{fts3_xrootd.udc}/{folder}/t")]
+    )
     job_id = Submitter(ctx).submit(transfers=job["files"], params=job["params"])
     finished, _ = wait_for_job(ctx, job_id)
     assert finished["job_state"] == "FINISHED"
@@ -209,20 +270,32 @@ def test_fault_injection_via_the_admin_endpoint(fts3_emulator, fts3_xrootd):
             assert client.put("/admin/faults", json={"http_error_rate": 1.0}).status_code == 200
             with pytest.raises(ServerError):
                 fts3.whoami(ctx)
-            client.put("/admin/faults", json={"http_error_rate": 0.0, "http_delay_rate": 1.0,
-                                              "http_delay_seconds": 0.5})
+            client.put(
+                "/admin/faults",
+                json={"http_error_rate": 0.0, "http_delay_rate": 1.0, "http_delay_seconds": 0.5},
+            )
             elapsed = client.get("/whoami").elapsed.total_seconds()
             assert elapsed >= 0.5
-            client.put("/admin/faults", json={"http_delay_rate": 0.0,
-                                              "transfer_failure_rate": 1.0})
+            client.put("/admin/faults", json={"http_delay_rate": 0.0, "transfer_failure_rate": 1.0})
             folder = unique_dir()
             put_random_file(f"{fts3_xrootd.idc}/{folder}/f", 1024)
-            job_id = fts3.submit(ctx, fts3.new_job([fts3.new_transfer(
-                f"{fts3_xrootd.idc}/{folder}/f", f"{fts3_xrootd.udc}/{folder}/f")], retry=2))
+            job_id = fts3.submit(
+                ctx,
+                fts3.new_job(
+                    [
+                        fts3.new_transfer(
+                            f"{fts3_xrootd.idc}/{folder}/f", f"{fts3_xrootd.udc}/{folder}/f"
+                        )
+                    ],
+                    retry=2,
+                ),
+            )
             job, _ = wait_for_job(ctx, job_id)
         finally:
-            client.put("/admin/faults", json={"http_error_rate": 0.0, "http_delay_rate": 0.0,
-                                              "transfer_failure_rate": 0.0})
+            client.put(
+                "/admin/faults",
+                json={"http_error_rate": 0.0, "http_delay_rate": 0.0, "transfer_failure_rate": 0.0},
+            )
         assert client.get("/admin/faults").json()["transfer_failure_rate"] == 0.0
     assert job["job_state"] == "FAILED"
     assert "Injected" in job["files"][0]["reason"]

@@ -23,31 +23,33 @@ from fts3_emulator.states import (
 from tests.integration.fts3_emulator.proxies import sign_proxy
 
 
-@pytest.mark.parametrize(("files", "job"), [
-    (["FINISHED"] * 3, "FINISHED"),
-    (["FINISHED", "FAILED"], "FINISHEDDIRTY"),
-    (["FINISHED", "FAILED", "CANCELED"], "FINISHEDDIRTY"),
-    (["FAILED", "CANCELED"], "FAILED"),
-    (["FAILED"], "FAILED"),
-    (["CANCELED", "CANCELED"], "CANCELED"),
-    (["FINISHED", "CANCELED"], "CANCELED"),
-    (["SUBMITTED", "SUBMITTED"], "SUBMITTED"),
-    (["STAGING", "SUBMITTED"], "STAGING"),
-    (["STAGING", "ACTIVE"], "ACTIVE"),
-    (["ACTIVE", "SUBMITTED"], "ACTIVE"),
-    (["ARCHIVING", "FINISHED"], "ARCHIVING"),
-    (["ARCHIVING", "ARCHIVING"], "ARCHIVING"),
-    (["ARCHIVING", "SUBMITTED"], "ACTIVE"),
-    (["FINISHED", "SUBMITTED"], "ACTIVE"),
-])
+@pytest.mark.parametrize(
+    ("files", "job"),
+    [
+        (["FINISHED"] * 3, "FINISHED"),
+        (["FINISHED", "FAILED"], "FINISHEDDIRTY"),
+        (["FINISHED", "FAILED", "CANCELED"], "FINISHEDDIRTY"),
+        (["FAILED", "CANCELED"], "FAILED"),
+        (["FAILED"], "FAILED"),
+        (["CANCELED", "CANCELED"], "CANCELED"),
+        (["FINISHED", "CANCELED"], "CANCELED"),
+        (["SUBMITTED", "SUBMITTED"], "SUBMITTED"),
+        (["STAGING", "SUBMITTED"], "STAGING"),
+        (["STAGING", "ACTIVE"], "ACTIVE"),
+        (["ACTIVE", "SUBMITTED"], "ACTIVE"),
+        (["ARCHIVING", "FINISHED"], "ARCHIVING"),
+        (["ARCHIVING", "ARCHIVING"], "ARCHIVING"),
+        (["ARCHIVING", "SUBMITTED"], "ACTIVE"),
+        (["FINISHED", "SUBMITTED"], "ACTIVE"),
+    ],
+)
 def test_job_state_is_derived_from_file_states_as_fts3_does(files, job):
     assert derive_job_state(files) == job
 
 
 def test_deterministic_id_is_uuid5_of_uuid5_of_the_fts_base_id():
     base = uuid.UUID("01874efb-4735-4595-bc9c-591aef8240c9")
-    assert deterministic_job_id("vo1", "sid-1") == str(uuid.uuid5(uuid.uuid5(base, "vo1"),
-                                                                  "sid-1"))
+    assert deterministic_job_id("vo1", "sid-1") == str(uuid.uuid5(uuid.uuid5(base, "vo1"), "sid-1"))
     assert deterministic_job_id("vo1", "sid-1") != deterministic_job_id("vo2", "sid-1")
 
 
@@ -56,25 +58,39 @@ def test_delegation_id_is_sha1_of_dn_and_fqans():
 
     dn = "/C=UK/O=Org/CN=Someone"
     assert delegation_id_for(dn) == hashlib.sha1(dn.encode()).hexdigest()[:16]
-    assert delegation_id_for(dn, ["/vo/Role=x"]) == hashlib.sha1(
-        (dn + "/vo/Role=x").encode()).hexdigest()[:16]
+    assert (
+        delegation_id_for(dn, ["/vo/Role=x"])
+        == hashlib.sha1((dn + "/vo/Role=x").encode()).hexdigest()[:16]
+    )
 
 
-@pytest.mark.parametrize(("given", "parsed"), [
-    ("adler32:0a1b2c3d", ("adler32", "0a1b2c3d")),
-    ("ADLER32:0A1B2C3D", ("adler32", "0a1b2c3d")),
-    ("ADLER32:a1b2c3d", ("adler32", "0a1b2c3d")),
-    ("ADLER32", ("adler32", None)),
-    (None, ("adler32", None)),
-])
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("adler32:0a1b2c3d", ("adler32", "0a1b2c3d")),
+        ("ADLER32:0A1B2C3D", ("adler32", "0a1b2c3d")),
+        ("ADLER32:a1b2c3d", ("adler32", "0a1b2c3d")),
+        ("ADLER32", ("adler32", None)),
+        (None, ("adler32", None)),
+    ],
+)
 def test_user_checksums_are_accepted_as_sent(given, parsed):
     assert parse_user_checksum(given) == parsed
 
 
-@pytest.mark.parametrize(("value", "given", "mode"), [
-    (True, False, "b"), (False, True, "t"), (False, False, "n"), ("both", False, "b"),
-    ("source", True, "s"), ("target", True, "t"), ("none", True, "n"), (None, False, "n"),
-])
+@pytest.mark.parametrize(
+    ("value", "given", "mode"),
+    [
+        (True, False, "b"),
+        (False, True, "t"),
+        (False, False, "n"),
+        ("both", False, "b"),
+        ("source", True, "s"),
+        ("target", True, "t"),
+        ("none", True, "n"),
+        (None, False, "n"),
+    ],
+)
 def test_verify_checksum_keeps_the_first_letter(value, given, mode):
     assert verify_checksum_mode(value, given) == mode
 
@@ -105,8 +121,10 @@ def test_delegated_proxy_must_match_the_request_key(fts3_certs):
     csr_pem, request_key_pem = new_request(2048)
     csr = x509.load_pem_x509_csr(csr_pem.encode())
     assert csr.is_signature_valid
-    chain = (sign_proxy(cert, key, csr.public_key()).public_bytes(serialization.Encoding.PEM)
-             + fts3_certs.user_cert.read_bytes()).decode()
+    chain = (
+        sign_proxy(cert, key, csr.public_key()).public_bytes(serialization.Encoding.PEM)
+        + fts3_certs.user_cert.read_bytes()
+    ).decode()
 
     credential = accept_credential(chain, request_key_pem)
 
@@ -117,8 +135,10 @@ def test_delegated_proxy_must_match_the_request_key(fts3_certs):
     with pytest.raises(DelegationError, match="private key"):
         accept_credential(chain, other_key_pem)
     with pytest.raises(DelegationError, match="chain"):
-        accept_credential(chain.split("-----END CERTIFICATE-----")[0]
-                          + "-----END CERTIFICATE-----\n", request_key_pem)
+        accept_credential(
+            chain.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n",
+            request_key_pem,
+        )
 
 
 def test_settings_layering_yaml_env_cli(tmp_path):
@@ -126,8 +146,11 @@ def test_settings_layering_yaml_env_cli(tmp_path):
     config.write_text("port: 9000\nconcurrency: 2\nfaults:\n  http_error_rate: 0.1\n")
     settings = load_settings(
         ["--config", str(config), "--concurrency", "7", "--token", "tok=/CN=x"],
-        environ={"FTS3_EMULATOR_PORT": "9100",
-                 "FTS3_EMULATOR_FAULTS__TRANSFER_FAILURE_RATE": "0.25"})
+        environ={
+            "FTS3_EMULATOR_PORT": "9100",
+            "FTS3_EMULATOR_FAULTS__TRANSFER_FAILURE_RATE": "0.25",
+        },
+    )
     assert settings.port == 9100
     assert settings.concurrency == 7
     assert settings.faults.http_error_rate == 0.1

@@ -13,8 +13,9 @@ _CLIENT_ENV = {**os.environ, "XRD_CONNECTIONRETRY": "1", "XRD_REQUESTTIMEOUT": "
 
 
 def run(*command: str, timeout: float = 90) -> str:
-    result = subprocess.run(command, env=_CLIENT_ENV, capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        command, env=_CLIENT_ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} -> rc {result.returncode}: {result.stderr}")
     return result.stdout

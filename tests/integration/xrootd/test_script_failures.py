@@ -25,8 +25,12 @@ def free_ports(count: int) -> list[int]:
 
 
 def private_stack_env(var_dir: Path, ports: list[int]) -> dict[str, str]:
-    return {"DATASTORE_VAR": str(var_dir), "XROOTD_IDC_PORT": str(ports[0]),
-            "XROOTD_UDC_PORT": str(ports[1]), "XROOTD_TAPE_PORT": str(ports[2])}
+    return {
+        "DATASTORE_VAR": str(var_dir),
+        "XROOTD_IDC_PORT": str(ports[0]),
+        "XROOTD_UDC_PORT": str(ports[1]),
+        "XROOTD_TAPE_PORT": str(ports[2]),
+    }
 
 
 def test_start_refuses_a_port_taken_by_another_process(tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.integration
 
 
 def pids(stack: XRootDStack) -> dict[str, str]:
-    return {name: (stack.var_dir / "xrootd" / name / "xrootd.pid").read_text().strip()
-            for name in ("idc", "udc", "tape")}
+    return {
+        name: (stack.var_dir / "xrootd" / name / "xrootd.pid").read_text().strip()
+        for name in ("idc", "udc", "tape")
+    }
 
 
 def test_start_twice_keeps_the_running_servers(xrootd_stack: XRootDStack) -> None:
@@ -34,8 +36,11 @@ def test_status_reports_three_running_servers(xrootd_stack: XRootDStack) -> None
     result = run_xrootd_script("status")
 
     assert result.returncode == 0, result.stdout
-    for name, url in (("idc", xrootd_stack.idc), ("udc", xrootd_stack.udc),
-                      ("tape", xrootd_stack.tape)):
+    for name, url in (
+        ("idc", xrootd_stack.idc),
+        ("udc", xrootd_stack.udc),
+        ("tape", xrootd_stack.tape),
+    ):
         assert f"{name} running" in result.stdout
         assert f"url={url}" in result.stdout
 
@@ -44,8 +49,11 @@ def test_status_reports_three_running_servers(xrootd_stack: XRootDStack) -> None
 def test_servers_run_unprivileged(xrootd_stack: XRootDStack) -> None:
     # Real, effective and saved ids: with `-R` alone the real id stayed root.
     for pid in pids(xrootd_stack).values():
-        uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                        if line.startswith("Uid:"))
+        uid_line = next(
+            line
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
         real, effective, saved, _ = (int(value) for value in uid_line.split()[1:])
         assert 0 not in (real, effective, saved), uid_line
 
@@ -67,5 +75,6 @@ async def test_third_party_copy_from_idc_to_tape_keeps_the_checksum(
     copied = await storage.stat(destination)
     assert copied is not None and copied.size == len(content)
     assert await storage.checksum(destination) == f"adler32:{zlib.adler32(content):08x}"
-    assert (xrootd_stack.data_dir("tape") / xrootd_test_path.lstrip("/") / "raw.nxs"
-            ).read_bytes() == content
+    assert (
+        xrootd_stack.data_dir("tape") / xrootd_test_path.lstrip("/") / "raw.nxs"
+    ).read_bytes() == content

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -42,10 +43,22 @@ from fts3_emulator.store import DuplicateJobError, NewFile, Store
 
 API_VERSION = {"major": 3, "minor": 14, "patch": 0}
 SUBMIT_HOST = "fts3-emulator"
-REASONS = {200: "Ok", 201: "Created", 204: "No Content", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict", 419: "Authentication Timeout", 500: "Internal Server Error"}
+REASONS = {
+    200: "Ok",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    419: "Authentication Timeout",
+    500: "Internal Server Error",
+}
 _MULTI_SLASH = re.compile(r"/{2,}")
+# Client certificate keys whose size the delegation request key copies (others: 2048 bits).
+_SIZED_KEYS = (rsa.RSAPublicKey, dsa.DSAPublicKey, ec.EllipticCurvePublicKey)
 
 
 class ApiError(Exception):
@@ -68,6 +81,7 @@ def json_response(content: Any, status: int = 200) -> JSONResponse:
 
 
 # --- rendering ---------------------------------------------------------------------------
+
 
 def render_job(job: dict[str, Any]) -> dict[str, Any]:
     params = job["params"]
@@ -151,6 +165,7 @@ def render_file(entry: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 
 # --- the application --------------------------------------------------------------------
 
+
 class Fts3Api:
     """Route handlers bound to one store, engine and settings."""
 
@@ -182,34 +197,41 @@ class Fts3Api:
 
     # endpoints -----------------------------------------------------------------------------
     async def root(self, request: Request) -> Response:
-        return json_response({
-            "api": API_VERSION,
-            "core": API_VERSION,
-            "schema": API_VERSION,
-            "delegation": {"major": 2, "minor": 0, "patch": 0},
-            "_links": {"curies": [], "fts:whoami": {"href": "/whoami"},
-                       "fts:joblist": {"href": "/jobs{?vo_name,user_dn,dlg_id,state_in}"},
-                       "fts:job": {"href": "/jobs/{id}"}},
-        })
+        return json_response(
+            {
+                "api": API_VERSION,
+                "core": API_VERSION,
+                "schema": API_VERSION,
+                "delegation": {"major": 2, "minor": 0, "patch": 0},
+                "_links": {
+                    "curies": [],
+                    "fts:whoami": {"href": "/whoami"},
+                    "fts:joblist": {"href": "/jobs{?vo_name,user_dn,dlg_id,state_in}"},
+                    "fts:job": {"href": "/jobs/{id}"},
+                },
+            }
+        )
 
     async def whoami(self, request: Request) -> Response:
         user = self.user(request)
-        return json_response({
-            "user_dn": user.user_dn,
-            "dn": [user.user_dn],
-            "base_id": str(FTS_BASE_ID),
-            "voms_cred": [],
-            "vos": [user.vo_name],
-            "vos_id": [str(uuid.uuid5(FTS_BASE_ID, user.vo_name))],
-            "roles": [],
-            "level": {"transfer": "vo", "config": None, "datamanagement": "all"},
-            "delegation_id": user.delegation_id,
-            "method": user.method,
-            "is_root": False,
-        })
+        return json_response(
+            {
+                "user_dn": user.user_dn,
+                "dn": [user.user_dn],
+                "base_id": str(FTS_BASE_ID),
+                "voms_cred": [],
+                "vos": [user.vo_name],
+                "vos_id": [str(uuid.uuid5(FTS_BASE_ID, user.vo_name))],
+                "roles": [],
+                "level": {"transfer": "vo", "config": None, "datamanagement": "all"},
+                "delegation_id": user.delegation_id,
+                "method": user.method,
+                "is_root": False,
+            }
+        )
 
     def _own_delegation_id(self, request: Request, user: UserIdentity) -> str:
-        dlg_id = request.path_params["dlg_id"]
+        dlg_id: str = request.path_params["dlg_id"]
         if dlg_id != user.delegation_id:
             raise ApiError(403, "The requested ID and the credentials ID do not match")
         return dlg_id
@@ -220,8 +242,7 @@ class Fts3Api:
         delegation = self.store.get_delegation(dlg_id)
         if not delegation or not delegation["proxy_pem"]:
             return json_response(None if _old_client(request) else [])
-        return json_response({"termination_time": delegation["termination_time"],
-                              "voms_attrs": []})
+        return json_response({"termination_time": delegation["termination_time"], "voms_attrs": []})
 
     async def delegation_request(self, request: Request) -> Response:
         user = self.user(request)
@@ -230,7 +251,9 @@ class Fts3Api:
         der = request.scope.get("extensions", {}).get("tls", {}).get("client_cert_der")
         if der:
             with contextlib.suppress(Exception):
-                key_bits = x509.load_der_x509_certificate(der).public_key().key_size
+                public_key = x509.load_der_x509_certificate(der).public_key()
+                if isinstance(public_key, _SIZED_KEYS):  # the others have no key_size
+                    key_bits = public_key.key_size
         csr_pem, key_pem = await asyncio.to_thread(new_request, key_bits)
         self.store.save_request_key(dlg_id, user.user_dn, key_pem)
         return PlainTextResponse(csr_pem, headers={"X-Delegation-ID": dlg_id})
@@ -286,24 +309,40 @@ class Fts3Api:
             checksum = item.get("checksum") or "ADLER32"
             checksum_given = checksum_given or ":" in checksum
             filesize = item.get("filesize")
-            new_files.append(NewFile(
-                source_surl=sources[0], dest_surl=destinations[0], file_state="",
-                checksum=checksum,
-                user_filesize=int(filesize) if filesize not in (None, "") else None,
-                extra={key: item.get(key) for key in
-                       ("metadata", "staging_metadata", "archive_metadata", "activity",
-                        "selection_strategy") if item.get(key) is not None},
-            ))
+            new_files.append(
+                NewFile(
+                    source_surl=sources[0],
+                    dest_surl=destinations[0],
+                    file_state="",
+                    checksum=checksum,
+                    user_filesize=int(filesize) if filesize not in (None, "") else None,
+                    extra={
+                        key: item.get(key)
+                        for key in (
+                            "metadata",
+                            "staging_metadata",
+                            "archive_metadata",
+                            "activity",
+                            "selection_strategy",
+                        )
+                        if item.get(key) is not None
+                    },
+                )
+            )
         job_params = _job_params(params, user, checksum_given)
         initial_state = "STAGING" if (job_params["bring_online"] or 0) > 0 else "SUBMITTED"
         for entry in new_files:
             entry.file_state = initial_state
         job = {
-            "job_id": job_id, "job_state": initial_state, "user_dn": user.user_dn,
-            "vo_name": user.vo_name, "cred_id": user.delegation_id,
+            "job_id": job_id,
+            "job_state": initial_state,
+            "user_dn": user.user_dn,
+            "vo_name": user.vo_name,
+            "cred_id": user.delegation_id,
             "source_se": storage_element(new_files[0].source_surl),
             "dest_se": storage_element(new_files[0].dest_surl),
-            "submit_time": utc_now().strftime(TIMESTAMP_FORMAT), "params": job_params,
+            "submit_time": utc_now().strftime(TIMESTAMP_FORMAT),
+            "params": job_params,
         }
         try:
             self.store.insert_job(job, new_files)
@@ -328,8 +367,9 @@ class Fts3Api:
         if query.get("dlg_id") and query["dlg_id"] != user.delegation_id:
             raise ApiError(403, "The provided delegation id does not match your delegation id")
         if query.get("user_dn") and query["user_dn"] != user.user_dn:
-            raise ApiError(400, "The provided DN and delegation id do not correspond to the "
-                                "same user")
+            raise ApiError(
+                400, "The provided DN and delegation id do not correspond to the same user"
+            )
         limit = None
         if query.get("limit"):
             try:
@@ -339,16 +379,21 @@ class Fts3Api:
             if not 0 <= limit <= 500:
                 raise ApiError(400, "The limit must be positive and less or equal than 500")
         filters = {"cred_id": user.delegation_id}
-        for name, column in (("vo_name", "vo_name"), ("source_se", "source_se"),
-                             ("dest_se", "dest_se"), ("user_dn", "user_dn")):
+        for name, column in (
+            ("vo_name", "vo_name"),
+            ("source_se", "source_se"),
+            ("dest_se", "dest_se"),
+            ("user_dn", "user_dn"),
+        ):
             if query.get(name):
                 filters[column] = query[name]
         states = [s for s in (query.get("state_in") or "").split(",") if s] or None
         # FTS: without state_in, or with state_in but neither limit nor time_window, only jobs
         # that have not finished are listed.
         unfinished_only = states is None or (limit is None and not query.get("time_window"))
-        jobs = self.store.list_jobs(states=states, unfinished_only=unfinished_only,
-                                    filters=filters, limit=limit)
+        jobs = self.store.list_jobs(
+            states=states, unfinished_only=unfinished_only, filters=filters, limit=limit
+        )
         if query.get("time_window") and states:
             jobs = [j for j in jobs if _within_window(j, query["time_window"])]
         rendered = [render_job(job) for job in jobs]
@@ -367,8 +412,13 @@ class Fts3Api:
             try:
                 job = self._owned_job(job_id, user)
             except ApiError as error:
-                statuses.append({"job_id": job_id, "http_status": status_line(error.status),
-                                 "http_message": error.message})
+                statuses.append(
+                    {
+                        "job_id": job_id,
+                        "http_status": status_line(error.status),
+                        "http_message": error.message,
+                    }
+                )
                 errors += 1
                 continue
             rendered = render_job(job)
@@ -384,16 +434,16 @@ class Fts3Api:
             single = statuses[0]
             if errors:
                 code = int(single["http_status"].split()[0])
-                return json_response({**error_body(code, single["http_message"]), **single},
-                                     code)
+                return json_response({**error_body(code, single["http_message"]), **single}, code)
             return json_response(single)
         return json_response(statuses, 207 if errors else 200)
 
     async def get_files(self, request: Request) -> Response:
         user = self.user(request)
         job = self._owned_job(request.path_params["job_id"], user)
-        return json_response([render_file(entry, job)
-                              for entry in self.store.files_of(job["job_id"])])
+        return json_response(
+            [render_file(entry, job) for entry in self.store.files_of(job["job_id"])]
+        )
 
     async def get_dm(self, request: Request) -> Response:
         user = self.user(request)
@@ -409,24 +459,35 @@ class Fts3Api:
             try:
                 job = self._owned_job(job_id, user)
             except ApiError as error:
-                responses.append({"job_id": job_id, "http_status": status_line(error.status),
-                                  "http_message": error.message})
+                responses.append(
+                    {
+                        "job_id": job_id,
+                        "http_status": status_line(error.status),
+                        "http_message": error.message,
+                    }
+                )
                 continue
             if job["job_state"] not in JOB_ACTIVE_STATES:
                 rendered = render_job(job)
-                rendered.update(http_status="304 Not Modified",
-                                http_message="The job is in a terminal state")
+                rendered.update(
+                    http_status="304 Not Modified", http_message="The job is in a terminal state"
+                )
                 responses.append(rendered)
                 continue
             reason = "Job canceled by the user"
             canceled = []
             for entry in self.store.files_of(job_id):
                 if entry["file_state"] in FILE_ACTIVE_STATES and self.store.update_file(
-                        entry["file_id"], only_if_state_in=FILE_ACTIVE_STATES,
-                        file_state="CANCELED", reason=reason, finish_time=now):
+                    entry["file_id"],
+                    only_if_state_in=FILE_ACTIVE_STATES,
+                    file_state="CANCELED",
+                    reason=reason,
+                    finish_time=now,
+                ):
                     canceled.append(entry["file_id"])
-            self.store.update_job(job_id, job_state="CANCELED", cancel_job=1,
-                                  job_finished=now, reason=reason)
+            self.store.update_job(
+                job_id, job_state="CANCELED", cancel_job=1, job_finished=now, reason=reason
+            )
             self.engine.cancel_files(canceled)
             rendered = render_job(self.store.get_job(job_id) or job)
             rendered["http_message"] = None
@@ -437,11 +498,11 @@ class Fts3Api:
             single = responses[0]
             code = int(single["http_status"].split()[0])
             if code not in (200, 304):
-                return json_response({**error_body(code, single["http_message"]), **single},
-                                     code)
+                return json_response({**error_body(code, single["http_message"]), **single}, code)
             return json_response(single)
-        failed = any("job_state" not in r and not r["http_status"].startswith("2")
-                     for r in responses)
+        failed = any(
+            "job_state" not in r and not r["http_status"].startswith("2") for r in responses
+        )
         return json_response(responses, 207 if failed else 200)
 
     async def cancel_files(self, request: Request) -> Response:
@@ -458,18 +519,23 @@ class Fts3Api:
                 changed.append("File does not belong to the job")
             elif entry["file_state"] not in FILE_ACTIVE_STATES:
                 changed.append(entry["file_state"])
-            elif self.store.update_file(entry["file_id"], only_if_state_in=FILE_ACTIVE_STATES,
-                                        file_state="CANCELED", finish_time=now,
-                                        reason="File canceled by the user"):
+            elif self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=FILE_ACTIVE_STATES,
+                file_state="CANCELED",
+                finish_time=now,
+                reason="File canceled by the user",
+            ):
                 changed.append("CANCELED")
                 canceled.append(entry["file_id"])
             else:
-                changed.append(self.store.get_file(entry["file_id"])["file_state"])
+                changed.append(self.store.file_state(entry["file_id"]))
         self.engine.cancel_files(canceled)
         remaining = [e["file_state"] for fid, e in files.items() if fid not in requested]
         if not any(s in FILE_ACTIVE_STATES for s in remaining + changed):
-            self.store.update_job(job["job_id"], job_state="CANCELED", cancel_job=1,
-                                  job_finished=now)
+            self.store.update_job(
+                job["job_id"], job_state="CANCELED", cancel_job=1, job_finished=now
+            )
         else:
             self.engine.refresh_job(job["job_id"])
         return json_response(changed if len(changed) > 1 else changed[0])
@@ -488,8 +554,7 @@ class Fts3Api:
         return json_response(self.settings.faults.as_dict())
 
 
-def _job_params(params: dict[str, Any], user: UserIdentity, checksum_given: bool
-                ) -> dict[str, Any]:
+def _job_params(params: dict[str, Any], user: UserIdentity, checksum_given: bool) -> dict[str, Any]:
     """The job parameters FTS stores: nulls replaced by defaults, flags normalised."""
     metadata = params.get("job_metadata")
     if metadata is None:
@@ -532,7 +597,7 @@ def _job_params(params: dict[str, Any], user: UserIdentity, checksum_given: bool
 def _old_client(request: Request) -> bool:
     """Clients before 3.12 expect ``null`` for "no delegation", newer ones ``[]``."""
     match = re.search(r"fts-python-bindings/(\d+)\.(\d+)", request.headers.get("user-agent", ""))
-    return bool(match) and (int(match[1]), int(match[2])) < (3, 12)
+    return match is not None and (int(match[1]), int(match[2])) < (3, 12)
 
 
 def _within_window(job: dict[str, Any], window: str) -> bool:
@@ -548,6 +613,7 @@ def _within_window(job: dict[str, Any], window: str) -> bool:
 
 
 # --- middleware -------------------------------------------------------------------------
+
 
 class CollapseSlashes:
     """The official client sends ``//whoami``: collapse repeated slashes before routing."""
@@ -582,13 +648,15 @@ class InjectFaults:
         await self.app(scope, receive, send)
 
 
-def _handle(handler: Callable[[Request], Awaitable[Response]]
-            ) -> Callable[[Request], Awaitable[Response]]:
+def _handle(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
         except ApiError as error:
             return json_response(error_body(error.status, error.message), error.status)
+
     return endpoint
 
 
@@ -610,8 +678,11 @@ def create_app(settings: EmulatorSettings, store: Store, engine: TransferEngine)
         Route("/delegation/{dlg_id}", _handle(api.delegation_info), methods=["GET"]),
         Route("/delegation/{dlg_id}", _handle(api.delegation_delete), methods=["DELETE"]),
         Route("/delegation/{dlg_id}/request", _handle(api.delegation_request), methods=["GET"]),
-        Route("/delegation/{dlg_id}/credential", _handle(api.delegation_credential),
-              methods=["PUT", "POST"]),
+        Route(
+            "/delegation/{dlg_id}/credential",
+            _handle(api.delegation_credential),
+            methods=["PUT", "POST"],
+        ),
         Route("/jobs", _handle(api.submit), methods=["POST", "PUT"]),
         Route("/jobs", _handle(api.list_jobs), methods=["GET"]),
         Route("/jobs/{job_id}/files", _handle(api.get_files), methods=["GET"]),
@@ -632,6 +703,9 @@ def create_app(settings: EmulatorSettings, store: Store, engine: TransferEngine)
     async def crashed(request: Request, exc: Exception) -> Response:
         return json_response(error_body(500, f"Internal error: {exc}"), 500)
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: not_allowed, 500: crashed})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed, 500: crashed},
+    )
     return CollapseSlashes(InjectFaults(app, settings))

@@ -66,8 +66,14 @@ class EmulatorSettings:
                 self.tokens = {str(k): dict(v) for k, v in dict(value).items()}
             elif item.name in {"db_path", "cert", "key", "ca"}:
                 setattr(self, item.name, Path(value))
-            elif item.name in {"port", "concurrency", "retry_default", "query_batch",
-                               "query_parallel", "tpc_min_size"}:
+            elif item.name in {
+                "port",
+                "concurrency",
+                "retry_default",
+                "query_batch",
+                "query_parallel",
+                "tpc_min_size",
+            }:
                 setattr(self, item.name, int(value))
             elif item.name in {"poll_interval", "copy_timeout", "poll_max_interval"}:
                 setattr(self, item.name, float(value))
@@ -83,9 +89,9 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         if key.startswith("faults__"):
-            faults[key[len("faults__"):]] = value
+            faults[key[len("faults__") :]] = value
         elif key == "tokens":
             values["tokens"] = {
                 token: {"user_dn": dn}
@@ -112,13 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", dest="poll_interval", type=float)
     parser.add_argument("--copy-mode", dest="copy_mode", choices=["auto", "tpc", "streamed"])
     parser.add_argument("--log-level", dest="log_level")
-    parser.add_argument("--token", action="append", default=[],
-                        help="TOKEN=USER_DN, may be repeated")
+    parser.add_argument(
+        "--token", action="append", default=[], help="TOKEN=USER_DN, may be repeated"
+    )
     return parser
 
 
-def load_settings(argv: list[str] | None = None,
-                  environ: dict[str, str] | None = None) -> EmulatorSettings:
+def load_settings(
+    argv: list[str] | None = None, environ: dict[str, str] | None = None
+) -> EmulatorSettings:
     args = build_parser().parse_args(argv)
     environ = dict(os.environ if environ is None else environ)
     settings = EmulatorSettings()

@@ -71,8 +71,10 @@ def accept_credential(chain_pem: str, request_key_pem: str) -> DelegatedCredenti
     if not _verify_signed_by(proxy, issuer):
         raise DelegationError("The proxy is not signed by the next certificate in the chain")
     subject = list(proxy.subject)
-    if proxy.issuer != issuer.subject or list(proxy.issuer) != subject[:-1] or (
-        subject[-1].oid != NameOID.COMMON_NAME
+    if (
+        proxy.issuer != issuer.subject
+        or list(proxy.issuer) != subject[:-1]
+        or (subject[-1].oid != NameOID.COMMON_NAME)
     ):
         raise DelegationError("The proxy subject must be its issuer's subject plus one CN")
     termination = min(certificate.not_valid_after_utc for certificate in chain)

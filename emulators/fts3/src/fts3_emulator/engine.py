@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -58,8 +59,9 @@ def _seconds_since(text: str | None) -> float:
 
 
 class TransferEngine:
-    def __init__(self, store: Store, settings: EmulatorSettings,
-                 tools: XrootdTools | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: EmulatorSettings, tools: XrootdTools | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.tools = tools or XrootdTools()
@@ -96,8 +98,9 @@ class TransferEngine:
         for entry in self.store.files_in_states(["ACTIVE", "READY"]):
             extra = entry["extra"]
             extra["restarted"] = True
-            self.store.update_file(entry["file_id"], file_state="SUBMITTED", not_before=0,
-                                   extra=json.dumps(extra))
+            self.store.update_file(
+                entry["file_id"], file_state="SUBMITTED", not_before=0, extra=json.dumps(extra)
+            )
             log.info("file %s of job %s resumes after restart", entry["file_id"], entry["job_id"])
 
     def wake(self) -> None:
@@ -138,15 +141,16 @@ class TransferEngine:
 
     def _polled(self, file_id: int, now: float) -> None:
         _, polls = self._next_poll.get(file_id, (0.0, 0))
-        delay = min(self.settings.poll_interval * (1.5 ** polls), self.settings.poll_max_interval)
+        delay = min(self.settings.poll_interval * (1.5**polls), self.settings.poll_max_interval)
         self._next_poll[file_id] = (now + delay, polls + 1)
 
-    async def _query_batches(self, server: str, request_id: str, paths: list[str]
-                             ) -> dict[str, Any]:
+    async def _query_batches(
+        self, server: str, request_id: str, paths: list[str]
+    ) -> dict[str, Any]:
         """``query prepare`` for many paths: batches of ``query_batch``, a few in flight; a
         batch whose answer overflows the server's buffer is split."""
         size = max(1, self.settings.query_batch)
-        batches = [paths[i:i + size] for i in range(0, len(paths), size)]
+        batches = [paths[i : i + size] for i in range(0, len(paths), size)]
 
         async def one(batch: list[str]) -> dict[str, Any]:
             try:
@@ -165,8 +169,9 @@ class TransferEngine:
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
-                log.warning("query prepare of %d paths on %s failed: %s", len(batch), server,
-                            result)
+                log.warning(
+                    "query prepare of %d paths on %s failed: %s", len(batch), server, result
+                )
                 continue
             statuses.update(result)
         return statuses
@@ -180,8 +185,9 @@ class TransferEngine:
         if state == job["job_state"]:
             return
         if is_job_terminal(state):
-            self.store.update_job(job_id, job_state=state, job_finished=utc_now(),
-                                  reason=terminal_job_reason(state))
+            self.store.update_job(
+                job_id, job_state=state, job_finished=utc_now(), reason=terminal_job_reason(state)
+            )
         else:
             self.store.update_job(job_id, job_state=state)
 
@@ -200,8 +206,9 @@ class TransferEngine:
             return
         jobs: dict[str, dict[str, Any] | None] = {}
         touched: set[str] = set()
-        candidates = self.store.files_ready_to_copy(time.time(), exclude=self._copies.keys(),
-                                                    limit=free)
+        candidates = self.store.files_ready_to_copy(
+            time.time(), exclude=self._copies.keys(), limit=free
+        )
         for entry in candidates:
             if free <= 0:
                 break
@@ -210,20 +217,25 @@ class TransferEngine:
             job = jobs[entry["job_id"]]
             if job is None or is_job_terminal(job["job_state"]):
                 continue
-            if not self.store.update_file(entry["file_id"], only_if_state_in=["SUBMITTED"],
-                                          file_state="ACTIVE", start_time=utc_now(),
-                                          attempts=entry["attempts"] + 1, reason=None):
+            if not self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=["SUBMITTED"],
+                file_state="ACTIVE",
+                start_time=utc_now(),
+                attempts=entry["attempts"] + 1,
+                reason=None,
+            ):
                 continue
             touched.add(entry["job_id"])
             entry["attempts"] += 1
             task = asyncio.create_task(self._copy_file(entry, job), name=f"copy-{entry['file_id']}")
             self._copies[entry["file_id"]] = task
-            task.add_done_callback(lambda _t, fid=entry["file_id"]: self._copy_done(fid))
+            task.add_done_callback(functools.partial(self._copy_done, entry["file_id"]))
             free -= 1
         for job_id in touched:
             self.refresh_job(job_id)
 
-    def _copy_done(self, file_id: int) -> None:
+    def _copy_done(self, file_id: int, _task: asyncio.Task[None]) -> None:
         self._copies.pop(file_id, None)
         self._wake.set()
 
@@ -236,7 +248,7 @@ class TransferEngine:
         except asyncio.CancelledError:
             # Cancelled by the user (the API set CANCELED) or by shutdown (stays ACTIVE and is
             # redone after restart). A cancelled copy leaves no partial file behind.
-            if self.store.get_file(file_id)["file_state"] == "CANCELED":
+            if self.store.file_state(file_id) == "CANCELED":
                 await asyncio.shield(self._remove_canceled(entry["dest_surl"]))
             raise
         except TransferFailure as failure:
@@ -259,7 +271,7 @@ class TransferEngine:
             else:
                 columns.update(file_state="FINISHED", finish_time=utc_now())
             self.store.update_file(file_id, only_if_state_in=["ACTIVE"], **columns)
-        if self.store.get_file(file_id)["file_state"] == "CANCELED":
+        if self.store.file_state(file_id) == "CANCELED":
             # Cancelled while the copy was finishing (its task was past the point where a
             # cancel interrupts it): a CANCELED file leaves nothing at the destination.
             await self._remove_canceled(entry["dest_surl"])
@@ -275,8 +287,9 @@ class TransferEngine:
                     await self.tools.remove(destination)
             await asyncio.sleep(CANCEL_CLEANUP_INTERVAL)
 
-    def _record_failure(self, entry: dict[str, Any], params: dict[str, Any],
-                        failure: TransferFailure) -> None:
+    def _record_failure(
+        self, entry: dict[str, Any], params: dict[str, Any], failure: TransferFailure
+    ) -> None:
         attempts_allowed = max_attempts(params.get("retry"), self.settings.retry_default)
         restarted = bool(entry["extra"].get("restarted"))
         if restarted:
@@ -285,16 +298,29 @@ class TransferEngine:
             attempts_allowed += 2
         if failure.retryable and entry["attempts"] < attempts_allowed:
             delay = max(float(params.get("retry_delay") or 0), 2.0 if restarted else 0.0)
-            log.info("file %s failed (%s); retry %d/%d", entry["file_id"], failure.reason,
-                     entry["attempts"], attempts_allowed - 1)
-            self.store.update_file(entry["file_id"], only_if_state_in=["ACTIVE"],
-                                   file_state="SUBMITTED", reason=failure.reason,
-                                   not_before=time.time() + delay)
+            log.info(
+                "file %s failed (%s); retry %d/%d",
+                entry["file_id"],
+                failure.reason,
+                entry["attempts"],
+                attempts_allowed - 1,
+            )
+            self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=["ACTIVE"],
+                file_state="SUBMITTED",
+                reason=failure.reason,
+                not_before=time.time() + delay,
+            )
             return
         log.info("file %s FAILED: %s", entry["file_id"], failure.reason)
-        self.store.update_file(entry["file_id"], only_if_state_in=["ACTIVE"],
-                               file_state="FAILED", reason=failure.reason,
-                               finish_time=utc_now())
+        self.store.update_file(
+            entry["file_id"],
+            only_if_state_in=["ACTIVE"],
+            file_state="FAILED",
+            reason=failure.reason,
+            finish_time=utc_now(),
+        )
 
     async def _transfer(self, entry: dict[str, Any], params: dict[str, Any]) -> int | None:
         """One copy attempt; returns the destination size or raises TransferFailure."""
@@ -305,10 +331,12 @@ class TransferEngine:
             raise TransferFailure("TRANSFER [5] Injected transfer failure (fault injection)")
 
         source_info, destination_info = await asyncio.gather(
-            self.tools.stat(source), self.tools.stat(destination))
+            self.tools.stat(source), self.tools.stat(destination)
+        )
         if source_info is None:
             raise TransferFailure(
-                f"SOURCE [2] Failed to stat {source}: No such file or directory", retryable=False)
+                f"SOURCE [2] Failed to stat {source}: No such file or directory", retryable=False
+            )
         source_size = int(source_info.size)
 
         overwrite = bool(params.get("overwrite"))
@@ -317,7 +345,9 @@ class TransferEngine:
         if destination_info is not None and not (overwrite or ours):
             raise TransferFailure(
                 f"DESTINATION [17] Destination file exists and overwrite is not enabled: "
-                f"{destination}", retryable=False)
+                f"{destination}",
+                retryable=False,
+            )
         if destination_info is not None:
             # Removed, not truncated by the copy's open: the server caches checksums by
             # mtime (1 s), so a file rewritten within a second could keep its old checksum.
@@ -331,7 +361,9 @@ class TransferEngine:
             if user_value and source_sum != user_value:
                 raise TransferFailure(
                     f"SOURCE [5] User defined checksum and source checksum do not match "
-                    f"{user_value} != {source_sum}", retryable=False)
+                    f"{user_value} != {source_sum}",
+                    retryable=False,
+                )
 
         if not ours:
             extra["dest_written"] = True
@@ -339,8 +371,9 @@ class TransferEngine:
         timeout = float(params.get("timeout") or self.settings.copy_timeout)
         try:
             if self._use_tpc(source_size):
-                await self.tools.third_party_copy(source, destination, time_limit=timeout,
-                                                  size_hint=source_size)
+                await self.tools.third_party_copy(
+                    source, destination, time_limit=timeout, size_hint=source_size
+                )
             else:
                 await self.tools.streamed_copy(source, destination, time_limit=timeout)
         except TimeoutError as error:
@@ -348,8 +381,9 @@ class TransferEngine:
             raise TransferFailure(f"TRANSFER [110] Copy timed out after {timeout:.0f}s") from error
 
         if mode in {"b", "t"}:
-            destination_sum, size = await asyncio.gather(self.tools.adler32(destination),
-                                                         self.tools.size(destination))
+            destination_sum, size = await asyncio.gather(
+                self.tools.adler32(destination), self.tools.size(destination)
+            )
             if mode == "t" and user_value:
                 expected, against = user_value, "User defined"
             else:
@@ -359,7 +393,8 @@ class TransferEngine:
                 await self.tools.remove(destination)
                 raise TransferFailure(
                     f"DESTINATION [5] {against} and destination checksums do not match "
-                    f"{expected} != {destination_sum}")
+                    f"{expected} != {destination_sum}"
+                )
             return size
         return await self.tools.size(destination)
 
@@ -396,14 +431,27 @@ class TransferEngine:
                     self._finish_staging(e, failed=f"STAGING [5] prepare failed: {error}")
                 continue
             for e in entries:
-                self.store.update_file(e["file_id"], only_if_state_in=["STAGING"],
-                                       staging_reqid=request_id, staging_start=utc_now())
+                self.store.update_file(
+                    e["file_id"],
+                    only_if_state_in=["STAGING"],
+                    staging_reqid=request_id,
+                    staging_start=utc_now(),
+                )
                 self._polled(e["file_id"], now)
-        await asyncio.gather(*(self._query_staging(server, request_id, entries, jobs)
-                               for (server, request_id), entries in to_query.items()))
+        await asyncio.gather(
+            *(
+                self._query_staging(server, request_id, entries, jobs)
+                for (server, request_id), entries in to_query.items()
+            )
+        )
 
-    async def _query_staging(self, server: str, request_id: str, entries: list[dict[str, Any]],
-                             jobs: dict[str, dict[str, Any] | None]) -> None:
+    async def _query_staging(
+        self,
+        server: str,
+        request_id: str,
+        entries: list[dict[str, Any]],
+        jobs: dict[str, dict[str, Any] | None],
+    ) -> None:
         paths = [XrootdUrl.parse(e["source_surl"]).path for e in entries]
         # Unanswered polls still count against bring_online.
         statuses = await self._query_batches(server, request_id, paths)
@@ -414,26 +462,41 @@ class TransferEngine:
             job = jobs.get(entry["job_id"]) or {"params": {}}
             bring_online = float(job["params"].get("bring_online") or 0)
             if status is not None and not status.path_exists:
-                self._finish_staging(entry, failed=(
-                    f"SOURCE [2] Failed to stage {entry['source_surl']}: "
-                    f"{status.error_text or 'No such file or directory'}"))
+                self._finish_staging(
+                    entry,
+                    failed=(
+                        f"SOURCE [2] Failed to stage {entry['source_surl']}: "
+                        f"{status.error_text or 'No such file or directory'}"
+                    ),
+                )
             elif status is not None and status.error_text and not status.online:
                 self._finish_staging(entry, failed=f"STAGING [5] {status.error_text}")
             elif status is not None and status.online:
                 self._finish_staging(entry, failed=None)
             elif bring_online > 0 and _seconds_since(entry["staging_start"]) > bring_online:
-                self._finish_staging(entry, failed=(
-                    f"STAGING [62] Staging timeout: not online after {bring_online:.0f}s"))
+                self._finish_staging(
+                    entry,
+                    failed=(f"STAGING [62] Staging timeout: not online after {bring_online:.0f}s"),
+                )
 
     def _finish_staging(self, entry: dict[str, Any], *, failed: str | None) -> None:
         self._next_poll.pop(entry["file_id"], None)
         if failed:
-            self.store.update_file(entry["file_id"], only_if_state_in=["STAGING"],
-                                   file_state="FAILED", reason=failed, finish_time=utc_now(),
-                                   staging_finished=utc_now())
+            self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=["STAGING"],
+                file_state="FAILED",
+                reason=failed,
+                finish_time=utc_now(),
+                staging_finished=utc_now(),
+            )
         else:
-            self.store.update_file(entry["file_id"], only_if_state_in=["STAGING"],
-                                   file_state="SUBMITTED", staging_finished=utc_now())
+            self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=["STAGING"],
+                file_state="SUBMITTED",
+                staging_finished=utc_now(),
+            )
             self._wake.set()
         self.refresh_job(entry["job_id"])
 
@@ -465,17 +528,22 @@ class TransferEngine:
         archive_timeout = float(params.get("archive_timeout") or 0)
         if status is not None and status.on_tape:
             self._next_poll.pop(entry["file_id"], None)
-            self.store.update_file(entry["file_id"], only_if_state_in=["ARCHIVING"],
-                                   file_state="FINISHED", finish_time=utc_now(),
-                                   archive_finish_time=utc_now())
+            self.store.update_file(
+                entry["file_id"],
+                only_if_state_in=["ARCHIVING"],
+                file_state="FINISHED",
+                finish_time=utc_now(),
+                archive_finish_time=utc_now(),
+            )
         elif archive_timeout > 0 and _seconds_since(entry["archive_start"]) > archive_timeout:
             self._next_poll.pop(entry["file_id"], None)
             self.store.update_file(
-                entry["file_id"], only_if_state_in=["ARCHIVING"], file_state="FAILED",
+                entry["file_id"],
+                only_if_state_in=["ARCHIVING"],
+                file_state="FAILED",
                 finish_time=utc_now(),
-                reason=f"Archiving timeout: not on tape after {archive_timeout:.0f}s")
+                reason=f"Archiving timeout: not on tape after {archive_timeout:.0f}s",
+            )
         else:
             return
         self.refresh_job(entry["job_id"])
-
-

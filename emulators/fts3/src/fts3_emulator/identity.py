@@ -55,7 +55,9 @@ def name_to_oneline(name: x509.Name) -> str:
     parts = []
     for attribute in name:
         short = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
-        parts.append(f"/{short}={attribute.value}")
+        value = attribute.value
+        # Only an x500UniqueIdentifier (a bit string) is bytes; it is written as its repr.
+        parts.append(f"/{short}={value if isinstance(value, str) else repr(value)}")
     return "".join(parts)
 
 

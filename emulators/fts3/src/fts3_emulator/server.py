@@ -36,6 +36,7 @@ def _with_peer_certificate(app: ASGIApp, der: bytes | None) -> ASGIApp:
             extensions["tls"] = {"client_cert_der": der}
             scope = {**scope, "extensions": extensions}
         await app(scope, receive, send)
+
     return wrapped
 
 
@@ -54,8 +55,10 @@ class H11WithPeerCertificate(_PeerCertificateMixin, H11Protocol):
 
 
 if HttpToolsProtocol is not None:
+
     class HttpToolsWithPeerCertificate(_PeerCertificateMixin, HttpToolsProtocol):
         pass
+
     PROTOCOL: type = HttpToolsWithPeerCertificate
 else:
     PROTOCOL = H11WithPeerCertificate
@@ -85,6 +88,7 @@ def build_server(settings: EmulatorSettings) -> uvicorn.Server:
 
 
 def serve(settings: EmulatorSettings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     build_server(settings).run()

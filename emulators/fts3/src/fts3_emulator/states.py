@@ -15,14 +15,34 @@ from datetime import UTC, datetime
 FTS_BASE_ID = uuid.UUID("urn:uuid:01874efb-4735-4595-bc9c-591aef8240c9")
 
 JOB_ACTIVE_STATES = frozenset(
-    {"STAGING", "SUBMITTED", "READY", "ACTIVE", "DELETE", "ARCHIVING", "QOS_TRANSITION",
-     "QOS_REQUEST_SUBMITTED"}
+    {
+        "STAGING",
+        "SUBMITTED",
+        "READY",
+        "ACTIVE",
+        "DELETE",
+        "ARCHIVING",
+        "QOS_TRANSITION",
+        "QOS_REQUEST_SUBMITTED",
+    }
 )
 JOB_TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"})
 FILE_TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "CANCELED"})
 FILE_ACTIVE_STATES = frozenset(
-    {"SUBMITTED", "READY", "ACTIVE", "STAGING", "STARTED", "ARCHIVING", "ON_HOLD",
-     "ON_HOLD_STAGING", "FORCE_START", "TOKEN_PREP", "QOS_TRANSITION", "QOS_REQUEST_SUBMITTED"}
+    {
+        "SUBMITTED",
+        "READY",
+        "ACTIVE",
+        "STAGING",
+        "STARTED",
+        "ARCHIVING",
+        "ON_HOLD",
+        "ON_HOLD_STAGING",
+        "FORCE_START",
+        "TOKEN_PREP",
+        "QOS_TRANSITION",
+        "QOS_REQUEST_SUBMITTED",
+    }
 )
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"

@@ -103,14 +103,34 @@ class Store:
             self._db.execute(
                 "INSERT INTO jobs (job_id, job_state, user_dn, vo_name, cred_id, source_se,"
                 " dest_se, submit_time, params) VALUES (?,?,?,?,?,?,?,?,?)",
-                (job["job_id"], job["job_state"], job["user_dn"], job["vo_name"], job["cred_id"],
-                 job["source_se"], job["dest_se"], job["submit_time"], json.dumps(job["params"])),
+                (
+                    job["job_id"],
+                    job["job_state"],
+                    job["user_dn"],
+                    job["vo_name"],
+                    job["cred_id"],
+                    job["source_se"],
+                    job["dest_se"],
+                    job["submit_time"],
+                    json.dumps(job["params"]),
+                ),
             )
             self._db.executemany(
                 "INSERT INTO files (job_id, file_index, file_state, source_surl, dest_surl,"
                 " checksum, user_filesize, extra) VALUES (?,?,?,?,?,?,?,?)",
-                [(job["job_id"], index, f.file_state, f.source_surl, f.dest_surl, f.checksum,
-                  f.user_filesize, json.dumps(f.extra)) for index, f in enumerate(files)],
+                [
+                    (
+                        job["job_id"],
+                        index,
+                        f.file_state,
+                        f.source_surl,
+                        f.dest_surl,
+                        f.checksum,
+                        f.user_filesize,
+                        json.dumps(f.extra),
+                    )
+                    for index, f in enumerate(files)
+                ],
             )
             self._db.execute("COMMIT")
         except sqlite3.IntegrityError as error:
@@ -124,9 +144,14 @@ class Store:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _job_row(row) if row else None
 
-    def list_jobs(self, *, states: Iterable[str] | None = None, unfinished_only: bool = True,
-                  filters: dict[str, str] | None = None, limit: int | None = None
-                  ) -> list[dict[str, Any]]:
+    def list_jobs(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        unfinished_only: bool = True,
+        filters: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         clauses, values = [], []
         if states:
             states = list(states)
@@ -149,47 +174,60 @@ class Store:
         if not columns:
             return
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?",
-                         (*(_ts(v) if isinstance(v, datetime) else v for v in columns.values()),
-                          job_id))
+        self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE job_id = ?",
+            (*(_ts(v) if isinstance(v, datetime) else v for v in columns.values()), job_id),
+        )
 
     # --- files ----------------------------------------------------------------------------
     def files_of(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM files WHERE job_id = ? ORDER BY file_id",
-                                (job_id,))
+        rows = self._db.execute("SELECT * FROM files WHERE job_id = ? ORDER BY file_id", (job_id,))
         return [_file_row(row) for row in rows]
 
     def get_file(self, file_id: int) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM files WHERE file_id = ?", (file_id,)).fetchone()
         return _file_row(row) if row else None
 
+    def file_state(self, file_id: int) -> str:
+        """The state of a file that is known to exist (files are never deleted)."""
+        file = self.get_file(file_id)
+        if file is None:
+            raise LookupError(f"file {file_id} is not in the store")
+        return str(file["file_state"])
+
     def files_in_states(self, states: Iterable[str]) -> list[dict[str, Any]]:
         states = list(states)
         rows = self._db.execute(
             f"SELECT * FROM files WHERE file_state IN ({','.join('?' * len(states))})"
-            " ORDER BY file_id", states)
+            " ORDER BY file_id",
+            states,
+        )
         return [_file_row(row) for row in rows]
 
     def file_states_of(self, job_id: str) -> list[str]:
         """Every file state of a job (one entry per file), without loading the rows."""
         rows = self._db.execute(
-            "SELECT file_state, COUNT(*) FROM files WHERE job_id = ? GROUP BY file_state",
-            (job_id,))
+            "SELECT file_state, COUNT(*) FROM files WHERE job_id = ? GROUP BY file_state", (job_id,)
+        )
         return [state for state, count in rows for _ in range(count)]
 
-    def files_ready_to_copy(self, now: float, *, exclude: Iterable[int] = (),
-                            limit: int = 100) -> list[dict[str, Any]]:
+    def files_ready_to_copy(
+        self, now: float, *, exclude: Iterable[int] = (), limit: int = 100
+    ) -> list[dict[str, Any]]:
         """SUBMITTED files whose retry delay is over, oldest first, at most ``limit`` (plus
         the excluded ones, which are skipped)."""
         excluded = set(exclude)
         rows = self._db.execute(
             "SELECT * FROM files WHERE file_state = 'SUBMITTED' AND not_before <= ?"
-            " ORDER BY file_id LIMIT ?", (now, limit + len(excluded)))
+            " ORDER BY file_id LIMIT ?",
+            (now, limit + len(excluded)),
+        )
         entries = [_file_row(row) for row in rows]
         return [e for e in entries if e["file_id"] not in excluded][:limit]
 
-    def update_file(self, file_id: int, *, only_if_state_in: Iterable[str] | None = None,
-                    **columns: Any) -> bool:
+    def update_file(
+        self, file_id: int, *, only_if_state_in: Iterable[str] | None = None, **columns: Any
+    ) -> bool:
         """Update one file; with ``only_if_state_in`` the update is skipped (False) when the file
         has meanwhile moved (e.g. cancelled while a copy ran)."""
         assignments = ", ".join(f"{name} = ?" for name in columns)
@@ -211,16 +249,17 @@ class Store:
         self._db.execute(
             "INSERT INTO delegations (dlg_id, user_dn, request_key) VALUES (?,?,?)"
             " ON CONFLICT(dlg_id) DO UPDATE SET request_key = excluded.request_key",
-            (dlg_id, user_dn, key_pem))
+            (dlg_id, user_dn, key_pem),
+        )
 
     def save_credential(self, dlg_id: str, proxy_pem: str, termination: datetime) -> None:
         self._db.execute(
             "UPDATE delegations SET proxy_pem = ?, termination_time = ? WHERE dlg_id = ?",
-            (proxy_pem, _ts(termination), dlg_id))
+            (proxy_pem, _ts(termination), dlg_id),
+        )
 
     def delete_delegation(self, dlg_id: str) -> bool:
-        return self._db.execute("DELETE FROM delegations WHERE dlg_id = ?",
-                                (dlg_id,)).rowcount == 1
+        return self._db.execute("DELETE FROM delegations WHERE dlg_id = ?", (dlg_id,)).rowcount == 1
 
 
 def _job_row(row: sqlite3.Row) -> dict[str, Any]:

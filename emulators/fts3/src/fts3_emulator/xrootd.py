@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from XRootD import client as xrd
+from XRootD.client.file import File
+from XRootD.client.filesystem import FileSystem
 from XRootD.client.flags import MkDirFlags, OpenFlags, PrepareFlags, QueryCode
 
 # XRootD server error numbers (XProtocol.hh)
@@ -75,8 +76,11 @@ def _error(status: Any, what: str) -> XrootdError:
     message = str(getattr(status, "message", "") or "").strip()
     errno = int(getattr(status, "errno", 0) or 0)
     not_found = errno in _NOT_FOUND or "no such file" in message.lower()
-    return XrootdError(f"{what}: {message} [{errno}]" if errno else f"{what}: {message}",
-                       not_found=not_found, errno=errno)
+    return XrootdError(
+        f"{what}: {message} [{errno}]" if errno else f"{what}: {message}",
+        not_found=not_found,
+        errno=errno,
+    )
 
 
 class XrootdTools:
@@ -85,16 +89,22 @@ class XrootdTools:
 
     def __init__(self, command_timeout: float = 60.0) -> None:
         self.command_timeout = command_timeout
-        self._filesystems: dict[str, xrd.FileSystem] = {}
+        self._filesystems: dict[str, FileSystem] = {}
 
-    def _fs(self, server: str) -> xrd.FileSystem:
+    def _fs(self, server: str) -> FileSystem:
         fs = self._filesystems.get(server)
         if fs is None:
-            fs = self._filesystems[server] = xrd.FileSystem(server)
+            fs = self._filesystems[server] = FileSystem(server)  # type: ignore[no-untyped-call]
         return fs
 
-    async def _call(self, method: Callable[..., Any], *args: Any, what: str,
-                    limit: float | None = None, settle: bool = True) -> Any:
+    async def _call(
+        self,
+        method: Callable[..., Any],
+        *args: Any,
+        what: str,
+        limit: float | None = None,
+        settle: bool = True,
+    ) -> Any:
         """Run an asynchronous bindings call; returns its response or raises XrootdError.
 
         XrdCl cannot withdraw a request: when the caller is cancelled the request still runs
@@ -132,8 +142,7 @@ class XrootdTools:
         """StatInfo, or None when the file does not exist."""
         parsed = XrootdUrl.parse(url)
         try:
-            return await self._call(self._fs(parsed.server).stat, parsed.path,
-                                    what=f"stat {url}")
+            return await self._call(self._fs(parsed.server).stat, parsed.path, what=f"stat {url}")
         except XrootdError as error:
             if error.not_found:
                 return None
@@ -148,8 +157,9 @@ class XrootdTools:
 
     async def adler32(self, url: str) -> str:
         parsed = XrootdUrl.parse(url)
-        out = await self._call(self._fs(parsed.server).query, QueryCode.CHECKSUM, parsed.path,
-                               what=f"checksum {url}")
+        out = await self._call(
+            self._fs(parsed.server).query, QueryCode.CHECKSUM, parsed.path, what=f"checksum {url}"
+        )
         text = (out or b"").decode(errors="replace").strip("\x00 \n")
         algorithm, _, value = text.partition(" ")
         if algorithm.lower() != "adler32" or not value:
@@ -166,15 +176,20 @@ class XrootdTools:
         parent = posixpath.dirname(parsed.path)
         if parent and parent != "/":
             try:
-                await self._call(self._fs(parsed.server).mkdir, parent, MkDirFlags.MAKEPATH,
-                                 what=f"mkdir {parent}")
+                await self._call(
+                    self._fs(parsed.server).mkdir,
+                    parent,
+                    MkDirFlags.MAKEPATH,
+                    what=f"mkdir {parent}",
+                )
             except XrootdError as error:
                 if error.errno not in _EXISTS and "exists" not in str(error):
                     raise
 
     # --- third-party copy -----------------------------------------------------------------
-    async def third_party_copy(self, source: str, destination: str, *, time_limit: float,
-                               size_hint: int | None = None) -> None:
+    async def third_party_copy(
+        self, source: str, destination: str, *, time_limit: float, size_hint: int | None = None
+    ) -> None:
         """The destination server pulls the file from the source server (XRootD TPC).
 
         Parent folders of the destination are created by the open (``MAKEPATH``); an existing
@@ -183,12 +198,14 @@ class XrootdTools:
         """
         src, dst = XrootdUrl.parse(source), XrootdUrl.parse(destination)
         key = secrets.token_hex(12)
-        cgi = (f"tpc.dlg={src.host_port}&tpc.dlgon=0&tpc.key={key}&tpc.lfn={src.path}"
-               f"&tpc.spr={src.server.split('://')[0]}&tpc.src={_tpc_host(src.host_port)}"
-               f"&tpc.stage=copy&tpc.str=1&tpc.tpr={dst.server.split('://')[0]}")
+        cgi = (
+            f"tpc.dlg={src.host_port}&tpc.dlgon=0&tpc.key={key}&tpc.lfn={src.path}"
+            f"&tpc.spr={src.server.split('://')[0]}&tpc.src={_tpc_host(src.host_port)}"
+            f"&tpc.stage=copy&tpc.str=1&tpc.tpr={dst.server.split('://')[0]}"
+        )
         if size_hint is not None:
             cgi = f"oss.asize={int(size_hint)}&{cgi}"
-        dst_file, src_file = xrd.File(), xrd.File()
+        dst_file, src_file = File(), File()  # type: ignore[no-untyped-call]
         dst_open = src_open = started = False
         setup = min(self.command_timeout, time_limit)
         try:
@@ -196,20 +213,27 @@ class XrootdTools:
             # destination's copy program arrives.
             dst_host = _tpc_host(dst.host_port.rsplit(":", 1)[0])
             src_open = True
-            await self._call(src_file.open,
-                             f"{src.server}/{src.path}?tpc.dst={dst_host}&tpc.key={key}"
-                             f"&tpc.stage=copy", OpenFlags.READ,
-                             what=f"open source {source}", limit=setup)
+            await self._call(
+                src_file.open,
+                f"{src.server}/{src.path}?tpc.dst={dst_host}&tpc.key={key}&tpc.stage=copy",
+                OpenFlags.READ,
+                what=f"open source {source}",
+                limit=setup,
+            )
             dst_open = True
-            await self._call(dst_file.open, f"{dst.server}/{dst.path}?{cgi}",
-                             OpenFlags.DELETE | OpenFlags.UPDATE | OpenFlags.MAKEPATH, 0o644,
-                             what=f"open destination {destination}", limit=setup)
+            await self._call(
+                dst_file.open,
+                f"{dst.server}/{dst.path}?{cgi}",
+                OpenFlags.DELETE | OpenFlags.UPDATE | OpenFlags.MAKEPATH,
+                0o644,
+                what=f"open destination {destination}",
+                limit=setup,
+            )
             # The first sync starts the server's copy program (XrdOfsTPCJob::Sync), the
             # second one answers when it has finished.
             started = True
             await self._call(dst_file.sync, what="tpc rendezvous", limit=setup)
-            await self._call(dst_file.sync, what="third-party copy", limit=time_limit,
-                             settle=False)
+            await self._call(dst_file.sync, what="third-party copy", limit=time_limit, settle=False)
         except (TimeoutError, asyncio.CancelledError):
             if started:
                 await asyncio.shield(self._cancel_tpc(dst_file))
@@ -223,8 +247,9 @@ class XrootdTools:
             if closes:
                 await asyncio.shield(asyncio.gather(*closes))
 
-    async def streamed_copy(self, source: str, destination: str, *, time_limit: float,
-                            chunk_size: int = 8 << 20) -> int:
+    async def streamed_copy(
+        self, source: str, destination: str, *, time_limit: float, chunk_size: int = 8 << 20
+    ) -> int:
         """Two-party copy through this process: read the source, write the destination
         (parent folders made by the open, an existing file replaced). Returns bytes moved.
 
@@ -232,22 +257,26 @@ class XrootdTools:
         server-side ``xrdcp --server`` costs a process start and, on this host, reverse DNS
         look-ups that stall now and then for the resolver's 5 s)."""
         return await asyncio.wait_for(
-            self._streamed_copy(source, destination, chunk_size), time_limit)
+            self._streamed_copy(source, destination, chunk_size), time_limit
+        )
 
     async def _streamed_copy(self, source: str, destination: str, chunk_size: int) -> int:
-        src_file, dst_file = xrd.File(), xrd.File()
+        src_file, dst_file = File(), File()  # type: ignore[no-untyped-call]
         src_open = dst_open = False
         moved = 0
         try:
             src_open = True
             await self._call(src_file.open, source, OpenFlags.READ, what=f"open source {source}")
             dst_open = True
-            await self._call(dst_file.open, destination,
-                             OpenFlags.DELETE | OpenFlags.UPDATE | OpenFlags.MAKEPATH, 0o644,
-                             what=f"open destination {destination}")
+            await self._call(
+                dst_file.open,
+                destination,
+                OpenFlags.DELETE | OpenFlags.UPDATE | OpenFlags.MAKEPATH,
+                0o644,
+                what=f"open destination {destination}",
+            )
             while True:
-                data = await self._call(src_file.read, moved, chunk_size,
-                                        what=f"read {source}")
+                data = await self._call(src_file.read, moved, chunk_size, what=f"read {source}")
                 if not data:
                     break
                 await self._call(dst_file.write, data, moved, what=f"write {destination}")
@@ -266,35 +295,38 @@ class XrootdTools:
                 await asyncio.shield(asyncio.gather(*closes))
         return moved
 
-    async def _cancel_tpc(self, dst_file: xrd.File) -> None:
+    async def _cancel_tpc(self, dst_file: File) -> None:
         with contextlib.suppress(Exception):
             await self._call(dst_file.fcntl, "ofs.tpc cancel", what="tpc cancel", limit=10)
 
-    async def _quiet_close(self, handle: xrd.File) -> None:
+    async def _quiet_close(self, handle: File) -> None:
         with contextlib.suppress(Exception):
             await self._call(handle.close, what="close", limit=30)
 
     # --- tape -----------------------------------------------------------------------------
     async def stage(self, server: str, paths: list[str]) -> str:
         """``prepare -s`` for several files of one server; returns the request id."""
-        out = await self._call(self._fs(server).prepare, paths, PrepareFlags.STAGE,
-                               what=f"prepare on {server}")
+        out = await self._call(
+            self._fs(server).prepare, paths, PrepareFlags.STAGE, what=f"prepare on {server}"
+        )
         text = (out or b"").decode(errors="replace").strip("\x00 \n")
         request_id = text.splitlines()[-1].strip() if text else ""
         if not request_id:
             raise XrootdError("prepare returned no request id")
         return request_id
 
-    async def query_prepare(self, server: str, request_id: str,
-                            paths: list[str]) -> dict[str, PrepareStatus]:
+    async def query_prepare(
+        self, server: str, request_id: str, paths: list[str]
+    ) -> dict[str, PrepareStatus]:
         """``query prepare``: per path, whether it exists, is on tape and is online.
 
         The server's answer must fit a ~2 KB buffer (about 8 paths); callers batch. An
         overflowing answer ("No information available") raises ValueError.
         """
         arg = "\n".join([request_id, *paths])
-        out = await self._call(self._fs(server).query, QueryCode.PREPARE, arg,
-                               what=f"query prepare on {server}")
+        out = await self._call(
+            self._fs(server).query, QueryCode.PREPARE, arg, what=f"query prepare on {server}"
+        )
         # The server reuses its answer buffer: a short answer can arrive followed by a NUL and
         # the tail of an earlier, longer one. Only the first JSON document is the answer.
         text = (out or b"").split(b"\x00", 1)[0].decode(errors="replace").strip()

@@ -205,6 +205,10 @@ class _Parser:
         j = self.i + ahead
         return self.toks[j] if j < len(self.toks) else None
 
+    def text_at(self, ahead: int) -> str | None:
+        tok = self.peek(ahead)
+        return None if tok is None else tok.text
+
     def at_kw(self, *words: str) -> bool:
         tok = self.peek()
         return tok is not None and tok.kind == "name" and tok.upper in words
@@ -254,7 +258,7 @@ class _Parser:
     def query(self) -> Query:
         self.expect_kw("SELECT")
         distinct = False
-        if self.at_kw("DISTINCT") and not (self.peek(1) and self.peek(1).text == "("):  # type: ignore[union-attr]
+        if self.at_kw("DISTINCT") and self.text_at(1) != "(":
             self.i += 1
             distinct = True
         select = [self.select_item()]
@@ -321,12 +325,11 @@ class _Parser:
             tok is not None
             and tok.kind == "name"
             and tok.upper in AGGREGATES
-            and self.peek(1)
-            and self.peek(1).text == "("
-        ):  # type: ignore[union-attr]
+            and self.text_at(1) == "("
+        ):
             self.i += 2
             distinct = False
-            if self.at_kw("DISTINCT") and not (self.peek(1) and self.peek(1).text == "("):  # type: ignore[union-attr]
+            if self.at_kw("DISTINCT") and self.text_at(1) != "(":
                 self.i += 1
                 distinct = True
             arg = self.select_item()

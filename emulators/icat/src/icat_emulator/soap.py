@@ -73,8 +73,8 @@ class IcatService:
             "getEntityInfo": self.get_entity_info,
             "getAuthenticatorInfo": self.get_authenticator_info,
             "login": self.login,
-            "logout": lambda a: self.sessions.logout(self._text(a, "sessionId")) or "",
-            "refresh": lambda a: self.sessions.refresh(self._text(a, "sessionId")) or "",
+            "logout": self.logout,
+            "refresh": self.refresh,
             "getRemainingMinutes": lambda a: _ret(
                 self.sessions.remaining_minutes(self._text(a, "sessionId"))
             ),
@@ -248,6 +248,14 @@ class IcatService:
             f"rootUserNames {' '.join(self.config.root_users)}",
         ]
         return "".join(_ret(p) for p in props)
+
+    def logout(self, args: dict[str, list[etree._Element]]) -> str:
+        self.sessions.logout(self._text(args, "sessionId"))
+        return ""
+
+    def refresh(self, args: dict[str, list[etree._Element]]) -> str:
+        self.sessions.refresh(self._text(args, "sessionId"))
+        return ""
 
     def login(self, args: dict[str, list[etree._Element]]) -> str:
         plugin = self._text(args, "plugin")

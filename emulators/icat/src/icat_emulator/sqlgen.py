@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import jpql
 from .jpql import QueryError
-from .model import ATTRIBUTE, MANY, ONE, Entity, Model
+from .model import ATTRIBUTE, MANY, ONE, Entity, Field, Model
 from .values import ValueError_, to_db
 
 
@@ -164,7 +164,7 @@ class _Compiler:
             )
         return self.aliases[alias]
 
-    def field_of(self, entity: Entity, name: str, path: jpql.Path):
+    def field_of(self, entity: Entity, name: str, path: jpql.Path) -> Field:
         f = entity.fields.get(name)
         if f is None:
             raise QueryError(

@@ -251,7 +251,7 @@ class Store:
         assert compiled.entity is not None
         ids = [r[0] for r in rows]
         loaded = self.load(conn, principal, compiled.entity, set(ids))
-        objs = [loaded[i] for i in ids if i in loaded]
+        objs: list[object] = [loaded[i] for i in ids if i in loaded]
         if compiled.includes is not None:
             self._include(
                 conn, principal, compiled.entity, list(loaded.values()), compiled.includes
@@ -290,7 +290,8 @@ class Store:
             if f.rel_type == ONE:
                 loaded = self.load(conn, principal, target, {o.row[rel] for o in objs})  # type: ignore[misc]
                 for o in objs:
-                    o.related[rel] = loaded.get(o.row[rel])  # type: ignore[arg-type]
+                    ref = o.row[rel]
+                    o.related[rel] = loaded.get(ref) if isinstance(ref, int) else None
                 children = list(loaded.values())
             else:
                 by_parent: dict[int, list[Obj]] = {o.row["id"]: [] for o in objs}  # type: ignore[misc]

@@ -140,9 +140,7 @@ def datastore_topology(
         max_retries=max_retries,
         queues=(
             QueueSpec(q(ICAT_WRITER_ARCHIVE), (ArchiveRequested.TYPE,)),
-            QueueSpec(
-                q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,), single_active_consumer=True
-            ),
+            QueueSpec(q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,), single_active_consumer=True),
             QueueSpec(q(FTS_SUBMITTER), (ArchiveRegistered.TYPE, RestoreRequested.TYPE)),
             QueueSpec(q(STATUS_POLLER_POLL), (TransferSubmitted.TYPE,)),
             QueueSpec(

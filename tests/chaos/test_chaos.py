@@ -1,0 +1,190 @@
+"""Proof under faults: archive many datasets with two replicas of each worker while one kind
+of fault strikes, then check every store. ``make test`` runs the reduced workload (100
+datasets x 3 files); ``make chaos`` the full one (1,000) and writes bench/results/chaos.json.
+
+After each scenario: every request FINISHED in the ledger, every datafile FINISHED in ICAT
+(one entity per uniqueness key, one parameter per type), every file on tape with its adler32,
+every planned FTS job FINISHED at FTS, and nothing in any dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.chaos.workload import (
+    DATASETS,
+    FULL,
+    Chaos,
+    Workload,
+    chaos_config,
+    kill_a_worker,
+    kill_the_gateway,
+    restart_rabbitmq,
+)
+from tests.support.fts3_fixtures import Fts3Emulator
+from tests.support.icat_fixtures import IcatEmulator
+from tests.support.stack_fixtures import DatastoreStack, StackFactory
+from tests.support.xrootd_fixtures import XRootDStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 900)]
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "chaos.json"
+CONVERGE_SECONDS = 3000 if FULL else 600
+
+
+@pytest.fixture
+def faults_cleared(
+    icat_emulator: IcatEmulator, fts3_emulator: Fts3Emulator
+) -> Iterator[tuple[IcatEmulator, Fts3Emulator]]:
+    """The shared emulators, with any injected faults cleared again afterwards."""
+    yield icat_emulator, fts3_emulator
+    if icat_emulator.process is None:
+        icat_emulator.start()
+    httpx.put(f"{icat_emulator.url}/emulator/faults", json={"error_rate": 0, "lost_answer_rate": 0})
+    with fts3_emulator.client() as client:
+        client.put("/admin/faults", json={"http_error_rate": 0})
+
+
+def run_scenario(
+    name: str,
+    stack: DatastoreStack,
+    xrootd_stack: XRootDStack,
+    fts3_emulator: Fts3Emulator,
+    *,
+    during_send: Callable[[], Any] | None = None,
+    chaos: Chaos | None = None,
+    after_send: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
+    workload = Workload.prepare(stack, xrootd_stack.data_dir("idc"))
+    started = time.monotonic()
+    if chaos is not None:
+        chaos.start()
+    try:
+        if during_send is not None:
+            during_send()
+        workload.send_all()
+        if after_send is not None:
+            after_send()
+        ended = workload.wait_until_all_ended(CONVERGE_SECONDS)  # faults go on meanwhile
+    finally:
+        if chaos is not None:
+            chaos.stop()
+    converged = time.monotonic() - started
+    with fts3_emulator.client() as fts:
+        workload.check_everything(ended, fts)
+    figures = {
+        "scenario": name,
+        "datasets": len(workload.names),
+        "datafiles": len(workload.names) * 3,
+        "seconds_to_converge": round(converged, 1),
+        "client_attempts": workload.attempts,
+        "faults": chaos.count if chaos is not None else 1,
+    }
+    print(f"\nchaos {json.dumps(figures)}")
+    if FULL:
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results[name] = figures
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return figures
+
+
+def test_workers_killed_at_random_moments(
+    datastore_stack_factory: StackFactory, xrootd_stack: XRootDStack, fts3_emulator: Fts3Emulator
+) -> None:
+    stack = datastore_stack_factory(replicas=2, **chaos_config())
+    figures = run_scenario(
+        "workers_sigkilled",
+        stack,
+        xrootd_stack,
+        fts3_emulator,
+        chaos=Chaos(lambda: kill_a_worker(stack), every=4.0),
+    )
+    assert figures["faults"] >= 1
+
+
+def test_rabbitmq_restarted_mid_run(
+    datastore_stack_factory: StackFactory, xrootd_stack: XRootDStack, fts3_emulator: Fts3Emulator
+) -> None:
+    stack = datastore_stack_factory(replicas=2, **chaos_config())
+    run_scenario(
+        "rabbitmq_restarted",
+        stack,
+        xrootd_stack,
+        fts3_emulator,
+        after_send=restart_rabbitmq,
+    )
+
+
+def test_icat_and_fts_fail_a_fifth_of_calls_and_fts_restarts(
+    datastore_stack_factory: StackFactory,
+    xrootd_stack: XRootDStack,
+    faults_cleared: tuple[IcatEmulator, Fts3Emulator],
+) -> None:
+    icat_emulator, fts3_emulator = faults_cleared
+    stack = datastore_stack_factory(replicas=2, **chaos_config())
+
+    def flaky_peers() -> None:
+        answer = httpx.put(
+            f"{icat_emulator.url}/emulator/faults",
+            json={"error_rate": 0.1, "lost_answer_rate": 0.1},
+        )
+        assert answer.status_code == 200, answer.text
+        with fts3_emulator.client() as client:
+            assert client.put("/admin/faults", json={"http_error_rate": 0.2}).status_code == 200
+
+    restarted: list[bool] = []
+
+    def restart_fts_once() -> None:
+        if not restarted:
+            fts3_emulator.restart()
+            with fts3_emulator.client() as client:  # faults are not persisted: set them again
+                client.put("/admin/faults", json={"http_error_rate": 0.2})
+            restarted.append(True)
+
+    run_scenario(
+        "peers_fail_20_percent",
+        stack,
+        xrootd_stack,
+        fts3_emulator,
+        during_send=flaky_peers,
+        after_send=restart_fts_once,
+    )
+
+
+def test_icat_down_for_a_while(
+    datastore_stack_factory: StackFactory,
+    xrootd_stack: XRootDStack,
+    faults_cleared: tuple[IcatEmulator, Fts3Emulator],
+) -> None:
+    icat_emulator, fts3_emulator = faults_cleared
+    stack = datastore_stack_factory(replicas=2, **chaos_config())
+    down_seconds = 120 if FULL else 20
+
+    def icat_outage() -> None:
+        icat_emulator.stop()
+        time.sleep(down_seconds)
+        icat_emulator.start()
+
+    # The gateway needs ICAT to accept (sessions, names): the outage starts once all are in.
+    run_scenario("icat_down", stack, xrootd_stack, fts3_emulator, after_send=icat_outage)
+
+
+def test_gateway_killed_with_requests_in_flight(
+    datastore_stack_factory: StackFactory, xrootd_stack: XRootDStack, fts3_emulator: Fts3Emulator
+) -> None:
+    stack = datastore_stack_factory(replicas=2, **chaos_config())
+    figures = run_scenario(
+        "gateway_killed",
+        stack,
+        xrootd_stack,
+        fts3_emulator,
+        chaos=Chaos(lambda: kill_the_gateway(stack), every=5.0),
+    )
+    assert figures["client_attempts"] >= DATASETS
