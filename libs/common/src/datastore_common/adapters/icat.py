@@ -58,6 +58,7 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
+    TransientError,
 )
 from datastore_common.logging import get_logger
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
@@ -138,6 +139,8 @@ def _suds_http_status(exc: BaseException) -> int | None:
 #: entity's description) before it can be used; each is retried this many times while the
 #: client is being built, so a busy ICAT that drops a few calls does not make it unbuildable.
 BUILD_CALL_ATTEMPTS = 8
+#: Attempts of one pool call (``IcatClientPool.call``) on a transient failure.
+CALL_ATTEMPTS = 4
 _building = threading.local()
 
 
@@ -216,7 +219,23 @@ class IcatClientPool:
 
     async def call(self, operation: str, work: Callable[[IcatClient], T]) -> T:
         """Run ``work(client)`` on a free client in the ICAT thread pool; failures come back
-        as Datastore errors named after ``operation``."""
+        as Datastore errors named after ``operation``.
+
+        A transient failure (a dropped call, a 503) is retried a few times at once, as the
+        FTS3 client does: every ``work`` here is idempotent (get-or-create, set to a value,
+        search), and a registration of many calls would otherwise rarely get through an ICAT
+        that drops some. Longer outages are the bus's retries; a refused credential is never
+        retried here."""
+        for attempt in range(CALL_ATTEMPTS):
+            try:
+                return await self._call_once(operation, work)
+            except TransientError as exc:
+                if isinstance(exc, CredentialError) or attempt == CALL_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 3**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_once(self, operation: str, work: Callable[[IcatClient], T]) -> T:
         loop = asyncio.get_running_loop()
         async with self._slots:
             client = self._idle.pop() if self._idle else None
