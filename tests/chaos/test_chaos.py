@@ -61,6 +61,7 @@ def run_scenario(
     during_send: Callable[[], Any] | None = None,
     chaos: Chaos | None = None,
     after_send: Callable[[], Any] | None = None,
+    before_check: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     workload = Workload.prepare(stack, xrootd_stack.data_dir("idc"))
     started = time.monotonic()
@@ -77,6 +78,8 @@ def run_scenario(
         if chaos is not None:
             chaos.stop()
     converged = time.monotonic() - started
+    if before_check is not None:  # the checks read ICAT and FTS as a person would
+        before_check()
     with fts3_emulator.client() as fts:
         workload.check_everything(ended, fts)
     figures = {
@@ -148,6 +151,13 @@ def test_icat_and_fts_fail_a_fifth_of_calls_and_fts_restarts(
                 client.put("/admin/faults", json={"http_error_rate": 0.2})
             restarted.append(True)
 
+    def healthy_peers() -> None:
+        httpx.put(
+            f"{icat_emulator.url}/emulator/faults", json={"error_rate": 0, "lost_answer_rate": 0}
+        )
+        with fts3_emulator.client() as client:
+            client.put("/admin/faults", json={"http_error_rate": 0})
+
     run_scenario(
         "peers_fail_20_percent",
         stack,
@@ -155,6 +165,7 @@ def test_icat_and_fts_fail_a_fifth_of_calls_and_fts_restarts(
         fts3_emulator,
         during_send=flaky_peers,
         after_send=restart_fts_once,
+        before_check=healthy_peers,
     )
 
 
