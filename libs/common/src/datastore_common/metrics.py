@@ -5,7 +5,7 @@ The gateway serves ``/metrics`` from FastAPI; workers call ``start_metrics_serve
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 MESSAGES_PUBLISHED = Counter(
     "datastore_messages_published_total", "Messages confirmed by the broker", ["routing_key"]
@@ -14,9 +14,6 @@ MESSAGES_HANDLED = Counter(
     "datastore_messages_handled_total",
     "Messages settled by a consumer, by outcome (ok, retried, dead_lettered)",
     ["queue", "outcome"],
-)
-PEER_CALLS = Histogram(
-    "datastore_peer_call_seconds", "Calls to ICAT, FTS3 and XRootD", ["peer", "operation"]
 )
 CREDENTIAL_FAILURES = Counter(
     "datastore_credential_failures_total",

@@ -67,6 +67,3 @@ class CachedSessions(Sessions):
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return user
-
-    def forget(self, session_id: str) -> None:
-        self._entries.pop(session_id, None)

@@ -623,10 +623,6 @@ class Fts3Client:
             result.update(parse_bulk_status(chunk, body))
         return result
 
-    async def job(self, job_id: str) -> JobStatus:
-        """One job without files; ``NotFoundError`` if FTS does not know it."""
-        return parse_job(await self._get_json(f"/jobs/{job_id}"))
-
     async def files(self, job_id: str) -> list[FileStatus]:
         """``GET /jobs/{id}/files``: every file of the job, all fields."""
         body = await self._get_json(f"/jobs/{job_id}/files")

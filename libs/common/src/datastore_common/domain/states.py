@@ -42,10 +42,6 @@ def is_terminal(state: str) -> bool:
     return normalise(state) in TERMINAL
 
 
-def is_known(state: str) -> bool:
-    return normalise(state) in _RANK
-
-
 def may_advance(current: str | None, new: str) -> bool:
     """Whether ``new`` may replace ``current``: terminal states are final, no step back.
 
