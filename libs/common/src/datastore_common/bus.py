@@ -33,7 +33,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from datastore_common.errors import CredentialError, PeerUnavailableError, PermanentError
-from datastore_common.logging import get_logger
+from datastore_common.logging import bind_correlation_id, get_logger
 from datastore_common.messages import Envelope, Payload, parse_envelope
 from datastore_common.metrics import (
     CREDENTIAL_FAILURES,
@@ -344,7 +344,10 @@ class Consumer:
             return
         try:
             self._check_deliveries(message)
-            await self.handler(envelope)
+            # Every log line of the handler names the request (each delivery has its own task
+            # and so its own context).
+            with bind_correlation_id(correlation_id=envelope.correlation_id):
+                await self.handler(envelope)
         except Exception as exc:  # the policy, not the handler, decides what a failure means
             await self._settle(message, exc, envelope)
             return
