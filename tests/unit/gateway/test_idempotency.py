@@ -126,10 +126,10 @@ class TestRunOnce:
         await store.close()
 
     async def test_failed_work_releases_the_key(self, store: SqliteIdempotencyStore) -> None:
-        async def fail() -> str:
+        async def fail(_request_id: str) -> str:
             raise PeerUnavailableError("down")
 
-        async def work() -> str:
+        async def work(_request_id: str) -> str:
             return "answer"
 
         with pytest.raises(PeerUnavailableError):
@@ -141,7 +141,7 @@ class TestRunOnce:
         now = [1000.0]
         calls = 0
 
-        async def work() -> str:
+        async def work(_request_id: str) -> str:
             nonlocal calls
             calls += 1
             return f"answer-{calls}"
@@ -173,14 +173,14 @@ class TestRunOnce:
     ) -> None:
         await store.reserve("k", "f", now=1000.0, window=600, lease=120)
 
-        async def work() -> str:
+        async def work(_request_id: str) -> str:
             return "never"
 
         with pytest.raises(PeerUnavailableError, match="still being processed"):
             await run_once(store, "k", "f", work, window=600, wait_seconds=0.2, clock=lambda: 1001)
 
     async def test_mismatched_fingerprint_is_refused(self, store: SqliteIdempotencyStore) -> None:
-        async def work() -> str:
+        async def work(_request_id: str) -> str:
             return "a"
 
         await run_once(store, "k", "f1", work, window=60)
@@ -208,3 +208,25 @@ class TestRunOnce:
     def test_unsupported_url_names_the_setting(self) -> None:
         with pytest.raises(Exception, match=r"gateway\.state_db"):
             store_from_url("mysql://x")
+
+
+async def test_a_reservation_whose_owner_died_is_taken_over_with_its_request_id(
+    tmp_path: Path,
+) -> None:
+    """A gateway killed after the broker's confirm but before storing its answer: the
+    client's retry must publish the *same* request (same id, so the same FTS job ids)."""
+    store = SqliteIdempotencyStore(tmp_path / "keys.sqlite")
+    await store.open()
+    try:
+        first = await store.reserve("k", "f", now=1000.0, window=3600, lease=120)
+        assert first.state is ClaimState.RESERVED and first.request_id
+        waiting = await store.reserve("k", "f", now=1060.0, window=3600, lease=120)
+        assert waiting.state is ClaimState.PENDING  # the owner may still answer
+        taken = await store.reserve("k", "f", now=1200.0, window=3600, lease=120)
+        assert taken.state is ClaimState.RESERVED and taken.token != first.token
+        assert taken.request_id == first.request_id
+        await store.complete("k", taken.token or "", '{"request_id": "x", "job_ids": []}')
+        later = await store.reserve("k", "f", now=1200.0 + 3601, window=3600, lease=120)
+        assert later.state is ClaimState.RESERVED and later.request_id != first.request_id
+    finally:
+        await store.close()

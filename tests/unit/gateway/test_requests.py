@@ -23,7 +23,6 @@ from datastore_common.messages import (
     TransferSubmitted,
     wrap,
 )
-from datastore_gateway.handlers import request_id_for
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
 from tests.unit.gateway.conftest import Gateway, seed_body
@@ -248,11 +247,3 @@ async def test_a_ledger_made_by_an_earlier_release_gets_the_new_columns(tmp_path
         await ledger.delayed(delayed)  # writes retry_note: the column exists now
     finally:
         await ledger.close()
-
-
-def test_a_request_named_by_a_key_has_an_id_derived_from_it() -> None:
-    first = request_id_for("simple/root", "run-42")
-    assert first == request_id_for("simple/root", "run-42")  # a retry after a dead gateway
-    assert first != request_id_for("db/alice", "run-42")
-    assert request_id_for("simple/root", "run-42", after=first) not in (first, None)
-    assert request_id_for("simple/root", None) != request_id_for("simple/root", None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -214,21 +213,6 @@ async def publish_confirmed(
         raise PeerUnavailableError(f"publish to the broker failed: {exc!r}") from exc
 
 
-#: Request ids named by an Idempotency-Key are derived from it (uuid5 in this namespace).
-REQUEST_ID_NAMESPACE = uuid.UUID("5b0c3f51-2b0e-4f43-a0c4-5d1c8f0e6a27")
-
-
-def request_id_for(user: str, idempotency_key: str | None, *, after: str | None = None) -> str:
-    """A request named by the client's ``Idempotency-Key`` gets an id derived from it: if a
-    gateway dies between the broker's confirm and storing its answer, the client's retry
-    publishes the *same* request (same id, same FTS job ids), which the workers then treat
-    as one. A new attempt after a FAILED one (``after`` its id) gets a new id."""
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    name = "\x00".join((user, idempotency_key, after or ""))
-    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, name))
-
-
 async def accept_once(
     kind: str,
     body: BaseModel,
@@ -244,12 +228,7 @@ async def accept_once(
     """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
     a repeat gets the first answer and publishes nothing."""
 
-    failed_before: list[str] = []
-
-    async def answer_json() -> str:
-        request_id = request_id_for(
-            user.user_name, idempotency_key, after=failed_before[-1] if failed_before else None
-        )
+    async def answer_json(request_id: str) -> str:
         return (await work(request_id)).model_dump_json()
 
     # Archive and restore bodies never serialize alike (their fields differ), so one key
@@ -262,10 +241,7 @@ async def accept_once(
             return True
         request_id = ArchiveAccepted.model_validate_json(answer).request_id
         record = await ledger.get(request_id)
-        if record is not None and record.state == FAILED:
-            failed_before.append(request_id)
-            return False
-        return True
+        return record is None or record.state != FAILED
 
     answer, replayed = await run_once(
         idempotency,

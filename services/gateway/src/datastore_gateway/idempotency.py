@@ -49,17 +49,25 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     fingerprint TEXT NOT NULL,
     token       TEXT NOT NULL,
     created_at  DOUBLE PRECISION NOT NULL,
-    answer      TEXT
+    answer      TEXT,
+    request_id  TEXT
 )
 """
+#: Added after the first release: a store created earlier gets it at start-up.
+ADD_REQUEST_ID = f"ALTER TABLE {TABLE} ADD COLUMN request_id TEXT"
 # "?" placeholders; the PostgreSQL store swaps them for "%s".
 DELETE_EXPIRED_KEY = (
     f"DELETE FROM {TABLE} WHERE scope_key = ? AND "
     "((answer IS NOT NULL AND created_at < ?) OR (answer IS NULL AND created_at < ?))"
 )
 INSERT_RESERVATION = (
-    f"INSERT INTO {TABLE} (scope_key, fingerprint, token, created_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (scope_key) DO NOTHING"
+    f"INSERT INTO {TABLE} (scope_key, fingerprint, token, created_at, request_id) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope_key) DO NOTHING"
+)
+# The request id of a reservation whose owner died (lease over, no answer): the request it
+# may already have published; the one that takes over must publish the same.
+SELECT_ABANDONED = (
+    f"SELECT request_id FROM {TABLE} WHERE scope_key = ? AND answer IS NULL AND created_at < ?"
 )
 SELECT_KEY = f"SELECT fingerprint, answer FROM {TABLE} WHERE scope_key = ?"
 UPDATE_ANSWER = f"UPDATE {TABLE} SET answer = ? WHERE scope_key = ? AND token = ?"
@@ -87,6 +95,7 @@ class Claim:
     state: ClaimState
     token: str | None = None
     answer: str | None = None
+    request_id: str | None = None  # RESERVED: the id the work must give its request
 
 
 def scope_key(user: str, *, idempotency_key: str | None, fingerprint: str) -> str:
@@ -131,10 +140,10 @@ class IdempotencyStore(ABC):
 
 
 def claim_from_row(
-    row: tuple[Any, ...] | None, fingerprint: str, inserted: bool, token: str
+    row: tuple[Any, ...] | None, fingerprint: str, inserted: bool, token: str, request_id: str
 ) -> Claim:
     if inserted:
-        return Claim(ClaimState.RESERVED, token=token)
+        return Claim(ClaimState.RESERVED, token=token, request_id=request_id)
     if row is None:  # deleted between our insert attempt and the read: try again
         return Claim(ClaimState.PENDING)
     stored_fingerprint, answer = row
@@ -166,6 +175,9 @@ class SqliteIdempotencyStore(IdempotencyStore):
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute(SCHEMA)
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")}
+        if "request_id" not in columns:
+            connection.execute(ADD_REQUEST_ID)
         self._connection = connection
 
     async def close(self) -> None:
@@ -202,12 +214,16 @@ class SqliteIdempotencyStore(IdempotencyStore):
                 if now - self._last_purge > PURGE_EVERY_SECONDS:
                     db.execute(PURGE, (now - window, now - lease))
                     self._last_purge = now
+                abandoned = db.execute(SELECT_ABANDONED, (key, now - lease)).fetchone()
+                request_id = (abandoned and abandoned[0]) or str(uuid.uuid4())
                 db.execute(DELETE_EXPIRED_KEY, (key, now - window, now - lease))
-                inserted = db.execute(INSERT_RESERVATION, (key, fingerprint, token, now)).rowcount
+                inserted = db.execute(
+                    INSERT_RESERVATION, (key, fingerprint, token, now, request_id)
+                ).rowcount
                 row = None if inserted else db.execute(SELECT_KEY, (key,)).fetchone()
         except sqlite3.Error as exc:
             raise PeerUnavailableError(f"idempotency store: {exc}") from exc
-        return claim_from_row(row, fingerprint, inserted == 1, token)
+        return claim_from_row(row, fingerprint, inserted == 1, token, request_id)
 
     async def complete(self, key: str, token: str, answer: str) -> None:
         await asyncio.to_thread(self._write, UPDATE_ANSWER, (answer, key, token))
@@ -244,7 +260,7 @@ async def run_once(
     store: IdempotencyStore | None,
     key: str,
     fingerprint: str,
-    work: Callable[[], Awaitable[str]],
+    work: Callable[[str], Awaitable[str]],
     *,
     window: float,
     wait_seconds: float = 30.0,
@@ -259,7 +275,7 @@ async def run_once(
     answer that ``still_valid`` rejects (its request FAILED) is forgotten and the work redone.
     """
     if store is None or window <= 0:
-        return await work(), False
+        return await work(str(uuid.uuid4())), False
     answer, replayed = await _run_once(
         store,
         key,
@@ -292,7 +308,7 @@ async def _run_once(
     store: IdempotencyStore,
     key: str,
     fingerprint: str,
-    work: Callable[[], Awaitable[str]],
+    work: Callable[[str], Awaitable[str]],
     *,
     window: float,
     wait_seconds: float,
@@ -316,9 +332,9 @@ async def _run_once(
                 "an identical request is still being processed; retry shortly"
             )
         await asyncio.sleep(POLL_SECONDS)
-    assert claim.token is not None
+    assert claim.token is not None and claim.request_id is not None
     try:
-        answer = await work()
+        answer = await work(claim.request_id)
     except BaseException:
         with contextlib.suppress(Exception):
             await store.release(key, claim.token)

@@ -22,7 +22,9 @@ from datastore_gateway.idempotency import (
     PURGE,
     PURGE_EVERY_SECONDS,
     SCHEMA,
+    SELECT_ABANDONED,
     SELECT_KEY,
+    TABLE,
     UPDATE_ANSWER,
     Claim,
     IdempotencyStore,
@@ -53,6 +55,9 @@ class PostgresIdempotencyStore(IdempotencyStore):
                     self.url, autocommit=True, connect_timeout=10
                 )
                 await self._connection.execute(SCHEMA)
+                await self._connection.execute(
+                    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS request_id TEXT"
+                )
             except psycopg.Error as exc:
                 raise PeerUnavailableError(f"idempotency store: {exc}") from exc
         return self._connection
@@ -73,11 +78,15 @@ class PostgresIdempotencyStore(IdempotencyStore):
                     if now - self._last_purge > PURGE_EVERY_SECONDS:
                         await connection.execute(_pg(PURGE), (now - window, now - lease))
                         self._last_purge = now
+                    abandoned = await (
+                        await connection.execute(_pg(SELECT_ABANDONED), (key, now - lease))
+                    ).fetchone()
+                    request_id = (abandoned and abandoned[0]) or str(uuid.uuid4())
                     await connection.execute(
                         _pg(DELETE_EXPIRED_KEY), (key, now - window, now - lease)
                     )
                     cursor = await connection.execute(
-                        _pg(INSERT_RESERVATION), (key, fingerprint, token, now)
+                        _pg(INSERT_RESERVATION), (key, fingerprint, token, now, request_id)
                     )
                     inserted = cursor.rowcount == 1
                     row = None
@@ -85,7 +94,7 @@ class PostgresIdempotencyStore(IdempotencyStore):
                         row = await (await connection.execute(_pg(SELECT_KEY), (key,))).fetchone()
             except psycopg.Error as exc:
                 raise PeerUnavailableError(f"idempotency store: {exc}") from exc
-        return claim_from_row(row, fingerprint, inserted, token)
+        return claim_from_row(row, fingerprint, inserted, token, request_id)
 
     async def complete(self, key: str, token: str, answer: str) -> None:
         await self._write(UPDATE_ANSWER, (answer, key, token))
