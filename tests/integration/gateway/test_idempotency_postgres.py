@@ -55,7 +55,7 @@ async def test_run_once_replays_the_first_answer_across_replicas(
     key = unique_name("key")
     calls = 0
 
-    async def work() -> str:
+    async def work(_request_id: str) -> str:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.1)
