@@ -29,7 +29,7 @@ from datastore_common.errors import PermanentError
 from datastore_common.messages import PAYLOAD_TYPES, Envelope, TransferStatus, wrap
 from datastore_common.ops import HEADER_REPLAYS, UsageError, resolve_dlq, run_cli
 from datastore_common.settings import CONFIG_ENV, load_settings
-from datastore_common.topology import ICAT_WRITER_STATUS, Topology, dlq_name
+from datastore_common.topology import GATEWAY_LEDGER, Topology, dlq_name
 from datastore_common.worker import topology_from
 from tests.support.rabbitmq_fixtures import BusFactory, unique_name
 
@@ -50,7 +50,7 @@ class Stack:
 
     @property
     def queue(self) -> str:
-        return self.topology.queue(ICAT_WRITER_STATUS)
+        return self.topology.queue(GATEWAY_LEDGER)
 
     @property
     def dlq(self) -> str:
@@ -176,13 +176,13 @@ async def test_a_dead_lettered_request_is_listed_shown_replayed_and_then_process
     assert any(line.split() == [stack.dlq, "1"] for line in out.splitlines())
 
     # show: the reason headers, and the message is still there afterwards
-    code, out, _ = await stack.cli("show", ICAT_WRITER_STATUS)
+    code, out, _ = await stack.cli("show", GATEWAY_LEDGER)
     assert code == 0
     assert REASON in out
     assert "PermanentError" in out
     assert str(sent.id) in out
     assert TransferStatus.TYPE in out
-    code, out, _ = await stack.cli("show", ICAT_WRITER_STATUS, "--json")
+    code, out, _ = await stack.cli("show", GATEWAY_LEDGER, "--json")
     assert code == 0
     shown = json.loads(out)
     assert shown["messages"] == 1
@@ -198,7 +198,7 @@ async def test_a_dead_lettered_request_is_listed_shown_replayed_and_then_process
     assert await stack.count(stack.dlq) == 1
 
     # replay: back on the work queue with the attempt and error headers gone
-    code, out, _ = await stack.cli("replay", ICAT_WRITER_STATUS)
+    code, out, _ = await stack.cli("replay", GATEWAY_LEDGER)
     assert code == 0
     assert f"replayed 1 message(s) from {stack.dlq}: 1 to {stack.queue}" in out
     assert await stack.count(stack.dlq) == 0
@@ -233,7 +233,7 @@ async def test_show_keeps_every_message_in_order_and_unchanged(stack: Stack) -> 
     assert "3 message(s), showing 1" in out
     assert "refused a" in out
     assert "refused b" not in out
-    code, out, _ = await stack.cli("show", ICAT_WRITER_STATUS, "--body", "--json")
+    code, out, _ = await stack.cli("show", GATEWAY_LEDGER, "--body", "--json")
     assert code == 0
     shown = json.loads(out)["shown"]
     assert [letter["body"]["data"]["job_id"] for letter in shown] == ["a", "b", "c"]
@@ -261,10 +261,10 @@ async def test_replay_by_id_takes_only_that_message_and_keeps_the_others_in_orde
     for envelope in letters:
         await dead_letter_directly(stack, envelope)
 
-    code, _, err = await stack.cli("replay", ICAT_WRITER_STATUS, "--id", "no-such-id")
+    code, _, err = await stack.cli("replay", GATEWAY_LEDGER, "--id", "no-such-id")
     assert code == 1
     assert "no message" in err
-    code, out, _ = await stack.cli("replay", ICAT_WRITER_STATUS, "--id", str(letters[1].id))
+    code, out, _ = await stack.cli("replay", GATEWAY_LEDGER, "--id", str(letters[1].id))
     assert code == 0
     assert "replayed 1 message(s)" in out
     assert "2 message(s) left" in out
@@ -280,7 +280,7 @@ async def test_replay_by_id_takes_only_that_message_and_keeps_the_others_in_orde
 async def test_replay_with_a_limit_takes_the_oldest_first(stack: Stack) -> None:
     for job in ("a", "b", "c"):
         await dead_letter_directly(stack, status(job))
-    code, _, _ = await stack.cli("replay", ICAT_WRITER_STATUS, "--limit", "2")
+    code, _, _ = await stack.cli("replay", GATEWAY_LEDGER, "--limit", "2")
     assert code == 0
     assert job_ids(await stack.drain(stack.queue)) == ["a", "b"]
     assert job_ids(await stack.drain(stack.dlq)) == ["c"]
@@ -295,7 +295,7 @@ async def test_a_refused_replay_loses_nothing_and_keeps_the_order(stack: Stack) 
     await dead_letter_directly(stack, status("c"))
     await dead_letter_directly(stack, status("d"))
 
-    code, _, err = await stack.cli("replay", ICAT_WRITER_STATUS)
+    code, _, err = await stack.cli("replay", GATEWAY_LEDGER)
     assert code == 1
     assert f"for {stack.queue}.gone" in err
     assert f"it stays in {stack.dlq}, 1 replayed before it" in err
@@ -339,17 +339,17 @@ async def test_a_message_dead_lettered_by_the_delivery_limit_also_replays(stack:
 async def test_purge_refuses_without_yes_and_empties_the_dlq_with_it(stack: Stack) -> None:
     for job in ("a", "b"):
         await dead_letter_directly(stack, status(job))
-    code, out, err = await stack.cli("purge", ICAT_WRITER_STATUS)
+    code, out, err = await stack.cli("purge", GATEWAY_LEDGER)
     assert code == 2
     assert f"refusing to purge {stack.dlq} (2 message(s)) without --yes" in err
     assert len(err.strip().splitlines()) == 1
     assert await stack.count(stack.dlq) == 2
 
-    code, out, _ = await stack.cli("purge", ICAT_WRITER_STATUS, "--yes")
+    code, out, _ = await stack.cli("purge", GATEWAY_LEDGER, "--yes")
     assert code == 0
     assert f"purged 2 message(s) from {stack.dlq}" in out
     assert await stack.count(stack.dlq) == 0
-    code, out, _ = await stack.cli("replay", ICAT_WRITER_STATUS)
+    code, out, _ = await stack.cli("replay", GATEWAY_LEDGER)
     assert code == 0
     assert "nothing to replay" in out
 
@@ -358,9 +358,9 @@ async def test_usage_errors_exit_2_with_one_line(stack: Stack) -> None:
     code, _, err = await stack.cli("show", "no-such-role")
     assert code == 2
     assert "unknown queue 'no-such-role'" in err
-    assert ICAT_WRITER_STATUS in err
+    assert GATEWAY_LEDGER in err
     assert len(err.strip().splitlines()) == 1
-    code, _, err = await stack.cli("replay", ICAT_WRITER_STATUS, "--limit", "0")
+    code, _, err = await stack.cli("replay", GATEWAY_LEDGER, "--limit", "0")
     assert code == 2
     code, _, err = await stack.cli()
     assert code == 2

@@ -1,8 +1,8 @@
 """HTTP front: SOAP at /ICATService/ICAT (WSDL at ?wsdl, XSD at ?xsd=1), REST /icat/version,
 /emulator/stats (per-operation counts and server-side times, for benchmarks) and
-/emulator/faults (GET, PUT ``{"error_rate": 0.2, "lost_answer_rate": 0.1}``: a fraction of SOAP
-calls answered 503 before they run, or run and then left without an answer, as a real ICAT
-behind an overloaded proxy does; for fault tests)."""
+/emulator/faults (GET, PUT ``{"error_rate": 0.2, "lost_answer_rate": 0.1, "fail_next": 3}``: a
+fraction of SOAP calls answered 503 before they run, or run and then left without an answer, as
+a real ICAT behind an overloaded proxy does, and the next N calls answered 503; for fault tests)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ class IcatHttpServer(ThreadingHTTPServer):
         self.service = IcatService(config, model, self.store, Sessions(config, self.store))
         self.xsd = build_xsd(model).encode()
         self.stats = OperationStats()
-        self.faults = {"error_rate": 0.0, "lost_answer_rate": 0.0}
+        self.faults = {"error_rate": 0.0, "lost_answer_rate": 0.0, "fail_next": 0.0}
+        self.faults_lock = threading.Lock()
         super().__init__((config.host, config.port), _Handler)
 
 
@@ -108,9 +109,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             wanted = {k: float(v) for k, v in json.loads(body or b"{}").items()}
             if not set(wanted) <= set(self.server.faults) or not all(
-                0 <= v <= 1 for v in wanted.values()
+                0 <= v <= (10**6 if k == "fail_next" else 1) for k, v in wanted.items()
             ):
-                raise ValueError(f"rates in [0, 1] for {sorted(self.server.faults)}")
+                raise ValueError(
+                    f"rates in [0, 1] (fail_next: a count) for {sorted(self.server.faults)}"
+                )
         except (ValueError, AttributeError) as exc:
             self._send(400, str(exc).encode(), "text/plain")
             return
@@ -124,7 +127,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found", "text/plain")
             return
         faults = self.server.faults
-        if random.random() < faults["error_rate"]:
+        with self.server.faults_lock:
+            forced = faults["fail_next"] >= 1
+            if forced:
+                faults["fail_next"] -= 1
+        if forced or random.random() < faults["error_rate"]:
             self._send(503, b"Service Unavailable (injected fault)", "text/plain")
             return
         started = time.perf_counter()
