@@ -230,3 +230,20 @@ async def test_a_reservation_whose_owner_died_is_taken_over_with_its_request_id(
         assert later.state is ClaimState.RESERVED and later.request_id != first.request_id
     finally:
         await store.close()
+
+
+async def test_a_released_reservation_gives_its_request_id_to_the_next_attempt(
+    tmp_path: Path,
+) -> None:
+    """A publish whose confirm never came (a 503, or the client went away) may still have
+    reached the broker: the retry must reuse the request id, not make a second request."""
+    store = SqliteIdempotencyStore(tmp_path / "keys.sqlite")
+    await store.open()
+    try:
+        first = await store.reserve("k", "f", now=1000.0, window=3600, lease=120)
+        await store.release("k", first.token or "")
+        again = await store.reserve("k", "f", now=1001.0, window=3600, lease=120)
+        assert again.state is ClaimState.RESERVED  # at once, no lease to wait for
+        assert again.request_id == first.request_id
+    finally:
+        await store.close()

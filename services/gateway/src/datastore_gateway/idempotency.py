@@ -71,7 +71,12 @@ SELECT_ABANDONED = (
 )
 SELECT_KEY = f"SELECT fingerprint, answer FROM {TABLE} WHERE scope_key = ?"
 UPDATE_ANSWER = f"UPDATE {TABLE} SET answer = ? WHERE scope_key = ? AND token = ?"
-DELETE_RESERVATION = f"DELETE FROM {TABLE} WHERE scope_key = ? AND token = ? AND answer IS NULL"
+# A released reservation is not deleted but made abandoned at once: the request may have
+# reached the broker although its confirm did not reach us (or the client went away), so the
+# next attempt with the key must reuse its request id (SELECT_ABANDONED), never make a second.
+DELETE_RESERVATION = (
+    f"UPDATE {TABLE} SET created_at = 0 WHERE scope_key = ? AND token = ? AND answer IS NULL"
+)
 DELETE_ANSWER = f"DELETE FROM {TABLE} WHERE scope_key = ? AND answer = ?"
 PURGE = (
     f"DELETE FROM {TABLE} WHERE (answer IS NOT NULL AND created_at < ?) "

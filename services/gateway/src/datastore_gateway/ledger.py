@@ -399,9 +399,13 @@ class Ledger:
 
         return await self._run(work, "read")
 
-    @staticmethod
-    def _exists(db: _Cursor, request_id: str) -> bool:
-        return bool(db.execute("SELECT 1 FROM ledger_requests WHERE request_id = ?", (request_id,)))
+    def _exists(self, db: _Cursor, request_id: str) -> bool:
+        """Whether the request is recorded; on PostgreSQL also locks its row for the rest of
+        the transaction, so replicas apply one request's events one after the other (each
+        reads, decides and writes; SQLite's write lock already serialises them)."""
+        lock = " FOR UPDATE" if self._db.postgres else ""
+        query = f"SELECT 1 FROM ledger_requests WHERE request_id = ?{lock}"
+        return bool(db.execute(query, (request_id,)))
 
     def _refresh(self, db: _Cursor, request_id: str) -> None:
         """After an event moved the request: store its state as it now reads (``_read``
