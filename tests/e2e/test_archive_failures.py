@@ -115,6 +115,7 @@ def test_a_request_the_icat_writer_cannot_register_ends_failed_visibly(
             ).status_code
             == 200
             and r.json()["state"] == "FAILED"
+            and r.json()["failure"] is not None  # the jobs' FAILED may come first
             and r.json()
         ),
         60,
