@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -281,7 +282,8 @@ async def run_once(
     """
     if store is None or window <= 0:
         return await work(str(uuid.uuid4())), False
-    answer, replayed = await _run_once(
+    attempt = functools.partial(
+        _run_once,
         store,
         key,
         fingerprint,
@@ -291,21 +293,13 @@ async def run_once(
         lease=lease,
         clock=clock,
     )
+    answer, replayed = await attempt()
     if replayed and still_valid is not None and not await still_valid(answer):
         # The first request FAILED: its answer would promise what never happens. Let this
         # one try again (one winner among concurrent retries, as for a first request).
         await store.forget(key, answer)
         log.info("idempotency_failed_request_retried")
-        answer, replayed = await _run_once(
-            store,
-            key,
-            fingerprint,
-            work,
-            window=window,
-            wait_seconds=wait_seconds,
-            lease=lease,
-            clock=clock,
-        )
+        answer, replayed = await attempt()
     return answer, replayed
 
 
