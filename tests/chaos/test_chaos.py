@@ -187,11 +187,6 @@ def test_icat_down_for_a_while(
     run_scenario("icat_down", stack, xrootd_stack, fts3_emulator, after_send=icat_outage)
 
 
-@pytest.mark.skipif(
-    not FULL,
-    reason="make chaos only for now: in the reduced run of make test up to 3 requests of 100 ended "
-    "FAILED (a second request for their dataset) in 2 of 4 clean-clone runs; see issue 8",
-)
 def test_gateway_killed_with_requests_in_flight(
     datastore_stack_factory: StackFactory, xrootd_stack: XRootDStack, fts3_emulator: Fts3Emulator
 ) -> None:

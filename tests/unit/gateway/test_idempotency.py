@@ -241,9 +241,45 @@ async def test_a_released_reservation_gives_its_request_id_to_the_next_attempt(
     await store.open()
     try:
         first = await store.reserve("k", "f", now=1000.0, window=3600, lease=120)
-        await store.release("k", first.token or "")
+        await store.release("k", first.token or "", lease=120)
         again = await store.reserve("k", "f", now=1001.0, window=3600, lease=120)
         assert again.state is ClaimState.RESERVED  # at once, no lease to wait for
         assert again.request_id == first.request_id
+    finally:
+        await store.close()
+
+
+async def test_a_purge_by_another_gateway_keeps_what_a_retry_needs(tmp_path: Path) -> None:
+    """A gateway killed after publishing leaves an unanswered reservation. A gateway started
+    later purges old rows on its first request; the killed one's row must survive that purge
+    (and a released one too) until the window ends, or the client's retry would get a new
+    request id and archive its dataset a second time (found by the gateway-killed chaos run)."""
+    path = tmp_path / "keys.sqlite"
+    killed = SqliteIdempotencyStore(path)
+    await killed.open()
+    died = await killed.reserve("died", "f", now=1000.0, window=3600, lease=120)
+    gave_up = await killed.reserve("gave-up", "f", now=1000.0, window=3600, lease=120)
+    await killed.release("gave-up", gave_up.token or "", lease=120)
+    await killed.close()
+    restarted = SqliteIdempotencyStore(path)  # a new process: it purges on its first reserve
+    await restarted.open()
+    try:
+        await restarted.reserve("someone-else", "f", now=1300.0, window=3600, lease=120)
+        retry = await restarted.reserve("died", "f", now=1301.0, window=3600, lease=120)
+        assert retry.state is ClaimState.RESERVED and retry.request_id == died.request_id
+        retry = await restarted.reserve("gave-up", "f", now=1302.0, window=3600, lease=120)
+        assert retry.state is ClaimState.RESERVED and retry.request_id == gave_up.request_id
+    finally:
+        await restarted.close()
+
+
+async def test_rows_are_purged_once_the_window_is_over(tmp_path: Path) -> None:
+    store = SqliteIdempotencyStore(tmp_path / "keys.sqlite")
+    await store.open()
+    try:
+        first = await store.reserve("k", "f", now=1000.0, window=3600, lease=120)
+        await store.reserve("other", "f", now=1000.0 + 3601 + 300, window=3600, lease=120)
+        later = await store.reserve("k", "f", now=1000.0 + 3602 + 300, window=3600, lease=120)
+        assert later.state is ClaimState.RESERVED and later.request_id != first.request_id
     finally:
         await store.close()

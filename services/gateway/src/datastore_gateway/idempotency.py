@@ -7,8 +7,11 @@ and every later one (within the window) get the stored answer:
 1. **insert first**: the request inserts ``(key, fingerprint, token)`` under a unique key; the one
    insert that succeeds owns the work. Concurrent duplicates see the row and wait for its answer.
 2. the owner publishes; only after the broker's confirm is the answer stored (``complete``);
-3. if the work fails, the reservation is deleted (``release``) so a retry can do it again; a
-   reservation whose owner died is taken over after ``PENDING_LEASE_SECONDS``.
+3. if the work fails, the reservation is released (``release``) so a retry can do it again; a
+   reservation whose owner died is taken over after ``PENDING_LEASE_SECONDS``. Either way the
+   retry gets the reservation's request id: the first attempt may have reached the broker.
+4. rows live for the window, whatever their state; only then are they purged. An unanswered row
+   must outlive its lease, since it holds the request id a retry has to reuse.
 
 Stores: SQLite (``sqlite:///path``, the default; safe across processes on one host) and
 PostgreSQL (``postgresql://...``, for replicas on several hosts).
@@ -72,17 +75,18 @@ SELECT_ABANDONED = (
 )
 SELECT_KEY = f"SELECT fingerprint, answer FROM {TABLE} WHERE scope_key = ?"
 UPDATE_ANSWER = f"UPDATE {TABLE} SET answer = ? WHERE scope_key = ? AND token = ?"
-# A released reservation is not deleted but made abandoned at once: the request may have
-# reached the broker although its confirm did not reach us (or the client went away), so the
-# next attempt with the key must reuse its request id (SELECT_ABANDONED), never make a second.
-DELETE_RESERVATION = (
-    f"UPDATE {TABLE} SET created_at = 0 WHERE scope_key = ? AND token = ? AND answer IS NULL"
+# A released reservation is not deleted but made abandoned at once (backdated by its lease):
+# the request may have reached the broker although its confirm did not reach us (or the
+# client went away), so the next attempt with the key must reuse its request id
+# (SELECT_ABANDONED), never make a second. It is purged with the window like any other row.
+RELEASE_RESERVATION = (
+    f"UPDATE {TABLE} SET created_at = created_at - ? "
+    "WHERE scope_key = ? AND token = ? AND answer IS NULL"
 )
 DELETE_ANSWER = f"DELETE FROM {TABLE} WHERE scope_key = ? AND answer = ?"
-PURGE = (
-    f"DELETE FROM {TABLE} WHERE (answer IS NOT NULL AND created_at < ?) "
-    "OR (answer IS NULL AND created_at < ?)"
-)
+# Only rows older than the window (and their lease): purging an abandoned row earlier would
+# lose the request id its client's next attempt must reuse, and so archive twice.
+PURGE = f"DELETE FROM {TABLE} WHERE created_at < ?"
 
 
 class IdempotencyKeyReusedError(InvalidRequestError):
@@ -137,12 +141,17 @@ class IdempotencyStore(ABC):
         """Store the owner's answer; later duplicates get it."""
 
     @abstractmethod
-    async def release(self, key: str, token: str) -> None:
-        """Drop an unanswered reservation so a retry can do the work."""
+    async def release(self, key: str, token: str, *, lease: float) -> None:
+        """Give up an unanswered reservation so a retry can do the work (with its request id)."""
 
     @abstractmethod
     async def forget(self, key: str, answer: str) -> None:
         """Drop a key's stored answer (its request FAILED): the next request does the work."""
+
+
+def purge_before(now: float, window: float, lease: float) -> float:
+    """Rows created before this are over: past the window, and past any owner's lease."""
+    return now - max(window, lease)
 
 
 def claim_from_row(
@@ -218,7 +227,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
         try:
             with self._transaction() as db:
                 if now - self._last_purge > PURGE_EVERY_SECONDS:
-                    db.execute(PURGE, (now - window, now - lease))
+                    db.execute(PURGE, (purge_before(now, window, lease),))
                     self._last_purge = now
                 abandoned = db.execute(SELECT_ABANDONED, (key, now - lease)).fetchone()
                 request_id = (abandoned and abandoned[0]) or str(uuid.uuid4())
@@ -234,8 +243,8 @@ class SqliteIdempotencyStore(IdempotencyStore):
     async def complete(self, key: str, token: str, answer: str) -> None:
         await asyncio.to_thread(self._write, UPDATE_ANSWER, (answer, key, token))
 
-    async def release(self, key: str, token: str) -> None:
-        await asyncio.to_thread(self._write, DELETE_RESERVATION, (key, token))
+    async def release(self, key: str, token: str, *, lease: float) -> None:
+        await asyncio.to_thread(self._write, RELEASE_RESERVATION, (lease + 1, key, token))
 
     async def forget(self, key: str, answer: str) -> None:
         await asyncio.to_thread(self._write, DELETE_ANSWER, (key, answer))
@@ -336,7 +345,7 @@ async def _run_once(
         answer = await work(claim.request_id)
     except BaseException:
         with contextlib.suppress(Exception):
-            await store.release(key, claim.token)
+            await store.release(key, claim.token, lease=lease)
         raise
     try:
         await store.complete(key, claim.token, answer)

@@ -17,10 +17,10 @@ from datastore_common.errors import PeerUnavailableError
 from datastore_gateway.idempotency import (
     DELETE_ANSWER,
     DELETE_EXPIRED_KEY,
-    DELETE_RESERVATION,
     INSERT_RESERVATION,
     PURGE,
     PURGE_EVERY_SECONDS,
+    RELEASE_RESERVATION,
     SCHEMA,
     SELECT_ABANDONED,
     SELECT_KEY,
@@ -29,6 +29,7 @@ from datastore_gateway.idempotency import (
     Claim,
     IdempotencyStore,
     claim_from_row,
+    purge_before,
 )
 
 
@@ -76,7 +77,7 @@ class PostgresIdempotencyStore(IdempotencyStore):
             try:
                 async with connection.transaction():
                     if now - self._last_purge > PURGE_EVERY_SECONDS:
-                        await connection.execute(_pg(PURGE), (now - window, now - lease))
+                        await connection.execute(_pg(PURGE), (purge_before(now, window, lease),))
                         self._last_purge = now
                     abandoned = await (
                         await connection.execute(_pg(SELECT_ABANDONED), (key, now - lease))
@@ -99,8 +100,8 @@ class PostgresIdempotencyStore(IdempotencyStore):
     async def complete(self, key: str, token: str, answer: str) -> None:
         await self._write(UPDATE_ANSWER, (answer, key, token))
 
-    async def release(self, key: str, token: str) -> None:
-        await self._write(DELETE_RESERVATION, (key, token))
+    async def release(self, key: str, token: str, *, lease: float) -> None:
+        await self._write(RELEASE_RESERVATION, (lease + 1, key, token))
 
     async def forget(self, key: str, answer: str) -> None:
         await self._write(DELETE_ANSWER, (key, answer))
