@@ -9,13 +9,14 @@ PY := $(VENV)/bin/python
 BENCH_TARGETS :=
 -include mk/*.mk
 
-.PHONY: help setup up down demo test test-unit test-integration test-e2e chaos bench lint
+.PHONY: help setup up down demo test test-unit test-integration test-e2e chaos scale bench lint
 
 help:
 	@echo "make demo   - install, start the local stack, run the seed workflow"
 	@echo "make test   - install, start what the tests need, run the whole suite"
 	@echo "make test-unit | test-integration | test-e2e - one tier of the suite (no lint)"
 	@echo "make chaos  - the fault scenarios at full size (bench/results/chaos.json)"
+	@echo "make scale  - 10,000 files and 4 x 20 GB in one dataset each (needs 80 GB free)"
 	@echo "make setup | up | down | bench | lint | asyncapi"
 
 setup: ## system packages (apt) + uv + the workspace virtualenv from the lock file
@@ -47,6 +48,11 @@ test-e2e: setup
 # Figures in bench/results/chaos.json.
 chaos: setup
 	@CHAOS_FULL=1 bash deploy/local/test.sh --no-lint tests/chaos
+
+# 10,000 files and 4 x SCALE_FILE_GB (20) GB in one dataset each, while other archives run.
+# Needs 4 x SCALE_FILE_GB of free disk for the tape copies; `make test` runs 2,500 files.
+scale: setup
+	@bash deploy/local/test.sh --no-lint -s tests/scale
 
 bench: setup $(BENCH_TARGETS)
 	@ls -1 bench/results/*.json
