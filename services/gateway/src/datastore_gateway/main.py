@@ -26,13 +26,13 @@ from datastore_common.errors import (
     ConfigurationError,
     DatastoreError,
     ForbiddenError,
+    NotArchivedError,
     NotFoundError,
     PermanentError,
     TransientError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.ports import Publisher, Sessions, TransferService, Vocabulary
-from datastore_common.ports_restore import NotArchivedError, Selections
+from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import make_bus
@@ -139,9 +139,10 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
     if state.sessions is None or state.selections is None or state.vocabulary is None:
-        from datastore_common.adapters.icat import IcatSessions, pool_from_settings
-        from datastore_common.adapters.icat_selections import IcatSelections
-        from datastore_common.adapters.icat_vocabulary import IcatVocabulary
+        from datastore_common.adapters.icat.pool import pool_from_settings
+        from datastore_common.adapters.icat.selections import IcatSelections
+        from datastore_common.adapters.icat.sessions import IcatSessions
+        from datastore_common.adapters.icat.vocabulary import IcatVocabulary
 
         # One pool of python-icat clients serves every user's logins, checks and selections,
         # and the functional account's vocabulary look-ups.

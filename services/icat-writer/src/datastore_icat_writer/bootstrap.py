@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from datastore_common.adapters.icat import IcatCatalogue, pool_from_settings
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import pool_from_settings
 from datastore_common.adapters.storage import XRootDFileDescriber
 from datastore_common.adapters.xrootd import XRootDStorage
 from datastore_common.messages import Envelope
