@@ -161,7 +161,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
                 icat_vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
             )
     if state.transfers is None:
-        from datastore_common.adapters.fts3_service import Fts3TransferService
+        from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 
         try:
             fts = Fts3TransferService.from_settings(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from datastore_common.adapters.fts3_service import Fts3TransferService
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
 from datastore_common.bus import Bus
