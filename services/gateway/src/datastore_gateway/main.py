@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
