@@ -11,7 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from datastore_common.adapters.icat.get_or_create import get_or_create, get_or_create_many
+from datastore_common.adapters.icat.get_or_create import (
+    get_or_create,
+    get_or_create_many,
+    ids_by_name,
+)
 from datastore_common.adapters.icat.jpql import (
     IN_CHUNK,
     PAGE,
@@ -149,15 +153,12 @@ class IcatCatalogue(Catalogue):
     def _datasets_in(
         self, client: IcatClient, investigation_id: int, specs: Sequence[DatasetSpec]
     ) -> dict[str, CatalogueDataset]:
-        def search(names: Sequence[str]) -> dict[str, int]:
-            found: dict[str, int] = {}
-            for chunk in chunks(names, IN_CHUNK):
-                query = (
-                    "SELECT o.id, o.name FROM Dataset o JOIN o.investigation i "
-                    f"WHERE i.id = {investigation_id} AND o.name IN ({in_list(chunk)})"
-                )
-                found.update({str(name): int(i) for i, name in client.search(query)})
-            return found
+        search = functools.partial(
+            ids_by_name,
+            client.search,
+            "SELECT o.id, o.name FROM Dataset o JOIN o.investigation i "
+            f"WHERE i.id = {investigation_id}",
+        )
 
         def new_dataset(spec: DatasetSpec) -> Any:
             type_id = self._references.id_of(client, "DatasetType", name=spec.datasetType.name)
@@ -216,16 +217,11 @@ class IcatCatalogue(Catalogue):
         self, client: IcatClient, dataset_id: int, items: Sequence[NewDatafile]
     ) -> dict[str, CatalogueDatafile]:
         wire = wire_of(client)
-
-        def search(names: Sequence[str]) -> dict[str, int]:
-            found: dict[str, int] = {}
-            for chunk in chunks(names, IN_CHUNK):
-                query = (
-                    "SELECT o.id, o.name FROM Datafile o JOIN o.dataset ds "
-                    f"WHERE ds.id = {dataset_id} AND o.name IN ({in_list(chunk)})"
-                )
-                found.update({str(name): int(i) for i, name in wire.search(query)})
-            return found
+        search = functools.partial(
+            ids_by_name,
+            wire.search,
+            f"SELECT o.id, o.name FROM Datafile o JOIN o.dataset ds WHERE ds.id = {dataset_id}",
+        )
 
         def new_datafile(item: NewDatafile) -> Bean:
             spec = item.spec

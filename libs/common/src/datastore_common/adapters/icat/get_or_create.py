@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import icat.exception as icat_errors
 
-from datastore_common.adapters.icat.jpql import chunks
+from datastore_common.adapters.icat.jpql import IN_CHUNK, chunks, in_list
 from datastore_common.adapters.icat.pool import IcatClient
 from datastore_common.adapters.icat.wire import CREATE_CHUNK
 
@@ -37,6 +37,19 @@ def get_or_create(
         if not found:
             raise
         return int(found[0]), False
+
+
+def ids_by_name(
+    search: Callable[[str], Sequence[Any]], select: str, names: Sequence[str]
+) -> dict[str, int]:
+    """{name: id} of those ``names`` that exist: ``select`` is a ``SELECT o.id, o.name ... WHERE
+    ...`` that ``AND o.name IN (...)`` extends for each chunk of names; ``search`` is
+    python-icat's ``client.search`` or :meth:`SoapWire.search`."""
+    found: dict[str, int] = {}
+    for chunk in chunks(names, IN_CHUNK):
+        query = f"{select} AND o.name IN ({in_list(chunk)})"
+        found.update({str(name): int(i) for i, name in search(query)})
+    return found
 
 
 def get_or_create_many(
