@@ -39,7 +39,8 @@ from typing import Any
 import icat
 from icat_bench import start_emulator  # bench/ scripts run with bench/ on sys.path
 
-from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.domain.archival import (
     ARCHIVAL_ENDPOINT,
     ARCHIVAL_IDS,

@@ -20,7 +20,8 @@ from typing import Any
 
 import aio_pika
 
-from datastore_common.bus import Bus, delete_topology
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.declare import delete_topology
 from datastore_common.messages import PAYLOAD_TYPES, Envelope, TransferStatus, wrap
 from datastore_common.topology import QueueSpec, Topology, all_queue_names
 

@@ -203,7 +203,8 @@ def start_server(name: str, port: int, exchange: str, work: Path) -> subprocess.
 
 
 async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from datastore_common.bus import Bus, delete_topology
+    from datastore_common.adapters.rabbitmq.bus import Bus
+    from datastore_common.adapters.rabbitmq.declare import delete_topology
     from datastore_common.topology import all_queue_names
     from datastore_common.worker import topology_from
 

@@ -31,9 +31,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer_bench import REPO, free_port, run, tls_context, wait_ready
 
-from datastore_common.adapters.fts3 import Fts3Client
-from datastore_common.adapters.fts3_service import Fts3TransferService
-from datastore_common.bus import Bus, delete_topology
+from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.declare import delete_topology
 from datastore_common.domain.job_ids import fts_job_id, job_sid
 from datastore_common.logging import configure_logging
 from datastore_common.messages import (

@@ -2,7 +2,7 @@
 
 Side by side in one run, each on its own fresh files (XRootD keeps a computed checksum in the
 file's extended attributes, so a file is only ever checksummed once): the icat-writer's
-``XRootDFileDescriber.describe_many`` with its default bounds (checksums 4 at a time per
+``XRootDStorage.describe_many`` with its default bounds (checksums 4 at a time per
 server, as an XRootD server without ``xrootd.chksum max`` allows), and the server's own rate:
 bare checksum queries, 16 in flight (the local servers' ``max``), no stats. Needs the local
 XRootD stack (deploy/local/xrootd.sh start). Writes JSON (default bench/results/source_checks.json).
@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from datastore_common.adapters.storage import XRootDFileDescriber
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
+from datastore_common.adapters.xrootd.storage import XRootDStorage
 
 REPO = Path(__file__).resolve().parents[1]
 IDC = f"root://127.0.0.1:{os.environ.get('XROOTD_IDC_PORT', '11094')}"
@@ -41,7 +41,7 @@ def fresh_files(count: int, size: int) -> list[str]:
 
 
 async def ours(urls: list[str]) -> float:
-    describer = XRootDFileDescriber(XRootDStorage())
+    describer = XRootDStorage(XRootDClient())
     started = time.perf_counter()
     described = await describer.describe_many(urls)
     elapsed = time.perf_counter() - started
@@ -50,7 +50,7 @@ async def ours(urls: list[str]) -> float:
 
 
 async def server_rate(urls: list[str], in_flight: int = 16) -> float:
-    storage = XRootDStorage(checksum_concurrency=in_flight)
+    storage = XRootDClient(checksum_concurrency=in_flight)
     started = time.perf_counter()
     await asyncio.gather(*(storage.checksum(url) for url in urls))
     return time.perf_counter() - started
@@ -78,7 +78,7 @@ async def run(files: int, size: int, rounds: int) -> dict[str, Any]:
         "ours_files_per_second": round(files / best["ours"]),
         "server_checksums_only_seconds": round(best["server"], 3),
         "ratio_ours_to_server": round(best["server"] / best["ours"], 3),
-        "note": "ours = XRootDFileDescriber (stat + checksum, 4 checksums in flight); server = "
+        "note": "ours = XRootDStorage (stat + checksum, 4 checksums in flight); server = "
         "bare checksum queries, 16 in flight; best of the rounds, sides alternating first",
     }
 

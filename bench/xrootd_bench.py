@@ -25,7 +25,8 @@ from typing import Any
 
 from XRootD import client as xrootd_client
 
-from datastore_common.adapters.xrootd import XRootDStorage, split_url
+from datastore_common.adapters.xrootd.client import XRootDClient
+from datastore_common.adapters.xrootd.urls import split_url
 
 REPO = Path(__file__).resolve().parents[1]
 IDC = f"root://127.0.0.1:{os.environ.get('XROOTD_IDC_PORT', '11094')}"
@@ -54,7 +55,7 @@ async def timed(make_work: Callable[[], Awaitable[Any]], rounds: int) -> float:
 
 
 async def run(requests: int, rounds: int) -> dict[str, Any]:
-    storage = XRootDStorage(timeout_seconds=30)
+    storage = XRootDClient(timeout_seconds=30)
     files = prepare_files(10, 1_000_000)
     urls = [files[index % len(files)] for index in range(requests)]
     sync_fs = xrootd_client.FileSystem(IDC)

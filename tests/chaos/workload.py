@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from datastore_common.adapters.xrootd import XRootDStorage
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.domain.archival import ARCHIVAL_STATE
 from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
@@ -191,7 +191,7 @@ class Workload:
 
     def _check_tape(self) -> None:
         settings = self.stack.settings
-        storage = XRootDStorage()
+        storage = XRootDClient()
         tape = settings.tape_archive.rstrip("/")
 
         async def all_sums() -> list[tuple[str, str, str]]:

@@ -15,7 +15,8 @@ from typing import TypeVar
 
 import pytest
 
-from datastore_common.bus import Bus, delete_topology
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.declare import delete_topology
 from datastore_common.messages import Payload
 from datastore_common.topology import Topology, all_queue_names
 

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from datastore_common.bus import delete_topology
+from datastore_common.adapters.rabbitmq.declare import delete_topology
 from datastore_common.settings import DatastoreSettings, load_settings
 from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus

@@ -10,14 +10,14 @@ from typing import Any
 import aio_pika
 import pytest
 
-from datastore_common.bus import (
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
-    Bus,
-    declare_topology,
 )
+from datastore_common.adapters.rabbitmq.declare import declare_topology
 from datastore_common.errors import PermanentError, TransientError
 from datastore_common.messages import PAYLOAD_TYPES, Envelope, TransferStatus, wrap
 from datastore_common.topology import QueueSpec, Topology, dlq_name

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from datastore_common.bus import (
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_ERROR_TYPE,
     HEADER_FIRST_FAILURE,
-    Bus,
-    declare_topology,
 )
+from datastore_common.adapters.rabbitmq.declare import declare_topology
 from datastore_common.errors import CredentialError, PermanentError, TransientError
 from datastore_common.messages import PAYLOAD_TYPES, Envelope
 from datastore_common.topology import Topology, dlq_name, retry_queue_name

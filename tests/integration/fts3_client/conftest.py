@@ -11,7 +11,8 @@ import pytest
 from XRootD import client as xrd
 from XRootD.client.flags import OpenFlags
 
-from datastore_common.adapters.fts3 import Fts3Client, JobStatus
+from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.wire import JobStatus
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.workdirs import remove_after_session
 

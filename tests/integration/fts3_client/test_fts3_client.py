@@ -8,7 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from datastore_common.adapters.fts3 import Fts3Client, JobParams, TransferSpec
+from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.wire import JobParams, TransferSpec
 from datastore_common.domain.job_ids import fts_job_id
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.xrootd_fixtures import XRootDStack

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from datastore_common.adapters.fts3_service import Fts3TransferService
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 from datastore_common.errors import ConfigurationError
 from datastore_common.ports import JobProgress
 from tests.support.fts3_fixtures import Fts3Emulator

@@ -22,7 +22,7 @@ from typing import Any
 
 import aio_pika
 
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.domain.job_ids import fts_job_id, job_sid
 from datastore_common.messages import (
     ArchiveRegistered,

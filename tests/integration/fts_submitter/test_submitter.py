@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.messages import RequestDelayed, TransferSubmitted
 from datastore_common.topology import FTS_SUBMITTER, STATUS_POLLER_POLL, dlq_name
 from tests.integration.fts3_service.workflow import (

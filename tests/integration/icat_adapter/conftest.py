@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.messages import InvestigationSpec
 from datastore_common.settings import IcatSettings
 from tests.integration.icat_emulator.conftest import ingest_args

@@ -12,15 +12,10 @@ import icat.exception as icat_errors
 import pytest
 from lxml import etree
 
-from datastore_common.adapters.icat import (
-    IcatCatalogue,
-    IcatClientPool,
-    SoapWire,
-    _BeanShape,
-    _search_value,
-    wire_value,
-    xml_text,
-)
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.wire import BeanShape as _BeanShape
+from datastore_common.adapters.icat.wire import SoapWire, _search_value, wire_value, xml_text
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.errors import NotFoundError
 from datastore_common.messages import DatafileSpec

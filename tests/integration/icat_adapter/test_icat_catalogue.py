@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import icat
 import pytest
 
-from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool, raw_call
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool, raw_call
 from datastore_common.domain.archival import (
     ARCHIVAL_ENDPOINT,
     ARCHIVAL_FAILURE,

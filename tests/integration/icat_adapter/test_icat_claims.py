@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.messages import DatafileKey
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings

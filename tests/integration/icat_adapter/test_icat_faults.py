@@ -8,7 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from datastore_common.adapters.icat import IcatClientPool, IcatSessions, translate_icat_error
+from datastore_common.adapters.icat.errors import translate_icat_error
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.errors import InvalidRequestError, PeerUnavailableError
 from tests.support.icat_fixtures import IcatEmulator
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from datastore_common.adapters.icat import IcatClientPool, IcatSessions
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.errors import AuthenticationError, PeerUnavailableError
 from tests.support.icat_fixtures import IcatEmulator, free_port
 from tests.support.loop_relay import loop_relay

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from datastore_common.adapters.icat import IcatClientPool
-from datastore_common.adapters.icat_vocabulary import IcatVocabulary
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.vocabulary import IcatVocabulary
 from datastore_common.errors import TransientError
 from datastore_common.ports import Term, VocabularyKind
 from datastore_common.settings import DatastoreSettings, IcatSettings

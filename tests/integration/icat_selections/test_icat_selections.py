@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import icat
 import pytest
 
-from datastore_common.adapters.icat import IcatCatalogue, IcatClientPool, IcatSessions
-from datastore_common.adapters.icat_selections import IcatSelections
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.selections import IcatSelections
+from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
-from datastore_common.errors import AuthenticationError, NotFoundError
+from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.ports import NewDatafile
-from datastore_common.ports_restore import NotArchivedError
 from datastore_common.settings import IcatSettings
 from tests.integration.icat_adapter.conftest import seed_investigation
 

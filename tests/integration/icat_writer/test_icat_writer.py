@@ -13,7 +13,7 @@ from typing import Any
 import icat
 import pytest
 
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.domain.plan import plan_archive
 from datastore_common.messages import (

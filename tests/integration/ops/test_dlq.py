@@ -17,17 +17,18 @@ import aio_pika.abc
 import pytest
 import yaml
 
-from datastore_common.bus import (
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ATTEMPT,
     HEADER_DELIVERY_COUNT,
     HEADER_ERROR,
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
-    Bus,
 )
 from datastore_common.errors import PermanentError
 from datastore_common.messages import PAYLOAD_TYPES, Envelope, TransferStatus, wrap
-from datastore_common.ops import HEADER_REPLAYS, UsageError, resolve_dlq, run_cli
+from datastore_common.ops.cli import run_cli
+from datastore_common.ops.dlq import HEADER_REPLAYS, UsageError, resolve_dlq
 from datastore_common.settings import CONFIG_ENV, load_settings
 from datastore_common.topology import GATEWAY_LEDGER, Topology, dlq_name
 from datastore_common.worker import topology_from

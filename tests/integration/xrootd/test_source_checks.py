@@ -1,7 +1,7 @@
 """Describing many sources at once, as several icat-writer replicas do, against a real server.
 
 A server computes only a few checksums at once and answers "wait 30 s" past its queue; before
-the per-server bound in ``XRootDStorage`` three replicas of 32 queries each timed out there
+the per-server bound in ``XRootDClient`` three replicas of 32 queries each timed out there
 (issue "A 202 is a promise kept").
 """
 
@@ -13,8 +13,8 @@ import zlib
 
 import pytest
 
-from datastore_common.adapters.storage import XRootDFileDescriber
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
+from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.ports import StoredFile
 from tests.support.xrootd_fixtures import XRootDStack
@@ -44,7 +44,7 @@ async def test_replicas_describing_many_new_files_at_once_all_succeed(
             files[xrootd_stack.url("idc", path)] = _write(xrootd_stack, path, 1_000_000 + index)
         expected.append(files)
     # One describer per replica, each with its own XRootD client state and default bounds.
-    describers = [XRootDFileDescriber(XRootDStorage()) for _ in range(REPLICAS)]
+    describers = [XRootDStorage(XRootDClient()) for _ in range(REPLICAS)]
 
     described = await asyncio.gather(
         *(d.describe_many(list(files)) for d, files in zip(describers, expected, strict=True))
@@ -59,8 +59,8 @@ async def test_a_retried_request_does_not_ask_the_server_again(
     path = f"{xrootd_test_path}/once.nxs"
     url = xrootd_stack.url("idc", path)
     stored = _write(xrootd_stack, path, 4096)
-    storage = XRootDStorage()
-    describer = XRootDFileDescriber(storage)
+    storage = XRootDClient()
+    describer = XRootDStorage(storage)
     assert await describer.describe(url) == stored
 
     async def no_more_checksums(url: str, *, size: int | None = None) -> str:
@@ -83,7 +83,7 @@ async def test_the_first_failure_cancels_the_rest_and_is_raised_as_itself(
     for i in range(3):
         _write(xrootd_stack, f"{xrootd_test_path}/g{i}", 100)
     down = "root://127.0.0.1:1//nothing/listens/here"
-    describer = XRootDFileDescriber(XRootDStorage())
+    describer = XRootDStorage(XRootDClient())
 
     with pytest.raises(PeerUnavailableError):
         await describer.describe_many([*good, down])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
 from tests.integration.xrootd import cli
 from tests.support.xrootd_fixtures import XRootDStack, run_xrootd_script
 
@@ -67,11 +67,11 @@ async def test_third_party_copy_from_idc_to_tape_keeps_the_checksum(
     source = xrootd_stack.url("idc", f"{xrootd_test_path}/raw.nxs")
     destination = xrootd_stack.url("tape", f"{xrootd_test_path}/raw.nxs")
     cli.upload(local, source)
-    await XRootDStorage().mkdir(xrootd_stack.url("tape", xrootd_test_path))
+    await XRootDClient().mkdir(xrootd_stack.url("tape", xrootd_test_path))
 
     cli.third_party_copy(source, destination)
 
-    storage = XRootDStorage()
+    storage = XRootDClient()
     copied = await storage.stat(destination)
     assert copied is not None and copied.size == len(content)
     assert await storage.checksum(destination) == f"adler32:{zlib.adler32(content):08x}"

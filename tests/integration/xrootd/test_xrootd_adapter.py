@@ -1,4 +1,4 @@
-"""XRootDStorage against the real servers."""
+"""XRootDClient against the real servers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.errors import NotFoundError, PeerUnavailableError
 from tests.integration.xrootd import cli
 from tests.support.loop_relay import loop_relay
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def storage() -> XRootDStorage:
-    return XRootDStorage(timeout_seconds=20)
+def storage() -> XRootDClient:
+    return XRootDClient(timeout_seconds=20)
 
 
 async def test_stat_and_checksum_of_a_written_file(
-    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+    storage: XRootDClient, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
 ) -> None:
     content = os.urandom(123_457)
     local = tmp_path / "f.raw"
@@ -45,7 +45,7 @@ async def test_stat_and_checksum_of_a_written_file(
 
 
 async def test_checksum_keeps_leading_zeros(
-    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+    storage: XRootDClient, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
 ) -> None:
     local = tmp_path / "tiny"
     local.write_bytes(b"a")  # adler32 = 0x00620062
@@ -56,7 +56,7 @@ async def test_checksum_keeps_leading_zeros(
 
 
 async def test_mkdir_listdir_remove(
-    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+    storage: XRootDClient, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
 ) -> None:
     folder = xrootd_stack.url("udc", f"{xrootd_test_path}/a/b")
     await storage.mkdir(folder)
@@ -78,7 +78,7 @@ async def test_mkdir_listdir_remove(
 
 
 async def test_missing_file_maps_to_not_found(
-    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str
+    storage: XRootDClient, xrootd_stack: XRootDStack, xrootd_test_path: str
 ) -> None:
     url = xrootd_stack.url("idc", f"{xrootd_test_path}/missing.raw")
 
@@ -92,7 +92,7 @@ async def test_missing_file_maps_to_not_found(
         await storage.listdir(url)
 
 
-async def test_unreachable_server_maps_to_peer_unavailable(storage: XRootDStorage) -> None:
+async def test_unreachable_server_maps_to_peer_unavailable(storage: XRootDClient) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
@@ -105,7 +105,7 @@ async def test_unreachable_server_maps_to_peer_unavailable(storage: XRootDStorag
 
 
 async def test_two_hundred_concurrent_stats_leave_the_event_loop_free(
-    storage: XRootDStorage, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
+    storage: XRootDClient, xrootd_stack: XRootDStack, xrootd_test_path: str, tmp_path: Path
 ) -> None:
     local = tmp_path / "many"
     local.write_bytes(b"m" * 10)

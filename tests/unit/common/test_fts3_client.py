@@ -17,15 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from datastore_common.adapters.fts3 import (
-    PROXY_CERT_INFO_OID,
-    Fts3Client,
-    JobParams,
-    JobStatus,
-    TransferSpec,
-    build_proxy,
-    job_body,
-)
+from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.proxy import PROXY_CERT_INFO_OID, build_proxy
+from datastore_common.adapters.fts3.wire import JobParams, JobStatus, TransferSpec, job_body
 from datastore_common.domain.job_ids import fts_job_id
 from datastore_common.errors import (
     AuthenticationError,

@@ -5,11 +5,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from datastore_common.errors import InvalidMessageError
 from datastore_common.messages import (
     PAYLOAD_TYPES,
     ArchiveRequested,
     Envelope,
-    InvalidMessageError,
     InvestigationSpec,
     TransferStatus,
     check_unique_investigations,

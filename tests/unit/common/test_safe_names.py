@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from datastore_common.messages import PAYLOAD_TYPES, InvalidMessageError, parse_envelope
+from datastore_common.errors import InvalidMessageError
+from datastore_common.messages import PAYLOAD_TYPES, parse_envelope
 from datastore_common.messages.metadata import (
     SAFE_NAME_PATTERN,
     InvestigationSpec,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from datastore_common.adapters.xrootd import (
+from datastore_common.adapters.xrootd.client import (
     CHECKSUM_TIMEOUT_FLOOR_SECONDS,
-    XRootDStorage,
-    XRootDUrl,
+    XRootDClient,
     checksum_timeout,
 )
+from datastore_common.adapters.xrootd.urls import XRootDUrl
 
 
 def test_checksum_timeout_grows_with_size() -> None:
@@ -20,7 +20,7 @@ def test_checksum_timeout_grows_with_size() -> None:
     assert fifty_gb == CHECKSUM_TIMEOUT_FLOOR_SECONDS + 954  # ~16 min: never a fixed 30 s
 
 
-class _RecordingStorage(XRootDStorage):
+class _RecordingStorage(XRootDClient):
     """The real adapter with its wire call replaced: counts queries in flight per server."""
 
     def __init__(self, **kwargs: Any) -> None:

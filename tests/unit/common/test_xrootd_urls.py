@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datastore_common.adapters.xrootd import (
-    XRootDUrl,
-    error_for_status,
-    join_url,
-    parse_checksum_answer,
-    split_url,
-)
+from datastore_common.adapters.xrootd.client import error_for_status, parse_checksum_answer
+from datastore_common.adapters.xrootd.urls import XRootDUrl, join_url, split_url
 from datastore_common.errors import (
     AlreadyExistsError,
     ForbiddenError,

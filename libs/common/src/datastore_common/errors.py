@@ -8,6 +8,8 @@ recorded as FAILED) at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class DatastoreError(Exception):
     """Base of every error raised on purpose by Datastore code."""
@@ -57,3 +59,26 @@ class AlreadyExistsError(PermanentError):
 
 class InvalidRequestError(PermanentError):
     """The peer refused the request as malformed or invalid."""
+
+
+class InvalidMessageError(PermanentError):
+    """A message body that is not a valid envelope of a known type."""
+
+
+class GaveUpError(PermanentError):
+    """A message was delivered ``delivery_limit`` times without its handler ever answering."""
+
+
+class NotArchivedError(PermanentError):
+    """Some selected datafiles are not (yet) safely on tape: their "Archival state" is not
+    FINISHED (or they have no location). ``states`` maps datafile id -> state (None = none)."""
+
+    def __init__(self, states: Mapping[int, str | None]) -> None:
+        self.states = dict(states)
+        shown = sorted(self.states.items())[:20]
+        listed = ", ".join(f"{i} ({s or 'never archived'})" for i, s in shown)
+        more = f" and {len(self.states) - len(shown)} more" if len(self.states) > len(shown) else ""
+        super().__init__(
+            f"{len(self.states)} selected datafile(s) cannot be restored: their "
+            f'"Archival state" is not FINISHED: {listed}{more}'
+        )

@@ -1,8 +1,10 @@
-"""Ports: what the services need from the outside world, as small abstract classes.
+"""Ports: what the services need from the outside world, as small abstract classes, one
+section per role (publisher, storage, transfers, ICAT as a user, the catalogue, the
+vocabulary, restore selections).
 
 Handlers depend on these, never on aio-pika, httpx, python-icat or XRootD directly. Real
 adapters live in ``datastore_common.adapters``; in-memory fakes for unit tests in
-``datastore_common.testing.fakes``.
+``datastore_common.testing``.
 """
 
 from __future__ import annotations
@@ -10,16 +12,11 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from datastore_common.domain.archival import (
-    ARCHIVAL_ENDPOINT,
-    ARCHIVAL_IDS,
-    ARCHIVAL_STATE,
-    split_job_ids,
-)
-from datastore_common.domain.states import is_terminal
+from datastore_common.domain.archival import ArchivalJob, CatalogueDatafile, CatalogueDataset
+from datastore_common.domain.plan import RestoreItem
 from datastore_common.messages import (
     DatafileKey,
     DatafileSpec,
@@ -133,16 +130,6 @@ ArchivalEntity = Literal["Dataset", "Datafile"]
 
 
 @dataclass(frozen=True)
-class CatalogueDataset:
-    """A Dataset in ICAT with its archival parameters (name -> value, only those present)."""
-
-    dataset_id: int
-    investigation_id: int
-    name: str
-    archival: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class NewDatafile:
     """A datafile to get-or-create in a dataset: the request's fields plus what we computed."""
 
@@ -150,42 +137,6 @@ class NewDatafile:
     location: str
     file_size: int | None
     checksum: str | None
-
-
-@dataclass(frozen=True)
-class CatalogueDatafile:
-    """A Datafile in ICAT with its archival parameters (name -> value, only those present)."""
-
-    datafile_id: int
-    dataset_id: int
-    name: str
-    location: str | None
-    file_size: int | None
-    checksum: str | None
-    archival: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ArchivalJob:
-    """An FTS job ICAT still records as in flight, with its datafiles not yet terminal."""
-
-    job_id: str
-    endpoint: str | None
-    datafiles: tuple[CatalogueDatafile, ...]
-
-
-def active_jobs_of(datafiles: Sequence[CatalogueDatafile]) -> list[ArchivalJob]:
-    """Group the datafiles whose "Archival state" is not terminal by the job ids they record."""
-    jobs: dict[str, list[CatalogueDatafile]] = {}
-    endpoints: dict[str, str | None] = {}
-    for datafile in datafiles:
-        state = datafile.archival.get(ARCHIVAL_STATE)
-        if state is None or is_terminal(state):
-            continue
-        for job_id in split_job_ids(datafile.archival.get(ARCHIVAL_IDS)):
-            jobs.setdefault(job_id, []).append(datafile)
-            endpoints.setdefault(job_id, datafile.archival.get(ARCHIVAL_ENDPOINT))
-    return [ArchivalJob(job_id, endpoints[job_id], tuple(files)) for job_id, files in jobs.items()]
 
 
 class Catalogue(ABC):
@@ -311,3 +262,35 @@ class Vocabulary(ABC):
         """The terms ICAT does not know, by kind (only kinds with some): a facility other than
         ``facility`` or missing from ICAT, other names missing in ``facility``. Asks ICAT
         once per kind; a TransientError when it cannot answer."""
+
+
+def describe_ids(missing: Mapping[str, Sequence[int]]) -> str:
+    """``"Investigation 4, 5; Dataset 9"`` for {entity: ids} (entities without ids left out)."""
+    return "; ".join(
+        f"{entity} {', '.join(str(i) for i in sorted(ids))}"
+        for entity, ids in missing.items()
+        if ids
+    )
+
+
+class Selections(ABC):
+    """ICAT as the *user* sees it, for restore requests (gateway): what a user's selection
+    means, resolved with *their* session, so ICAT's own authorization decides what they may
+    restore (an id they may not read is indistinguishable from one that does not exist, and
+    both are refused by name)."""
+
+    @abstractmethod
+    async def resolve(
+        self,
+        session_id: str,
+        investigation_ids: Sequence[int],
+        dataset_ids: Sequence[int],
+        datafile_ids: Sequence[int],
+    ) -> list[RestoreItem]:
+        """Every datafile named directly or through its dataset or investigation, once each,
+        ordered by (dataset id, location).
+
+        Raises NotFoundError naming the ids the user cannot read (or that do not exist),
+        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED,
+        AuthenticationError when the session is refused.
+        """

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 
-from datastore_common.bus import Bus, run_until_signalled
+from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.metrics import UP, start_metrics_server
 from datastore_common.settings import DatastoreSettings
@@ -58,3 +59,19 @@ async def serve(service: str, settings: DatastoreSettings, wire: Wiring) -> None
 
 def run(service: str, settings: DatastoreSettings, wire: Wiring) -> None:
     asyncio.run(serve(service, settings, wire))
+
+
+async def run_until_signalled(stop_hooks: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Block until SIGTERM/SIGINT, then run the stop hooks in order (graceful stop)."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopping")
+        for hook in stop_hooks:
+            await hook()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datastore_common.adapters.fts3_service import Fts3TransferService
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
-from datastore_common.bus import Bus
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
+from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRegistered, Payload, RestoreRequested
 from datastore_common.ports import TransferService

@@ -36,6 +36,7 @@ from datastore_common.ports import (
     VOCABULARY_KINDS,
     JobProgress,
     Publisher,
+    Selections,
     Term,
     TransferService,
     UserSession,
@@ -43,7 +44,6 @@ from datastore_common.ports import (
     VocabularyKind,
     terms_of,
 )
-from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
 from datastore_gateway.ledger import Ledger

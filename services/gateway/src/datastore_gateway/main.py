@@ -20,19 +20,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from datastore_common.adapters.rabbit import BusPublisher
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
     DatastoreError,
     ForbiddenError,
+    NotArchivedError,
     NotFoundError,
     PermanentError,
     TransientError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.ports import Publisher, Sessions, TransferService, Vocabulary
-from datastore_common.ports_restore import NotArchivedError, Selections
+from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import make_bus
@@ -139,9 +139,10 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
     if state.sessions is None or state.selections is None or state.vocabulary is None:
-        from datastore_common.adapters.icat import IcatSessions, pool_from_settings
-        from datastore_common.adapters.icat_selections import IcatSelections
-        from datastore_common.adapters.icat_vocabulary import IcatVocabulary
+        from datastore_common.adapters.icat.pool import pool_from_settings
+        from datastore_common.adapters.icat.selections import IcatSelections
+        from datastore_common.adapters.icat.sessions import IcatSessions
+        from datastore_common.adapters.icat.vocabulary import IcatVocabulary
 
         # One pool of python-icat clients serves every user's logins, checks and selections,
         # and the functional account's vocabulary look-ups.
@@ -160,7 +161,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
                 icat_vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
             )
     if state.transfers is None:
-        from datastore_common.adapters.fts3_service import Fts3TransferService
+        from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 
         try:
             fts = Fts3TransferService.from_settings(settings)

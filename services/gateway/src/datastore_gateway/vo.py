@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from datastore_common.adapters.fts3 import Fts3Client
+from datastore_common.adapters.fts3.client import Fts3Client
 from datastore_common.errors import DatastoreError, PeerUnavailableError
 from datastore_common.logging import get_logger
 from datastore_common.settings import DatastoreSettings

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
+from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.messages import ArchiveRequested, TransferStatus
 from datastore_common.ports import Catalogue, Storage
 from datastore_common.settings import DatastoreSettings

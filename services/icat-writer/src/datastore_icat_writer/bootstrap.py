@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from datastore_common.adapters.icat import IcatCatalogue, pool_from_settings
-from datastore_common.adapters.storage import XRootDFileDescriber
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import pool_from_settings
+from datastore_common.adapters.xrootd.client import XRootDClient
+from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.messages import Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
@@ -59,10 +60,10 @@ async def _nothing_to_close() -> None:
     return None
 
 
-def _describer(settings: DatastoreSettings) -> XRootDFileDescriber:
+def _describer(settings: DatastoreSettings) -> XRootDStorage:
     xrootd = settings.xrootd
-    return XRootDFileDescriber(
-        XRootDStorage(
+    return XRootDStorage(
+        XRootDClient(
             timeout_seconds=xrootd.timeout_seconds,
             checksum_concurrency=xrootd.checksum_concurrency,
             checksum_bytes_per_second=xrootd.checksum_bytes_per_second,

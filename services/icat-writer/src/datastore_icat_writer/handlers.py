@@ -20,6 +20,7 @@ from datastore_common.domain.archival import (
     ARCHIVAL_FAILURE,
     ARCHIVAL_IDS,
     ARCHIVAL_STATE,
+    CatalogueDatafile,
     failure_text,
     join_job_ids,
     split_job_ids,
@@ -53,7 +54,6 @@ from datastore_common.messages import (
 )
 from datastore_common.ports import (
     Catalogue,
-    CatalogueDatafile,
     NewDatafile,
     Publisher,
     Storage,

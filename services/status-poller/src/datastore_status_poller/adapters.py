@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datastore_common.bus import Bus
+from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.messages import TransferTracked, wrap
 from datastore_common.topology import STATUS_POLLER_POLL
 from datastore_status_poller.ports import Requeue

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from datastore_common.adapters.fts3_service import Fts3TransferService
-from datastore_common.adapters.icat import IcatCatalogue
-from datastore_common.adapters.rabbit import BusPublisher, give_up_reporter, retry_reporter
-from datastore_common.bus import Bus
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
+from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.messages import Payload, TransferSubmitted, TransferTracked

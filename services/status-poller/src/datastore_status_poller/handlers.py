@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from datastore_common.domain.archival import ArchivalJob
 from datastore_common.domain.paths import storage_url
 from datastore_common.domain.states import FAILED, classify_failure, is_terminal, normalise
 from datastore_common.errors import (
@@ -36,7 +37,6 @@ from datastore_common.messages import (
     job_failed,
 )
 from datastore_common.ports import (
-    ArchivalJob,
     Catalogue,
     FileProgress,
     JobProgress,

@@ -1,8 +1,13 @@
-"""How archival is recorded in ICAT: the parameter types on Dataset and Datafile."""
+"""How archival is recorded in ICAT: the parameter types on Dataset and Datafile, the
+catalogue's records with their values, and the jobs those records show still in flight."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
+
+from datastore_common.domain.states import is_terminal
 
 #: STRING parameters on Dataset and Datafile (ParameterType.units is mandatory in ICAT).
 ARCHIVAL_STATE: Final = "Archival state"  # SUBMITTED, then FTS states
@@ -23,3 +28,49 @@ def split_job_ids(value: str | None) -> list[str]:
 
 def failure_text(failure_class: str, reason: str) -> str:
     return f"{failure_class} error: {reason}"[:255]
+
+
+@dataclass(frozen=True)
+class CatalogueDataset:
+    """A Dataset in ICAT with its archival parameters (name -> value, only those present)."""
+
+    dataset_id: int
+    investigation_id: int
+    name: str
+    archival: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CatalogueDatafile:
+    """A Datafile in ICAT with its archival parameters (name -> value, only those present)."""
+
+    datafile_id: int
+    dataset_id: int
+    name: str
+    location: str | None
+    file_size: int | None
+    checksum: str | None
+    archival: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchivalJob:
+    """An FTS job ICAT still records as in flight, with its datafiles not yet terminal."""
+
+    job_id: str
+    endpoint: str | None
+    datafiles: tuple[CatalogueDatafile, ...]
+
+
+def active_jobs_of(datafiles: Sequence[CatalogueDatafile]) -> list[ArchivalJob]:
+    """Group the datafiles whose "Archival state" is not terminal by the job ids they record."""
+    jobs: dict[str, list[CatalogueDatafile]] = {}
+    endpoints: dict[str, str | None] = {}
+    for datafile in datafiles:
+        state = datafile.archival.get(ARCHIVAL_STATE)
+        if state is None or is_terminal(state):
+            continue
+        for job_id in split_job_ids(datafile.archival.get(ARCHIVAL_IDS)):
+            jobs.setdefault(job_id, []).append(datafile)
+            endpoints.setdefault(job_id, datafile.archival.get(ARCHIVAL_ENDPOINT))
+    return [ArchivalJob(job_id, endpoints[job_id], tuple(files)) for job_id, files in jobs.items()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datastore_common.messages.envelope import (
     Envelope,
-    InvalidMessageError,
     Payload,
     envelope_json_schema,
     parse_envelope,
@@ -59,7 +58,6 @@ __all__ = [
     "Envelope",
     "FailureClass",
     "FileState",
-    "InvalidMessageError",
     "InvestigationSpec",
     "NamedRef",
     "Payload",

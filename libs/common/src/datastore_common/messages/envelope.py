@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import from_json
 
-from datastore_common.errors import PermanentError
+from datastore_common.errors import InvalidMessageError
 
 
 class Payload(BaseModel):
@@ -46,10 +46,6 @@ class Envelope(BaseModel, Generic[P]):
         if expected is not None and self.type != expected:
             raise ValueError(f"type {self.type!r} does not match a {expected} payload")
         return self
-
-
-class InvalidMessageError(PermanentError):
-    """A message body that is not a valid envelope of a known type."""
 
 
 _TYPE_FIELD = re.compile(rb'"type"\s*:\s*"([^"\\]{1,200})"')

@@ -8,18 +8,18 @@ import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_PARAMETERS, ARCHIVAL_STATE
-from datastore_common.errors import InvalidRequestError, NotFoundError
-from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
-from datastore_common.ports import (
-    ArchivalEntity,
+from datastore_common.domain.archival import (
+    ARCHIVAL_IDS,
+    ARCHIVAL_PARAMETERS,
+    ARCHIVAL_STATE,
     ArchivalJob,
-    Catalogue,
     CatalogueDatafile,
     CatalogueDataset,
-    NewDatafile,
     active_jobs_of,
 )
+from datastore_common.errors import InvalidRequestError, NotFoundError
+from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
+from datastore_common.ports import ArchivalEntity, Catalogue, NewDatafile
 
 
 @dataclass

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import AuthenticationError, NotFoundError
-from datastore_common.ports_restore import NotArchivedError, Selections, describe_ids
+from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
+from datastore_common.ports import Selections, describe_ids
 
 
 @dataclass

@@ -18,12 +18,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from datastore_common.errors import AuthenticationError, PeerUnavailableError
 from datastore_common.ports import (
     Publisher,
+    Selections,
     Sessions,
     TransferService,
     UserSession,
     Vocabulary,
 )
-from datastore_common.ports_restore import Selections
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore
 from datastore_gateway.ledger import Ledger

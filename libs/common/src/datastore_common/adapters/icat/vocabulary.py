@@ -1,7 +1,7 @@
 """``Vocabulary`` on ICAT: which facility, investigation type, instrument, facility cycle,
 dataset type and datafile format names exist, asked as the functional account.
 
-The same look-ups as :class:`~datastore_common.adapters.icat.IcatCatalogue` makes when it
+The same look-ups as :class:`~datastore_common.adapters.icat.catalogue.IcatCatalogue` makes when it
 registers a request (by name, or name and version, within ``icat.facility``), but many names
 at once: one ``search`` per kind with an ``IN (...)`` list (chunked beyond 500 names), all in
 one call on a pooled client. The gateway puts a TTL cache in front (``CachedVocabulary``).
@@ -12,16 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-import icat.exception as icat_errors
-
-from datastore_common.adapters.icat import (
-    _IN_CHUNK,
+from datastore_common.adapters.icat.jpql import IN_CHUNK, chunks, in_list, jpql_literal
+from datastore_common.adapters.icat.pool import (
+    FunctionalSession,
     IcatClient,
     IcatClientPool,
-    _chunks,
-    _FunctionalSession,
-    _in_list,
-    jpql_literal,
     pool_from_settings,
 )
 from datastore_common.errors import DatastoreError
@@ -51,7 +46,7 @@ class IcatVocabulary(Vocabulary):
         self.facility = settings.facility
         self._owns_pool = pool is None
         self._pool = pool or pool_from_settings(settings)
-        self._session = _FunctionalSession(settings)
+        self._session = FunctionalSession(settings)
         self.searches = 0
 
     async def close(self) -> None:
@@ -83,16 +78,7 @@ class IcatVocabulary(Vocabulary):
         return unknown
 
     async def _call(self, operation: str, work: Callable[[IcatClient], T]) -> T:
-        def with_session(client: IcatClient) -> T:
-            session_id = self._session.current(client)
-            client.sessionId = session_id
-            try:
-                return work(client)
-            except icat_errors.ICATSessionError:
-                client.sessionId = self._session.renew(client, session_id)
-                return work(client)
-
-        return await self._pool.call(operation, with_session)
+        return await self._pool.call(operation, self._session.bind(work))
 
     def _search(self, client: IcatClient, query: str) -> list[Any]:
         self.searches += 1
@@ -115,10 +101,10 @@ class IcatVocabulary(Vocabulary):
             names = sorted({term[0] if isinstance(term, tuple) else term for term in wanted})
             columns = "o.name, o.version" if versioned else "o.name"
             found: set[Term] = set()
-            for chunk in _chunks(names, _IN_CHUNK):
+            for chunk in chunks(names, IN_CHUNK):
                 query = (
                     f"SELECT {columns} FROM {entity} o JOIN o.facility f "
-                    f"WHERE {in_facility} AND o.name IN ({_in_list(chunk)})"
+                    f"WHERE {in_facility} AND o.name IN ({in_list(chunk)})"
                 )
                 for row in self._search(client, query):
                     if versioned:

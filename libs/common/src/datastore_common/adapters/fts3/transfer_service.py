@@ -23,13 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from datastore_common.adapters.fts3 import (
-    FileStatus,
-    Fts3Client,
-    JobParams,
-    JobStatus,
-    TransferSpec,
-)
+from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.wire import FileStatus, JobParams, JobStatus, TransferSpec
 from datastore_common.errors import (
     ConfigurationError,
     InvalidRequestError,

@@ -15,26 +15,21 @@ wire failure into an ``errors`` type, so callers never look at status codes:
 
 Authentication is an X.509 user certificate (or RFC 3820 proxy) and key, or a bearer token.
 With a certificate, FTS needs a delegated proxy before it accepts a job: ``delegate()`` signs one
-from the CSR FTS hands out (see ``build_proxy``), as the official client does.
+from the CSR FTS hands out (see ``proxy.build_proxy``), as the official client does.
 """
 
 from __future__ import annotations
 
-import secrets
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import httpx
 import structlog
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -43,13 +38,26 @@ from tenacity import (
     wait_exponential,
 )
 
+from datastore_common.adapters.fts3.proxy import build_proxy, load_credentials, proxy_chain_pem
+from datastore_common.adapters.fts3.wire import (
+    DelegationRequiredError,
+    FileStatus,
+    JobParams,
+    JobStatus,
+    TransferSpec,
+    WhoAmI,
+    job_body,
+    parse_bulk_status,
+    parse_file,
+    parse_job,
+    parse_time,
+    raise_for_status,
+)
 from datastore_common.domain.job_ids import fts_job_id
 from datastore_common.errors import (
     AlreadyExistsError,
-    AuthenticationError,
     ConfigurationError,
     CredentialError,
-    InvalidRequestError,
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
@@ -73,317 +81,11 @@ FILE_FIELDS = (
     "finish_time",
     "file_metadata",
 )
-#: RFC 3820 proxyCertInfo extension and its "inherit all" policy language.
-PROXY_CERT_INFO_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
-INHERIT_ALL_OID = "1.3.6.1.5.5.7.21.1"
-#: DER of ProxyCertInfo ::= SEQUENCE { proxyPolicy SEQUENCE { policyLanguage inheritAll } }.
-_PROXY_CERT_INFO_INHERIT_ALL = bytes.fromhex("300c300a06082b06010505071501")
-
-VerifyChecksum = bool | Literal["both", "source", "target", "none"]
-
-
-class DelegationRequiredError(AuthenticationError):
-    """FTS answered 419: it holds no (or too short a) delegated proxy for us."""
-
-
-# --- inputs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransferSpec:
-    """One file to copy: ``source`` -> ``destination`` (URLs FTS understands, e.g. root://)."""
-
-    source: str
-    destination: str
-    checksum: str | None = None  # "adler32:0a1b2c3d"
-    filesize: int | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobParams:
-    """Parameters shared by every file of one FTS job (``None`` = FTS's default)."""
-
-    verify_checksum: VerifyChecksum = "both"
-    overwrite: bool = False
-    retry: int = 0
-    priority: int | None = None
-    bring_online: int | None = None  # seconds; restore from tape
-    copy_pin_lifetime: int | None = None  # seconds; restore from tape
-    archive_timeout: int | None = None  # seconds; archive to tape
-    job_metadata: Mapping[str, Any] | None = None
-
-
-# --- results ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WhoAmI:
-    """Who FTS thinks we are. ``vo`` is what deterministic job ids are derived from."""
-
-    user_dn: str
-    delegation_id: str
-    vos: tuple[str, ...]
-    method: str
-
-    @property
-    def vo(self) -> str:
-        return self.vos[0] if self.vos else self.delegation_id
-
-
-@dataclass(frozen=True)
-class FileStatus:
-    file_id: int
-    file_state: str
-    source_surl: str
-    dest_surl: str
-    reason: str | None = None
-    filesize: int | None = None
-    checksum: str | None = None
-    start_time: datetime | None = None
-    finish_time: datetime | None = None
-    file_metadata: Any = None
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    job_state: str
-    reason: str | None = None
-    submit_time: datetime | None = None
-    job_finished: datetime | None = None
-    files: list[FileStatus] = field(default_factory=list)
-
-
-# --- pure helpers -----------------------------------------------------------------------------
 
 
 def chunked(items: Sequence[str], size: int) -> list[list[str]]:
     """``items`` split into consecutive lists of at most ``size``."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def parse_time(value: Any) -> datetime | None:
-    """FTS's naive-UTC ``YYYY-MM-DDTHH:MM:SS`` (or ``None``) as an aware UTC datetime."""
-    if value in (None, ""):
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise PeerUnavailableError(f"wrong answer: bad timestamp {value!r}") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(float(value))
-
-
-def parse_file(data: Any) -> FileStatus:
-    """A file object from FTS; raises ``PeerUnavailableError`` if it is not one."""
-    try:
-        return FileStatus(
-            file_id=int(data["file_id"]),
-            file_state=str(data["file_state"]),
-            source_surl=str(data.get("source_surl") or ""),
-            dest_surl=str(data.get("dest_surl") or ""),
-            reason=_opt_str(data.get("reason")) or None,
-            filesize=_opt_int(data.get("filesize")),
-            checksum=_opt_str(data.get("checksum")),
-            start_time=parse_time(data.get("start_time")),
-            finish_time=parse_time(data.get("finish_time")),
-            file_metadata=data.get("file_metadata"),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PeerUnavailableError(f"wrong answer: not a file object: {exc!r}") from exc
-
-
-def parse_job(data: Any) -> JobStatus:
-    """A job object from FTS (with ``files`` if asked for)."""
-    try:
-        files = [parse_file(f) for f in data.get("files") or []]
-        return JobStatus(
-            job_id=str(data["job_id"]),
-            job_state=str(data["job_state"]),
-            reason=_opt_str(data.get("reason")) or None,
-            submit_time=parse_time(data.get("submit_time")),
-            job_finished=parse_time(data.get("job_finished")),
-            files=files,
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise PeerUnavailableError(f"wrong answer: not a job object: {exc!r}") from exc
-
-
-def _entry_ok(entry: Mapping[str, Any]) -> bool:
-    """True if a bulk-status entry is a job (``http_status`` absent or 2xx), not an error."""
-    return str(entry.get("http_status") or "200")[:1] == "2"
-
-
-def parse_bulk_status(ids: Sequence[str], body: Any) -> dict[str, JobStatus | None]:
-    """Match a bulk-status answer (list, or one object for one id) to ``ids``; errors -> None."""
-    entries = body if isinstance(body, list) else [body]
-    result: dict[str, JobStatus | None] = dict.fromkeys(ids)
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise PeerUnavailableError("wrong answer: bulk status entry is not an object")
-        job_id = entry.get("job_id")
-        if job_id in result and _entry_ok(entry):
-            result[job_id] = parse_job(entry)
-    return result
-
-
-def job_body(transfers: Sequence[TransferSpec], params: JobParams, sid: str) -> dict[str, Any]:
-    """The JSON FTS expects on ``POST /jobs`` for a deterministic job named by ``sid``."""
-    files: list[dict[str, Any]] = []
-    for t in transfers:
-        entry: dict[str, Any] = {
-            "sources": [t.source],
-            "destinations": [t.destination],
-            "selection_strategy": "auto",
-        }
-        if t.checksum is not None:
-            entry["checksum"] = t.checksum
-        if t.filesize is not None:
-            entry["filesize"] = t.filesize
-        if t.metadata:
-            entry["metadata"] = dict(t.metadata)
-        files.append(entry)
-    return {
-        "files": files,
-        "params": {
-            "verify_checksum": params.verify_checksum,
-            "overwrite": params.overwrite,
-            "retry": params.retry,
-            "priority": params.priority,
-            "bring_online": params.bring_online,
-            "copy_pin_lifetime": params.copy_pin_lifetime,
-            "archive_timeout": params.archive_timeout,
-            "job_metadata": dict(params.job_metadata) if params.job_metadata else None,
-            "id_generator": "deterministic",
-            "sid": sid,
-        },
-    }
-
-
-def error_message(response: httpx.Response) -> str:
-    """FTS's error text: the JSON body's ``message`` if there is one, else the raw body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return response.text.strip() or response.reason_phrase
-
-
-def raise_for_status(response: httpx.Response) -> None:
-    """Translate a failed FTS answer into an ``errors`` type (2xx returns quietly)."""
-    code = response.status_code
-    if code < 300:
-        return
-    what = f"FTS3 {response.request.method} {response.request.url.path}"
-    if code >= 500:
-        raise PeerUnavailableError(f"{what}: {code} {error_message(response)}")
-    message = f"{what}: {error_message(response)}"
-    if code == 400:
-        raise InvalidRequestError(message)
-    if code in (401, 403):
-        # Our certificate, proxy or token: not the request's fault (retried, alarmed).
-        raise CredentialError(f"{message} ({code}: our FTS credential was refused)")
-    if code == 404:
-        raise NotFoundError(message)
-    if code == 409:
-        raise AlreadyExistsError(message)
-    if code == 419:
-        raise DelegationRequiredError(message)
-    if code < 400:
-        raise PeerUnavailableError(f"wrong answer: {what}: unexpected {code}")
-    raise InvalidRequestError(f"{what}: {code} {error_message(response)}")
-
-
-# --- proxy delegation (pure crypto) -----------------------------------------------------------
-
-SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-def load_credentials(cert_path: Path, key_path: Path) -> tuple[list[x509.Certificate], SigningKey]:
-    """The certificate chain (signing certificate first) and its private key, from PEM files."""
-    try:
-        chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot load X.509 credentials: {exc}") from exc
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ConfigurationError(f"unsupported private key type {type(key).__name__}")
-    return chain, key
-
-
-def build_proxy(
-    csr: x509.CertificateSigningRequest,
-    chain: Sequence[x509.Certificate],
-    key: SigningKey,
-    *,
-    lifetime: timedelta = timedelta(hours=7),
-    now: datetime | None = None,
-) -> x509.Certificate:
-    """An RFC 3820 proxy for ``csr``'s key, signed by ``key`` (the key of ``chain[0]``).
-
-    Subject = issuer's subject + ``CN=<serial>``; it never outlives any certificate in
-    ``chain``; proxyCertInfo (critical, inheritAll), as FTS checks on ``PUT .../credential``.
-    """
-    if not csr.is_signature_valid:
-        raise PeerUnavailableError("wrong answer: delegation request has a bad signature")
-    issuer = chain[0]
-    now = now or datetime.now(UTC)
-    not_after = min([now + lifetime, *(c.not_valid_after_utc for c in chain)])
-    serial = secrets.randbits(62) | 1
-    subject = x509.Name(
-        [
-            *issuer.subject.rdns,
-            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, str(serial))]),
-        ]
-    )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject)
-        .public_key(csr.public_key())
-        .serial_number(serial)
-        .not_valid_before(max(now - timedelta(minutes=5), issuer.not_valid_before_utc))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .add_extension(
-            x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, _PROXY_CERT_INFO_INHERIT_ALL),
-            critical=True,
-        )
-    )
-    return builder.sign(key, hashes.SHA256())
-
-
-def proxy_chain_pem(proxy: x509.Certificate, chain: Iterable[x509.Certificate]) -> bytes:
-    """What ``PUT /delegation/{id}/credential`` carries: the proxy, then the chain, no key."""
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [proxy, *chain])
 
 
 def _ssl_context(

@@ -1,6 +1,6 @@
 """``Selections`` on ICAT: a restore selection resolved with the *user's* session.
 
-Every query runs on the shared :class:`~datastore_common.adapters.icat.IcatClientPool` through
+Every query runs on the shared :class:`~datastore_common.adapters.icat.pool.IcatClientPool` through
 ``raw_call(client, "search", session_id, query)``, so one pooled client serves every user and
 ICAT's authorization (what this user may read) applies to every row. Few calls whatever the
 size: ids go in ``IN`` lists (chunked), datafiles and their "Archival state" come back in
@@ -14,33 +14,20 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from datastore_common.adapters.icat import IcatClient, IcatClientPool, jpql_literal, raw_call
+from datastore_common.adapters.icat.jpql import IN_CHUNK, PAGE, chunks, in_list, jpql_literal
+from datastore_common.adapters.icat.pool import IcatClient, IcatClientPool, raw_call
 from datastore_common.domain.archival import ARCHIVAL_STATE, PARAMETER_UNITS
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import AuthenticationError, NotFoundError
+from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.logging import get_logger
-from datastore_common.ports_restore import NotArchivedError, Selections, describe_ids
+from datastore_common.ports import Selections, describe_ids
 
 log = get_logger(__name__)
-
-#: Ids per ``IN (...)`` list.
-IN_CHUNK = 500
-#: Rows per page of a multi-row answer.
-PAGE = 5000
 
 # How each kind of id reaches a datafile row ``o`` (Datafile o JOIN o.dataset ds
 # JOIN ds.investigation i).
 _KEYS = (("Investigation", "i.id"), ("Dataset", "ds.id"), ("Datafile", "o.id"))
-
-
-def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _ids(values: Sequence[int]) -> str:
-    return ", ".join(str(int(v)) for v in values)
 
 
 class IcatSelections(Selections):
@@ -88,8 +75,8 @@ class IcatSelections(Selections):
         missing: dict[str, list[int]] = {}
         for entity in ("Investigation", "Dataset"):
             found: set[int] = set()
-            for chunk in _chunks(named[entity], IN_CHUNK):
-                query = f"SELECT o.id FROM {entity} o WHERE o.id IN ({_ids(chunk)})"
+            for chunk in chunks(named[entity], IN_CHUNK):
+                query = f"SELECT o.id FROM {entity} o WHERE o.id IN ({in_list(chunk)})"
                 found.update(int(i) for i in self._search(client, session_id, query))
             missing[entity] = [i for i in named[entity] if i not in found]
 
@@ -105,8 +92,8 @@ class IcatSelections(Selections):
         rows: dict[int, tuple[int, str | None, int | None, str | None]] = {}
         states: dict[int, str] = {}
         for entity, key in _KEYS:
-            for chunk in _chunks(named[entity], IN_CHUNK):
-                where = f"{key} IN ({_ids(chunk)})"
+            for chunk in chunks(named[entity], IN_CHUNK):
+                where = f"{key} IN ({in_list(chunk)})"
                 query = (
                     "SELECT o.id, ds.id, o.location, o.fileSize, o.checksum "
                     f"{joins} WHERE {where} ORDER BY o.id"

@@ -1,63 +1,26 @@
-"""``datastore-ops``: look at dead letters and redrive them.
-
-    datastore-ops [--config PATH] dlq list [--json]
-    datastore-ops [--config PATH] dlq show QUEUE [--limit N] [--body] [--json]
-    datastore-ops [--config PATH] dlq replay QUEUE [--limit N] [--id ID] [--correlation-id ID]
-    datastore-ops [--config PATH] dlq purge QUEUE [--yes]
-
-QUEUE is a consumer role (``icat-writer.archive``) or its dead-letter queue
-(``dlq.icat-writer.archive``); ``broker.queue_prefix`` is added when the name lacks it. Only the
-DLQs of the configured topology can be named, so a work queue can never be purged by mistake.
-
-Nothing here loses a message:
-- ``show`` reads with ``basic.get`` without acking and gives everything back with one
-  ``basic.nack(requeue)`` at the end. It takes a full pass over the messages that were there when
-  it started (even with ``--limit``): RabbitMQ 3.x quorum queues put returned messages at the
-  tail, so returning only the first N would move them behind the rest. It nacks rather than
-  rejects: on RabbitMQ 4.x a reject counts towards the quorum queue's delivery limit, a nack
-  does not;
-- ``replay`` publishes a clean copy (every ``x-datastore-*`` failure header, ``x-death`` and
-  ``x-delivery-count`` removed; ``x-datastore-replays`` counted up) to the original queue,
-  waits for the broker's confirm, and only then acks the DLQ copy; a failed publish gives the
-  message back and stops. A crash between confirm and ack leaves a duplicate, never a gap
-  (handlers are idempotent). With a filter it also takes a full pass, for the same reason;
-- ``purge`` refuses without ``--yes``.
-
-The tool does not declare the topology (it only passively checks queues), so a config that
-differs from the running services' cannot change or break the broker's queues.
-
-Exit codes: 0 ok, 2 usage (bad arguments, unknown queue, purge without ``--yes``), 1 failure
-(broker unreachable, queue missing, publish refused, no message matched), with a one-line reason
-on stderr.
-"""
+"""Dead-letter queues: list them, describe their messages, replay them to the queue they came
+from, purge them, without ever losing a message (see the package's description)."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
-import logging
-import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aio_pika
 import aio_pika.abc
 
-from datastore_common.bus import (
+from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ATTEMPT,
     HEADER_DELIVERY_COUNT,
     HEADER_ERROR,
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
 )
-from datastore_common.errors import ConfigurationError
-from datastore_common.settings import command_line, settings_from
 from datastore_common.topology import Topology, dlq_name
-from datastore_common.worker import topology_from
 
 PROG: Final = "datastore-ops"
 DLQ_PREFIX: Final = dlq_name("")
@@ -345,7 +308,7 @@ async def replay_dlq(
             failed, cause = refused
             raise OpsError(
                 f"broker did not take message {failed.id or failed.position} for "
-                f"{failed.original_queue} ({_one_line(cause)}); it stays in {dlq}"
+                f"{failed.original_queue} ({one_line(cause)}); it stays in {dlq}"
                 + (f", {len(replayed)} replayed before it" if replayed else "")
             ) from cause
     finally:
@@ -399,7 +362,7 @@ async def connect(url: str) -> AsyncIterator[Connection]:
             url, timeout=CONNECT_TIMEOUT, client_properties={"connection_name": PROG}
         )
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-        raise OpsError(f"cannot reach the broker at {_where(url)}: {_one_line(exc)}") from exc
+        raise OpsError(f"cannot reach the broker at {_where(url)}: {one_line(exc)}") from exc
     try:
         yield connection
     finally:
@@ -414,245 +377,6 @@ def _where(url: str) -> str:
     return f"{parsed.hostname}:{parsed.port or 5672}{vhost}"
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# -- the command line ------------------------------------------------------------------------
-_EPILOG = """\
-QUEUE is a consumer role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive);
-broker.queue_prefix is added when missing. Exit codes: 0 ok, 2 usage, 1 failure."""
-
-
-_QUEUE_HELP = "a role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = command_line(PROG, "Look at and redrive dead-lettered messages.")
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = _EPILOG
-    # --config is also accepted after the sub-command; SUPPRESS keeps it from hiding the
-    # top-level value when it is given there.
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    groups = parser.add_subparsers(dest="group", metavar="{dlq}", required=True)
-    dlq = groups.add_parser(
-        "dlq",
-        help="dead-letter queues",
-        description="Dead-letter queues: list, show, replay, purge.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[config],
-    )
-    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    listing = actions.add_parser("list", help="every DLQ with its message count", parents=[config])
-    listing.add_argument("--json", action="store_true", help="print JSON")
-
-    show = actions.add_parser(
-        "show",
-        help="describe dead letters: type, ids, attempt, original queue, error",
-        description="Describe dead letters without removing them (order is kept).",
-        parents=[config],
-    )
-    show.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
-    show.add_argument(
-        "--limit",
-        type=_positive,
-        default=DEFAULT_SHOW_LIMIT,
-        metavar="N",
-        help=f"describe at most N messages (default {DEFAULT_SHOW_LIMIT})",
-    )
-    show.add_argument("--body", action="store_true", help="include each message body")
-    show.add_argument("--json", action="store_true", help="print JSON")
-
-    replay = actions.add_parser(
-        "replay",
-        help="move dead letters back to their original queue",
-        description="Move dead letters back to their original queue with the attempt, error "
-        "and death headers removed. Each copy is confirmed by the broker before the dead "
-        "letter is acked.",
-        parents=[config],
-    )
-    replay.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
-    replay.add_argument(
-        "--limit", type=_positive, metavar="N", help="replay at most N messages (default all)"
-    )
-    replay.add_argument(
-        "--id", dest="message_id", metavar="MESSAGE_ID", help="only the message with this id"
-    )
-    replay.add_argument(
-        "--correlation-id",
-        metavar="ID",
-        help="only messages of this request (the id the gateway answered with)",
-    )
-
-    purge = actions.add_parser(
-        "purge",
-        help="delete every message of one DLQ",
-        description="Delete every message of one DLQ. Refused without --yes.",
-        parents=[config],
-    )
-    purge.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
-    purge.add_argument("--yes", action="store_true", help="really delete them")
-    return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-async def run_cli(argv: Sequence[str] | None = None) -> int:
-    """The whole command; returns the exit code and never raises (tests call this)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage or help
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        settings = settings_from(args)
-        topology = topology_from(settings)
-        dlq = resolve_dlq(topology, args.queue) if getattr(args, "queue", None) else ""
-        async with connect(settings.broker.url.get_secret_value()) as connection:
-            return await _dispatch(args, connection, topology, dlq)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # one line, no traceback: this is an operator's tool
-        plain = isinstance(exc, OpsError | ConfigurationError)
-        reason = " ".join(str(exc).split()) if plain else _one_line(exc)
-        print(f"{PROG}: error: {reason}", file=sys.stderr)
-        return 1
-
-
-async def _dispatch(
-    args: argparse.Namespace, connection: Connection, topology: Topology, dlq: str
-) -> int:
-    if args.action == "list":
-        counts = await list_dlqs(connection, topology)
-        if args.json:
-            _print_json([asdict(count) for count in counts])
-        else:
-            _print_counts(counts)
-        return 0
-    if args.action == "show":
-        report = await show_dlq(connection, dlq, limit=args.limit, with_body=args.body)
-        if args.json:
-            _print_json(
-                {
-                    "queue": report.queue,
-                    "messages": report.messages,
-                    "shown": [_letter_json(letter, args.body) for letter in report.shown],
-                }
-            )
-        else:
-            _print_letters(report, with_body=args.body)
-        return 0
-    if args.action == "replay":
-        result = await replay_dlq(
-            connection,
-            dlq,
-            limit=args.limit,
-            message_id=args.message_id,
-            correlation_id=args.correlation_id,
-        )
-        return _print_replay(result, filtered=bool(args.message_id or args.correlation_id))
-    if args.action == "purge":
-        waiting = await message_count(connection, dlq)
-        if waiting is None:
-            raise OpsError(f"{dlq} does not exist on the broker")
-        if not args.yes:
-            raise UsageError(f"refusing to purge {dlq} ({waiting} message(s)) without --yes")
-        purged = await purge_dlq(connection, dlq)
-        print(f"purged {purged} message(s) from {dlq}")
-        return 0
-    raise UsageError(f"unknown action {args.action!r}")  # argparse makes this unreachable
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def _letter_json(letter: DeadLetter, with_body: bool) -> dict[str, Any]:
-    data = asdict(letter)
-    if not with_body:
-        del data["body"]
-    return data
-
-
-def _print_counts(counts: Sequence[DlqCount]) -> None:
-    rows = [
-        (count.queue, "not declared" if count.messages is None else str(count.messages))
-        for count in counts
-    ]
-    width = max([len("QUEUE"), *(len(queue) for queue, _ in rows)])
-    number = max([len("MESSAGES"), *(len(shown) for _, shown in rows)])
-    print(f"{'QUEUE':<{width}}  {'MESSAGES':>{number}}")
-    for queue, shown in rows:
-        print(f"{queue:<{width}}  {shown:>{number}}")
-
-
-def _print_letters(report: ShowReport, *, with_body: bool) -> None:
-    print(f"{report.queue}: {report.messages} message(s), showing {len(report.shown)}")
-    for letter in report.shown:
-        if letter.dead_lettered_by == "rabbitmq":
-            error_type = f"(dead-lettered by RabbitMQ: {letter.death_reason})"
-        else:
-            error_type = letter.error_type or "-"
-        rows = [
-            ("id", letter.id),
-            ("correlation id", letter.correlation_id),
-            ("attempt", letter.attempt),
-            ("original queue", letter.original_queue),
-            ("error type", error_type),
-            ("error", letter.error),
-        ]
-        if letter.replays:
-            rows.append(("replayed before", f"{letter.replays} time(s)"))
-        print(f"[{letter.position}] {letter.type or '(not an envelope)'}  ({letter.size} bytes)")
-        for label, value in rows:
-            print(f"    {label + ':':<16} {'-' if value is None else value}")
-        if with_body:
-            body = letter.body if isinstance(letter.body, str) else json.dumps(letter.body)
-            print(f"    {'body:':<16} {body}")
-
-
-def _print_replay(report: ReplayReport, *, filtered: bool) -> int:
-    if not report.replayed:
-        if filtered:
-            print(f"{PROG}: error: no message in {report.queue} matches", file=sys.stderr)
-            return 1
-        print(f"{report.queue} is empty: nothing to replay")
-        return 0
-    targets: dict[str, int] = {}
-    for letter in report.replayed:
-        targets[letter.original_queue] = targets.get(letter.original_queue, 0) + 1
-    where = ", ".join(f"{n} to {queue}" for queue, n in targets.items())
-    print(f"replayed {len(report.replayed)} message(s) from {report.queue}: {where}")
-    for letter in report.replayed:
-        print(f"    {letter.id or '-'}  {letter.type or '-'}  {letter.correlation_id or '-'}")
-    if report.kept:
-        print(f"{report.kept} message(s) left in {report.queue}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    # The client libraries log connection trouble themselves; the tool says it once, on one line.
-    for name in ("aiormq", "aio_pika"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        return asyncio.run(run_cli(argv))
-    except KeyboardInterrupt:  # unacked messages go back to the DLQ when the connection drops
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

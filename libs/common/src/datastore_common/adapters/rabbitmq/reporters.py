@@ -1,4 +1,5 @@
-"""The Publisher port on the bus, and the reporter every consumer gives its failures to."""
+"""What every consumer tells the others when it retries or gives a message up: the
+``on_retry`` and ``on_give_up`` a service passes to ``Bus.consume``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from datastore_common.bus import Bus, GiveUpHandler, RetryHandler
+from datastore_common.adapters.rabbitmq.consumer import GiveUpHandler, RetryHandler
 from datastore_common.domain.failures import failure_class_of, give_up_events
 from datastore_common.logging import get_logger
 from datastore_common.messages import Envelope, Payload, PlannedJob, RequestDelayed
@@ -16,14 +17,6 @@ log = get_logger(__name__)
 
 #: Finds the jobs of a message that names none (an instrument's archive request); may raise.
 Planner = Callable[[Payload], Sequence[PlannedJob] | None]
-
-
-class BusPublisher(Publisher):
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-
-    async def publish(self, data: Payload, *, correlation_id: str, user: str | None = None) -> None:
-        await self._bus.publish_payload(data, correlation_id=correlation_id, user=user)
 
 
 def give_up_reporter(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.errors import NotFoundError
 from datastore_common.ports import Storage, StoredFile
 
@@ -14,31 +14,31 @@ from datastore_common.ports import Storage, StoredFile
 MEMO_SIZE = 200_000
 
 
-class XRootDFileDescriber(Storage):
+class XRootDStorage(Storage):
     """``stat`` then server-side ``adler32`` per file.
 
     At most ``concurrency`` files are described at once (stats are cheap; checksums are
-    further bounded per server by :class:`XRootDStorage`). A checksum is remembered by
+    further bounded per server by :class:`XRootDClient`). A checksum is remembered by
     (URL, size, mtime): a retried request skips what it already obtained, and a file that
     changed is checksummed again. XRootD servers also keep computed checksums in the file's
     extended attributes, so even a new process pays little for files checksummed before.
     """
 
-    def __init__(self, storage: XRootDStorage | None = None, *, concurrency: int = 32) -> None:
-        self._storage = storage or XRootDStorage()
+    def __init__(self, client: XRootDClient | None = None, *, concurrency: int = 32) -> None:
+        self._client = client or XRootDClient()
         self._slots = asyncio.Semaphore(concurrency)
         self._memo: OrderedDict[tuple[str, int, int], str] = OrderedDict()
 
     async def describe(self, url: str) -> StoredFile | None:
         async with self._slots:
-            stat = await self._storage.stat(url)
+            stat = await self._client.stat(url)
             if stat is None or stat.is_dir:
                 return None
             key = (url, stat.size, stat.mtime)
             checksum = self._memo.get(key)
             if checksum is None:
                 try:
-                    checksum = await self._storage.checksum(url, size=stat.size)
+                    checksum = await self._client.checksum(url, size=stat.size)
                 except NotFoundError:  # removed between the two calls
                     return None
                 self._remember(key, checksum)

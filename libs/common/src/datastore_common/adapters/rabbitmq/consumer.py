@@ -1,4 +1,4 @@
-"""The message bus on aio-pika: publish with confirms, consume with a stated ack policy.
+"""Consuming under a stated ack policy: the one place that decides what a failure means.
 
 Outcome policy, decided here once for every worker (handlers only raise):
 - handler returns            -> ack (the handler has made its effect durable first);
@@ -21,34 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aio_pika
 import aio_pika.abc
 from aio_pika.abc import AbstractIncomingMessage
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from datastore_common.errors import CredentialError, PeerUnavailableError, PermanentError
+from datastore_common.errors import CredentialError, GaveUpError, PermanentError
 from datastore_common.logging import bind_correlation_id, get_logger
 from datastore_common.messages import Envelope, Payload, parse_envelope
 from datastore_common.metrics import (
     CREDENTIAL_FAILURES,
     GIVEN_UP,
     MESSAGES_HANDLED,
-    MESSAGES_PUBLISHED,
     RETRY_OLDEST_AGE,
 )
-from datastore_common.topology import (
-    Topology,
-    delay_arguments,
-    dlq_name,
-    queue_arguments,
-    retry_queue_name,
-)
+from datastore_common.topology import dlq_name, retry_queue_name
+
+if TYPE_CHECKING:
+    from datastore_common.adapters.rabbitmq.bus import Bus
 
 log = get_logger(__name__)
 
@@ -68,174 +61,6 @@ GiveUpHandler = Callable[[Envelope[Any], str, BaseException], Awaitable[None]]
 #: Called after a retry was scheduled, with the message, the error and the delay in seconds:
 #: tells the request's followers what it waits for. Best effort: a failure is only logged.
 RetryHandler = Callable[[Envelope[Any], str, float], Awaitable[None]]
-
-
-class GaveUpError(PermanentError):
-    """A message was delivered ``delivery_limit`` times without its handler ever answering."""
-
-
-class Bus:
-    """One connection, a confirming publish channel, and consumers on their own channels."""
-
-    def __init__(self, url: str, topology: Topology, *, source: str, prefetch: int = 64) -> None:
-        self._url = url
-        self.topology = topology
-        self.source = source
-        self.prefetch = prefetch
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self._publish_channel: aio_pika.abc.AbstractChannel | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
-        self._consumers: list[Consumer] = []
-
-    # -- lifecycle -------------------------------------------------------------------------
-    async def connect(self, *, attempts: int = 30) -> None:
-        """Connect (retrying while the broker starts) and declare the topology."""
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPConnectionError)),
-            reraise=True,
-        ):
-            with attempt:
-                self._connection = await aio_pika.connect_robust(
-                    self._url, client_properties={"connection_name": self.source}
-                )
-        assert self._connection is not None
-        self._publish_channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
-        await declare_topology(self._publish_channel, self.topology)
-        self._exchange = await self._publish_channel.get_exchange(self.topology.exchange)
-
-    async def close(self, *, grace: float = 30.0) -> None:
-        """Stop every consumer (waiting up to ``grace`` s for work in hand), then disconnect."""
-        for consumer in self._consumers:
-            await consumer.stop(grace=grace)
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
-
-    async def __aenter__(self) -> Bus:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
-
-    # -- publishing ------------------------------------------------------------------------
-    async def publish(
-        self, envelope: Envelope[Any], *, headers: Mapping[str, Any] | None = None
-    ) -> None:
-        """Publish to the topic exchange; returns once the broker has stored it (confirm)."""
-        if self._exchange is None:
-            raise PeerUnavailableError("bus is not connected")
-        await self._confirmed(self._exchange, envelope.type, _message(envelope, headers))
-
-    async def publish_payload(
-        self, data: Payload, *, correlation_id: str, user: str | None = None
-    ) -> Envelope[Any]:
-        from datastore_common.messages import wrap
-
-        envelope = wrap(data, source=self.source, correlation_id=correlation_id, user=user)
-        await self.publish(envelope)
-        return envelope
-
-    async def send_to_queue(
-        self, queue: str, body: bytes | Envelope[Any], *, headers: Mapping[str, Any] | None = None
-    ) -> None:
-        """Put a message straight into one queue (retries, delays, dead letters)."""
-        if self._publish_channel is None:
-            raise PeerUnavailableError("bus is not connected")
-        message = (
-            _message(body, headers)
-            if isinstance(body, Envelope)
-            else aio_pika.Message(
-                body,
-                headers=dict(headers or {}),
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type="application/json",
-            )
-        )
-        await self._confirmed(self._publish_channel.default_exchange, queue, message)
-
-    async def _confirmed(
-        self, exchange: aio_pika.abc.AbstractExchange, routing_key: str, message: aio_pika.Message
-    ) -> None:
-        try:
-            await exchange.publish(message, routing_key=routing_key, mandatory=True)
-        except aio_pika.exceptions.DeliveryError as exc:
-            # Unroutable or nacked: nobody would ever see it, so the caller must not go on.
-            raise PeerUnavailableError(
-                f"broker did not take message for {routing_key}: {exc}"
-            ) from exc
-        except (
-            TimeoutError,
-            ConnectionError,
-            aio_pika.exceptions.AMQPError,
-            aio_pika.exceptions.ChannelInvalidStateError,  # publishing on a closed channel
-        ) as exc:
-            raise PeerUnavailableError(f"publish to {routing_key} failed: {exc!r}") from exc
-        MESSAGES_PUBLISHED.labels(routing_key=routing_key).inc()
-
-    # -- consuming -------------------------------------------------------------------------
-    async def consume(
-        self,
-        queue: str,
-        handler: Handler,
-        payload_types: Mapping[str, type[Payload]],
-        *,
-        on_give_up: GiveUpHandler | None = None,
-        on_retry: RetryHandler | None = None,
-        prefetch: int | None = None,
-    ) -> Consumer:
-        consumer = Consumer(
-            self,
-            queue,
-            payload_types,
-            handler=handler,
-            on_give_up=on_give_up,
-            on_retry=on_retry,
-            prefetch=prefetch,
-        )
-        await consumer.start()
-        self._consumers.append(consumer)
-        return consumer
-
-    async def consume_batches(
-        self,
-        queue: str,
-        handler: BatchHandler,
-        payload_types: Mapping[str, type[Payload]],
-        *,
-        max_batch: int = 100,
-        max_wait: float = 0.5,
-        on_give_up: GiveUpHandler | None = None,
-        on_retry: RetryHandler | None = None,
-    ) -> Consumer:
-        consumer = Consumer(
-            self,
-            queue,
-            payload_types,
-            batch_handler=handler,
-            max_batch=max_batch,
-            max_wait=max_wait,
-            on_give_up=on_give_up,
-            on_retry=on_retry,
-        )
-        await consumer.start()
-        self._consumers.append(consumer)
-        return consumer
-
-    async def new_channel(self, prefetch: int) -> aio_pika.abc.AbstractChannel:
-        if self._connection is None:
-            raise PeerUnavailableError("bus is not connected")
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
-        return channel
 
 
 @dataclass
@@ -506,81 +331,3 @@ def _as_int(value: object) -> int:
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {text}"
-
-
-def _message(envelope: Envelope[Any], headers: Mapping[str, Any] | None) -> aio_pika.Message:
-    return aio_pika.Message(
-        envelope.model_dump_json().encode(),
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(envelope.id),
-        correlation_id=envelope.correlation_id,
-        type=envelope.type,
-        headers=dict(headers or {}),
-        timestamp=envelope.time,
-    )
-
-
-async def declare_topology(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> None:
-    """Declare exchanges, queues, dead-letter and delay queues; safe to repeat.
-
-    A queue that already exists with other arguments (declared by an older release or another
-    ``delivery_limit``) is used as it is, with a warning, rather than stopping the service:
-    delay queues are named by their delay, so only the main queues' arguments can differ.
-    """
-    exchange = await channel.declare_exchange(
-        topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    dlx = await channel.declare_exchange(
-        topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-    )
-
-    async def declare(name: str, arguments: dict[str, Any]) -> aio_pika.abc.AbstractQueue:
-        try:
-            return await channel.declare_queue(name, durable=True, arguments=arguments)
-        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
-            log.warning("queue_arguments_differ", queue=name, wanted=arguments, error=str(exc))
-            await channel.reopen()
-            return await channel.declare_queue(name, passive=True)
-
-    for spec in topology.queues:
-        queue = await declare(spec.name, queue_arguments(topology, spec.name))
-        for key in spec.routing_keys:
-            await queue.bind(exchange, routing_key=key)
-        dead = await declare(dlq_name(spec.name), {"x-queue-type": "quorum"})
-        await dead.bind(dlx, routing_key=dlq_name(spec.name))
-        if spec.with_retries:
-            for seconds in sorted(set(topology.retry_delays)):
-                await declare(
-                    retry_queue_name(spec.name, seconds), delay_arguments(spec.name, seconds)
-                )
-    for delay in topology.delays:
-        await declare(delay.name, delay_arguments(delay.target, delay.seconds))
-
-
-async def delete_topology(bus: Bus, names: Sequence[str], exchanges: Sequence[str] = ()) -> None:
-    """Remove queues and exchanges (tests clean up after themselves)."""
-    channel = await bus.new_channel(1)
-    for name in names:
-        with contextlib.suppress(Exception):
-            await channel.queue_delete(name)
-    for name in exchanges:
-        with contextlib.suppress(Exception):
-            await channel.exchange_delete(name)
-    await channel.close()
-
-
-async def run_until_signalled(stop_hooks: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Block until SIGTERM/SIGINT, then run the stop hooks in order (graceful stop)."""
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopped.set)
-    try:
-        await stopped.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        log.info("stopping")
-        for hook in stop_hooks:
-            await hook()

@@ -1,24 +1,22 @@
-"""XRootD storage adapter: stat, checksum, list, mkdir and remove over the root:// protocol.
+"""The XRootD client: stat, checksum, list, mkdir and remove over the root:// protocol.
 
 Built on the ``XRootD.client`` bindings' asynchronous calls: each request is handed to the
 XRootD client threads with a callback that resolves an asyncio future, so hundreds of
 requests can be in flight without blocking the event loop or holding a thread each.
 Wire failures become :mod:`datastore_common.errors` types (see :func:`error_for_status`).
-
-URLs are ``root://host:port//absolute/path``; :func:`split_url` and :func:`join_url` are the
-pure helpers for them.
+URLs are read with :mod:`datastore_common.adapters.xrootd.urls`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
 from XRootD import client as _untyped_client  # no type information: kept behind Any
 
+from datastore_common.adapters.xrootd.urls import XRootDUrl, split_url
 from datastore_common.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -33,7 +31,6 @@ from datastore_common.errors import (
 _xrootd: Any = _untyped_client
 _flags: Any = _untyped_client.flags
 
-SCHEMES = ("root", "xroot")
 
 # Client-side status codes (XrdClStatus.hh).
 _CLIENT_SOCKET_TIMEOUT = 103
@@ -50,50 +47,11 @@ _SERVER_BAD_REQUEST = (3000, 3001, 3002, 3005, 3006, 3013, 3015, 3016, 3025, 303
 
 
 @dataclass(frozen=True, slots=True)
-class XRootDUrl:
-    """A file or folder on an XRootD server: ``server`` is ``root://host:port``."""
-
-    server: str
-    path: str
-
-    def __str__(self) -> str:
-        return join_url(self.server, self.path)
-
-    def joinpath(self, *names: str) -> XRootDUrl:
-        return XRootDUrl(self.server, _normalise_path(posixpath.join(self.path, *names)))
-
-
-@dataclass(frozen=True, slots=True)
 class FileStat:
     size: int
     is_dir: bool
     mtime: int
     """Seconds since the epoch."""
-
-
-def _normalise_path(path: str) -> str:
-    parts = [part for part in path.split("/") if part]
-    return "/" + "/".join(parts)
-
-
-def split_url(url: str) -> XRootDUrl:
-    """``root://host:port//a/b`` (or ``/a/b`` after the host) -> server ``root://host:port``,
-    path ``/a/b``. Raises InvalidRequestError for anything that is not an XRootD URL."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or scheme not in SCHEMES:
-        raise InvalidRequestError(f"not an XRootD URL (root://host:port//path): {url!r}")
-    host, _, path = rest.partition("/")
-    if not host or "?" in host:
-        raise InvalidRequestError(f"XRootD URL without a host: {url!r}")
-    if "?" in path:
-        raise InvalidRequestError(f"XRootD URL with a query string is not supported: {url!r}")
-    return XRootDUrl(f"{scheme}://{host}", _normalise_path(path))
-
-
-def join_url(server: str, path: str) -> str:
-    """``root://host:port`` + ``/a/b`` -> ``root://host:port//a/b`` (the doubled slash makes
-    the path absolute, as FTS3 and xrdcp write it)."""
-    return f"{server.rstrip('/')}/{_normalise_path(path)}"
 
 
 def error_for_status(
@@ -164,7 +122,7 @@ def checksum_timeout(
     return floor + -(-size // bytes_per_second)
 
 
-class XRootDStorage:
+class XRootDClient:
     """Asynchronous file-system operations on any number of XRootD servers.
 
     Checksum queries are bounded per server (``checksum_concurrency``): a server runs only a

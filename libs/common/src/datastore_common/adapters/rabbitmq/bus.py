@@ -1,0 +1,205 @@
+"""The message bus on aio-pika: one connection, publish with confirms, consumers under the ack
+policy of :mod:`datastore_common.adapters.rabbitmq.consumer`.
+
+Every publish is confirmed by the broker before it returns, so a caller (and the consumer's
+policy, which re-publishes before it acks) knows the message is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from datastore_common.adapters.rabbitmq.consumer import (
+    BatchHandler,
+    Consumer,
+    GiveUpHandler,
+    Handler,
+    RetryHandler,
+)
+from datastore_common.adapters.rabbitmq.declare import declare_topology
+from datastore_common.errors import PeerUnavailableError
+from datastore_common.messages import Envelope, Payload
+from datastore_common.metrics import MESSAGES_PUBLISHED
+from datastore_common.topology import Topology
+
+
+class Bus:
+    """One connection, a confirming publish channel, and consumers on their own channels."""
+
+    def __init__(self, url: str, topology: Topology, *, source: str, prefetch: int = 64) -> None:
+        self._url = url
+        self.topology = topology
+        self.source = source
+        self.prefetch = prefetch
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._publish_channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._consumers: list[Consumer] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self, *, attempts: int = 30) -> None:
+        """Connect (retrying while the broker starts) and declare the topology."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPConnectionError)),
+            reraise=True,
+        ):
+            with attempt:
+                self._connection = await aio_pika.connect_robust(
+                    self._url, client_properties={"connection_name": self.source}
+                )
+        assert self._connection is not None
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await declare_topology(self._publish_channel, self.topology)
+        self._exchange = await self._publish_channel.get_exchange(self.topology.exchange)
+
+    async def close(self, *, grace: float = 30.0) -> None:
+        """Stop every consumer (waiting up to ``grace`` s for work in hand), then disconnect."""
+        for consumer in self._consumers:
+            await consumer.stop(grace=grace)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def __aenter__(self) -> Bus:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    # -- publishing ------------------------------------------------------------------------
+    async def publish(
+        self, envelope: Envelope[Any], *, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        """Publish to the topic exchange; returns once the broker has stored it (confirm)."""
+        if self._exchange is None:
+            raise PeerUnavailableError("bus is not connected")
+        await self._confirmed(self._exchange, envelope.type, _message(envelope, headers))
+
+    async def publish_payload(
+        self, data: Payload, *, correlation_id: str, user: str | None = None
+    ) -> Envelope[Any]:
+        from datastore_common.messages import wrap
+
+        envelope = wrap(data, source=self.source, correlation_id=correlation_id, user=user)
+        await self.publish(envelope)
+        return envelope
+
+    async def send_to_queue(
+        self, queue: str, body: bytes | Envelope[Any], *, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        """Put a message straight into one queue (retries, delays, dead letters)."""
+        if self._publish_channel is None:
+            raise PeerUnavailableError("bus is not connected")
+        message = (
+            _message(body, headers)
+            if isinstance(body, Envelope)
+            else aio_pika.Message(
+                body,
+                headers=dict(headers or {}),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+            )
+        )
+        await self._confirmed(self._publish_channel.default_exchange, queue, message)
+
+    async def _confirmed(
+        self, exchange: aio_pika.abc.AbstractExchange, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        try:
+            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+        except aio_pika.exceptions.DeliveryError as exc:
+            # Unroutable or nacked: nobody would ever see it, so the caller must not go on.
+            raise PeerUnavailableError(
+                f"broker did not take message for {routing_key}: {exc}"
+            ) from exc
+        except (
+            TimeoutError,
+            ConnectionError,
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,  # publishing on a closed channel
+        ) as exc:
+            raise PeerUnavailableError(f"publish to {routing_key} failed: {exc!r}") from exc
+        MESSAGES_PUBLISHED.labels(routing_key=routing_key).inc()
+
+    # -- consuming -------------------------------------------------------------------------
+    async def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        payload_types: Mapping[str, type[Payload]],
+        *,
+        on_give_up: GiveUpHandler | None = None,
+        on_retry: RetryHandler | None = None,
+        prefetch: int | None = None,
+    ) -> Consumer:
+        consumer = Consumer(
+            self,
+            queue,
+            payload_types,
+            handler=handler,
+            on_give_up=on_give_up,
+            on_retry=on_retry,
+            prefetch=prefetch,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def consume_batches(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        payload_types: Mapping[str, type[Payload]],
+        *,
+        max_batch: int = 100,
+        max_wait: float = 0.5,
+        on_give_up: GiveUpHandler | None = None,
+        on_retry: RetryHandler | None = None,
+    ) -> Consumer:
+        consumer = Consumer(
+            self,
+            queue,
+            payload_types,
+            batch_handler=handler,
+            max_batch=max_batch,
+            max_wait=max_wait,
+            on_give_up=on_give_up,
+            on_retry=on_retry,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def new_channel(self, prefetch: int) -> aio_pika.abc.AbstractChannel:
+        if self._connection is None:
+            raise PeerUnavailableError("bus is not connected")
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+
+def _message(envelope: Envelope[Any], headers: Mapping[str, Any] | None) -> aio_pika.Message:
+    return aio_pika.Message(
+        envelope.model_dump_json().encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(envelope.id),
+        correlation_id=envelope.correlation_id,
+        type=envelope.type,
+        headers=dict(headers or {}),
+        timestamp=envelope.time,
+    )

@@ -1,0 +1,270 @@
+"""The ``datastore-ops`` command line: arguments, exit codes and what it prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from datastore_common.errors import ConfigurationError
+from datastore_common.ops.dlq import (
+    DEFAULT_SHOW_LIMIT,
+    PROG,
+    Connection,
+    DeadLetter,
+    DlqCount,
+    OpsError,
+    ReplayReport,
+    ShowReport,
+    UsageError,
+    connect,
+    list_dlqs,
+    message_count,
+    one_line,
+    purge_dlq,
+    replay_dlq,
+    resolve_dlq,
+    show_dlq,
+)
+from datastore_common.settings import command_line, settings_from
+from datastore_common.topology import Topology
+from datastore_common.worker import topology_from
+
+# -- the command line ------------------------------------------------------------------------
+_EPILOG = """\
+QUEUE is a consumer role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive);
+broker.queue_prefix is added when missing. Exit codes: 0 ok, 2 usage, 1 failure."""
+
+
+_QUEUE_HELP = "a role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_line(PROG, "Look at and redrive dead-lettered messages.")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
+    # --config is also accepted after the sub-command; SUPPRESS keeps it from hiding the
+    # top-level value when it is given there.
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    groups = parser.add_subparsers(dest="group", metavar="{dlq}", required=True)
+    dlq = groups.add_parser(
+        "dlq",
+        help="dead-letter queues",
+        description="Dead-letter queues: list, show, replay, purge.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[config],
+    )
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="every DLQ with its message count", parents=[config])
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    show = actions.add_parser(
+        "show",
+        help="describe dead letters: type, ids, attempt, original queue, error",
+        description="Describe dead letters without removing them (order is kept).",
+        parents=[config],
+    )
+    show.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
+    show.add_argument(
+        "--limit",
+        type=_positive,
+        default=DEFAULT_SHOW_LIMIT,
+        metavar="N",
+        help=f"describe at most N messages (default {DEFAULT_SHOW_LIMIT})",
+    )
+    show.add_argument("--body", action="store_true", help="include each message body")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    replay = actions.add_parser(
+        "replay",
+        help="move dead letters back to their original queue",
+        description="Move dead letters back to their original queue with the attempt, error "
+        "and death headers removed. Each copy is confirmed by the broker before the dead "
+        "letter is acked.",
+        parents=[config],
+    )
+    replay.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
+    replay.add_argument(
+        "--limit", type=_positive, metavar="N", help="replay at most N messages (default all)"
+    )
+    replay.add_argument(
+        "--id", dest="message_id", metavar="MESSAGE_ID", help="only the message with this id"
+    )
+    replay.add_argument(
+        "--correlation-id",
+        metavar="ID",
+        help="only messages of this request (the id the gateway answered with)",
+    )
+
+    purge = actions.add_parser(
+        "purge",
+        help="delete every message of one DLQ",
+        description="Delete every message of one DLQ. Refused without --yes.",
+        parents=[config],
+    )
+    purge.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
+    purge.add_argument("--yes", action="store_true", help="really delete them")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+async def run_cli(argv: Sequence[str] | None = None) -> int:
+    """The whole command; returns the exit code and never raises (tests call this)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage or help
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        settings = settings_from(args)
+        topology = topology_from(settings)
+        dlq = resolve_dlq(topology, args.queue) if getattr(args, "queue", None) else ""
+        async with connect(settings.broker.url.get_secret_value()) as connection:
+            return await _dispatch(args, connection, topology, dlq)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line, no traceback: this is an operator's tool
+        plain = isinstance(exc, OpsError | ConfigurationError)
+        reason = " ".join(str(exc).split()) if plain else one_line(exc)
+        print(f"{PROG}: error: {reason}", file=sys.stderr)
+        return 1
+
+
+async def _dispatch(
+    args: argparse.Namespace, connection: Connection, topology: Topology, dlq: str
+) -> int:
+    if args.action == "list":
+        counts = await list_dlqs(connection, topology)
+        if args.json:
+            _print_json([asdict(count) for count in counts])
+        else:
+            _print_counts(counts)
+        return 0
+    if args.action == "show":
+        report = await show_dlq(connection, dlq, limit=args.limit, with_body=args.body)
+        if args.json:
+            _print_json(
+                {
+                    "queue": report.queue,
+                    "messages": report.messages,
+                    "shown": [_letter_json(letter, args.body) for letter in report.shown],
+                }
+            )
+        else:
+            _print_letters(report, with_body=args.body)
+        return 0
+    if args.action == "replay":
+        result = await replay_dlq(
+            connection,
+            dlq,
+            limit=args.limit,
+            message_id=args.message_id,
+            correlation_id=args.correlation_id,
+        )
+        return _print_replay(result, filtered=bool(args.message_id or args.correlation_id))
+    if args.action == "purge":
+        waiting = await message_count(connection, dlq)
+        if waiting is None:
+            raise OpsError(f"{dlq} does not exist on the broker")
+        if not args.yes:
+            raise UsageError(f"refusing to purge {dlq} ({waiting} message(s)) without --yes")
+        purged = await purge_dlq(connection, dlq)
+        print(f"purged {purged} message(s) from {dlq}")
+        return 0
+    raise UsageError(f"unknown action {args.action!r}")  # argparse makes this unreachable
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _letter_json(letter: DeadLetter, with_body: bool) -> dict[str, Any]:
+    data = asdict(letter)
+    if not with_body:
+        del data["body"]
+    return data
+
+
+def _print_counts(counts: Sequence[DlqCount]) -> None:
+    rows = [
+        (count.queue, "not declared" if count.messages is None else str(count.messages))
+        for count in counts
+    ]
+    width = max([len("QUEUE"), *(len(queue) for queue, _ in rows)])
+    number = max([len("MESSAGES"), *(len(shown) for _, shown in rows)])
+    print(f"{'QUEUE':<{width}}  {'MESSAGES':>{number}}")
+    for queue, shown in rows:
+        print(f"{queue:<{width}}  {shown:>{number}}")
+
+
+def _print_letters(report: ShowReport, *, with_body: bool) -> None:
+    print(f"{report.queue}: {report.messages} message(s), showing {len(report.shown)}")
+    for letter in report.shown:
+        if letter.dead_lettered_by == "rabbitmq":
+            error_type = f"(dead-lettered by RabbitMQ: {letter.death_reason})"
+        else:
+            error_type = letter.error_type or "-"
+        rows = [
+            ("id", letter.id),
+            ("correlation id", letter.correlation_id),
+            ("attempt", letter.attempt),
+            ("original queue", letter.original_queue),
+            ("error type", error_type),
+            ("error", letter.error),
+        ]
+        if letter.replays:
+            rows.append(("replayed before", f"{letter.replays} time(s)"))
+        print(f"[{letter.position}] {letter.type or '(not an envelope)'}  ({letter.size} bytes)")
+        for label, value in rows:
+            print(f"    {label + ':':<16} {'-' if value is None else value}")
+        if with_body:
+            body = letter.body if isinstance(letter.body, str) else json.dumps(letter.body)
+            print(f"    {'body:':<16} {body}")
+
+
+def _print_replay(report: ReplayReport, *, filtered: bool) -> int:
+    if not report.replayed:
+        if filtered:
+            print(f"{PROG}: error: no message in {report.queue} matches", file=sys.stderr)
+            return 1
+        print(f"{report.queue} is empty: nothing to replay")
+        return 0
+    targets: dict[str, int] = {}
+    for letter in report.replayed:
+        targets[letter.original_queue] = targets.get(letter.original_queue, 0) + 1
+    where = ", ".join(f"{n} to {queue}" for queue, n in targets.items())
+    print(f"replayed {len(report.replayed)} message(s) from {report.queue}: {where}")
+    for letter in report.replayed:
+        print(f"    {letter.id or '-'}  {letter.type or '-'}  {letter.correlation_id or '-'}")
+    if report.kept:
+        print(f"{report.kept} message(s) left in {report.queue}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # The client libraries log connection trouble themselves; the tool says it once, on one line.
+    for name in ("aiormq", "aio_pika"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(run_cli(argv))
+    except KeyboardInterrupt:  # unacked messages go back to the DLQ when the connection drops
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
