@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from datastore_common.adapters.xrootd import XRootDStorage
+from datastore_common.adapters.xrootd.client import XRootDClient
 from tests.chaos.workload import Workload
 from tests.e2e.api_client import (
     ARCHIVAL_STATE,
@@ -130,7 +130,7 @@ def check_dataset(
     settings = stack.settings
     tape = settings.tape_archive.rstrip("/")
     folder = f"/{settings.tape_root_dir}{dataset_folder(name)}"
-    storage = XRootDStorage()
+    storage = XRootDClient()
 
     async def tape_sums() -> dict[str, str]:
         semaphore = asyncio.Semaphore(16)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datastore_common.domain.archival import ArchivalJob
-from datastore_common.domain.paths import storage_url
+from datastore_common.domain.paths import archive_urls
 from datastore_common.domain.states import FAILED, classify_failure, is_terminal, normalise
 from datastore_common.errors import (
     AuthenticationError,
@@ -245,28 +245,35 @@ def tracked_from_catalogue(
     should FTS name a destination differently, the ids still come back through the file
     metadata the submitter sent.
     """
-    transfers = [
-        PlannedTransfer(
-            source=storage_url(settings.instrument_data_cache, datafile.location or datafile.name),
-            destination=storage_url(
-                settings.tape_archive,
-                datafile.location or datafile.name,
-                prefix=settings.tape_root_dir,
-            ),
-            datafile_id=datafile.datafile_id,
-            dataset_id=datafile.dataset_id,
-            checksum=datafile.checksum,
-            filesize=datafile.file_size,
-        )
-        for datafile in job.datafiles
-    ]
     return TransferTracked(
         request_id=correlation_id,
         kind="archive",
         job_id=job.job_id,
         fts_endpoint=job.endpoint or str(settings.fts3.endpoint).rstrip("/"),
-        transfers=transfers,
+        transfers=_archive_transfers(job, settings),
     )
+
+
+def _archive_transfers(job: ArchivalJob, settings: DatastoreSettings) -> list[PlannedTransfer]:
+    transfers = []
+    for datafile in job.datafiles:
+        source, destination = archive_urls(
+            datafile.location or datafile.name,
+            instrument_data_cache=settings.instrument_data_cache,
+            tape_archive=settings.tape_archive,
+            tape_root_dir=settings.tape_root_dir,
+        )
+        transfers.append(
+            PlannedTransfer(
+                source=source,
+                destination=destination,
+                datafile_id=datafile.datafile_id,
+                dataset_id=datafile.dataset_id,
+                checksum=datafile.checksum,
+                filesize=datafile.file_size,
+            )
+        )
+    return transfers
 
 
 async def resync(

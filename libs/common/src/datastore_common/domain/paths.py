@@ -8,6 +8,8 @@ cache root alike. Names are checked as safe path components before they get here
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from datastore_common.messages import DatafileSpec, DatasetSpec, InvestigationSpec
 
 
@@ -33,3 +35,25 @@ def storage_url(root: str, location: str, *, prefix: str = "") -> str:
         raise ValueError(f"unsafe location {location!r}")
     base = root if root.endswith("/") else root + "/"
     return f"{base}{prefix}{location.lstrip('/')}"
+
+
+class ArchiveUrls(NamedTuple):
+    """Where a datafile is archived from, and to."""
+
+    source: str  # on the instrument data cache
+    destination: str  # on tape
+
+
+def archive_urls(
+    location: str, *, instrument_data_cache: str, tape_archive: str, tape_root_dir: str
+) -> ArchiveUrls:
+    """The archive transfer of a datafile at ``location``: the same relative path under the
+    instrument data cache root and under the tape root plus ``tape_root_dir``.
+
+    The one place both are built: the planner lays transfers out with it, and the poller's
+    resync rebuilds them from ICAT's ``Datafile.location`` with it, so the two always agree.
+    """
+    return ArchiveUrls(
+        source=storage_url(instrument_data_cache, location),
+        destination=storage_url(tape_archive, location, prefix=tape_root_dir),
+    )

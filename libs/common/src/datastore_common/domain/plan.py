@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from datastore_common.domain.job_ids import fts_job_id, job_sid
-from datastore_common.domain.paths import archive_location, storage_url
+from datastore_common.domain.paths import archive_location, archive_urls, storage_url
 from datastore_common.messages import (
     DatafileKey,
     InvestigationSpec,
@@ -75,11 +75,16 @@ def plan_archive(
         for dataset in investigation.datasets:
             group = []
             for datafile in dataset.datafiles:
-                location = archive_location(investigation, dataset, datafile)
+                urls = archive_urls(
+                    archive_location(investigation, dataset, datafile),
+                    instrument_data_cache=instrument_data_cache,
+                    tape_archive=tape_archive,
+                    tape_root_dir=tape_root_dir,
+                )
                 group.append(
                     PlannedTransfer(
-                        source=storage_url(instrument_data_cache, location),
-                        destination=storage_url(tape_archive, location, prefix=tape_root_dir),
+                        source=urls.source,
+                        destination=urls.destination,
                         datafile=DatafileKey(
                             investigation=investigation.name,
                             visit_id=investigation.visitId,
