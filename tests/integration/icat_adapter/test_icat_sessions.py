@@ -8,7 +8,11 @@ import pytest
 
 from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.adapters.icat.sessions import IcatSessions
-from datastore_common.errors import AuthenticationError, PeerUnavailableError
+from pydantic import SecretStr
+
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.errors import AuthenticationError, CredentialError, PeerUnavailableError
+from datastore_common.settings import IcatSettings
 from tests.support.icat_fixtures import IcatEmulator, free_port
 from tests.support.loop_relay import loop_relay
 
@@ -31,6 +35,20 @@ async def test_login_then_check_names_the_user(pool: IcatClientPool) -> None:
 async def test_wrong_password_is_an_authentication_error(pool: IcatClientPool) -> None:
     with pytest.raises(AuthenticationError):
         await IcatSessions(pool).login("db", {"username": "alice", "password": "nope"})
+
+
+async def test_a_refused_functional_account_is_our_credential_not_the_requests(
+    icat_emulator: IcatEmulator,
+) -> None:
+    """A worker's own login refused: retried with an alarm (CredentialError), never a
+    permanent error that would mark a user's files FAILED."""
+    settings = IcatSettings(url=icat_emulator.url, password=SecretStr("wrong"))  # type: ignore[arg-type]
+    catalogue = IcatCatalogue(settings, pool=IcatClientPool(icat_emulator.url, size=1))
+    try:
+        with pytest.raises(CredentialError, match="functional account simple/datastore"):
+            await catalogue.datasets_by_id([1])
+    finally:
+        await catalogue.close()
 
 
 async def test_unknown_or_logged_out_session_is_an_authentication_error(

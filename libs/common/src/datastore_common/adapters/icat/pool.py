@@ -206,7 +206,11 @@ class FunctionalSession:
             credentials.entry.append({"key": key, "value": value})
         try:
             self.session_id = str(raw_call(client, "login", self._settings.auth, credentials))
-        except (AuthenticationError, ForbiddenError) as exc:
+        except (
+            icat_errors.ICATSessionError,  # what ICAT answers a wrong password
+            AuthenticationError,
+            ForbiddenError,
+        ) as exc:
             raise CredentialError(
                 f"ICAT refused the functional account {self._settings.auth}/"
                 f"{self._settings.username}: {exc}"
