@@ -7,6 +7,7 @@ import asyncio
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.domain.archival import ARCHIVAL_IDS
 from datastore_common.messages import DatafileKey
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
@@ -61,3 +62,38 @@ async def test_datafiles_are_found_by_their_keys_and_missing_ones_left_out(
     names = [d.name for d in dataset.datafiles]
     found = await catalogue.find_datafiles([key(n) for n in [*names, "never-registered.nxs"]])
     assert found == {key(n): made[n].datafile_id for n in names}
+
+
+async def test_of_replicas_claiming_an_ended_archive_again_at_once_exactly_one_wins(
+    icat_settings: IcatSettings,
+) -> None:
+    """Re-archiving a FAILED dataset: the old ids are swapped for new ones (compare and
+    swap); of four requests doing it at once one wins, the others learn it was not them."""
+    replicas = [
+        IcatCatalogue(icat_settings, pool=IcatClientPool(str(icat_settings.url), size=1))
+        for _ in range(4)
+    ]
+    try:
+        spec = seed_investigation(files=1)
+        investigation = await replicas[0].ensure_investigation(spec)
+        dataset = (await replicas[0].ensure_datasets(investigation, spec.datasets))[
+            spec.datasets[0].name
+        ]
+        assert await replicas[0].claim_dataset(dataset.dataset_id, "old-job") is None
+        answers = await asyncio.gather(
+            *(
+                r.claim_dataset(dataset.dataset_id, f"job-{i}", replacing="old-job")
+                for i, r in enumerate(replicas)
+            )
+        )
+        # A claim replacing ids that are no longer there gets the current ones.
+        stale = await replicas[0].claim_dataset(dataset.dataset_id, "late", replacing="old-job")
+        recorded = (await replicas[0].datasets_by_id([dataset.dataset_id]))[0].archival
+    finally:
+        for replica in replicas:
+            await replica.close()
+    winners = [i for i, answer in enumerate(answers) if answer is None]
+    assert len(winners) == 1
+    assert {a for a in answers if a is not None} <= {f"job-{winners[0]}", ""}
+    assert stale == f"job-{winners[0]}"
+    assert recorded[ARCHIVAL_IDS] == f"job-{winners[0]}"

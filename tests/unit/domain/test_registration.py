@@ -97,30 +97,29 @@ REAL = "adler32:0000abcd"
         ),
         pytest.param(
             {ARCHIVAL_STATE: "FAILED", ARCHIVAL_IDS: THEIRS},
-            Standing("register"),
+            Standing("claim", replacing=THEIRS),
             id="failed-may-be-archived-again",
         ),
         pytest.param(
             {ARCHIVAL_STATE: "CANCELED", ARCHIVAL_IDS: THEIRS},
-            Standing("register"),
+            Standing("claim", replacing=THEIRS),
             id="canceled-may-be-archived-again",
         ),
         pytest.param(
             {ARCHIVAL_STATE: "FINISHEDDIRTY", ARCHIVAL_IDS: THEIRS},
-            Standing("register"),
+            Standing("claim", replacing=THEIRS),
             id="finisheddirty-may-be-archived-again",
         ),
         pytest.param(
             {ARCHIVAL_STATE: "failed"},
-            Standing("register"),
+            Standing("claim"),
             id="states-are-compared-normalised",
         ),
-        # As the handler always did: ids of another request without a state (its claim, with
-        # its registration not written yet) neither refuse nor claim again.
+        # Ids of another request without a state: its claim, its registration not written yet.
         pytest.param(
             {ARCHIVAL_IDS: THEIRS},
-            Standing("register"),
-            id="another-requests-ids-without-a-state-go-on-unclaimed",
+            Standing("refuse", state="SUBMITTED", job_ids=(THEIRS,)),
+            id="another-requests-claim-without-a-state-is-refused",
         ),
     ],
 )
@@ -135,7 +134,11 @@ def test_standing(archival: dict[str, str], expected: Standing) -> None:
         pytest.param(
             "job-b,job-a", Standing("register"), id="a-concurrent-delivery-of-ours-claimed-first"
         ),
-        pytest.param("", Standing("register"), id="an-empty-claim-holds-nothing"),
+        pytest.param(
+            "",
+            Standing("refuse", state="SUBMITTED"),
+            id="a-claim-being-swapped-by-another-request-refuses",
+        ),
         pytest.param(
             THEIRS,
             Standing("refuse", state="SUBMITTED", job_ids=(THEIRS,)),

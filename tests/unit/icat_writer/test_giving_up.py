@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_STATE
+from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.domain.failures import give_up_events
 from datastore_common.messages import RequestFailed, TransferStatus, wrap
 from tests.integration.icat_adapter.conftest import seed_investigation
@@ -121,6 +121,31 @@ async def test_two_requests_archiving_one_new_dataset_at_once_make_one_set_of_jo
     assert "already archived or being archived" in (refusal.reason or "")
     assert winner.data.jobs[0].job_id in (refusal.reason or "")
     assert set(world.file_states(world.dataset(investigation)).values()) == {"SUBMITTED"}
+
+
+async def test_two_requests_archiving_a_failed_dataset_again_at_once_make_one_set_of_jobs(
+    world: World,
+) -> None:
+    investigation = seed_investigation(files=2)
+    world.put_sources(investigation)
+    await world.register(world.request(investigation))
+    [job] = world.registered()[0].jobs
+    await world.report(job, ["FAILED", "FAILED"], reasons=["timeout", "timeout"])
+    dataset_id = world.dataset(investigation)
+    assert world.catalogue.archival("Dataset", dataset_id)[ARCHIVAL_STATE] == "FAILED"
+    first, second = world.request(investigation), world.request(investigation)
+
+    await asyncio.gather(world.register(first), world.register(second))
+
+    [_, again] = world.registered()
+    assert again.request_id in (first.data.request_id, second.data.request_id)
+    loser = second if again.request_id == first.data.request_id else first
+    [refusal] = [s for s in world.statuses() if s.request_id == loser.data.request_id]
+    assert refusal.job_state == "FAILED"
+    assert "already archived or being archived" in (refusal.reason or "")
+    assert world.catalogue.archival("Dataset", dataset_id)[ARCHIVAL_IDS] == ",".join(
+        sorted(j.job_id for j in again.jobs)
+    )
 
 
 async def test_a_finisheddirty_dataset_is_archived_again_without_copying_what_is_on_tape(

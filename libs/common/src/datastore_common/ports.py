@@ -191,9 +191,15 @@ class Catalogue(ABC):
         sums over their datafiles (as DataGateway shows them)."""
 
     @abstractmethod
-    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
-        """Atomically record ``job_ids`` as the dataset's "Archival ids" unless it has some:
-        None when claimed, else the ids already recorded (another request's, or ours)."""
+    async def claim_dataset(
+        self, dataset_id: int, job_ids: str, *, replacing: str | None = None
+    ) -> str | None:
+        """Atomically record ``job_ids`` as the dataset's "Archival ids": None when claimed,
+        else the ids recorded instead (another request's, or ours; "" if being replaced).
+
+        Without ``replacing`` the dataset must have no ids yet; with it, its ids must still be
+        exactly ``replacing`` (an ended archive's), and exactly one of several requests
+        swapping them at once wins (compare and swap)."""
 
     @abstractmethod
     async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:

@@ -134,8 +134,10 @@ async def _register_dataset(
     files = registration.files_of(plan, investigation, dataset, described)
     standing = registration.standing(record.archival, plan.job_ids)
     if standing.action == "claim":
-        # Atomic in ICAT: of two requests archiving a new dataset at once, exactly one goes on.
-        holder = await catalogue.claim_dataset(record.dataset_id, registration.claim_ids(files))
+        # Atomic in ICAT: of two requests archiving a dataset at once, exactly one goes on.
+        holder = await catalogue.claim_dataset(
+            record.dataset_id, registration.claim_ids(files), replacing=standing.replacing
+        )
         standing = registration.after_claim(holder, plan.job_ids)
     if standing.action == "refuse":
         log.warning("dataset_already_archived", dataset_id=record.dataset_id, state=standing.state)

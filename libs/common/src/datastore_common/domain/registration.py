@@ -248,42 +248,54 @@ Action = Literal["claim", "register", "refuse"]
 class Standing:
     """What a request may do with a dataset it names, from what ICAT records of it.
 
-    ``claim``: nobody archived it yet, claim it first; ``register``: go on; ``refuse``: another
-    request archived it or is archiving it (``state`` and ``job_ids`` say whose).
+    ``claim``: nobody is archiving it, claim it first (``replacing`` the ids of an ended
+    archive, if any); ``register``: go on; ``refuse``: another request archived it or is
+    archiving it (``state`` and ``job_ids`` say whose).
     """
 
     action: Action
     ours: bool = False  # this request's own earlier delivery got here: only fill the gaps
     state: str | None = None
     job_ids: tuple[str, ...] = ()
+    replacing: str | None = None  # claim: the "Archival ids" the claim swaps for ours
 
 
 def standing(archival: Mapping[str, str], request_job_ids: Collection[str]) -> Standing:
-    """Where the request stands with a dataset recording ``archival``."""
+    """Where the request stands with a dataset recording ``archival``.
+
+    Every archive, first or again, goes on only through a claim that is atomic in ICAT, so
+    that of two requests archiving the same dataset at once (two instruments, a client's
+    retry) exactly one makes FTS jobs; the other is refused with the winner's job ids.
+    """
     state = archival.get(ARCHIVAL_STATE)
-    recorded = split_job_ids(archival.get(ARCHIVAL_IDS))
+    ids = archival.get(ARCHIVAL_IDS)
+    recorded = split_job_ids(ids)
     # Job ids are deterministic per request: ids all from this request's plan mean that
     # this message was delivered before (carry on), other ids mean another request owns it.
-    ours = bool(recorded) and set(recorded) <= set(request_job_ids)
-    if state is not None and normalise(state) not in REARCHIVABLE and not ours:
-        return Standing("refuse", state=state, job_ids=tuple(recorded))
+    if recorded and set(recorded) <= set(request_job_ids):
+        return Standing("register", ours=True)
     if state is None and not recorded:
-        # A first archive: claim the dataset atomically, so that of two requests
-        # archiving it at once (two instruments, a client's retry) exactly one goes on.
         return Standing("claim")
-    return Standing("register", ours=ours)
+    if state is not None and normalise(state) in REARCHIVABLE:
+        return Standing("claim", replacing=ids or None)
+    # In flight or on tape; or ids without a state: another request's claim, its
+    # registration not written yet.
+    return Standing("refuse", state=state or SUBMITTED, job_ids=tuple(recorded))
 
 
 def claim_ids(files: Sequence[FileToRegister]) -> str:
-    """The "Archival ids" a first archive claims the dataset with: its files' jobs."""
+    """The "Archival ids" an archive claims the dataset with: its files' jobs."""
     return join_job_ids(sorted({file.job_id for file in files}))
 
 
 def after_claim(holder: str | None, request_job_ids: Collection[str]) -> Standing:
     """The standing once the claim is answered: ``None`` (claimed) or ids all of this request
-    (a concurrent delivery of it claimed first) go on; another request's ids refuse."""
+    (a concurrent delivery of it claimed first) go on; anything else refuses, including an
+    empty answer (another request is between taking the old ids away and writing its own)."""
     held_by = split_job_ids(holder)
-    if holder is None or set(held_by) <= set(request_job_ids):
+    if holder is None:
+        return Standing("register")
+    if held_by and set(held_by) <= set(request_job_ids):
         return Standing("register")
     return Standing("refuse", state=SUBMITTED, job_ids=tuple(held_by))
 

@@ -225,10 +225,12 @@ class FakeCatalogue(Catalogue):
             self._datafile_record(self.datafiles[i]) for i in datafile_ids if i in self.datafiles
         ]
 
-    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
+    async def claim_dataset(
+        self, dataset_id: int, job_ids: str, *, replacing: str | None = None
+    ) -> str | None:
         await self._io()
         parameters = self.parameters.setdefault(("Dataset", dataset_id), {})
-        if ARCHIVAL_IDS in parameters:
+        if ARCHIVAL_IDS in parameters and parameters[ARCHIVAL_IDS] != replacing:
             return parameters[ARCHIVAL_IDS]
         parameters[ARCHIVAL_IDS] = job_ids
         self.writes += 1

@@ -388,9 +388,11 @@ class IcatCatalogue(Catalogue):
             if isinstance(result, BaseException):
                 raise result
 
-    async def claim_dataset(self, dataset_id: int, job_ids: str) -> str | None:
+    async def claim_dataset(
+        self, dataset_id: int, job_ids: str, *, replacing: str | None = None
+    ) -> str | None:
         return await self._call(
-            "claim_dataset", lambda c: self._archival.claim(c, dataset_id, job_ids)
+            "claim_dataset", lambda c: self._archival.claim(c, dataset_id, job_ids, replacing)
         )
 
     # ------------------------------------------------------------ totals

@@ -129,11 +129,26 @@ class ArchivalParameters:
             return written, []
         return written, updates
 
-    def claim(self, client: IcatClient, dataset_id: int, job_ids: str) -> str | None:
+    def claim(
+        self, client: IcatClient, dataset_id: int, job_ids: str, replacing: str | None
+    ) -> str | None:
         """Create the dataset's "Archival ids" as ``job_ids``: None when created, else the
-        value already there. ICAT's uniqueness of (dataset, type) on DatasetParameter makes
-        the create the claim: of two requests creating it at once, exactly one succeeds."""
+        value there instead. ICAT's uniqueness of (dataset, type) on DatasetParameter makes
+        the create the claim: of two requests creating it at once, exactly one succeeds.
+
+        ``replacing`` (an ended archive's ids) is first deleted by its parameter's id: of
+        two requests deleting it at once exactly one succeeds, the other finds it gone."""
         wire = wire_of(client)
+        if replacing is not None:
+            current = self._archival_ids(client, dataset_id)
+            if current is not None:
+                parameter_id, value = current
+                if value != replacing:
+                    return value  # another request swapped it already
+                try:
+                    wire.delete_many("DatasetParameter", [parameter_id])
+                except icat_errors.ICATNoObjectError:
+                    return self._holder(client, dataset_id)
         types = self._references.parameter_type_ids(client)
         shape = BeanShape(
             "DatasetParameter",
@@ -144,5 +159,13 @@ class ArchivalParameters:
             wire.create(shape, [xml_text(job_ids), str(types[ARCHIVAL_IDS]), str(dataset_id)])
             return None
         except icat_errors.ICATObjectExistsError:
-            rows = self.rows(client, "Dataset", [dataset_id])
-            return next((v or "" for _, _, n, _, v in rows if n == ARCHIVAL_IDS), "")
+            return self._holder(client, dataset_id)
+
+    def _archival_ids(self, client: IcatClient, dataset_id: int) -> tuple[int, str] | None:
+        rows = self.rows(client, "Dataset", [dataset_id])
+        return next(((p, v or "") for p, _, n, _, v in rows if n == ARCHIVAL_IDS), None)
+
+    def _holder(self, client: IcatClient, dataset_id: int) -> str:
+        """Whose claim won: its ids, or "" while the winner is between delete and create."""
+        current = self._archival_ids(client, dataset_id)
+        return "" if current is None else current[1]
