@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.gateway.host,
         port=settings.gateway.port,
         log_config=None,  # structlog owns the log lines
-        access_log=False,  # RequestContext logs every request with its request id
+        access_log=False,  # RequestContext logs every exchange with its http_request_id
         proxy_headers=True,
     )
 
