@@ -2,10 +2,11 @@
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
 injected (the bus publisher, the ICAT sessions, selections and vocabulary adapters on one
-shared client pool, the idempotency store, the FTS VO and status client) and closes what it
-opened. Errors raised anywhere below become HTTP answers here, once: AuthenticationError 401,
-ForbiddenError 403, NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other
-PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``.
+shared client pool, the idempotency store, the one FTS port for job status and the VO) and
+closes what it opened. Errors raised anywhere below become HTTP answers here, once:
+AuthenticationError 401, ForbiddenError 403, NotFoundError 404, NotArchivedError 409,
+RequestTooLargeError 413, other PermanentError 422, TransientError 503 — each with
+``{"detail": "<reason>"}``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from datastore_gateway.middleware import (
 )
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
-from datastore_gateway.vo import VoSource, vo_source_from_settings
+from datastore_gateway.vo import VoSource, vo_source
 from datastore_gateway.vocabulary_cache import CachedVocabulary
 
 log = get_logger(__name__)
@@ -187,7 +188,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
     if state.vo is None:
-        state.vo = vo_source_from_settings(settings)
+        state.vo = vo_source(settings, state.transfers)  # the one FTS port, opened above
         try:
             await state.vo.get()
         except DatastoreError as exc:
