@@ -7,18 +7,13 @@ from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRegistered, Payload, RestoreRequested
 from datastore_common.ports import TransferService
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import FTS_SUBMITTER
+from datastore_common.topology import FTS_SUBMITTER, payload_types
 from datastore_common.worker import Cleanup, run
 from datastore_fts_submitter.bootstrap import bootstrap
 
 SERVICE = "fts-submitter"
-PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    ArchiveRegistered.TYPE: ArchiveRegistered,
-    RestoreRequested.TYPE: RestoreRequested,
-}
 
 log = get_logger(__name__)
 
@@ -34,7 +29,7 @@ async def wire(
     await bus.consume(
         bus.topology.queue(FTS_SUBMITTER),
         handler,
-        PAYLOAD_TYPES,
+        payload_types(FTS_SUBMITTER),
         on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
         on_retry=retry_reporter(publisher),
     )

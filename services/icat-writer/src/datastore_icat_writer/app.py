@@ -6,10 +6,9 @@ from __future__ import annotations
 from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
-from datastore_common.messages import ArchiveRequested, TransferStatus
 from datastore_common.ports import Catalogue, Storage
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
+from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS, payload_types
 from datastore_common.worker import Cleanup, run
 from datastore_icat_writer.bootstrap import bootstrap
 from datastore_icat_writer.handlers import planned_jobs
@@ -30,7 +29,7 @@ async def wire(
     await bus.consume(
         bus.topology.queue(ICAT_WRITER_ARCHIVE),
         writer.register_archive,
-        {ArchiveRequested.TYPE: ArchiveRequested},
+        payload_types(ICAT_WRITER_ARCHIVE),
         on_give_up=give_up_reporter(
             publisher,
             fts_endpoint=str(settings.fts3.endpoint),
@@ -44,7 +43,7 @@ async def wire(
     await bus.consume(
         bus.topology.queue(ICAT_WRITER_STATUS),
         writer.record_transfer_status,
-        {TransferStatus.TYPE: TransferStatus},
+        payload_types(ICAT_WRITER_STATUS),
     )
     return writer.close
 

@@ -11,20 +11,15 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
-from datastore_common.messages import Payload, TransferSubmitted, TransferTracked
 from datastore_common.ports import Catalogue, TransferService
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import STATUS_POLLER_POLL
+from datastore_common.topology import STATUS_POLLER_POLL, payload_types
 from datastore_common.worker import Cleanup, make_bus, run
 from datastore_status_poller.adapters import DelayQueueRequeue
 from datastore_status_poller.bootstrap import bootstrap
 from datastore_status_poller.handlers import resync
 
 SERVICE = "status-poller"
-PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    TransferSubmitted.TYPE: TransferSubmitted,
-    TransferTracked.TYPE: TransferTracked,
-}
 
 log = get_logger(__name__)
 
@@ -39,7 +34,7 @@ async def wire(
     await bus.consume_batches(
         bus.topology.queue(STATUS_POLLER_POLL),
         handler,
-        PAYLOAD_TYPES,
+        payload_types(STATUS_POLLER_POLL),
         max_batch=settings.poller.batch_size,
         max_wait=settings.poller.batch_wait_seconds,
         on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
