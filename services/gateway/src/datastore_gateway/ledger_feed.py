@@ -12,20 +12,16 @@ from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
     Envelope,
-    Payload,
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
     TransferStatus,
     TransferSubmitted,
 )
-from datastore_common.topology import GATEWAY_LEDGER, payload_types
 from datastore_gateway.ledger import Ledger
 
 log = get_logger(__name__)
 
-#: What the ledger's queue receives (``topology.QUEUES``).
-LEDGER_PAYLOADS: dict[str, type[Payload]] = payload_types(GATEWAY_LEDGER)
 #: The gateway publishes as this source; anything else came straight from the broker.
 GATEWAY_SOURCE = "gateway"
 #: An event of a request the ledger does not know yet waits this long for the request's own

@@ -36,13 +36,13 @@ from datastore_common.logging import get_logger
 from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
-from datastore_common.worker import make_bus
+from datastore_common.worker import Route, make_bus, subscribe
 from datastore_gateway.api.deps import GatewayState
 from datastore_gateway.api.routes import archive, health, jobs, login, requests, restore
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
-from datastore_gateway.ledger_feed import LEDGER_PAYLOADS, follow
+from datastore_gateway.ledger_feed import follow
 from datastore_gateway.middleware import (
     UNAUTHENTICATED_HEADERS,
     AuthenticateBeforeBody,
@@ -180,11 +180,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         state.broker_check = lambda: bus.connected
         # This gateway keeps the request ledger up to date (with any other replicas).
         ledger = state.ledger
-        await bus.consume(
-            bus.topology.queue(GATEWAY_LEDGER),
-            functools.partial(follow, ledger=ledger),
-            LEDGER_PAYLOADS,
-        )
+        await subscribe(bus, Route(GATEWAY_LEDGER, functools.partial(follow, ledger=ledger)))
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
     if state.vo is None:
