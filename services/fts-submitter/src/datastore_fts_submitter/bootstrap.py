@@ -10,6 +10,7 @@ from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.consumer import Handler
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
+from datastore_common.errors import TransientError
 from datastore_common.logging import get_logger
 from datastore_common.ports import Publisher, TransferService
 from datastore_common.settings import DatastoreSettings
@@ -43,8 +44,14 @@ def bootstrap(
     )
     handler = partial(submit_jobs, transfers=fts, publisher=publisher)
 
-    async def announce() -> None:  # asks FTS who we are: a refused credential stops the start
-        log.info("fts3_endpoint", endpoint=fts.endpoint, vo=await fts.vo())
+    async def announce() -> None:
+        try:
+            vo = await fts.vo()
+        except TransientError as exc:  # FTS down, or our credential refused: each message's
+            # own calls are retried by the bus (a refused credential with an alarm)
+            log.warning("fts3_unavailable_at_start", endpoint=fts.endpoint, error=str(exc))
+            return
+        log.info("fts3_endpoint", endpoint=fts.endpoint, vo=vo)
 
     return FtsSubmitter(
         submit_jobs=handler,
