@@ -1,4 +1,5 @@
-# Bus throughput against raw aio-pika (bench/results/bus.json) and the AsyncAPI document.
+# Bus throughput against raw aio-pika (bench/results/bus.json); the AsyncAPI document and
+# architecture.md's message table, derived from topology.QUEUES.
 .PHONY: bench-bus asyncapi
 BENCH_TARGETS += bench-bus
 
@@ -8,3 +9,4 @@ bench-bus:
 
 asyncapi:
 	$(PY) -m datastore_common.asyncapi > docs/asyncapi.json
+	$(PY) -m datastore_common.asyncapi --table docs/architecture.md

@@ -93,5 +93,5 @@ async def test_gateway_process_learns_the_vo_from_fts_and_archives(
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line[:1] == "{"]
     assert "gateway_stopped" in [line.get("event") for line in lines], tail(log_path)
     [accepted] = [line for line in lines if line.get("event") == "archive_requested"]
-    assert accepted["request_id"]  # the HTTP request id is bound into every log line
+    assert accepted["http_request_id"]  # the HTTP request id is bound into every log line
     assert accepted["correlation_id"] == answer.json()["request_id"]

@@ -14,7 +14,7 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fake_vocabulary import FakeVocabulary
 from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
 from datastore_gateway.idempotency import ClaimState, run_once, store_from_url
-from datastore_gateway.idempotency_pg import PostgresIdempotencyStore
+from datastore_gateway.idempotency.postgres import PostgresIdempotencyStore
 from datastore_gateway.main import create_app
 from tests.support.rabbitmq_fixtures import unique_name
 

@@ -19,11 +19,13 @@ from datastore_common.messages import (
     TransferSubmitted,
     wrap,
 )
+from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fakes import FakeTransferService, RecordingPublisher
 from datastore_fts_submitter.bootstrap import bootstrap
 from datastore_fts_submitter.handlers import JobIdMismatchError
 
 VO = "test-vo"
+SETTINGS = DatastoreSettings()
 
 
 def planned_job(
@@ -65,7 +67,7 @@ class TestSubmitJobs:
         fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
         message = registered(jobs=3)
 
-        await bootstrap(transfers=fts, publisher=publisher)(message)
+        await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(message)
 
         assert set(fts.jobs) == {job.job_id for job in message.data.jobs}
         announced = [
@@ -81,7 +83,7 @@ class TestSubmitJobs:
 
     async def test_redelivery_creates_no_second_job(self) -> None:
         fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
-        handler = bootstrap(transfers=fts, publisher=publisher)
+        handler = bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs
         message = registered(jobs=2)
 
         await handler(message)
@@ -97,7 +99,7 @@ class TestSubmitJobs:
         fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
         data = RestoreRequested(request_id="rst-1", jobs=[planned_job("rst-1", 0, kind="restore")])
 
-        await bootstrap(transfers=fts, publisher=publisher)(
+        await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
             wrap(data, source="tests", correlation_id="rst-1")
         )
 
@@ -109,7 +111,9 @@ class TestSubmitJobs:
         fts.refuse_with = "FTS3 POST /jobs: Invalid value within the request"
         message = registered(jobs=1, files=3)
 
-        await bootstrap(transfers=fts, publisher=publisher)(message)  # no exception
+        await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+            message
+        )  # no exception
 
         assert publisher.of_type(TransferSubmitted) == []
         (status,) = publisher.of_type(TransferStatus)
@@ -128,13 +132,15 @@ class TestSubmitJobs:
         fts.down = True
 
         with pytest.raises(TransientError):
-            await bootstrap(transfers=fts, publisher=publisher)(registered(jobs=2))
+            await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+                registered(jobs=2)
+            )
 
         assert publisher.published == []
 
     async def test_partial_success_then_redelivery_announces_each_job_once(self) -> None:
         fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
-        handler = bootstrap(transfers=fts, publisher=publisher)
+        handler = bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs
         message = registered(jobs=3)
         real_submit = fts.submit
         calls = 0
@@ -161,7 +167,9 @@ class TestSubmitJobs:
         fts, publisher = FakeTransferService(vo_name="another-vo"), RecordingPublisher()
 
         with pytest.raises(JobIdMismatchError) as caught:
-            await bootstrap(transfers=fts, publisher=publisher)(registered(jobs=1))
+            await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+                registered(jobs=1)
+            )
 
         assert isinstance(caught.value, PermanentError)
         assert "vo" in str(caught.value)
@@ -172,4 +180,6 @@ class TestSubmitJobs:
         publisher.fail_with = TransientError("broker gone")
 
         with pytest.raises(TransientError):
-            await bootstrap(transfers=fts, publisher=publisher)(registered(jobs=1))
+            await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+                registered(jobs=1)
+            )

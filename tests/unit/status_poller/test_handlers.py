@@ -17,6 +17,7 @@ from datastore_common.messages import (
     wrap,
 )
 from datastore_common.ports import FileProgress, JobProgress
+from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fakes import FakeTransferService, RecordingPublisher
 from datastore_status_poller.bootstrap import bootstrap
 from datastore_status_poller.fakes import RecordingRequeue
@@ -65,8 +66,12 @@ class Harness:
         self.publisher = RecordingPublisher()
         self.requeue = RecordingRequeue()
         self.poll = bootstrap(
-            transfers=self.fts, publisher=self.publisher, requeue=self.requeue, unknown_grace=3
-        )
+            DatastoreSettings(),
+            transfers=self.fts,
+            publisher=self.publisher,
+            requeue=self.requeue,
+            unknown_grace=3,
+        ).poll_batch
 
     def statuses(self) -> list[TransferStatus]:
         return [p for p in self.publisher.of_type(TransferStatus) if isinstance(p, TransferStatus)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -71,7 +73,21 @@ class Fts3Settings(_Section):
     retry: int = Field(default=2, ge=-1, description="FTS-side retries per file.")
     priority: int = Field(default=3, ge=1, le=5)
     request_timeout: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1, description="Client retries on 5xx and time-outs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """``max_attempts`` (the FTS client's own retries) is gone: an FTS call is sent once and
+        retried by the bus, the poller or the HTTP caller (architecture.md, "Retries")."""
+        if isinstance(data, dict) and "max_attempts" in data:
+            warnings.warn(
+                "fts3.max_attempts is no longer used and is ignored: remove it from the "
+                "configuration (FTS calls are retried by the bus, see architecture.md)",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = {k: v for k, v in data.items() if k != "max_attempts"}
+        return data
 
 
 class IcatSettings(_Section):

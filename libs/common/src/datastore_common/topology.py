@@ -1,5 +1,11 @@
 """Broker topology as data, declared idempotently by every process at start-up.
 
+``QUEUES`` is the one place that says which message types reach which queue and which service
+consumes it (and ``PUBLISHERS`` who publishes each type). Everything else is derived from it:
+the queues and bindings declared here, the payload types each consumer accepts
+(``payload_types``), the AsyncAPI document and architecture.md's message table
+(``datastore_common.asyncapi``, ``make asyncapi``).
+
 Every consumer queue ``Q`` comes with:
 - ``dlq.Q``: where messages go that cannot be processed (reason in headers);
 - ``Q.retry.<seconds>s``: delay queues, one per backoff step; a message waits there for its TTL
@@ -21,11 +27,13 @@ from typing import Any
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    Payload,
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
     TransferStatus,
     TransferSubmitted,
+    TransferTracked,
 )
 
 
@@ -118,6 +126,81 @@ STATUS_POLLER_DELAY = "status-poller.delay"
 GATEWAY_LEDGER = "gateway.ledger"
 
 
+@dataclass(frozen=True)
+class QueueRole:
+    """A consumer role: its queue, the service consuming it, and the messages that reach it."""
+
+    role: str
+    consumer: str
+    #: Bound on the topic exchange by their type (the routing key).
+    receives: tuple[type[Payload], ...]
+    #: Put by the consumer itself into its delay queue ``delay``, which hands them back here.
+    delayed: tuple[type[Payload], ...] = ()
+    delay: str | None = None
+    single_active_consumer: bool = False
+
+    @property
+    def payload_types(self) -> dict[str, type[Payload]]:
+        """What the consumer of this queue parses: every type that can reach it."""
+        return {model.TYPE: model for model in (*self.receives, *self.delayed)}
+
+
+#: Which message types reach which queue, and who consumes each: the one place it is written.
+QUEUES: tuple[QueueRole, ...] = (
+    QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested,)),
+    # Replicas stand by rather than share: recording a status reads, decides and writes, and
+    # ICAT has no conditional update.
+    QueueRole(ICAT_WRITER_STATUS, "icat-writer", (TransferStatus,), single_active_consumer=True),
+    QueueRole(FTS_SUBMITTER, "fts-submitter", (ArchiveRegistered, RestoreRequested)),
+    QueueRole(
+        STATUS_POLLER_POLL,
+        "status-poller",
+        (TransferSubmitted,),
+        delayed=(TransferTracked,),
+        delay=STATUS_POLLER_DELAY,
+    ),
+    # Everything that moves a request (architecture.md, "Every accepted request ends visibly").
+    QueueRole(
+        GATEWAY_LEDGER,
+        "gateway",
+        (
+            ArchiveRequested,
+            ArchiveRegistered,
+            RestoreRequested,
+            TransferSubmitted,
+            TransferStatus,
+            RequestFailed,
+            RequestDelayed,
+        ),
+    ),
+)
+
+#: Who publishes each message type, in the order a request meets them (documentation only:
+#: the AsyncAPI document and architecture.md's table; "instrument" is outside this code).
+PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
+    ArchiveRequested: ("gateway", "instrument"),
+    ArchiveRegistered: ("icat-writer",),
+    RestoreRequested: ("gateway",),
+    TransferSubmitted: ("fts-submitter",),
+    TransferStatus: ("fts-submitter", "status-poller", "icat-writer"),
+    TransferTracked: ("status-poller",),
+    RequestFailed: ("icat-writer", "fts-submitter", "status-poller"),
+    RequestDelayed: ("icat-writer", "fts-submitter", "status-poller"),
+}
+
+
+def queue_role(role: str) -> QueueRole:
+    for spec in QUEUES:
+        if spec.role == role:
+            return spec
+    raise KeyError(f"no queue role {role!r} in topology.QUEUES")
+
+
+def payload_types(role: str) -> dict[str, type[Payload]]:
+    """The message types a role's consumer accepts (by type name)."""
+    return queue_role(role).payload_types
+
+
 def datastore_topology(
     *,
     exchange: str = "datastore",
@@ -127,7 +210,7 @@ def datastore_topology(
     delivery_limit: int = 5,
     max_retries: int | None = None,
 ) -> Topology:
-    """The whole system's topology (architecture.md, "Broker topology")."""
+    """The whole system's topology (architecture.md, "Broker topology"), from ``QUEUES``."""
 
     def q(role: str) -> str:
         return f"{queue_prefix}{role}"
@@ -138,30 +221,18 @@ def datastore_topology(
         retry_delays=retry_delays,
         delivery_limit=delivery_limit,
         max_retries=max_retries,
-        queues=(
-            QueueSpec(q(ICAT_WRITER_ARCHIVE), (ArchiveRequested.TYPE,)),
-            QueueSpec(q(ICAT_WRITER_STATUS), (TransferStatus.TYPE,), single_active_consumer=True),
-            QueueSpec(q(FTS_SUBMITTER), (ArchiveRegistered.TYPE, RestoreRequested.TYPE)),
-            QueueSpec(q(STATUS_POLLER_POLL), (TransferSubmitted.TYPE,)),
+        queues=tuple(
             QueueSpec(
-                q(GATEWAY_LEDGER),
-                (
-                    ArchiveRequested.TYPE,
-                    ArchiveRegistered.TYPE,
-                    RestoreRequested.TYPE,
-                    TransferSubmitted.TYPE,
-                    TransferStatus.TYPE,
-                    RequestFailed.TYPE,
-                    RequestDelayed.TYPE,
-                ),
-            ),
+                q(spec.role),
+                tuple(model.TYPE for model in spec.receives),
+                single_active_consumer=spec.single_active_consumer,
+            )
+            for spec in QUEUES
         ),
-        delays=(
-            DelaySpec(
-                delay_name(q(STATUS_POLLER_DELAY), poll_interval),
-                q(STATUS_POLLER_POLL),
-                poll_interval,
-            ),
+        delays=tuple(
+            DelaySpec(delay_name(q(spec.delay), poll_interval), q(spec.role), poll_interval)
+            for spec in QUEUES
+            if spec.delay is not None
         ),
     )
 

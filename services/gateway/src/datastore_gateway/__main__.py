@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from datastore_common.logging import configure_logging
-from datastore_common.settings import CONFIG_ENV, DatastoreSettings, load_settings
+from datastore_common.settings import DatastoreSettings, command_line, settings_from
 
 DEFAULT_OPENAPI_PATH = Path("docs/openapi.json")
 
@@ -24,8 +22,7 @@ def openapi_document() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="datastore-gateway", description=__doc__)
-    parser.add_argument("--config", type=Path, help=f"config.yaml (default: ${CONFIG_ENV})")
+    parser = command_line("datastore-gateway", "Datastore's HTTP gateway (archive, restore, jobs).")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the HTTP server (the default)")
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
@@ -36,9 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         args.output.write_text(openapi_document())
         print(f"wrote {args.output}", file=sys.stderr)
         return
-    if args.config is not None:
-        os.environ[CONFIG_ENV] = str(args.config)
-    settings = load_settings()
+    settings = settings_from(args)
     configure_logging("gateway", level=settings.log.level, fmt=settings.log.format)
 
     import uvicorn
@@ -50,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.gateway.host,
         port=settings.gateway.port,
         log_config=None,  # structlog owns the log lines
-        access_log=False,  # RequestContext logs every request with its request id
+        access_log=False,  # RequestContext logs every exchange with its http_request_id
         proxy_headers=True,
     )
 

@@ -12,7 +12,6 @@ from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
     Envelope,
-    Payload,
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
@@ -23,18 +22,6 @@ from datastore_gateway.ledger import Ledger
 
 log = get_logger(__name__)
 
-LEDGER_PAYLOADS: dict[str, type[Payload]] = {
-    model.TYPE: model
-    for model in (
-        ArchiveRequested,
-        RestoreRequested,
-        ArchiveRegistered,
-        TransferSubmitted,
-        TransferStatus,
-        RequestFailed,
-        RequestDelayed,
-    )
-}
 #: The gateway publishes as this source; anything else came straight from the broker.
 GATEWAY_SOURCE = "gateway"
 #: An event of a request the ledger does not know yet waits this long for the request's own

@@ -2,10 +2,11 @@
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
 injected (the bus publisher, the ICAT sessions, selections and vocabulary adapters on one
-shared client pool, the idempotency store, the FTS VO and status client) and closes what it
-opened. Errors raised anywhere below become HTTP answers here, once: AuthenticationError 401,
-ForbiddenError 403, NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other
-PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``.
+shared client pool, the idempotency store, the one FTS port for job status and the VO) and
+closes what it opened. Errors raised anywhere below become HTTP answers here, once:
+AuthenticationError 401, ForbiddenError 403, NotFoundError 404, NotArchivedError 409,
+RequestTooLargeError 413, other PermanentError 422, TransientError 503 — each with
+``{"detail": "<reason>"}``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from datastore_common.logging import get_logger
 from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
-from datastore_common.worker import make_bus
+from datastore_common.worker import Route, make_bus, subscribe
 from datastore_gateway.api.deps import GatewayState
 from datastore_gateway.api.routes import archive, health, jobs, login, requests, restore
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
-from datastore_gateway.ledger_feed import LEDGER_PAYLOADS, follow
+from datastore_gateway.ledger_feed import follow
 from datastore_gateway.middleware import (
     UNAUTHENTICATED_HEADERS,
     AuthenticateBeforeBody,
@@ -50,7 +51,7 @@ from datastore_gateway.middleware import (
 )
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
-from datastore_gateway.vo import VoSource, vo_source_from_settings
+from datastore_gateway.vo import VoSource, vo_source
 from datastore_gateway.vocabulary_cache import CachedVocabulary
 
 log = get_logger(__name__)
@@ -179,15 +180,11 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         state.broker_check = lambda: bus.connected
         # This gateway keeps the request ledger up to date (with any other replicas).
         ledger = state.ledger
-        await bus.consume(
-            bus.topology.queue(GATEWAY_LEDGER),
-            functools.partial(follow, ledger=ledger),
-            LEDGER_PAYLOADS,
-        )
+        await subscribe(bus, Route(GATEWAY_LEDGER, functools.partial(follow, ledger=ledger)))
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
     if state.vo is None:
-        state.vo = vo_source_from_settings(settings)
+        state.vo = vo_source(settings, state.transfers)  # the one FTS port, opened above
         try:
             await state.vo.get()
         except DatastoreError as exc:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids in logs, HTTP metrics, and a hard cap on body size.
+"""Pure ASGI middleware: HTTP request ids in logs, HTTP metrics, and a hard cap on body size.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so a body is never buffered here: the size cap
 refuses an over-long ``Content-Length`` before reading, and counts streamed bytes as the
@@ -22,7 +22,10 @@ from datastore_gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = get_logger(__name__)
 
-REQUEST_ID_HEADER = "x-request-id"
+#: The header naming one HTTP exchange (the client's, or ours). Inside the gateway that id is
+#: ``http_request_id``, never ``request_id``: that is an archive or restore request's id
+#: (logged as ``correlation_id``), which one HTTP exchange creates or only reads.
+HTTP_REQUEST_ID_HEADER = "x-request-id"
 
 
 def _too_large(limit: int) -> str:
@@ -122,7 +125,8 @@ def _bearer_token(scope: Scope) -> str | None:
 
 
 class RequestContext:
-    """Bind a request id (the client's X-Request-ID, or a new one) into structlog; count."""
+    """Bind the HTTP request id (the client's X-Request-ID, or a new one) into structlog as
+    ``http_request_id``, echo it in the answer's X-Request-ID; count and time the exchange."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -131,7 +135,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        http_request_id = _header(scope, HTTP_REQUEST_ID_HEADER) or uuid.uuid4().hex
         status = 500
         started = time.perf_counter()
 
@@ -140,11 +144,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((HTTP_REQUEST_ID_HEADER.encode(), http_request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(http_request_id=http_request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

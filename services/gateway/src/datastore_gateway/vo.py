@@ -1,9 +1,11 @@
 """The FTS VO our deterministic job ids derive from: configured, or asked of FTS once.
 
 FTS names a deterministic job ``uuid5(uuid5(BASE_ID, vo), sid)``, so the gateway must know
-the VO of the credential the fts-submitter uses. ``fts3.vo`` sets it; otherwise it is read
-from FTS ``/whoami`` at start-up and cached for the life of the process. If FTS cannot be
-reached at start-up, the gateway still starts and asks again on the next archive request.
+the VO of the credential the fts-submitter uses. ``fts3.vo`` sets it; otherwise the gateway's
+one FTS port (``TransferService.vo``: FTS ``/whoami``, same settings and credential as the
+fts-submitter's) is asked at start-up and the answer kept for the life of the process. If FTS
+cannot be reached at start-up, the gateway still starts and asks again on the next archive
+request.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from datastore_common.adapters.fts3.client import Fts3Client
-from datastore_common.errors import DatastoreError, PeerUnavailableError
+from datastore_common.errors import ConfigurationError, DatastoreError, PeerUnavailableError
 from datastore_common.logging import get_logger
+from datastore_common.ports import TransferService
 from datastore_common.settings import DatastoreSettings
 
 log = get_logger(__name__)
@@ -49,23 +51,14 @@ class VoSource:
             return self._vo
 
 
-def vo_source_from_settings(settings: DatastoreSettings) -> VoSource:
+def vo_source(settings: DatastoreSettings, transfers: TransferService | None) -> VoSource:
+    """``fts3.vo`` when set, else what the gateway's FTS port says (asked when first needed)."""
     if settings.fts3.vo:
         return VoSource(vo=settings.fts3.vo)
-    return VoSource(fetch=lambda: whoami_vo(settings))
+    if transfers is None:
+        return VoSource(fetch=_no_fts)
+    return VoSource(fetch=transfers.vo)
 
 
-async def whoami_vo(settings: DatastoreSettings) -> str:
-    """Ask FTS who our credential is (the fts-submitter's credential: the same settings)."""
-    fts = settings.fts3
-    async with Fts3Client(
-        str(fts.endpoint),
-        cert=settings.x509_user_cert,
-        key=settings.x509_user_key,
-        token=fts.token.get_secret_value() if fts.token is not None else None,
-        ca=fts.ca_path,
-        verify=fts.verify_tls,
-        timeout=fts.request_timeout,
-        retry_attempts=2,
-    ) as client:
-        return (await client.whoami()).vo
+async def _no_fts() -> str:
+    raise ConfigurationError("no FTS3 credential: set fts3.token or x509_user_cert")

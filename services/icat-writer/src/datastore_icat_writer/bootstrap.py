@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import pool_from_settings
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import Handler
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
+from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.messages import Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
-from datastore_icat_writer.handlers import record_transfer_status, register_archive
-
-Handler = Callable[[Envelope[Any]], Awaitable[None]]
+from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
+from datastore_common.worker import Owned, Route, Service, required
+from datastore_icat_writer.handlers import planned_jobs, record_transfer_status, register_archive
 
 #: ICAT clients (built on first need): status changes of many files are one ICAT ``update``
 #: each, which the catalogue spreads over the pool's clients.
 ICAT_CLIENTS = 4
 
 
-@dataclass(frozen=True)
-class IcatWriter:
-    """The two handlers with their dependencies bound, and what closes those we built."""
+@dataclass(frozen=True, kw_only=True)
+class IcatWriter(Service):
+    """The two handlers with their dependencies bound (routes and clean-up: ``Service``)."""
 
     register_archive: Handler
     record_transfer_status: Handler
-    close: Callable[[], Awaitable[None]]
 
 
 def one_at_a_time_per_job(handler: Handler) -> Handler:
@@ -56,10 +58,6 @@ def one_at_a_time_per_job(handler: Handler) -> Handler:
     return serialised
 
 
-async def _nothing_to_close() -> None:
-    return None
-
-
 def _describer(settings: DatastoreSettings) -> XRootDStorage:
     xrootd = settings.xrootd
     return XRootDStorage(
@@ -75,27 +73,49 @@ def _describer(settings: DatastoreSettings) -> XRootDStorage:
 def bootstrap(
     settings: DatastoreSettings,
     *,
-    publisher: Publisher,
+    bus: Bus | None = None,
+    publisher: Publisher | None = None,
     catalogue: Catalogue | None = None,
     storage: Storage | None = None,
 ) -> IcatWriter:
-    """Bind the handlers; a missing catalogue or storage is built from ``settings``."""
-    close: Callable[[], Awaitable[None]] = _nothing_to_close
+    """Bind the handlers; a missing publisher is built on ``bus``, a missing catalogue or
+    storage from ``settings``."""
+    owned = Owned()
+    if publisher is None:
+        publisher = BusPublisher(required(bus, "a publisher"))
     if catalogue is None:
         icat_catalogue = IcatCatalogue(
             settings.icat, pool=pool_from_settings(settings.icat, size=ICAT_CLIENTS)
         )
-        catalogue, close = icat_catalogue, icat_catalogue.close
+        owned.add(icat_catalogue.close)
+        catalogue = icat_catalogue
+    register = partial(
+        register_archive,
+        catalogue=catalogue,
+        storage=_describer(settings) if storage is None else storage,
+        publisher=publisher,
+        settings=settings,
+    )
+    record = one_at_a_time_per_job(partial(record_transfer_status, catalogue=catalogue))
     return IcatWriter(
-        register_archive=partial(
-            register_archive,
-            catalogue=catalogue,
-            storage=storage or _describer(settings),
-            publisher=publisher,
-            settings=settings,
+        register_archive=register,
+        record_transfer_status=record,
+        routes=(
+            Route(
+                ICAT_WRITER_ARCHIVE,
+                register,
+                prefetch=settings.broker.archive_prefetch,
+                on_give_up=give_up_reporter(
+                    publisher,
+                    fts_endpoint=str(settings.fts3.endpoint),
+                    planner=lambda data: planned_jobs(data, settings),
+                ),
+                on_retry=retry_reporter(publisher),
+            ),
+            # A status event that cannot be recorded has nothing to report: it is
+            # dead-lettered (logged at error level) for an operator to replay; the ledger
+            # still has the request.
+            Route(ICAT_WRITER_STATUS, record),
         ),
-        record_transfer_status=one_at_a_time_per_job(
-            partial(record_transfer_status, catalogue=catalogue)
-        ),
-        close=close,
+        close=owned.close,
     )

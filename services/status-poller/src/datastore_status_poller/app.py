@@ -1,63 +1,26 @@
-"""status-poller worker: batches from ``status-poller.poll`` -> ``poll_batch``."""
+"""The status-poller process: its service (``bootstrap``) on the bus; and ``resync``, which
+rebuilds the delay queue from ICAT after the broker's queues were lost."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.rabbitmq.bus import Bus
-from datastore_common.adapters.rabbitmq.publisher import BusPublisher
-from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.errors import ConfigurationError
-from datastore_common.logging import configure_logging, get_logger
-from datastore_common.messages import Payload, TransferSubmitted, TransferTracked
-from datastore_common.ports import Catalogue, TransferService
+from datastore_common.logging import configure_logging
+from datastore_common.ports import Catalogue
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import STATUS_POLLER_POLL
-from datastore_common.worker import Cleanup, make_bus, run
+from datastore_common.worker import Worker, make_bus
 from datastore_status_poller.adapters import DelayQueueRequeue
 from datastore_status_poller.bootstrap import bootstrap
 from datastore_status_poller.handlers import resync
 
 SERVICE = "status-poller"
-PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    TransferSubmitted.TYPE: TransferSubmitted,
-    TransferTracked.TYPE: TransferTracked,
-}
-
-log = get_logger(__name__)
-
-
-async def wire(
-    bus: Bus, settings: DatastoreSettings, *, transfers: TransferService | None = None
-) -> Cleanup | None:
-    """Consume the poll queue in batches of ``poller.batch_size``; re-queue via the delay queue."""
-    service = transfers or Fts3TransferService.from_settings(settings)
-    publisher = BusPublisher(bus)
-    handler = bootstrap(transfers=service, publisher=publisher, requeue=DelayQueueRequeue(bus))
-    await bus.consume_batches(
-        bus.topology.queue(STATUS_POLLER_POLL),
-        handler,
-        PAYLOAD_TYPES,
-        max_batch=settings.poller.batch_size,
-        max_wait=settings.poller.batch_wait_seconds,
-        on_give_up=give_up_reporter(publisher, fts_endpoint=service.endpoint),
-        on_retry=retry_reporter(publisher),
-    )
-    log.info(
-        "poller_wired",
-        endpoint=service.endpoint,
-        interval=settings.poller.interval_seconds,
-        batch_size=settings.poller.batch_size,
-    )
-    if transfers is None and isinstance(service, Fts3TransferService):
-        return service.aclose
-    return None
-
-
-def main_run(settings: DatastoreSettings) -> None:
-    run(SERVICE, settings, lambda bus: wire(bus, settings))
+WORKER = Worker(SERVICE, bootstrap)
+wire = WORKER.wire
+main_run = WORKER.run
 
 
 async def waiting_jobs(bus: Bus) -> int:

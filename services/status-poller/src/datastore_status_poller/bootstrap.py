@@ -2,30 +2,80 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-from datastore_common.messages import Envelope
+from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
+from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import BatchHandler
+from datastore_common.adapters.rabbitmq.publisher import BusPublisher
+from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
+from datastore_common.logging import get_logger
 from datastore_common.ports import Publisher, TransferService
+from datastore_common.settings import DatastoreSettings
+from datastore_common.topology import STATUS_POLLER_POLL
+from datastore_common.worker import Owned, Route, Service, required
+from datastore_status_poller.adapters import DelayQueueRequeue
 from datastore_status_poller.handlers import UNKNOWN_GRACE_POLLS, poll_batch
 from datastore_status_poller.ports import Requeue
 
-BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusPoller(Service):
+    poll_batch: BatchHandler
 
 
 def bootstrap(
+    settings: DatastoreSettings,
     *,
-    transfers: TransferService,
-    publisher: Publisher,
-    requeue: Requeue,
+    bus: Bus | None = None,
+    publisher: Publisher | None = None,
+    transfers: TransferService | None = None,
+    requeue: Requeue | None = None,
     unknown_grace: int = UNKNOWN_GRACE_POLLS,
-) -> BatchHandler:
-    """``poll_batch`` with its dependencies bound, ready for ``Bus.consume_batches``."""
-    return partial(
+) -> StatusPoller:
+    """``poll_batch`` on FTS, in batches of ``poller.batch_size``, re-queued through the delay
+    queue; a missing publisher or requeue is built on ``bus``, FTS from ``settings``."""
+    owned = Owned()
+    if publisher is None:
+        publisher = BusPublisher(required(bus, "a publisher"))
+    if requeue is None:
+        requeue = DelayQueueRequeue(required(bus, "a requeue"))
+    fts = (
+        transfers
+        if transfers is not None
+        else owned.adapter(Fts3TransferService.from_settings(settings))
+    )
+    handler = partial(
         poll_batch,
-        transfers=transfers,
+        transfers=fts,
         publisher=publisher,
         requeue=requeue,
         unknown_grace=unknown_grace,
+    )
+
+    async def announce() -> None:
+        log.info(
+            "poller_wired",
+            endpoint=fts.endpoint,
+            interval=settings.poller.interval_seconds,
+            batch_size=settings.poller.batch_size,
+        )
+
+    return StatusPoller(
+        poll_batch=handler,
+        routes=(
+            Route(
+                STATUS_POLLER_POLL,
+                batch_handler=handler,
+                max_batch=settings.poller.batch_size,
+                max_wait=settings.poller.batch_wait_seconds,
+                on_give_up=give_up_reporter(publisher, fts_endpoint=fts.endpoint),
+                on_retry=retry_reporter(publisher),
+            ),
+        ),
+        close=owned.close,
+        before_start=announce,
     )

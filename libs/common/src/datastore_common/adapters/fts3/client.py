@@ -2,16 +2,21 @@
 
 Why our own: the published ``fts3`` client is synchronous, needs M2Crypto and turns a 207 answer
 (some ids unknown) into an error, dropping the good results. This client keeps one
-``httpx.AsyncClient`` open, retries transient failures with exponential backoff and turns every
-wire failure into an ``errors`` type, so callers never look at status codes:
+``httpx.AsyncClient`` open and turns every wire failure into an ``errors`` type, so callers
+never look at status codes:
 
-* connection errors, 5xx (after retries) -> ``PeerUnavailableError``;
-  time-outs (after retries) -> ``PeerTimeoutError``
+* connection errors, 5xx -> ``PeerUnavailableError``; time-outs -> ``PeerTimeoutError``
 * an answer that is not the JSON we expect -> ``PeerUnavailableError("wrong answer ...")``
 * 400 -> ``InvalidRequestError``; 401 / 403 -> ``CredentialError`` (ours was refused);
   404 -> ``NotFoundError``; 409 -> ``AlreadyExistsError``, which ``submit`` turns into success
   (the deterministic job already exists);
   419 on submit -> delegate a proxy once and submit again.
+
+A call is sent once: FTS failures are retried by the layer above (architecture.md, "Retries":
+the bus's ladder for the submitter, the next poll for the poller, the HTTP caller for the
+gateway), since redoing a message's few FTS calls costs what redoing one would.
+``retry_attempts`` > 1 retries transient failures here with exponential backoff, for a caller
+that has no such layer; no service does.
 
 Authentication is an X.509 user certificate (or RFC 3820 proxy) and key, or a bearer token.
 With a certificate, FTS needs a delegated proxy before it accepts a job: ``delegate()`` signs one
@@ -125,7 +130,7 @@ class Fts3Client:
         verify: bool = True,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        retry_attempts: int = 4,
+        retry_attempts: int = 1,
         retry_backoff: float = 0.5,
         retry_max_wait: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -186,7 +191,7 @@ class Fts3Client:
     async def _request(
         self, method: str, path: str, *, json_body: Any = None, content: bytes | None = None
     ) -> httpx.Response:
-        """Send with retries on transient failures; return a 2xx response or raise."""
+        """Send (``retry_attempts`` times on transient failures); a 2xx response or raise."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry_attempts),
             wait=wait_exponential(multiplier=self._retry_backoff, max=self._retry_max_wait),

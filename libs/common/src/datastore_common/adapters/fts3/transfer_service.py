@@ -121,8 +121,7 @@ class Fts3TransferService(TransferService):
             token=token,
             ca=fts3.ca_path,
             verify=fts3.verify_tls,
-            timeout=fts3.request_timeout,
-            retry_attempts=fts3.max_attempts,
+            timeout=fts3.request_timeout,  # each call sent once (architecture.md, "Retries")
         )
         return cls(client, fts3)
 

@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import threading
 import time
+import urllib.error
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from datastore_common.errors import (
     AuthenticationError,
     CredentialError,
     ForbiddenError,
+    PeerTimeoutError,
     TransientError,
 )
 from datastore_common.logging import get_logger
@@ -34,18 +36,28 @@ log = get_logger(__name__)
 T = TypeVar("T")
 IcatClient = Any  # icat.Client: python-icat ships no type information
 
+# Which layer retries what: architecture.md, "Retries". Here only what is cheap and safe: an
+# idempotent call that failed fast (a dropped connection, a lost answer, a 5xx), at once and
+# a few times within about a second. A time-out (up to ``timeout_seconds``) or a refused
+# credential is never retried here; neither is anything still failing after that second.
+
 #: A new python-icat client asks ICAT ~55 read-only questions (the API version and every
 #: entity's description) before it can be used; each is retried this many times while the
 #: client is being built, so a busy ICAT that drops a few calls does not make it unbuildable.
 BUILD_CALL_ATTEMPTS = 8
-#: Attempts of one pool call (``IcatClientPool.call``) on a transient failure.
+#: Attempts of one pool call (``IcatClientPool.call``) that failed fast.
 CALL_ATTEMPTS = 4
 _building = threading.local()
 
 
+def _timed_out(exc: BaseException) -> bool:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, TimeoutError)
+
+
 class _RetryWhileBuilding(icat.sslcontext.HTTPSTransport):  # type: ignore[misc]
-    """python-icat's transport, retrying failed requests while a client is being built
-    (only read-only calls happen then; afterwards every call is sent exactly once)."""
+    """python-icat's transport, retrying requests that failed fast while a client is being
+    built (only read-only calls happen then; afterwards every call is sent exactly once)."""
 
     def send(self, request: Any) -> Any:
         if not getattr(_building, "active", False):
@@ -53,8 +65,8 @@ class _RetryWhileBuilding(icat.sslcontext.HTTPSTransport):  # type: ignore[misc]
         for attempt in range(BUILD_CALL_ATTEMPTS):
             try:
                 return super().send(request)
-            except (suds.transport.TransportError, OSError, http.client.HTTPException):
-                if attempt == BUILD_CALL_ATTEMPTS - 1:
+            except (suds.transport.TransportError, OSError, http.client.HTTPException) as exc:
+                if _timed_out(exc) or attempt == BUILD_CALL_ATTEMPTS - 1:
                     raise
                 time.sleep(min(0.05 * 2**attempt, 2.0))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -120,16 +132,17 @@ class IcatClientPool:
         """Run ``work(client)`` on a free client in the ICAT thread pool; failures come back
         as Datastore errors named after ``operation``.
 
-        A transient failure (a dropped call, a 503) is retried a few times at once, as the
-        FTS3 client does: every ``work`` here is idempotent (get-or-create, set to a value,
-        search), and a registration of many calls would otherwise rarely get through an ICAT
-        that drops some. Longer outages are the bus's retries; a refused credential is never
-        retried here."""
+        A call that failed fast (a dropped call, a lost answer, a 503) is retried a few times
+        at once: every ``work`` here is idempotent (get-or-create, set to a value, search), and
+        a registration of many calls would otherwise rarely get through an ICAT that drops
+        some. A time-out or a refused credential is raised at once, and so is a failure that
+        outlasts these attempts: the layer above retries it (architecture.md, "Retries")."""
         for attempt in range(CALL_ATTEMPTS):
             try:
                 return await self._call_once(operation, work)
             except TransientError as exc:
-                if isinstance(exc, CredentialError) or attempt == CALL_ATTEMPTS - 1:
+                not_here = isinstance(exc, CredentialError | PeerTimeoutError)
+                if not_here or attempt == CALL_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.05 * 3**attempt)
         raise AssertionError("unreachable")  # pragma: no cover

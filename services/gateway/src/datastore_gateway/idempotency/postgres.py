@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from datastore_common.errors import PeerUnavailableError
-from datastore_gateway.idempotency import (
+from datastore_gateway.idempotency.store import (
     DELETE_ANSWER,
     DELETE_EXPIRED_KEY,
     INSERT_RESERVATION,
