@@ -12,6 +12,14 @@ from datastore_common.domain.archival import (
     ARCHIVAL_IDS,
     ARCHIVAL_STATE,
 )
+from datastore_common.domain.claims import Standing, after_claim, claim_ids, standing
+from datastore_common.domain.progress import (
+    dataset_writes,
+    file_update,
+    identified,
+    lookup_keys,
+    progress,
+)
 from datastore_common.domain.registration import (
     ALREADY_ON_TAPE,
     DatasetRegistration,
@@ -19,24 +27,15 @@ from datastore_common.domain.registration import (
     FileToRegister,
     Plan,
     PlanMismatchError,
-    Standing,
-    after_claim,
     announce,
     check_plan,
-    claim_ids,
     dataset_values,
-    dataset_writes,
     decide_file,
-    file_update,
     files_of,
     fill_gaps,
-    identified,
-    lookup_keys,
-    progress,
     refuse,
     register_files,
     size_and_checksum,
-    standing,
 )
 from datastore_common.errors import InvalidRequestError
 from datastore_common.messages import (
@@ -330,7 +329,9 @@ def test_a_dataset_is_claimed_with_its_jobs_sorted() -> None:
     request, the_plan = _request(["a", "b", "c"], per_job=2)  # a dataset split over two jobs
     inv = request.investigations[0]
     files = files_of(the_plan, inv, inv.datasets[0], dict.fromkeys(the_plan.sources))
-    assert claim_ids(files) == ",".join(sorted(job.job_id for job in request.jobs))
+    assert claim_ids(f.job_id for f in files) == ",".join(
+        sorted(job.job_id for job in request.jobs)
+    )
 
 
 def test_register_files_writes_by_datafile_id_and_keeps_the_rest_by_key() -> None:

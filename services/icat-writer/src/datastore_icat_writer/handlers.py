@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from datastore_common.domain import registration
+from datastore_common.domain import claims, progress, registration
 from datastore_common.domain.archival import CatalogueDataset
 from datastore_common.domain.plan import plan_archive
 from datastore_common.errors import PermanentError
@@ -132,13 +132,15 @@ async def _register_dataset(
     catalogue: Catalogue,
 ) -> registration.DatasetRegistration:
     files = registration.files_of(plan, investigation, dataset, described)
-    standing = registration.standing(record.archival, plan.job_ids)
+    standing = claims.standing(record.archival, plan.job_ids)
     if standing.action == "claim":
         # Atomic in ICAT: of two requests archiving a dataset at once, exactly one goes on.
         holder = await catalogue.claim_dataset(
-            record.dataset_id, registration.claim_ids(files), replacing=standing.replacing
+            record.dataset_id,
+            claims.claim_ids(f.job_id for f in files),
+            replacing=standing.replacing,
         )
-        standing = registration.after_claim(holder, plan.job_ids)
+        standing = claims.after_claim(holder, plan.job_ids)
     if standing.action == "refuse":
         log.warning("dataset_already_archived", dataset_id=record.dataset_id, state=standing.state)
         return registration.refuse(
@@ -168,16 +170,15 @@ async def record_transfer_status(
     if not reported:
         return
     current = {
-        d.datafile_id: d
-        for d in await catalogue.datafiles_by_id(registration.datafile_ids(reported))
+        d.datafile_id: d for d in await catalogue.datafiles_by_id(progress.datafile_ids(reported))
     }
-    progress = registration.progress(status, reported, current)
-    for datafile_id in progress.unknown:
+    moved = progress.progress(status, reported, current)
+    for datafile_id in moved.unknown:
         log.warning(
             "transfer_status_unknown_datafile", datafile_id=datafile_id, job_id=status.job_id
         )
-    if progress.updates:
-        await catalogue.set_archival("Datafile", progress.updates)
+    if moved.updates:
+        await catalogue.set_archival("Datafile", moved.updates)
     # Datasets are recomputed even when no file moved: a first delivery may have stopped
     # between writing its files and its datasets.
     touched = sorted({d.dataset_id for d in current.values()})
@@ -188,7 +189,7 @@ async def record_transfer_status(
         "transfer_status_recorded",
         job_id=status.job_id,
         job_state=status.job_state,
-        datafiles_moved=len(progress.updates),
+        datafiles_moved=len(moved.updates),
         datasets_changed=changed,
     )
 
@@ -196,9 +197,9 @@ async def record_transfer_status(
 async def _with_datafile_ids(files: Sequence[FileState], catalogue: Catalogue) -> list[FileState]:
     """The files with an ICAT id: those reported by key only (a request given up during
     registration) get theirs where the datafile exists; the others are not in ICAT."""
-    keys = registration.lookup_keys(files)
+    keys = progress.lookup_keys(files)
     found = await catalogue.find_datafiles(keys) if keys else {}
-    return registration.identified(files, found)
+    return progress.identified(files, found)
 
 
 async def _recompute_datasets(catalogue: Catalogue, dataset_ids: Sequence[int]) -> list[int]:
@@ -212,7 +213,7 @@ async def _recompute_datasets(catalogue: Catalogue, dataset_ids: Sequence[int]) 
         files, datasets = await asyncio.gather(
             catalogue.datafiles_of(dataset_ids), catalogue.datasets_by_id(dataset_ids)
         )
-        writes = registration.dataset_writes(files, datasets)
+        writes = progress.dataset_writes(files, datasets)
         if not writes:
             break
         await catalogue.set_archival("Dataset", writes)

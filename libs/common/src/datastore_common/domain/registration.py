@@ -1,4 +1,4 @@
-"""Registration: what the icat-writer writes to ICAT for an archive request and for FTS's news.
+"""Registration: what the icat-writer writes to ICAT for an archive request.
 
 Pure, like the status-poller's ``observe()``: plain data in (the request and its plan, what the
 instrument data cache and ICAT answered), plain data out (the "Archival" values to write, the
@@ -7,22 +7,20 @@ write around these calls. For an archive request, in this order:
 
 1. ``check_plan``: the request's jobs cover exactly the datafiles it names.
 2. per dataset, ``files_of``: each datafile's place, size and checksum (``size_and_checksum``)
-   and whether its source exists; ``standing``: may this request archive the dataset? For a
-   first archive the handler claims the dataset in ICAT and ``after_claim`` reads the answer.
-   ``refuse`` drops every file of a dataset that another request holds.
+   and whether its source exists; ``domain.claims``: may this request archive the dataset
+   (the handler claims it in ICAT)? ``refuse`` drops every file of a dataset another request
+   holds.
 3. ``register_files``: the values of each datafile (``decide_file``) and of the dataset
    (``dataset_values``); on a redelivery only the gaps are filled (``fill_gaps``).
 4. ``announce``: the jobs with their registered files only, and a status for each job that
    lost files.
 
-For an FTS status event: ``lookup_keys`` and ``identified`` (which reported files are in
-ICAT), ``progress`` (which datafile states move forward, ``file_update`` for one) and
-``dataset_writes`` (which dataset states follow).
+FTS's status events are ``domain.progress``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -33,25 +31,20 @@ from datastore_common.domain.archival import (
     ARCHIVAL_STATE,
     failure_text,
     join_job_ids,
-    split_job_ids,
 )
+from datastore_common.domain.claims import Standing
 from datastore_common.domain.paths import archive_location
 from datastore_common.domain.plan import is_real_checksum
 from datastore_common.domain.states import (
-    CANCELED,
     FAILED,
     FINISHED,
-    FINISHEDDIRTY,
     SUBMITTED,
     aggregate_dataset_state,
     classify_failure,
-    may_advance,
-    normalise,
 )
 from datastore_common.errors import InvalidRequestError
 from datastore_common.messages import (
     ArchiveRequested,
-    DatafileKey,
     DatafileSpec,
     DatasetSpec,
     FileState,
@@ -61,9 +54,6 @@ from datastore_common.messages import (
     TransferStatus,
 )
 
-#: A dataset in one of these states may be archived again by a new request; its files
-#: already FINISHED (on tape) stay as they are and are not copied again.
-REARCHIVABLE = frozenset({FAILED, CANCELED, FINISHEDDIRTY})
 ALREADY_ON_TAPE = "already on tape from an earlier request: not copied again"
 SOURCE_NOT_FOUND = "source not found on the instrument data cache"
 
@@ -239,65 +229,6 @@ def files_of(
             )
         )
     return files
-
-
-Action = Literal["claim", "register", "refuse"]
-
-
-@dataclass(frozen=True)
-class Standing:
-    """What a request may do with a dataset it names, from what ICAT records of it.
-
-    ``claim``: nobody is archiving it, claim it first (``replacing`` the ids of an ended
-    archive, if any); ``register``: go on; ``refuse``: another request archived it or is
-    archiving it (``state`` and ``job_ids`` say whose).
-    """
-
-    action: Action
-    ours: bool = False  # this request's own earlier delivery got here: only fill the gaps
-    state: str | None = None
-    job_ids: tuple[str, ...] = ()
-    replacing: str | None = None  # claim: the "Archival ids" the claim swaps for ours
-
-
-def standing(archival: Mapping[str, str], request_job_ids: Collection[str]) -> Standing:
-    """Where the request stands with a dataset recording ``archival``.
-
-    Every archive, first or again, goes on only through a claim that is atomic in ICAT, so
-    that of two requests archiving the same dataset at once (two instruments, a client's
-    retry) exactly one makes FTS jobs; the other is refused with the winner's job ids.
-    """
-    state = archival.get(ARCHIVAL_STATE)
-    ids = archival.get(ARCHIVAL_IDS)
-    recorded = split_job_ids(ids)
-    # Job ids are deterministic per request: ids all from this request's plan mean that
-    # this message was delivered before (carry on), other ids mean another request owns it.
-    if recorded and set(recorded) <= set(request_job_ids):
-        return Standing("register", ours=True)
-    if state is None and not recorded:
-        return Standing("claim")
-    if state is not None and normalise(state) in REARCHIVABLE:
-        return Standing("claim", replacing=ids or None)
-    # In flight or on tape; or ids without a state: another request's claim, its
-    # registration not written yet.
-    return Standing("refuse", state=state or SUBMITTED, job_ids=tuple(recorded))
-
-
-def claim_ids(files: Sequence[FileToRegister]) -> str:
-    """The "Archival ids" an archive claims the dataset with: its files' jobs."""
-    return join_job_ids(sorted({file.job_id for file in files}))
-
-
-def after_claim(holder: str | None, request_job_ids: Collection[str]) -> Standing:
-    """The standing once the claim is answered: ``None`` (claimed) or ids all of this request
-    (a concurrent delivery of it claimed first) go on; anything else refuses, including an
-    empty answer (another request is between taking the old ids away and writing its own)."""
-    held_by = split_job_ids(holder)
-    if holder is None:
-        return Standing("register")
-    if held_by and set(held_by) <= set(request_job_ids):
-        return Standing("register")
-    return Standing("refuse", state=SUBMITTED, job_ids=tuple(held_by))
 
 
 @dataclass(frozen=True)
@@ -546,109 +477,3 @@ def _job_status(
         else None,
         files=lost,
     )
-
-
-# ---------------------------------------------------------------- FTS's news
-
-
-def lookup_keys(files: Sequence[FileState]) -> list[DatafileKey]:
-    """The keys of the files reported without an ICAT id (a request given up during
-    registration names its files by key): their ids are to be looked up."""
-    return [f.datafile for f in files if f.datafile_id is None and f.datafile is not None]
-
-
-def identified(files: Sequence[FileState], found: Mapping[DatafileKey, int]) -> list[FileState]:
-    """The files with an ICAT id: those reported by key get theirs where the datafile was
-    ``found``; the others are not in ICAT."""
-    with_ids: list[FileState] = []
-    for file in files:
-        if file.datafile_id is None and file.datafile is not None and file.datafile in found:
-            file = file.model_copy(update={"datafile_id": found[file.datafile]})
-        if file.datafile_id is not None:
-            with_ids.append(file)
-    return with_ids
-
-
-def datafile_ids(files: Sequence[FileState]) -> list[int]:
-    """The ICAT ids the files name, each once, ascending."""
-    return sorted({f.datafile_id for f in files if f.datafile_id})
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What an FTS status event changes in ICAT's datafiles."""
-
-    updates: Mapping[int, Values]  # by datafile id
-    unknown: tuple[int, ...]  # reported ids ICAT does not have (any more)
-
-
-def progress(
-    status: TransferStatus,
-    files: Sequence[FileState],
-    current: Mapping[int, RecordedDatafile],
-) -> Progress:
-    """The datafile states ``status`` moves forward, from the datafiles as ICAT has them
-    (``current``, by id); a file reported twice in one event counts its first move."""
-    states = {i: d.archival.get(ARCHIVAL_STATE) for i, d in current.items()}
-    updates: dict[int, Values] = {}
-    unknown: list[int] = []
-    for file in files:
-        datafile_id = file.datafile_id
-        if datafile_id is None:
-            continue  # not in ICAT (``identified`` leaves none)
-        if datafile_id not in current:
-            unknown.append(datafile_id)
-            continue
-        recorded_ids = current[datafile_id].archival.get(ARCHIVAL_IDS)
-        values = file_update(status, file, recorded_ids=recorded_ids, state=states[datafile_id])
-        if values is not None:
-            states[datafile_id] = values[ARCHIVAL_STATE]
-            updates.setdefault(datafile_id, {}).update(values)
-    return Progress(updates, tuple(unknown))
-
-
-def file_update(
-    status: TransferStatus,
-    file: FileState,
-    *,
-    recorded_ids: str | None,
-    state: str | None,
-) -> Values | None:
-    """The values one reported file moves to, or None when the report changes nothing."""
-    if recorded_ids is not None and status.job_id not in split_job_ids(recorded_ids):
-        return None  # a late event of an earlier attempt: the file is another job's now
-    new_state = normalise(file.state)
-    if not may_advance(state, new_state):
-        return None  # stale or duplicate: terminal states are final, no step back
-    values: Values = {ARCHIVAL_STATE: new_state}
-    if new_state == FAILED:
-        reason = file.reason or status.reason or "FTS gave no reason"
-        values[ARCHIVAL_FAILURE] = failure_text(
-            file.failure_class or classify_failure(reason), reason
-        )
-    return values
-
-
-def dataset_writes(
-    files: Sequence[RecordedDatafile], datasets: Sequence[RecordedDataset]
-) -> dict[int, Values]:
-    """Each dataset's state aggregated over its files, where that moves it forward; a dataset
-    none of whose files records a state (none is being archived by us) is left alone."""
-    writes: dict[int, Values] = {}
-    for dataset in {d.dataset_id: d for d in datasets}.values():
-        file_states = _file_states(files, dataset.dataset_id)
-        if not file_states:
-            continue
-        new_state = aggregate_dataset_state(file_states)
-        old_state = dataset.archival.get(ARCHIVAL_STATE)
-        if old_state != new_state and may_advance(old_state, new_state):
-            writes[dataset.dataset_id] = {ARCHIVAL_STATE: new_state}
-    return writes
-
-
-def _file_states(files: Sequence[RecordedDatafile], dataset_id: int) -> list[str]:
-    return [
-        state
-        for f in files
-        if f.dataset_id == dataset_id and (state := f.archival.get(ARCHIVAL_STATE)) is not None
-    ]
