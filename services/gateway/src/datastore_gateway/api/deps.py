@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +28,8 @@ from datastore_common.settings import DatastoreSettings
 from datastore_gateway.idempotency import IdempotencyStore
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.vo import VoSource
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,44 +60,39 @@ async def get_state(request: Request) -> GatewayState:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
+def _ready(adapter: T | None, missing: str) -> T:
+    """The adapter, or a 503 saying what is missing (it is built at start-up)."""
+    if adapter is None:
+        raise PeerUnavailableError(missing)
+    return adapter
+
+
 async def get_settings(state: StateDep) -> DatastoreSettings:
     return state.settings
 
 
 async def get_publisher(state: StateDep) -> Publisher:
-    if state.publisher is None:
-        raise PeerUnavailableError("not connected to the broker yet")
-    return state.publisher
+    return _ready(state.publisher, "not connected to the broker yet")
 
 
 async def get_sessions(state: StateDep) -> Sessions:
-    if state.sessions is None:
-        raise PeerUnavailableError("ICAT sessions are not available yet")
-    return state.sessions
+    return _ready(state.sessions, "ICAT sessions are not available yet")
 
 
 async def get_selections(state: StateDep) -> Selections:
-    if state.selections is None:
-        raise PeerUnavailableError("ICAT selections are not available yet")
-    return state.selections
+    return _ready(state.selections, "ICAT selections are not available yet")
 
 
 async def get_transfers(state: StateDep) -> TransferService:
-    if state.transfers is None:
-        raise PeerUnavailableError("FTS is not configured for job status (fts3 credentials)")
-    return state.transfers
+    return _ready(state.transfers, "FTS is not configured for job status (fts3 credentials)")
 
 
 async def get_vocabulary(state: StateDep) -> Vocabulary:
-    if state.vocabulary is None:
-        raise PeerUnavailableError("ICAT vocabulary checks are not available yet")
-    return state.vocabulary
+    return _ready(state.vocabulary, "ICAT vocabulary checks are not available yet")
 
 
 async def get_ledger(state: StateDep) -> Ledger:
-    if state.ledger is None:
-        raise PeerUnavailableError("the request ledger is not open yet")
-    return state.ledger
+    return _ready(state.ledger, "the request ledger is not open yet")
 
 
 async def get_optional_ledger(state: StateDep) -> Ledger | None:
