@@ -7,6 +7,7 @@ import pytest
 from datastore_common.domain.states import (
     aggregate_dataset_state,
     classify_failure,
+    ended_percentage,
     is_terminal,
     may_advance,
     normalise,
@@ -115,3 +116,18 @@ def test_aggregate_dataset_state(files: list[str], expected: str) -> None:
 )
 def test_classify_failure(reason: str | None, expected: str) -> None:
     assert classify_failure(reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("ended", "total", "expected"),
+    [
+        pytest.param(0, 0, 100.0, id="nothing-to-do-is-done"),
+        pytest.param(0, 4, 0.0, id="none-ended"),
+        pytest.param(1, 3, 33.33, id="two-decimals"),
+        pytest.param(4, 4, 100.0, id="all-ended"),
+        pytest.param(99_999, 100_000, 99.99, id="never-rounds-up-to-done"),
+        pytest.param(5, 4, 100.0, id="more-ended-than-known-is-done"),
+    ],
+)
+def test_ended_percentage(ended: int, total: int, expected: float) -> None:
+    assert ended_percentage(ended, total) == expected

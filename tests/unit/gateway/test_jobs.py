@@ -1,4 +1,5 @@
-"""GET /job/{id}[/status|/percentage]: FTS's view of a job, through the TransferService port."""
+"""GET /job/{id}[/status|/complete|/percentage]: FTS's view of a job, through the
+TransferService port."""
 
 from __future__ import annotations
 
@@ -67,30 +68,71 @@ def test_status_follows_the_job_to_finished(gateway: Gateway) -> None:
     ("file_states", "expected"),
     [
         (["SUBMITTED"] * 4, 0.0),
-        (["FINISHED", "FINISHED", "FAILED", "ACTIVE"], 50.0),
+        (["FINISHED", "STAGING", "ACTIVE", "ACTIVE"], 25.0),
+        (["FINISHED", "FINISHED", "FAILED", "ACTIVE"], 75.0),  # a failure has ended too
+        (["FINISHED", "FAILED", "CANCELED"], 100.0),  # every file ended, not all well
         (["FINISHED"] * 3, 100.0),
     ],
 )
-def test_percentage_is_finished_files_over_all_files(
+def test_percentage_is_ended_files_over_all_files(
     gateway: Gateway, file_states: list[str], expected: float
 ) -> None:
     job_id = submitted_job(gateway, files=len(file_states))
     gateway.transfers.set_state(job_id, "ACTIVE", file_states)
     answer = get(gateway, f"/job/{job_id}/percentage")
     assert answer == {"http": 200, "job_id": job_id, "percentage_complete": expected}
+    assert get(gateway, f"/job/{job_id}")["percentage_complete"] == expected
 
 
-def test_percentage_of_a_job_without_files_is_not_an_error(gateway: Gateway) -> None:
+def test_a_job_with_failures_reaches_100_and_is_complete(gateway: Gateway) -> None:
+    job_id = submitted_job(gateway)
+    gateway.transfers.set_state(
+        job_id, "FINISHEDDIRTY", ["FINISHED", ("FAILED", "no such file"), "FINISHED", "FINISHED"]
+    )
+    assert get(gateway, f"/job/{job_id}/percentage")["percentage_complete"] == 100.0
+    assert get(gateway, f"/job/{job_id}/complete") == {
+        "http": 200,
+        "job_id": job_id,
+        "complete": True,
+    }
+
+
+def test_percentage_of_a_job_without_files_is_100(gateway: Gateway) -> None:
     job_id = submitted_job(gateway, files=1)
-    gateway.transfers.set_state(job_id, "FINISHED")
     progress = gateway.transfers.states[job_id]
     gateway.transfers.states[job_id] = type(progress)(job_id, "SUBMITTED", None, ())
-    assert get(gateway, f"/job/{job_id}/percentage")["percentage_complete"] == 0.0
+    assert get(gateway, f"/job/{job_id}/percentage")["percentage_complete"] == 100.0
+    assert get(gateway, f"/job/{job_id}")["percentage_complete"] == 100.0
+
+
+@pytest.mark.parametrize(
+    ("state", "complete"),
+    [
+        ("STAGING", False),
+        ("SUBMITTED", False),
+        ("ACTIVE", False),
+        ("ARCHIVING", False),
+        ("FINISHED", True),
+        ("FINISHEDDIRTY", True),
+        ("FAILED", True),
+        ("CANCELED", True),
+    ],
+)
+def test_complete_once_the_job_is_final(gateway: Gateway, state: str, complete: bool) -> None:
+    job_id = submitted_job(gateway)
+    gateway.transfers.set_state(job_id, state)
+    answer = get(gateway, f"/job/{job_id}/complete")
+    assert answer == {"http": 200, "job_id": job_id, "complete": complete}
 
 
 def test_unknown_job_is_404_with_a_reason(gateway: Gateway) -> None:
     unknown = str(uuid.uuid4())
-    for path in (f"/job/{unknown}", f"/job/{unknown}/status", f"/job/{unknown}/percentage"):
+    for path in (
+        f"/job/{unknown}",
+        f"/job/{unknown}/status",
+        f"/job/{unknown}/complete",
+        f"/job/{unknown}/percentage",
+    ):
         answer = get(gateway, path)
         assert answer["http"] == 404
         assert unknown in answer["detail"]
@@ -113,6 +155,6 @@ def test_fts_down_is_503(gateway: Gateway) -> None:
 
 def test_job_endpoints_need_a_session(gateway: Gateway) -> None:
     job_id = submitted_job(gateway)
-    for path in (f"/job/{job_id}", f"/job/{job_id}/status", f"/job/{job_id}/percentage"):
-        assert get(gateway, path, auth=False)["http"] == 401
+    for suffix in ("", "/status", "/complete", "/percentage"):
+        assert get(gateway, f"/job/{job_id}{suffix}", auth=False)["http"] == 401
     assert gateway.transfers.status_calls == 0

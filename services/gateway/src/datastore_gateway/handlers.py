@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
-from datastore_common.domain.states import FAILED, FINISHED, is_terminal
+from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     DatastoreError,
     ForbiddenError,
@@ -56,6 +56,7 @@ from datastore_gateway.metrics import (
 from datastore_gateway.schemas import (
     ArchiveAccepted,
     ArchiveRequest,
+    JobComplete,
     JobFile,
     JobPercentage,
     JobState,
@@ -424,11 +425,10 @@ async def job_progress(job_id: str, transfers: TransferService) -> JobProgress:
 
 
 def percentage_of(progress: JobProgress) -> float:
-    """Finished files / all files x 100 (a job without files: 100 once FINISHED, else 0)."""
-    if not progress.files:
-        return 100.0 if progress.state == FINISHED else 0.0
-    finished = sum(1 for f in progress.files if f.state.upper() == FINISHED)
-    return round(100.0 * finished / len(progress.files), 2)
+    """Files whose transfer ended (FINISHED, FAILED, CANCELED) / all files x 100; a job
+    without files is at 100 (``states.ended_percentage``)."""
+    ended = sum(1 for f in progress.files if is_terminal(f.state))
+    return ended_percentage(ended, len(progress.files))
 
 
 def job_status(progress: JobProgress) -> JobStatus:
@@ -448,6 +448,10 @@ def job_state(progress: JobProgress) -> JobState:
     return JobState(
         job_id=progress.job_id, status=progress.state, complete=is_terminal(progress.state)
     )
+
+
+def job_complete(progress: JobProgress) -> JobComplete:
+    return JobComplete(job_id=progress.job_id, complete=is_terminal(progress.state))
 
 
 def job_percentage(progress: JobProgress) -> JobPercentage:

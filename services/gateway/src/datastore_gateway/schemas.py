@@ -88,13 +88,20 @@ class JobFile(_Shape):
     reason: str | None = None
 
 
+#: How every percentage_complete is computed (``states.ended_percentage``).
+PERCENTAGE = (
+    "Files whose transfer ended (FINISHED, FAILED or CANCELED) / all files x 100, to 2 "
+    "decimals: 100 exactly when every file has ended (also with failures), and for no files."
+)
+
+
 class JobStatus(_Shape):
     """An FTS job as FTS reports it now."""
 
     job_id: str
     state: str = Field(description="FTS job state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...)")
     reason: str | None = None
-    percentage_complete: float = Field(description="Finished files / all files x 100.")
+    percentage_complete: float = Field(description=PERCENTAGE)
     files: list[JobFile]
 
 
@@ -104,9 +111,17 @@ class JobState(_Shape):
     complete: bool = Field(description="True once the job is in a final state.")
 
 
+class JobComplete(_Shape):
+    job_id: str
+    complete: bool = Field(
+        description="True once the job is in a final state (FINISHED, FINISHEDDIRTY, FAILED, "
+        "CANCELED)."
+    )
+
+
 class JobPercentage(_Shape):
     job_id: str
-    percentage_complete: float = Field(description="Finished files / all files x 100.")
+    percentage_complete: float = Field(description=PERCENTAGE)
 
 
 class VersionInfo(_Shape):

@@ -1,4 +1,5 @@
-"""FTS states as ICAT records them: ordering, aggregation to a dataset, failure classes."""
+"""FTS states as ICAT records them: ordering, aggregation to a dataset, how far a set of
+files has come, failure classes."""
 
 from __future__ import annotations
 
@@ -74,6 +75,16 @@ def aggregate_dataset_state(file_states: Iterable[str]) -> str:
     if len(states) == 1:
         return states.pop()
     return FINISHEDDIRTY
+
+
+def ended_percentage(ended: int, total: int) -> float:
+    """How far a job, dataset or investigation has come: files whose transfer ended (any
+    terminal state, failures included) / all files x 100, to 2 decimals; 100 when there are
+    no files (nothing is left to do). It reaches 100 exactly when every file has ended."""
+    if ended >= total:
+        return 100.0
+    # 99,999 of 100,000 must not round up to "done".
+    return min(round(100.0 * max(ended, 0) / total, 2), 99.99)
 
 
 FailureClass = Literal["user", "system"]

@@ -1,4 +1,5 @@
-"""GET /job/{job_id}[/status|/percentage]: an FTS job (archive or restore) as FTS sees it now."""
+"""GET /job/{job_id}[/status|/complete|/percentage]: an FTS job (archive or restore) as FTS
+sees it now."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter
 
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import CurrentUser, TransfersDep
-from datastore_gateway.schemas import JobPercentage, JobState, JobStatus, Problem
+from datastore_gateway.schemas import JobComplete, JobPercentage, JobState, JobStatus, Problem
 
 router = APIRouter(prefix="/job", tags=["Jobs"])
 
@@ -31,7 +32,14 @@ async def job_status(job_id: str, _: CurrentUser, transfers: TransfersDep) -> Jo
     return handlers.job_state(await handlers.job_progress(job_id, transfers))
 
 
+@router.get("/{job_id}/complete", responses=RESPONSES)
+async def job_complete(job_id: str, _: CurrentUser, transfers: TransfersDep) -> JobComplete:
+    """Whether the job has ended: FINISHED, FINISHEDDIRTY (some files failed), FAILED or
+    CANCELED."""
+    return handlers.job_complete(await handlers.job_progress(job_id, transfers))
+
+
 @router.get("/{job_id}/percentage", responses=RESPONSES)
 async def job_percentage(job_id: str, _: CurrentUser, transfers: TransfersDep) -> JobPercentage:
-    """Finished files / all files x 100."""
+    """Files whose transfer ended (failures included) / all files x 100; 100 for no files."""
     return handlers.job_percentage(await handlers.job_progress(job_id, transfers))
