@@ -3,20 +3,26 @@ sees it now."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import CurrentUser, TransfersDep
-from datastore_gateway.schemas import JobComplete, JobPercentage, JobState, JobStatus, Problem
+from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, problem
+from datastore_gateway.schemas import JobComplete, JobPercentage, JobState, JobStatus
 
 router = APIRouter(prefix="/job", tags=["Jobs"])
 
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
-    404: {"model": Problem, "description": "FTS knows no such job"},
-    503: {"model": Problem, "description": "FTS unavailable"},
+RESPONSES: Responses = {
+    401: UNAUTHENTICATED,
+    404: problem(
+        "FTS knows no such job",
+        "FTS at https://fts3.example.org:8446 knows no job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70",
+        "no such job: 'abc' is not an FTS job id",
+    ),
+    503: problem(
+        "FTS unavailable",
+        "FTS is not configured for job status (fts3 credentials)",
+    ),
 }
 
 
