@@ -6,8 +6,11 @@ import pytest
 
 from datastore_common.domain.ledger import (
     Waiting,
+    investigations_of,
+    listed_owner,
     next_request_state,
     request_state,
+    summarise_counts,
     summarise_job,
     waiting_on,
 )
@@ -72,3 +75,33 @@ def test_job_summary_counts_terminal_failures_and_bytes_done() -> None:
     # FTS's job state lags its files' at times: all files ended means the job ended.
     ended = summarise_job("j", "ACTIVE", [("FINISHED", 1), ("FAILED", 1)])
     assert ended.state == "FINISHEDDIRTY"
+
+
+def test_a_store_counting_files_by_state_summarises_as_listing_them_does() -> None:
+    files = [("FINISHED", 10), ("FINISHED", None), ("FAILED", 20), ("ACTIVE", 5)]
+    counts = {"FINISHED": (2, 10), "FAILED": (1, 20), "ACTIVE": (1, 5)}
+    assert summarise_counts("j", "ACTIVE", counts) == summarise_job("j", "ACTIVE", files)
+    assert summarise_counts("j", "SUBMITTED", {}).state == "SUBMITTED"  # no files yet
+
+
+@pytest.mark.parametrize(
+    ("user", "mine", "expected"),
+    [
+        ("simple/root", True, "simple/root"),  # an admin's own
+        ("simple/root", False, None),  # an admin asking for everyone's
+        ("db/alice", True, "db/alice"),
+        ("db/alice", False, "db/alice"),  # anyone else asking for all: still their own
+    ],
+)
+def test_listed_owner(user: str, mine: bool, expected: str | None) -> None:
+    assert listed_owner(user, ("simple/root",), mine=mine) == expected
+
+
+def test_investigations_of_a_requests_datasets() -> None:
+    datasets = [
+        {"investigation": "ABC124", "visit_id": "1", "dataset": "a"},
+        {"investigation": "ABC123", "visit_id": "2", "dataset": "b"},
+        {"investigation": "ABC123", "visit_id": "1", "dataset": "c"},
+        {"dataset_id": 7},  # a restore's dataset ICAT did not name
+    ]
+    assert investigations_of(datasets) == ("ABC123", "ABC124")

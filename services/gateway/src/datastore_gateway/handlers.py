@@ -10,10 +10,8 @@ ICAT once, as the user, what the selection holds; job status asks FTS.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from pydantic import BaseModel
@@ -45,6 +43,7 @@ from datastore_common.ports import (
     terms_of,
 )
 from datastore_common.settings import DatastoreSettings
+from datastore_gateway.following import request_status_of
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.metrics import (
@@ -61,8 +60,6 @@ from datastore_gateway.schemas import (
     JobPercentage,
     JobState,
     JobStatus,
-    RequestFailure,
-    RequestJob,
     RequestStatus,
     RestoreAccepted,
     RestoreRequest,
@@ -176,23 +173,7 @@ async def request_status(
         record.owner != user.user_name and user.user_name not in settings.gateway.admins
     ):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
-    return RequestStatus(
-        request_id=record.request_id,
-        kind=record.kind,
-        owner=record.owner,
-        source=record.source,
-        created=datetime.fromtimestamp(record.created, UTC),
-        updated=datetime.fromtimestamp(record.updated, UTC),
-        state=record.state,
-        jobs=[RequestJob(**dataclasses.asdict(job)) for job in record.jobs],
-        datasets=list(record.datasets),
-        failure=None
-        if record.failure is None
-        else RequestFailure(
-            failure_class=record.failure.failure_class, reason=record.failure.reason
-        ),
-        waiting_on=record.waiting_on,
-    )
+    return request_status_of(record)
 
 
 async def publish_confirmed(

@@ -8,7 +8,8 @@ SQLite by default, PostgreSQL by URL so that replicas on several hosts share it)
   ``follow`` applies them. Replicas share the queue and the database: any of them may apply
   an event, and each write is one transaction that only moves states forward, so duplicates
   and reordering are harmless.
-Reads answer ``GET /requests/{id}`` from here alone, also after FTS has forgotten the job.
+Reads answer ``GET /requests/{id}`` and the listing ``GET /requests`` from here alone, also
+after FTS has forgotten the jobs.
 
 Calls run on one connection in a worker thread (sqlite3 or psycopg's synchronous API), so
 the event loop never waits on the database and both engines share one code path.
@@ -31,10 +32,13 @@ from datastore_common.domain.ledger import (
     JobSummary,
     LedgerJob,
     NewRequest,
+    Position,
+    RequestQuery,
     Waiting,
+    investigations_of,
     next_request_state,
     request_state,
-    summarise_job,
+    summarise_counts,
     waiting_on,
 )
 from datastore_common.domain.states import may_advance, normalise
@@ -66,6 +70,18 @@ SCHEMA = (
         datasets       TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
+    # Listings, newest first: a user's own requests, and everyone's (admins).
+    "CREATE INDEX IF NOT EXISTS ledger_requests_owner_created"
+    " ON ledger_requests (owner, created, request_id)",
+    "CREATE INDEX IF NOT EXISTS ledger_requests_created ON ledger_requests (created, request_id)",
+    # The investigations (by name) each request's datasets belong to, for listings by one.
+    """CREATE TABLE IF NOT EXISTS ledger_investigations (
+        request_id    TEXT NOT NULL,
+        investigation TEXT NOT NULL,
+        PRIMARY KEY (request_id, investigation)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_investigations_name"
+    " ON ledger_investigations (investigation, request_id)",
     """CREATE TABLE IF NOT EXISTS ledger_jobs (
         job_id     TEXT PRIMARY KEY,
         request_id TEXT NOT NULL,
@@ -89,6 +105,12 @@ SCHEMA = (
 #: created earlier gets them at start-up, so an upgrade needs no manual step.
 ADDED_COLUMNS = (("ledger_requests", "retry_note", "TEXT"),)
 
+#: A request's own row, as ``_records`` reads it.
+_REQUEST_COLUMNS = (
+    "request_id, kind, owner, source, created, updated, state, registered, failure_class,"
+    " failure_reason, datasets, retry_note"
+)
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -111,6 +133,14 @@ class RequestRecord:
     datasets: tuple[dict[str, Any], ...]
     failure: Failure | None
     waiting_on: str | None
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    """A page of a listing; ``next`` is where the following page starts (None: no more)."""
+
+    records: tuple[RequestRecord, ...]
+    next: Position | None
 
 
 class _Connection:
@@ -142,11 +172,16 @@ class _Connection:
             self._raw.execute("PRAGMA journal_mode=WAL")
             self._raw.execute("PRAGMA synchronous=NORMAL")
         with self.transaction() as db:
+            existed = db.tables()
             for statement in SCHEMA:
                 db.execute(statement)
             for table, column, sql_type in ADDED_COLUMNS:
                 if column not in db.columns(table):
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            if "ledger_requests" in existed:  # not a new ledger: fill in what it lacks
+                for table, fill in ADDED_TABLES.items():
+                    if table not in existed:
+                        fill(db)
 
     def close(self) -> None:
         if self._raw is not None:
@@ -180,6 +215,16 @@ class _Cursor:
         self._raw.execute(sql, tuple(parameters))
         return list(self._raw.fetchall()) if self._raw.description else []
 
+    def tables(self) -> set[str]:
+        if self._postgres:
+            query = (
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        else:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {row[0] for row in self.execute(query)}
+
     def columns(self, table: str) -> set[str]:
         self._raw.execute(f"SELECT * FROM {table} WHERE 1 = 0")
         self._raw.fetchall()
@@ -190,6 +235,29 @@ class _Cursor:
             if self._postgres:
                 sql = sql.replace("?", "%s")
             self._raw.executemany(sql, [tuple(r) for r in rows])
+
+
+def _add_investigations(db: _Cursor, request_id: str, names: Sequence[str]) -> None:
+    db.executemany(
+        "INSERT INTO ledger_investigations (request_id, investigation) VALUES (?, ?)"
+        " ON CONFLICT (request_id, investigation) DO NOTHING",
+        [(request_id, name) for name in names],
+    )
+
+
+def _fill_investigations(db: _Cursor) -> None:
+    """A ledger of an earlier release: index the investigations of the requests it holds."""
+    rows = db.execute("SELECT request_id, datasets FROM ledger_requests")
+    for request_id, datasets in rows:
+        _add_investigations(db, request_id, investigations_of(json.loads(datasets)))
+    log.info("ledger_investigations_filled", requests=len(rows))
+
+
+#: Tables added after the first release, each filled at start-up from what an earlier
+#: ledger holds when it first appears (``_Connection.open``): an upgrade needs no manual step.
+ADDED_TABLES: dict[str, Callable[[_Cursor], None]] = {
+    "ledger_investigations": _fill_investigations,
+}
 
 
 class Ledger:
@@ -235,6 +303,7 @@ class Ledger:
                     json.dumps(list(request.datasets)),
                 ),
             )
+            _add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
 
     def _add_jobs(self, db: _Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
@@ -389,6 +458,7 @@ class Ledger:
                     (request_id,),
                 )
                 db.execute("DELETE FROM ledger_jobs WHERE request_id = ?", (request_id,))
+                db.execute("DELETE FROM ledger_investigations WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
 
@@ -428,45 +498,117 @@ class Ledger:
         with self._db.transaction() as db:
             return self._read(db, request_id)
 
+    async def page(self, query: RequestQuery) -> RequestPage:
+        """One page of requests, newest first, that match every filter of ``query``."""
+        return await self._run(lambda: self._page(query), "list")
+
+    def _page(self, query: RequestQuery) -> RequestPage:
+        sql, parameters = listing_query(query)
+        with self._db.transaction() as db:
+            rows = db.execute(sql, parameters)
+            records = self._records(db, rows[: query.limit])
+        last = records[-1] if len(rows) > query.limit else None
+        return RequestPage(
+            tuple(records), None if last is None else Position(last.created, last.request_id)
+        )
+
     def _read(self, db: _Cursor, request_id: str) -> RequestRecord | None:
         rows = db.execute(
-            "SELECT kind, owner, source, created, updated, state, registered, failure_class,"
-            " failure_reason, datasets, retry_note FROM ledger_requests WHERE request_id = ?",
-            (request_id,),
+            f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests WHERE request_id = ?", (request_id,)
         )
+        records = self._records(db, rows)
+        return records[0] if records else None
+
+    def _records(self, db: _Cursor, rows: Sequence[tuple[Any, ...]]) -> list[RequestRecord]:
+        """The requests of these ``ledger_requests`` rows, in their order, with their jobs'
+        files counted by state (three queries for any number of requests)."""
         if not rows:
-            return None
-        (kind, owner, source, created, updated, stored, registered, f_class, f_reason, ds, note) = (
-            rows[0]
-        )
-        jobs = db.execute(
-            "SELECT job_id, state FROM ledger_jobs WHERE request_id = ? ORDER BY position, job_id",
-            (request_id,),
-        )
-        files: dict[str, list[tuple[str, int | None]]] = {job_id: [] for job_id, _ in jobs}
-        for job_id, state, size in db.execute(
-            "SELECT f.job_id, f.state, f.bytes FROM ledger_files f"
-            " JOIN ledger_jobs j ON j.job_id = f.job_id WHERE j.request_id = ?",
-            (request_id,),
+            return []
+        ids = [row[0] for row in rows]
+        marks = ", ".join("?" * len(ids))
+        jobs: dict[str, list[tuple[str, str | None]]] = {request_id: [] for request_id in ids}
+        for request_id, job_id, state in db.execute(
+            "SELECT request_id, job_id, state FROM ledger_jobs"
+            f" WHERE request_id IN ({marks}) ORDER BY position, job_id",
+            ids,
         ):
-            files[job_id].append((state, size))
-        summaries = tuple(summarise_job(job_id, state, files[job_id]) for job_id, state in jobs)
-        failure = Failure(f_class, f_reason) if f_reason is not None else None
-        job_states = [s.state for s in summaries]
-        computed = request_state(job_states, failed=failure is not None)
-        state = next_request_state(stored, computed, failed=failure is not None)
-        return RequestRecord(
-            request_id=request_id,
-            kind=kind,
-            owner=owner,
-            source=source,
-            created=float(created),
-            updated=float(updated),
-            state=state,
-            jobs=summaries,
-            datasets=tuple(json.loads(ds)),
-            failure=failure,
-            waiting_on=waiting_on(
-                state, job_states, Waiting(kind, registered=bool(registered), retry=note)
-            ),
+            jobs[request_id].append((job_id, state))
+        counts: dict[str, dict[str, tuple[int, int]]] = {}
+        for job_id, state, files, size in db.execute(
+            "SELECT f.job_id, f.state, COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_files f"
+            f" JOIN ledger_jobs j ON j.job_id = f.job_id WHERE j.request_id IN ({marks})"
+            " GROUP BY f.job_id, f.state",
+            ids,
+        ):
+            counts.setdefault(job_id, {})[state] = (int(files), int(size))
+        return [_record_of(row, jobs[row[0]], counts) for row in rows]
+
+
+def listing_query(query: RequestQuery) -> tuple[str, list[Any]]:
+    """The SQL (and its parameters) of one page of a listing, plus one row that tells whether
+    another page follows. Newest first, resuming after ``query.after`` (keyset paging:
+    a page costs the same however deep), on the (owner, created, request_id) index for a
+    user's own requests and the (created, request_id) one for everyone's."""
+    where: list[str] = []
+    parameters: list[Any] = []
+
+    def match(condition: str, *values: Any) -> None:
+        where.append(condition)
+        parameters.extend(values)
+
+    if query.owner is not None:
+        match("owner = ?", query.owner)
+    if query.kind is not None:
+        match("kind = ?", query.kind)
+    if query.states:
+        match(f"state IN ({', '.join('?' * len(query.states))})", *query.states)
+    if query.since is not None:
+        match("created >= ?", query.since)
+    if query.until is not None:
+        match("created < ?", query.until)
+    if query.after is not None:
+        match("(created, request_id) < (?, ?)", query.after.created, query.after.request_id)
+    if query.investigation is not None:
+        match(
+            "request_id IN (SELECT request_id FROM ledger_investigations WHERE investigation = ?)",
+            query.investigation,
         )
+    sql = (
+        f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY created DESC, request_id DESC LIMIT ?"
+    )
+    return sql, [*parameters, query.limit + 1]
+
+
+def _record_of(
+    row: tuple[Any, ...],
+    jobs: Sequence[tuple[str, str | None]],
+    counts: dict[str, dict[str, tuple[int, int]]],
+) -> RequestRecord:
+    (request_id, kind, owner, source, created, updated, stored, registered, f_class, f_reason) = (
+        row[:10]
+    )
+    datasets, note = row[10:]
+    summaries = tuple(
+        summarise_counts(job_id, state, counts.get(job_id, {})) for job_id, state in jobs
+    )
+    failure = Failure(f_class, f_reason) if f_reason is not None else None
+    job_states = [s.state for s in summaries]
+    computed = request_state(job_states, failed=failure is not None)
+    state = next_request_state(stored, computed, failed=failure is not None)
+    return RequestRecord(
+        request_id=request_id,
+        kind=kind,
+        owner=owner,
+        source=source,
+        created=float(created),
+        updated=float(updated),
+        state=state,
+        jobs=summaries,
+        datasets=tuple(json.loads(datasets)),
+        failure=failure,
+        waiting_on=waiting_on(
+            state, job_states, Waiting(kind, registered=bool(registered), retry=note)
+        ),
+    )

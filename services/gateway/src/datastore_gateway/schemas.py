@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
 from datastore_common.messages import InvestigationSpec, check_unique_investigations
 
 API_VERSION = "1"
@@ -180,3 +181,70 @@ class RequestStatus(_Shape):
         description="Why it FAILED: '<class> error: <reason>' in ICAT."
     )
     waiting_on: str | None = Field(description="What it waits for now, in words; null once ended.")
+
+
+#: Every state a request can be in (``RequestStatus.state``).
+RequestStateName = Literal[
+    "SUBMITTED",
+    "STAGING",
+    "READY",
+    "ACTIVE",
+    "ARCHIVING",
+    "FINISHED",
+    "FINISHEDDIRTY",
+    "FAILED",
+    "CANCELED",
+    "UNKNOWN",
+]
+
+
+class RequestFilter(_Shape):
+    """The query of ``GET /requests``: every filter given must hold."""
+
+    mine: bool = Field(
+        default=True,
+        description="true: your own requests. false: everyone's, for gateway.admins; anyone "
+        "else asking for everyone's still gets only their own (never a 403).",
+    )
+    kind: Literal["archive", "restore"] | None = Field(default=None, examples=["restore"])
+    state: list[RequestStateName] = Field(
+        default_factory=list,
+        description="Requests in any of these states (repeat the parameter: "
+        "state=STAGING&state=ACTIVE).",
+    )
+    investigation: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Requests with datasets of the investigation of this name (any visit); a "
+        "restore is found by it when ICAT named its datafiles' investigation.",
+        examples=["ABC123"],
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="Accepted at or after this ISO 8601 date or time (UTC unless it says).",
+        examples=["2026-01-31"],
+    )
+    until: datetime | None = Field(
+        default=None,
+        description="Accepted before this ISO 8601 date or time (UTC unless it says).",
+        examples=["2026-02-01T12:00:00Z"],
+    )
+    limit: int = Field(
+        default=PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Requests per page at most."
+    )
+    cursor: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="The next_cursor of the previous page, as it was: the page after it.",
+    )
+
+
+class RequestPage(_Shape):
+    """Requests newest first (by acceptance), each as ``GET /requests/{request_id}`` shows it."""
+
+    items: list[RequestStatus]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` (same filters) for the next, older page; null on the "
+        "last page."
+    )

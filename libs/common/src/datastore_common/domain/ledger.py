@@ -1,5 +1,6 @@
-"""The request ledger's rules: what a request is, how its state follows its jobs, and what
-it waits for. Pure: the gateway's ledger store applies these to what it has recorded.
+"""The request ledger's rules: what a request is, how its state follows its jobs, what it
+waits for, and who sees which requests listed how. Pure: the gateway's ledger store applies
+these to what it has recorded.
 
 A request is accepted (``SUBMITTED``) with its planned jobs and files; status events move
 files forward only (``states.may_advance``), jobs follow FTS's job state the same way, and
@@ -9,7 +10,7 @@ given up as a whole (``RequestFailed``) is ``FAILED`` whatever its jobs say.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,17 +118,27 @@ def summarise_job(
     job_id: str, job_state: str | None, files: Iterable[tuple[str, int | None]]
 ) -> JobSummary:
     """Counts over a job's files, given as (state, bytes); terminal failures count as failed."""
-    done = failed = total = bytes_done = bytes_total = 0
-    states: list[str] = []
+    counts: dict[str, tuple[int, int]] = {}
     for state, size in files:
-        total += 1
-        bytes_total += size or 0
-        states.append(state)
+        number, total = counts.get(state, (0, 0))
+        counts[state] = (number + 1, total + (size or 0))
+    return summarise_counts(job_id, job_state, counts)
+
+
+def summarise_counts(
+    job_id: str, job_state: str | None, counts: Mapping[str, tuple[int, int]]
+) -> JobSummary:
+    """``summarise_job`` from {file state: (files, bytes)}, as a store counts them."""
+    done = failed = total = bytes_done = bytes_total = 0
+    for state, (files, size) in counts.items():
+        total += files
+        bytes_total += size
         if state == FINISHED:
-            done += 1
-            bytes_done += size or 0
+            done += files
+            bytes_done += size
         elif state in (FAILED, CANCELED):
-            failed += 1
+            failed += files
+    states = [state for state, (files, _) in counts.items() if files]
     if job_state is None:
         shown = "PLANNED"
     elif normalise(job_state) in TERMINAL or not states:
@@ -181,7 +192,55 @@ def waiting_on(state: str, job_states: Sequence[str], waiting: Waiting) -> str |
         if waiting.kind == "archive" and not waiting.registered:
             return "registration in ICAT (checking the sources on the instrument data cache)"
         return "submission to FTS"
+    return waiting_for(job_states)
+
+
+def waiting_for(states: Collection[str]) -> str | None:
+    """What jobs or files in these states wait for, in words, by the earliest active one."""
     for active, words in _WAITING_ON.items():
-        if active in job_states:
+        if active in states:
             return words
     return None
+
+
+# -- listing ------------------------------------------------------------------------------
+
+#: Requests per page of a listing, unless asked otherwise, and at most.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def investigations_of(datasets: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The names of the investigations a request's datasets belong to, each once, sorted:
+    what a listing filtered by investigation matches (a restore's datasets name theirs when
+    ICAT told us, see ``new_request``)."""
+    return tuple(sorted({str(d["investigation"]) for d in datasets if d.get("investigation")}))
+
+
+def listed_owner(user: str, admins: Collection[str], *, mine: bool) -> str | None:
+    """Whose requests a listing shows: the caller's own, or everyone's (None) when an admin
+    asks for all; anyone else asking for all still gets only their own."""
+    return None if not mine and user in admins else user
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page of a listing ended, newest first: its last request."""
+
+    created: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestQuery:
+    """One page of a listing, newest first (by ``created``, then request id); every filter
+    given must hold. ``since`` is inclusive, ``until`` exclusive (epoch seconds)."""
+
+    owner: str | None
+    kind: TransferKind | None = None
+    states: tuple[str, ...] = ()
+    investigation: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = PAGE_SIZE
+    after: Position | None = None

@@ -1,14 +1,15 @@
-"""GET /requests/{request_id}: an accepted request as the ledger follows it."""
+"""GET /requests and /requests/{request_id}: accepted requests as the ledger follows them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from datastore_gateway import handlers
+from datastore_gateway import following, handlers
 from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep
-from datastore_gateway.schemas import Problem, RequestStatus
+from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
+from datastore_gateway.schemas import Problem, RequestFilter, RequestPage, RequestStatus
 
 router = APIRouter(prefix="/requests", tags=["Requests"])
 
@@ -17,6 +18,38 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such request of yours (or it was forgotten)"},
     503: {"model": Problem, "description": "The ledger's database is unavailable"},
 }
+LIST_RESPONSES: Responses = {
+    401: UNAUTHENTICATED,
+    422: invalid(
+        "A filter is not valid (reason given): an unknown kind or state, a limit outside "
+        "1-500, a date that is not ISO 8601, a cursor that is not a page's next_cursor",
+        ("query.limit", "Input should be less than or equal to 500"),
+        ("query.state.0", "Input should be 'SUBMITTED', 'STAGING', ... or 'UNKNOWN'"),
+        details=("cursor: not a cursor of this gateway; pass a page's next_cursor as it is",),
+    ),
+    503: problem(
+        "The ledger's database is unavailable",
+        'request ledger (list): connection to server at "127.0.0.1", port 5432 failed',
+    ),
+}
+
+
+@router.get("", responses=LIST_RESPONSES)
+async def list_requests(
+    filters: Annotated[RequestFilter, Query()],
+    user: CurrentUser,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> RequestPage:
+    """Your requests, newest first (by acceptance), each as `GET /requests/{request_id}` shows
+    it; `mine=false` lists everyone's for gateway.admins, and only your own for anyone else.
+
+    Filters: `kind`, `state` (repeatable), `investigation` (name), `since` (inclusive) and
+    `until` (exclusive) on the time of acceptance. At most `limit` (50, up to 500) per page:
+    pass `next_cursor` back as `cursor` for the next one. Kept
+    `gateway.ledger_retention_days` after they end.
+    """
+    return await following.list_requests(filters, user=user, ledger=ledger, settings=settings)
 
 
 @router.get("/{request_id}", responses=RESPONSES)
