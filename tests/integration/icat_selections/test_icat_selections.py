@@ -122,6 +122,12 @@ async def test_a_dataset_resolves_to_its_archived_datafiles_in_location_order(
     assert [(i.filesize, i.checksum) for i in items] == [
         (1000 + n, f"adler32:{n:08x}") for n in range(3)
     ]
+    # Named as ICAT names them (the request ledger shows a restore's datasets so).
+    keys = [i.key for i in items]
+    assert [(k.visit_id, k.dataset, k.datafile) for k in keys if k] == [
+        ("1", "scan_0000", f"file_{n:04d}.nxs") for n in range(3)
+    ]
+    assert {k.investigation for k in keys if k} == {items[0].location.split("/")[2][:-2]}
 
 
 async def test_overlapping_ids_name_each_datafile_once_in_few_icat_calls(

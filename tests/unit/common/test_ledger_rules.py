@@ -8,12 +8,15 @@ from datastore_common.domain.ledger import (
     Waiting,
     investigations_of,
     listed_owner,
+    new_request,
     next_request_state,
     request_state,
     summarise_counts,
     summarise_job,
     waiting_on,
 )
+from datastore_common.domain.plan import RestoreItem, plan_restore
+from datastore_common.messages import DatafileKey, RestoreRequested
 
 
 @pytest.mark.parametrize(
@@ -105,3 +108,43 @@ def test_investigations_of_a_requests_datasets() -> None:
         {"dataset_id": 7},  # a restore's dataset ICAT did not name
     ]
     assert investigations_of(datasets) == ("ABC123", "ABC124")
+
+
+def test_a_restore_shows_its_datasets_as_icat_named_them() -> None:
+    def key(dataset: str, datafile: str) -> DatafileKey:
+        return DatafileKey(investigation="ABC123", visit_id="1", dataset=dataset, datafile=datafile)
+
+    items = [
+        RestoreItem(1, 20, "x/scan_1/a", key=key("scan_1", "a")),
+        RestoreItem(2, 10, "x/scan_0/a", key=key("scan_0", "a")),
+        RestoreItem(3, 10, "x/scan_0/b", key=key("scan_0", "b")),
+        RestoreItem(4, 30, "y/c"),  # ICAT's names not read
+    ]
+    jobs = plan_restore(
+        "r",
+        items,
+        tape_archive="root://tape//",
+        tape_root_dir="archive/",
+        user_data_cache="root://udc//",
+        vo="vo",
+        max_files_per_job=2,
+    )
+    request = new_request(RestoreRequested(request_id="r", jobs=jobs), owner="u", source="http")
+    assert request.datasets == (
+        {
+            "dataset_id": 10,
+            "investigation": "ABC123",
+            "visit_id": "1",
+            "dataset": "scan_0",
+            "datafiles": 2,
+        },
+        {
+            "dataset_id": 20,
+            "investigation": "ABC123",
+            "visit_id": "1",
+            "dataset": "scan_1",
+            "datafiles": 1,
+        },
+        {"dataset_id": 30, "datafiles": 1},
+    )
+    assert investigations_of(request.datasets) == ("ABC123",)

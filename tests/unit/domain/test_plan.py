@@ -12,6 +12,7 @@ from datastore_common.domain.plan import (
     pack_groups,
     plan_restore,
 )
+from datastore_common.messages import DatafileKey
 from tests.unit.domain.specs import IDC, TAPE, TAPE_ROOT, VO, investigation, plan
 
 USER_CACHE = "root://udc:1094//"
@@ -127,6 +128,21 @@ def test_plan_restore_brings_each_file_from_tape_to_the_user_cache_by_dataset() 
     assert (first.dataset_id, first.checksum) == (2, "adler32:0000abcd")
     assert jobs[1].transfers[1].checksum is None
     assert jobs[0].transfers[0].filesize == 5
+
+
+def test_a_restored_file_travels_named_by_its_icat_keys_when_icat_gave_them() -> None:
+    key = DatafileKey(investigation="ABC123", visit_id="1", dataset="scan", datafile="a.nxs")
+    items = [RestoreItem(1, 1, "x/a.nxs", key=key), RestoreItem(2, 1, "x/b.nxs")]
+    [job] = plan_restore(
+        "req-9",
+        items,
+        tape_archive=TAPE,
+        tape_root_dir=TAPE_ROOT,
+        user_data_cache=USER_CACHE,
+        vo=VO,
+        max_files_per_job=10,
+    )
+    assert [t.datafile for t in job.transfers] == [key, None]
 
 
 @pytest.mark.parametrize(

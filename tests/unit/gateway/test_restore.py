@@ -62,6 +62,31 @@ class TestAccepted:
         assert {t.dataset_id for t in job.transfers} == {10}
         assert job.transfers[0].checksum == "adler32:00000064"
 
+    def test_the_ledger_shows_the_datasets_by_name_and_finds_it_by_investigation(
+        self, gateway: Gateway
+    ) -> None:
+        gateway.selections.add_dataset(
+            7, 70, LOCATIONS, first_datafile_id=700, investigation="ABC123", name="scan_0000"
+        )
+        accepted = restore(gateway, {"investigation_ids": [7]}).json()
+        [job] = only_message(gateway).jobs
+        assert {
+            (t.datafile.investigation, t.datafile.dataset) for t in job.transfers if t.datafile
+        } == {("ABC123", "scan_0000")}
+        headers = gateway.bearer()
+        shown = gateway.client.get(f"/requests/{accepted['request_id']}", headers=headers).json()
+        assert shown["datasets"] == [
+            {
+                "dataset_id": 70,
+                "investigation": "ABC123",
+                "visit_id": "1",
+                "dataset": "scan_0000",
+                "datafiles": 4,
+            }
+        ]
+        listed = gateway.client.get("/requests?investigation=ABC123", headers=headers).json()
+        assert [item["request_id"] for item in listed["items"]] == [accepted["request_id"]]
+
     def test_job_ids_are_plan_restores_for_the_request_id(
         self, gateway: Gateway, archived: list[int]
     ) -> None:

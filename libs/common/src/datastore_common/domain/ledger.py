@@ -90,8 +90,7 @@ def new_request(
         )
         kind: TransferKind = "archive"
     else:
-        ids = sorted({t.dataset_id for j in data.jobs for t in j.transfers if t.dataset_id})
-        datasets = tuple({"dataset_id": dataset_id} for dataset_id in ids)
+        datasets = restored_datasets(data.jobs)
         kind = "restore"
     return NewRequest(
         request_id=data.request_id,
@@ -101,6 +100,23 @@ def new_request(
         datasets=datasets,
         jobs=ledger_jobs(data.jobs),
     )
+
+
+def restored_datasets(jobs: Sequence[PlannedJob]) -> tuple[dict[str, Any], ...]:
+    """A restore's datasets by id, with their investigation and names where ICAT gave them
+    (``RestoreItem.key``), as an archive's are shown, and how many of their datafiles."""
+    by_id: dict[int, dict[str, Any]] = {}
+    for transfer in (t for job in jobs for t in job.transfers):
+        if not transfer.dataset_id:
+            continue
+        shown = by_id.setdefault(transfer.dataset_id, {"dataset_id": transfer.dataset_id})
+        key = transfer.datafile
+        if key is not None:
+            shown.update(
+                investigation=key.investigation, visit_id=key.visit_id, dataset=key.dataset
+            )
+        shown["datafiles"] = shown.get("datafiles", 0) + 1
+    return tuple(by_id[dataset_id] for dataset_id in sorted(by_id))
 
 
 @dataclass(frozen=True)

@@ -101,13 +101,14 @@ def plan_archive(
 
 @dataclass(frozen=True)
 class RestoreItem:
-    """An archived datafile as ICAT knows it."""
+    """An archived datafile as ICAT knows it (``key``: its names there, when read)."""
 
     datafile_id: int
     dataset_id: int
     location: str
     checksum: str | None = None
     filesize: int | None = None
+    key: DatafileKey | None = None
 
 
 def plan_restore(
@@ -120,13 +121,15 @@ def plan_restore(
     vo: str,
     max_files_per_job: int,
 ) -> list[PlannedJob]:
-    """Restore plan: each datafile from tape to the same relative place on the user cache."""
+    """Restore plan: each datafile from tape to the same relative place on the user cache,
+    named by its ICAT keys as an archive's are (the request ledger shows them)."""
     by_dataset: dict[int, list[PlannedTransfer]] = {}
     for item in sorted(items, key=lambda i: (i.dataset_id, i.location)):
         by_dataset.setdefault(item.dataset_id, []).append(
             PlannedTransfer(
                 source=storage_url(tape_archive, item.location, prefix=tape_root_dir),
                 destination=storage_url(user_data_cache, item.location),
+                datafile=item.key,
                 datafile_id=item.datafile_id,
                 dataset_id=item.dataset_id,
                 checksum=_real_checksum(item.checksum),

@@ -1,5 +1,6 @@
-"""An in-memory ``Selections``: investigations, datasets and datafiles with their readers and
-"Archival state", resolved with ICAT's rules (unreadable = not found; only FINISHED restores)."""
+"""An in-memory ``Selections``: investigations, datasets and datafiles with their names,
+readers and "Archival state", resolved with ICAT's rules (unreadable = not found; only
+FINISHED restores)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,23 @@ from dataclasses import dataclass, field
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
+from datastore_common.messages import DatafileKey
 from datastore_common.ports import Selections, describe_ids
+
+
+@dataclass
+class FakeInvestigation:
+    investigation_id: int
+    name: str
+    visit_id: str = "1"
+    readers: Collection[str] | None = None  # user names allowed to read it; None = anyone
+
+
+@dataclass
+class FakeDataset:
+    dataset_id: int
+    investigation_id: int
+    name: str
 
 
 @dataclass
@@ -20,16 +37,17 @@ class FakeDatafile:
     state: str | None = FINISHED
     checksum: str | None = None
     filesize: int | None = None
+    name: str = ""
 
 
 @dataclass
 class FakeSelections(Selections):
-    """``readers`` maps investigation id -> user names allowed to read it (``None`` = anyone);
-    ``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``)."""
+    """``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``);
+    an investigation's ``readers`` are who may read it and everything in it."""
 
     user_of: Callable[[str], str | None] = lambda session_id: session_id or None
-    investigations: dict[int, Collection[str] | None] = field(default_factory=dict)
-    datasets: dict[int, int] = field(default_factory=dict)  # dataset id -> investigation id
+    investigations: dict[int, FakeInvestigation] = field(default_factory=dict)
+    datasets: dict[int, FakeDataset] = field(default_factory=dict)
     datafiles: dict[int, FakeDatafile] = field(default_factory=dict)
     calls: int = 0
     fail_with: Exception | None = None
@@ -43,24 +61,67 @@ class FakeSelections(Selections):
         first_datafile_id: int,
         state: str | None = FINISHED,
         readers: Collection[str] | None = None,
+        investigation: str | None = None,
+        visit_id: str = "1",
+        name: str | None = None,
     ) -> list[int]:
-        """A dataset whose datafiles (ids from ``first_datafile_id``) sit at ``locations``."""
-        self.investigations.setdefault(investigation_id, readers)
-        self.datasets[dataset_id] = investigation_id
+        """A dataset whose datafiles (ids from ``first_datafile_id``) sit at ``locations``, in
+        the investigation of that id (made with ``investigation``, ``visit_id`` and
+        ``readers`` when new: its name is ``INV<id>`` unless given); the dataset is named
+        ``name`` (``dataset_<id>`` unless given), each datafile after its location."""
+        self.investigations.setdefault(
+            investigation_id,
+            FakeInvestigation(
+                investigation_id, investigation or f"INV{investigation_id}", visit_id, readers
+            ),
+        )
+        self.datasets[dataset_id] = FakeDataset(
+            dataset_id, investigation_id, name or f"dataset_{dataset_id}"
+        )
         ids = []
         for offset, location in enumerate(locations):
             datafile_id = first_datafile_id + offset
             self.datafiles[datafile_id] = FakeDatafile(
-                datafile_id, dataset_id, location, state, f"adler32:{datafile_id:08x}", 1024
+                datafile_id,
+                dataset_id,
+                location,
+                state,
+                f"adler32:{datafile_id:08x}",
+                1024,
+                location.rsplit("/", 1)[-1],
             )
             ids.append(datafile_id)
         return ids
 
+    def _user(self, session_id: str) -> str:
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        user = self.user_of(session_id)
+        if user is None:
+            raise AuthenticationError("session expired or unknown")
+        return user
+
     def _readable(self, user: str, investigation_id: int | None) -> bool:
         if investigation_id not in self.investigations:
             return False
-        readers = self.investigations[investigation_id]
-        return readers is None or user in readers
+        investigation = self.investigations[investigation_id]
+        return investigation.readers is None or user in investigation.readers
+
+    def _investigation_of(self, dataset_id: int) -> int | None:
+        dataset = self.datasets.get(dataset_id)
+        return None if dataset is None else dataset.investigation_id
+
+    def key_of(self, datafile: FakeDatafile) -> DatafileKey:
+        """The datafile's names in the catalogue."""
+        dataset = self.datasets[datafile.dataset_id]
+        investigation = self.investigations[dataset.investigation_id]
+        return DatafileKey(
+            investigation=investigation.name,
+            visit_id=investigation.visit_id,
+            dataset=dataset.name,
+            datafile=datafile.name,
+        )
 
     async def resolve(
         self,
@@ -69,27 +130,26 @@ class FakeSelections(Selections):
         dataset_ids: Sequence[int],
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
-        self.calls += 1
-        if self.fail_with is not None:
-            raise self.fail_with
-        user = self.user_of(session_id)
-        if user is None:
-            raise AuthenticationError("session expired or unknown")
+        user = self._user(session_id)
         missing = {
             "Investigation": [i for i in investigation_ids if not self._readable(user, i)],
-            "Dataset": [d for d in dataset_ids if not self._readable(user, self.datasets.get(d))],
+            "Dataset": [
+                d for d in dataset_ids if not self._readable(user, self._investigation_of(d))
+            ],
             "Datafile": [
                 f
                 for f in datafile_ids
                 if f not in self.datafiles
-                or not self._readable(user, self.datasets.get(self.datafiles[f].dataset_id))
+                or not self._readable(user, self._investigation_of(self.datafiles[f].dataset_id))
             ],
         }
         if any(missing.values()):
             raise NotFoundError(
                 "not found, or not readable with your ICAT session: " + describe_ids(missing)
             )
-        chosen_datasets = {d for d, i in self.datasets.items() if i in set(investigation_ids)}
+        chosen_datasets = {
+            d.dataset_id for d in self.datasets.values() if d.investigation_id in investigation_ids
+        }
         chosen_datasets |= set(dataset_ids)
         chosen = {
             f.datafile_id: f
@@ -102,7 +162,14 @@ class FakeSelections(Selections):
         if refused:
             raise NotArchivedError(refused)
         items = [
-            RestoreItem(f.datafile_id, f.dataset_id, f.location or "", f.checksum, f.filesize)
+            RestoreItem(
+                f.datafile_id,
+                f.dataset_id,
+                f.location or "",
+                f.checksum,
+                f.filesize,
+                self.key_of(f),
+            )
             for f in chosen.values()
         ]
         return sorted(items, key=lambda item: (item.dataset_id, item.location))

@@ -14,13 +14,22 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from datastore_common.adapters.icat.jpql import IN_CHUNK, PAGE, chunks, in_list, jpql_literal
+from datastore_common.adapters.icat.jpql import (
+    IN_CHUNK,
+    PAGE,
+    chunks,
+    in_list,
+    jpql_literal,
+    optional_int,
+    optional_text,
+)
 from datastore_common.adapters.icat.pool import IcatClient, IcatClientPool, raw_call
 from datastore_common.domain.archival import ARCHIVAL_STATE, PARAMETER_UNITS
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.logging import get_logger
+from datastore_common.messages import DatafileKey
 from datastore_common.ports import Selections, describe_ids
 
 log = get_logger(__name__)
@@ -89,23 +98,30 @@ class IcatSelections(Selections):
         state_type = (
             f"t.name = {jpql_literal(ARCHIVAL_STATE)} AND t.units = {jpql_literal(PARAMETER_UNITS)}"
         )
-        rows: dict[int, tuple[int, str | None, int | None, str | None]] = {}
+        rows: dict[int, tuple[int, str | None, int | None, str | None, DatafileKey]] = {}
         states: dict[int, str] = {}
         for entity, key in _KEYS:
             for chunk in chunks(named[entity], IN_CHUNK):
                 where = f"{key} IN ({in_list(chunk)})"
                 query = (
-                    "SELECT o.id, ds.id, o.location, o.fileSize, o.checksum "
-                    f"{joins} WHERE {where} ORDER BY o.id"
+                    "SELECT o.id, ds.id, o.location, o.fileSize, o.checksum, "
+                    f"i.name, i.visitId, ds.name, o.name {joins} WHERE {where} ORDER BY o.id"
                 )
-                for df_id, ds_id, location, size, checksum in self._paged(
+                for df_id, ds_id, location, size, checksum, *names in self._paged(
                     client, session_id, query
                 ):
+                    investigation, visit_id, dataset, datafile = (str(n) for n in names)
                     rows[int(df_id)] = (
                         int(ds_id),
-                        None if location is None else str(location),
-                        None if size is None else int(size),
-                        None if checksum is None else str(checksum),
+                        optional_text(location),
+                        optional_int(size),
+                        optional_text(checksum),
+                        DatafileKey(
+                            investigation=investigation,
+                            visit_id=visit_id,
+                            dataset=dataset,
+                            datafile=datafile,
+                        ),
                     )
                 query = (
                     f"SELECT o.id, p.stringValue {parameter_joins} "
@@ -122,14 +138,14 @@ class IcatSelections(Selections):
 
         refused: dict[int, str | None] = {}
         items = []
-        for df_id, (ds_id, location, size, checksum) in rows.items():
+        for df_id, (ds_id, location, size, checksum, names) in rows.items():
             state = states.get(df_id)
             if state != FINISHED:
                 refused[df_id] = state
             elif not location:
                 refused[df_id] = f"{state}, but no location"
             else:
-                items.append(RestoreItem(df_id, ds_id, location, checksum, size))
+                items.append(RestoreItem(df_id, ds_id, location, checksum, size, names))
         if refused:
             raise NotArchivedError(refused)
         log.info("restore_selection_resolved", datafiles=len(items))
