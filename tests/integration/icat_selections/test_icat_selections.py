@@ -1,6 +1,7 @@
-"""IcatSelections against the ICAT emulator: a restore selection resolved with the user's own
-session, so ICAT's authorization decides (root reads everything; db/alice only the
-investigations she is an InvestigationUser of)."""
+"""IcatSelections against the ICAT emulator: a restore selection, the archival of datasets and
+investigations and look-ups by name, read with the user's own session, so ICAT's
+authorization decides (root reads everything; db/alice only the investigations she is an
+InvestigationUser of)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.adapters.icat.selections import IcatSelections
 from datastore_common.adapters.icat.sessions import IcatSessions
-from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
+from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
@@ -30,6 +31,7 @@ class Archived:
 
     investigation_id: int
     datasets: dict[int, dict[int, str]]
+    name: str = ""
 
     @property
     def dataset_ids(self) -> list[int]:
@@ -60,7 +62,7 @@ async def archive_in_icat(
             "Datafile",
             {i: {ARCHIVAL_STATE: state, ARCHIVAL_IDS: "job"} for i in result[dataset_id]},
         )
-    return Archived(investigation_id, result)
+    return Archived(investigation_id, result, spec.name)
 
 
 @pytest.fixture
@@ -193,3 +195,89 @@ async def test_unknown_ids_are_named(selections: IcatSelections, root_session: s
 async def test_an_unknown_session_is_an_authentication_error(selections: IcatSelections) -> None:
     with pytest.raises(AuthenticationError):
         await selections.resolve(str(uuid.uuid4()), [1], [], [])
+
+
+async def test_a_datasets_archival_is_every_datafile_with_its_state_and_failure(
+    catalogue: IcatCatalogue, selections: IcatSelections, root_session: str
+) -> None:
+    archived = await archive_in_icat(catalogue, datasets=2, files=3, state="ACTIVE")
+    first = archived.dataset_ids[0]
+    failed = min(archived.files(first))
+    await catalogue.set_archival(
+        "Datafile", {failed: {ARCHIVAL_STATE: "FAILED", ARCHIVAL_FAILURE: "user error: gone"}}
+    )
+    records = await selections.dataset_archival(root_session, first)
+    [dataset] = records.datasets
+    assert (dataset.dataset_id, dataset.investigation_id, dataset.name) == (
+        first,
+        archived.investigation_id,
+        "scan_0000",
+    )
+    assert {f.datafile_id: f.location for f in records.datafiles} == archived.files(first)
+    states = {f.datafile_id: dict(f.archival) for f in records.datafiles}
+    assert states.pop(failed) == {ARCHIVAL_STATE: "FAILED", ARCHIVAL_FAILURE: "user error: gone"}
+    assert list(states.values()) == [{ARCHIVAL_STATE: "ACTIVE"}] * 2  # "Archival ids" left out
+    assert selections.searches <= 3
+
+
+async def test_an_investigations_archival_covers_every_dataset(
+    catalogue: IcatCatalogue, selections: IcatSelections, root_session: str
+) -> None:
+    archived = await archive_in_icat(catalogue, datasets=3, files=2)
+    investigation, records = await selections.investigation_archival(
+        root_session, archived.investigation_id
+    )
+    assert (investigation.name, investigation.visit_id) == (archived.name, "1")
+    assert [d.dataset_id for d in records.datasets] == archived.dataset_ids
+    assert {f.datafile_id for f in records.datafiles} == set(archived.files())
+    assert {f.archival[ARCHIVAL_STATE] for f in records.datafiles} == {"FINISHED"}
+    assert selections.searches <= 4
+
+
+async def test_alice_follows_her_investigation_only(
+    catalogue: IcatCatalogue,
+    selections: IcatSelections,
+    alice_session: str,
+    icat_settings: IcatSettings,
+) -> None:
+    hers = await archive_in_icat(catalogue, datasets=1, files=2)
+    other = await archive_in_icat(catalogue, datasets=1, files=2)
+    make_investigation_user(str(icat_settings.url).rstrip("/"), hers.investigation_id, "db/alice")
+
+    _, records = await selections.investigation_archival(alice_session, hers.investigation_id)
+    assert {f.datafile_id for f in records.datafiles} == set(hers.files())
+    with pytest.raises(NotFoundError, match=f"Investigation {other.investigation_id}"):
+        await selections.investigation_archival(alice_session, other.investigation_id)
+    with pytest.raises(NotFoundError, match=f"Dataset {other.dataset_ids[0]}"):
+        await selections.dataset_archival(alice_session, other.dataset_ids[0])
+    assert await selections.find_investigations(alice_session, other.name) == []
+    assert await selections.find_datasets(alice_session, other.name, "1") == []
+    assert [
+        i.investigation_id for i in await selections.find_investigations(alice_session, hers.name)
+    ] == [hers.investigation_id]
+
+
+async def test_investigations_and_datasets_are_found_by_name_with_their_states(
+    catalogue: IcatCatalogue, selections: IcatSelections, root_session: str
+) -> None:
+    archived = await archive_in_icat(catalogue, datasets=2, files=1)
+    await catalogue.set_archival(
+        "Dataset",
+        {
+            archived.dataset_ids[0]: {ARCHIVAL_STATE: "FINISHED"},
+            archived.dataset_ids[1]: {ARCHIVAL_STATE: "ACTIVE"},
+        },
+    )
+    [investigation] = await selections.find_investigations(root_session, archived.name, "1")
+    assert investigation.investigation_id == archived.investigation_id
+    assert sorted(investigation.dataset_states) == ["ACTIVE", "FINISHED"]
+    assert await selections.find_investigations(root_session, archived.name, "2") == []
+
+    found = await selections.find_datasets(root_session, archived.name, "1")
+    assert [(d.dataset_id, d.name, d.archival.get(ARCHIVAL_STATE)) for d in found] == [
+        (archived.dataset_ids[0], "scan_0000", "FINISHED"),
+        (archived.dataset_ids[1], "scan_0001", "ACTIVE"),
+    ]
+    [one] = await selections.find_datasets(root_session, archived.name, "1", "scan_0001")
+    assert one.dataset_id == archived.dataset_ids[1]
+    assert await selections.find_investigations(root_session, "it's not there") == []

@@ -1,6 +1,6 @@
 """Ports: what the services need from the outside world, as small abstract classes, one
 section per role (publisher, storage, transfers, ICAT as a user, the catalogue, the
-vocabulary, restore selections).
+vocabulary, what a user sees in ICAT: restore selections, archival, look-ups).
 
 Handlers depend on these, never on aio-pika, httpx, python-icat or XRootD directly. Real
 adapters live in ``datastore_common.adapters``; in-memory fakes for unit tests in
@@ -15,7 +15,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from datastore_common.domain.archival import ArchivalJob, CatalogueDatafile, CatalogueDataset
+from datastore_common.domain.archival import (
+    ArchivalJob,
+    ArchivalRecords,
+    CatalogueDatafile,
+    CatalogueDataset,
+    CatalogueInvestigation,
+)
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.messages import (
     DatafileKey,
@@ -280,10 +286,12 @@ def describe_ids(missing: Mapping[str, Sequence[int]]) -> str:
 
 
 class Selections(ABC):
-    """ICAT as the *user* sees it, for restore requests (gateway): what a user's selection
-    means, resolved with *their* session, so ICAT's own authorization decides what they may
-    restore (an id they may not read is indistinguishable from one that does not exist, and
-    both are refused by name)."""
+    """ICAT as the *user* sees it (gateway): what a restore selection means, how the archival
+    of a dataset or an investigation stands, which investigations and datasets bear a name.
+    Everything is read with *their* session, so ICAT's own authorization decides what they
+    may restore or see: an id they may not read is indistinguishable from one that does not
+    exist, and both are refused by name (NotFoundError). AuthenticationError when the session
+    is refused; nothing here asks FTS."""
 
     @abstractmethod
     async def resolve(
@@ -294,9 +302,35 @@ class Selections(ABC):
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
         """Every datafile named directly or through its dataset or investigation, once each,
-        ordered by (dataset id, location).
+        ordered by (dataset id, location), with its ICAT names (``RestoreItem.key``).
 
         Raises NotFoundError naming the ids the user cannot read (or that do not exist),
         NotArchivedError when any resolved datafile's "Archival state" is not FINISHED,
         AuthenticationError when the session is refused.
         """
+
+    @abstractmethod
+    async def dataset_archival(self, session_id: str, dataset_id: int) -> ArchivalRecords:
+        """The dataset and every datafile of it, with their "Archival state" and "Archival
+        failure" (``CatalogueDatafile.archival``); NotFoundError naming it otherwise."""
+
+    @abstractmethod
+    async def investigation_archival(
+        self, session_id: str, investigation_id: int
+    ) -> tuple[CatalogueInvestigation, ArchivalRecords]:
+        """The investigation, its datasets (by id) and every datafile of theirs, as
+        ``dataset_archival``; NotFoundError naming it otherwise."""
+
+    @abstractmethod
+    async def find_investigations(
+        self, session_id: str, name: str, visit_id: str | None = None
+    ) -> list[CatalogueInvestigation]:
+        """The investigations of this name (and visit id, when given) the user may read, by
+        id, with their datasets' "Archival state" (``dataset_states``); none is no error."""
+
+    @abstractmethod
+    async def find_datasets(
+        self, session_id: str, investigation: str, visit_id: str, name: str | None = None
+    ) -> list[CatalogueDataset]:
+        """The datasets (of this name, when given) of the investigation of this name and
+        visit id the user may read, by id, with their "Archival state" (``archival``)."""

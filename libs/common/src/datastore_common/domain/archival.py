@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from datastore_common.domain.states import is_terminal
+from datastore_common.domain.states import FailureClass, is_terminal
 
 #: STRING parameters on Dataset and Datafile (ParameterType.units is mandatory in ICAT).
 ARCHIVAL_STATE: Final = "Archival state"  # SUBMITTED, then FTS states
@@ -28,6 +28,26 @@ def split_job_ids(value: str | None) -> list[str]:
 
 def failure_text(failure_class: str, reason: str) -> str:
     return f"{failure_class} error: {reason}"[:255]
+
+
+def parse_failure(text: str) -> tuple[FailureClass, str]:
+    """The class and reason of an "Archival failure" (``failure_text``'s inverse); a text
+    another tool wrote is a system error."""
+    if text.startswith("user error: "):
+        return "user", text.removeprefix("user error: ")
+    return "system", text.removeprefix("system error: ")
+
+
+@dataclass(frozen=True)
+class CatalogueInvestigation:
+    """An Investigation in ICAT; ``dataset_states``: the "Archival state" of each of its
+    datasets that records one (what a look-up by name shows)."""
+
+    investigation_id: int
+    name: str
+    visit_id: str
+    title: str | None = None
+    dataset_states: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,15 @@ class CatalogueDatafile:
     file_size: int | None
     checksum: str | None
     archival: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArchivalRecords:
+    """What ICAT records of the archival of some datasets: the datasets, and every datafile
+    of theirs with its archival parameters."""
+
+    datasets: tuple[CatalogueDataset, ...]
+    datafiles: tuple[CatalogueDatafile, ...]
 
 
 @dataclass(frozen=True)

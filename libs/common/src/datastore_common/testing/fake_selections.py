@@ -1,14 +1,23 @@
 """An in-memory ``Selections``: investigations, datasets and datafiles with their names,
-readers and "Archival state", resolved with ICAT's rules (unreadable = not found; only
-FINISHED restores)."""
+readers, "Archival state" and "Archival failure", read with ICAT's rules (unreadable = not
+found; only FINISHED restores; a dataset's own state is its files' aggregated, as the
+icat-writer keeps it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from datastore_common.domain.archival import (
+    ARCHIVAL_FAILURE,
+    ARCHIVAL_STATE,
+    ArchivalRecords,
+    CatalogueDatafile,
+    CatalogueDataset,
+    CatalogueInvestigation,
+)
 from datastore_common.domain.plan import RestoreItem
-from datastore_common.domain.states import FINISHED
+from datastore_common.domain.states import FINISHED, aggregate_dataset_state
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.messages import DatafileKey
 from datastore_common.ports import Selections, describe_ids
@@ -20,6 +29,7 @@ class FakeInvestigation:
     name: str
     visit_id: str = "1"
     readers: Collection[str] | None = None  # user names allowed to read it; None = anyone
+    title: str = "Title"
 
 
 @dataclass
@@ -38,6 +48,7 @@ class FakeDatafile:
     checksum: str | None = None
     filesize: int | None = None
     name: str = ""
+    failure: str | None = None  # "Archival failure"
 
 
 @dataclass
@@ -173,3 +184,119 @@ class FakeSelections(Selections):
             for f in chosen.values()
         ]
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
+
+    # -- archival and look-ups -----------------------------------------------------------
+    def _files_of(self, dataset_ids: Collection[int]) -> tuple[CatalogueDatafile, ...]:
+        return tuple(
+            CatalogueDatafile(
+                f.datafile_id,
+                f.dataset_id,
+                f.name,
+                f.location,
+                f.filesize,
+                f.checksum,
+                {
+                    name: value
+                    for name, value in ((ARCHIVAL_STATE, f.state), (ARCHIVAL_FAILURE, f.failure))
+                    if value is not None
+                },
+            )
+            for f in sorted(self.datafiles.values(), key=lambda f: f.datafile_id)
+            if f.dataset_id in dataset_ids
+        )
+
+    def _dataset_record(self, dataset: FakeDataset) -> CatalogueDataset:
+        states = [
+            f.state
+            for f in self.datafiles.values()
+            if f.dataset_id == dataset.dataset_id and f.state is not None
+        ]
+        archival = {ARCHIVAL_STATE: aggregate_dataset_state(states)} if states else {}
+        return CatalogueDataset(
+            dataset.dataset_id, dataset.investigation_id, dataset.name, archival
+        )
+
+    def _investigation_record(self, investigation: FakeInvestigation) -> CatalogueInvestigation:
+        states = tuple(
+            record.archival[ARCHIVAL_STATE]
+            for record in map(self._dataset_record, self._datasets_of(investigation))
+            if ARCHIVAL_STATE in record.archival
+        )
+        return CatalogueInvestigation(
+            investigation.investigation_id,
+            investigation.name,
+            investigation.visit_id,
+            investigation.title,
+            states,
+        )
+
+    def _datasets_of(self, investigation: FakeInvestigation) -> list[FakeDataset]:
+        return sorted(
+            (
+                d
+                for d in self.datasets.values()
+                if d.investigation_id == investigation.investigation_id
+            ),
+            key=lambda d: d.dataset_id,
+        )
+
+    async def dataset_archival(self, session_id: str, dataset_id: int) -> ArchivalRecords:
+        user = self._user(session_id)
+        if not self._readable(user, self._investigation_of(dataset_id)):
+            raise NotFoundError(
+                "not found, or not readable with your ICAT session: "
+                + describe_ids({"Dataset": [dataset_id]})
+            )
+        dataset = self.datasets[dataset_id]
+        return ArchivalRecords(
+            (CatalogueDataset(dataset_id, dataset.investigation_id, dataset.name),),
+            self._files_of({dataset_id}),
+        )
+
+    async def investigation_archival(
+        self, session_id: str, investigation_id: int
+    ) -> tuple[CatalogueInvestigation, ArchivalRecords]:
+        user = self._user(session_id)
+        if not self._readable(user, investigation_id):
+            raise NotFoundError(
+                "not found, or not readable with your ICAT session: "
+                + describe_ids({"Investigation": [investigation_id]})
+            )
+        investigation = self.investigations[investigation_id]
+        datasets = self._datasets_of(investigation)
+        return (
+            CatalogueInvestigation(
+                investigation_id, investigation.name, investigation.visit_id, investigation.title
+            ),
+            ArchivalRecords(
+                tuple(CatalogueDataset(d.dataset_id, investigation_id, d.name) for d in datasets),
+                self._files_of({d.dataset_id for d in datasets}),
+            ),
+        )
+
+    async def find_investigations(
+        self, session_id: str, name: str, visit_id: str | None = None
+    ) -> list[CatalogueInvestigation]:
+        user = self._user(session_id)
+        return [
+            self._investigation_record(i)
+            for i in sorted(self.investigations.values(), key=lambda i: i.investigation_id)
+            if i.name == name
+            and (visit_id is None or i.visit_id == visit_id)
+            and self._readable(user, i.investigation_id)
+        ]
+
+    async def find_datasets(
+        self, session_id: str, investigation: str, visit_id: str, name: str | None = None
+    ) -> list[CatalogueDataset]:
+        user = self._user(session_id)
+        found = [
+            self._dataset_record(d)
+            for i in self.investigations.values()
+            if i.name == investigation
+            and i.visit_id == visit_id
+            and self._readable(user, i.investigation_id)
+            for d in self._datasets_of(i)
+            if name is None or d.name == name
+        ]
+        return sorted(found, key=lambda d: d.dataset_id)

@@ -1,15 +1,19 @@
-"""``Selections`` on ICAT: a restore selection resolved with the *user's* session.
+"""``Selections`` on ICAT: restore selections, the archival of datasets and investigations,
+and look-ups by name, all with the *user's* session.
 
 Every query runs on the shared :class:`~datastore_common.adapters.icat.pool.IcatClientPool` through
 ``raw_call(client, "search", session_id, query)``, so one pooled client serves every user and
 ICAT's authorization (what this user may read) applies to every row. Few calls whatever the
-size: ids go in ``IN`` lists (chunked), datafiles and their "Archival state" come back in
-multi-column selects paged with ``LIMIT``: at most two existence checks plus two queries per
-kind of id named (investigations, datasets, datafiles) for selections up to the page size.
+size: ids go in ``IN`` lists (chunked), datafiles and their archival parameters come back in
+multi-column selects paged with ``LIMIT``: for a restore, at most two existence checks plus
+two queries per kind of id named (investigations, datasets, datafiles) for selections up to
+the page size; for a dataset's or an investigation's archival, three or four; for a look-up,
+two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +28,15 @@ from datastore_common.adapters.icat.jpql import (
     optional_text,
 )
 from datastore_common.adapters.icat.pool import IcatClient, IcatClientPool, raw_call
-from datastore_common.domain.archival import ARCHIVAL_STATE, PARAMETER_UNITS
+from datastore_common.domain.archival import (
+    ARCHIVAL_FAILURE,
+    ARCHIVAL_STATE,
+    PARAMETER_UNITS,
+    ArchivalRecords,
+    CatalogueDatafile,
+    CatalogueDataset,
+    CatalogueInvestigation,
+)
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
@@ -37,10 +49,29 @@ log = get_logger(__name__)
 # How each kind of id reaches a datafile row ``o`` (Datafile o JOIN o.dataset ds
 # JOIN ds.investigation i).
 _KEYS = (("Investigation", "i.id"), ("Dataset", "ds.id"), ("Datafile", "o.id"))
+_DATAFILES = "FROM Datafile o JOIN o.dataset ds JOIN ds.investigation i"
+_DATAFILE_PARAMETERS = (
+    "FROM DatafileParameter p JOIN p.type t JOIN p.datafile o JOIN o.dataset ds "
+    "JOIN ds.investigation i"
+)
+_DATASET_PARAMETERS = (
+    "FROM DatasetParameter p JOIN p.type t JOIN p.dataset ds JOIN ds.investigation i"
+)
+
+
+def _types(*names: str) -> str:
+    """The condition on ``t`` that selects these archival parameter types."""
+    return f"t.name IN ({in_list(names)}) AND t.units = {jpql_literal(PARAMETER_UNITS)}"
+
+
+def _not_found(entity: str, entity_id: int) -> NotFoundError:
+    return NotFoundError(
+        "not found, or not readable with your ICAT session: " + describe_ids({entity: [entity_id]})
+    )
 
 
 class IcatSelections(Selections):
-    """Resolves restore selections in ICAT as the requesting user."""
+    """Reads ICAT as the requesting user: restore selections, archival, look-ups."""
 
     def __init__(self, pool: IcatClientPool) -> None:
         self._pool = pool
@@ -53,8 +84,7 @@ class IcatSelections(Selections):
         dataset_ids: Sequence[int],
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
-        if not session_id:
-            raise AuthenticationError("icat search: empty session id")
+        _check(session_id)
         named = {
             "Investigation": sorted(set(investigation_ids)),
             "Dataset": sorted(set(dataset_ids)),
@@ -62,6 +92,39 @@ class IcatSelections(Selections):
         }
         return await self._pool.call(
             "resolve_selection", lambda client: self._resolve(client, session_id, named)
+        )
+
+    async def dataset_archival(self, session_id: str, dataset_id: int) -> ArchivalRecords:
+        _check(session_id)
+        return await self._pool.call(
+            "dataset_archival", lambda client: self._dataset(client, session_id, dataset_id)
+        )
+
+    async def investigation_archival(
+        self, session_id: str, investigation_id: int
+    ) -> tuple[CatalogueInvestigation, ArchivalRecords]:
+        _check(session_id)
+        return await self._pool.call(
+            "investigation_archival",
+            lambda client: self._investigation(client, session_id, investigation_id),
+        )
+
+    async def find_investigations(
+        self, session_id: str, name: str, visit_id: str | None = None
+    ) -> list[CatalogueInvestigation]:
+        _check(session_id)
+        return await self._pool.call(
+            "find_investigations",
+            lambda client: self._find_investigations(client, session_id, name, visit_id),
+        )
+
+    async def find_datasets(
+        self, session_id: str, investigation: str, visit_id: str, name: str | None = None
+    ) -> list[CatalogueDataset]:
+        _check(session_id)
+        return await self._pool.call(
+            "find_datasets",
+            lambda client: self._find_datasets(client, session_id, investigation, visit_id, name),
         )
 
     def _search(self, client: IcatClient, session_id: str, query: str) -> list[Any]:
@@ -90,14 +153,6 @@ class IcatSelections(Selections):
             missing[entity] = [i for i in named[entity] if i not in found]
 
         # 2. The datafiles, and 3. their "Archival state", per kind of id named.
-        joins = "FROM Datafile o JOIN o.dataset ds JOIN ds.investigation i"
-        parameter_joins = (
-            "FROM DatafileParameter p JOIN p.type t JOIN p.datafile o JOIN o.dataset ds "
-            "JOIN ds.investigation i"
-        )
-        state_type = (
-            f"t.name = {jpql_literal(ARCHIVAL_STATE)} AND t.units = {jpql_literal(PARAMETER_UNITS)}"
-        )
         rows: dict[int, tuple[int, str | None, int | None, str | None, DatafileKey]] = {}
         states: dict[int, str] = {}
         for entity, key in _KEYS:
@@ -105,7 +160,7 @@ class IcatSelections(Selections):
                 where = f"{key} IN ({in_list(chunk)})"
                 query = (
                     "SELECT o.id, ds.id, o.location, o.fileSize, o.checksum, "
-                    f"i.name, i.visitId, ds.name, o.name {joins} WHERE {where} ORDER BY o.id"
+                    f"i.name, i.visitId, ds.name, o.name {_DATAFILES} WHERE {where} ORDER BY o.id"
                 )
                 for df_id, ds_id, location, size, checksum, *names in self._paged(
                     client, session_id, query
@@ -124,8 +179,8 @@ class IcatSelections(Selections):
                         ),
                     )
                 query = (
-                    f"SELECT o.id, p.stringValue {parameter_joins} "
-                    f"WHERE {state_type} AND {where} ORDER BY p.id"
+                    f"SELECT o.id, p.stringValue {_DATAFILE_PARAMETERS} "
+                    f"WHERE {_types(ARCHIVAL_STATE)} AND {where} ORDER BY p.id"
                 )
                 for df_id, value in self._paged(client, session_id, query):
                     if value is not None:
@@ -150,3 +205,138 @@ class IcatSelections(Selections):
             raise NotArchivedError(refused)
         log.info("restore_selection_resolved", datafiles=len(items))
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
+
+    # -- archival -------------------------------------------------------------------------
+    def _dataset(self, client: IcatClient, session_id: str, dataset_id: int) -> ArchivalRecords:
+        query = (
+            "SELECT o.id, i.id, o.name FROM Dataset o JOIN o.investigation i "
+            f"WHERE o.id = {dataset_id}"
+        )
+        datasets = self._datasets(client, session_id, query)
+        if not datasets:
+            raise _not_found("Dataset", dataset_id)
+        return ArchivalRecords(
+            tuple(datasets), self._datafiles(client, session_id, f"ds.id = {dataset_id}")
+        )
+
+    def _investigation(
+        self, client: IcatClient, session_id: str, investigation_id: int
+    ) -> tuple[CatalogueInvestigation, ArchivalRecords]:
+        found = self._investigations(client, session_id, f"o.id = {investigation_id}")
+        if not found:
+            raise _not_found("Investigation", investigation_id)
+        query = (
+            "SELECT o.id, i.id, o.name FROM Dataset o JOIN o.investigation i "
+            f"WHERE i.id = {investigation_id} ORDER BY o.id"
+        )
+        datasets = self._datasets(client, session_id, query)
+        datafiles = self._datafiles(client, session_id, f"i.id = {investigation_id}")
+        return found[0], ArchivalRecords(tuple(datasets), datafiles)
+
+    def _datasets(self, client: IcatClient, session_id: str, query: str) -> list[CatalogueDataset]:
+        """``query`` selects (o.id, i.id, o.name) of Dataset rows ``o``, ordered."""
+        return [
+            CatalogueDataset(int(ds_id), int(inv_id), str(name))
+            for ds_id, inv_id, name in self._paged(client, session_id, query)
+        ]
+
+    def _investigations(
+        self, client: IcatClient, session_id: str, where: str
+    ) -> list[CatalogueInvestigation]:
+        """The investigations ``o`` that ``where`` selects, by id."""
+        query = (
+            "SELECT o.id, o.name, o.visitId, o.title FROM Investigation o "
+            f"WHERE {where} ORDER BY o.id"
+        )
+        return [
+            CatalogueInvestigation(int(i), str(name), str(visit_id), optional_text(title))
+            for i, name, visit_id, title in self._paged(client, session_id, query)
+        ]
+
+    def _datafiles(
+        self, client: IcatClient, session_id: str, where: str
+    ) -> tuple[CatalogueDatafile, ...]:
+        """Every datafile ``where`` selects (on o, ds, i), with its "Archival state" and
+        "Archival failure": two paged queries."""
+        rows = self._paged(
+            client,
+            session_id,
+            f"SELECT o.id, ds.id, o.name, o.location {_DATAFILES} WHERE {where} ORDER BY o.id",
+        )
+        found = {
+            int(df_id): (int(ds_id), str(name), optional_text(loc))
+            for df_id, ds_id, name, loc in rows
+        }
+        archival: dict[int, dict[str, str]] = {}
+        query = (
+            f"SELECT o.id, t.name, p.stringValue {_DATAFILE_PARAMETERS} "
+            f"WHERE {_types(ARCHIVAL_STATE, ARCHIVAL_FAILURE)} AND {where} ORDER BY p.id"
+        )
+        for df_id, parameter, value in self._paged(client, session_id, query):
+            if value is not None:
+                archival.setdefault(int(df_id), {})[str(parameter)] = str(value)
+        return tuple(
+            CatalogueDatafile(df_id, ds_id, name, location, None, None, archival.get(df_id, {}))
+            for df_id, (ds_id, name, location) in found.items()
+        )
+
+    # -- look-ups ---------------------------------------------------------------------------
+    def _find_investigations(
+        self, client: IcatClient, session_id: str, name: str, visit_id: str | None
+    ) -> list[CatalogueInvestigation]:
+        where = f"o.name = {jpql_literal(name)}"
+        if visit_id is not None:
+            where += f" AND o.visitId = {jpql_literal(visit_id)}"
+        found = self._investigations(client, session_id, where)
+        states: dict[int, list[str]] = {}
+        ids = [investigation.investigation_id for investigation in found]
+        for chunk in chunks(ids, IN_CHUNK):
+            query = (
+                f"SELECT i.id, p.stringValue {_DATASET_PARAMETERS} "
+                f"WHERE {_types(ARCHIVAL_STATE)} AND i.id IN ({in_list(chunk)}) ORDER BY p.id"
+            )
+            for inv_id, value in self._paged(client, session_id, query):
+                if value is not None:
+                    states.setdefault(int(inv_id), []).append(str(value))
+        return [
+            dataclasses.replace(i, dataset_states=tuple(states.get(i.investigation_id, ())))
+            for i in found
+        ]
+
+    def _find_datasets(
+        self,
+        client: IcatClient,
+        session_id: str,
+        investigation: str,
+        visit_id: str,
+        name: str | None,
+    ) -> list[CatalogueDataset]:
+        where = f"i.name = {jpql_literal(investigation)} AND i.visitId = {jpql_literal(visit_id)}"
+        if name is not None:
+            where += f" AND o.name = {jpql_literal(name)}"
+        query = (
+            "SELECT o.id, i.id, o.name FROM Dataset o JOIN o.investigation i "
+            f"WHERE {where} ORDER BY o.id"
+        )
+        found = self._datasets(client, session_id, query)
+        states: dict[int, str] = {}
+        ids = [dataset.dataset_id for dataset in found]
+        for chunk in chunks(ids, IN_CHUNK):
+            query = (
+                f"SELECT ds.id, p.stringValue {_DATASET_PARAMETERS} "
+                f"WHERE {_types(ARCHIVAL_STATE)} AND ds.id IN ({in_list(chunk)}) ORDER BY p.id"
+            )
+            for ds_id, value in self._paged(client, session_id, query):
+                if value is not None:
+                    states[int(ds_id)] = str(value)
+        return [
+            dataclasses.replace(d, archival={ARCHIVAL_STATE: states[d.dataset_id]})
+            if d.dataset_id in states
+            else d
+            for d in found
+        ]
+
+
+def _check(session_id: str) -> None:
+    if not session_id:
+        raise AuthenticationError("icat search: empty session id")
