@@ -43,3 +43,30 @@ def test_docs_page_is_served_without_a_session(gateway: Gateway) -> None:
     assert answer.status_code == 200
     assert "swagger-ui" in answer.text
     assert gateway.client.get("/openapi.json").status_code == 200
+
+
+FOLLOWING = {
+    "/requests": (401, 422, 503),
+    "/datasets": (401, 422, 503),
+    "/datasets/{dataset_id}/status": (401, 404, 422, 503),
+    "/datasets/{dataset_id}/complete": (401, 404, 422, 503),
+    "/datasets/{dataset_id}/percentage": (401, 404, 422, 503),
+    "/investigations": (401, 422, 503),
+    "/investigations/{investigation_id}/status": (401, 404, 422, 503),
+    "/investigations/{investigation_id}/complete": (401, 404, 422, 503),
+    "/investigations/{investigation_id}/percentage": (401, 404, 422, 503),
+    "/job/{job_id}/complete": (401, 404, 503),
+}
+
+
+def test_following_routes_show_their_answer_and_each_error_with_examples() -> None:
+    paths = json.loads(openapi_document())["paths"]
+    for path, errors in FOLLOWING.items():
+        operation = paths[path]["get"]
+        assert operation["security"] == [{"IcatSession": []}], path
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert "$ref" in answer or "$ref" in answer.get("items", {}), path
+        for status in errors:
+            error = operation["responses"][str(status)]
+            assert error["description"], (path, status)
+            assert error["content"]["application/json"]["examples"], (path, status)

@@ -1,7 +1,10 @@
 """What the gateway tells users following their data, free of HTTP: their requests as the
-ledger follows them, listed and paged.
+ledger follows them, listed and paged; the archival of datasets and investigations as ICAT
+records it; investigations and datasets by name, so they can be restored without knowing
+ICAT's ids.
 
-Nothing here writes anything or asks FTS: the ledger answers for requests.
+Nothing here writes anything or asks FTS: the ledger answers for requests, ICAT (with the
+caller's own session, so ICAT decides what they may see: anything else is a 404) for the rest.
 """
 
 from __future__ import annotations
@@ -11,19 +14,40 @@ import binascii
 import dataclasses
 import json
 from datetime import UTC, datetime
+from typing import Any
 
+from datastore_common.domain.archival import (
+    ARCHIVAL_STATE,
+    ArchivalRecords,
+    CatalogueDatafile,
+    CatalogueDataset,
+)
+from datastore_common.domain.following import (
+    ArchivalStatus,
+    combined_status,
+    dataset_status,
+    file_states,
+    split_investigation,
+    state_of,
+)
 from datastore_common.domain.ledger import Position, RequestQuery, listed_owner
 from datastore_common.errors import InvalidRequestError
-from datastore_common.ports import UserSession
+from datastore_common.ports import Selections, UserSession
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.ledger import Ledger, RequestRecord
 from datastore_gateway.schemas import (
+    DatasetFound,
+    DatasetStatus,
+    InvestigationFound,
+    InvestigationStatus,
     RequestFailure,
     RequestFilter,
     RequestJob,
     RequestPage,
     RequestStatus,
 )
+
+_NOT_A_CURSOR = "cursor: not a cursor of this gateway; pass a page's next_cursor as it is"
 
 
 def request_status_of(record: RequestRecord) -> RequestStatus:
@@ -100,4 +124,107 @@ def decode_cursor(cursor: str | None) -> Position | None:
     return Position(float(created), request_id)
 
 
-_NOT_A_CURSOR = "cursor: not a cursor of this gateway; pass a page's next_cursor as it is"
+# -- archival, from ICAT as the user ------------------------------------------------------
+
+
+def _archival(status: ArchivalStatus) -> dict[str, Any]:
+    failure = status.failure
+    return {
+        "state": status.state,
+        "files_total": status.files_total,
+        "files_ended": status.files_ended,
+        "files_failed": status.files_failed,
+        "percentage_complete": status.percentage,
+        "complete": status.complete,
+        "failure": None
+        if failure is None
+        else RequestFailure(failure_class=failure[0], reason=failure[1]),
+        "waiting_on": status.waiting_on,
+    }
+
+
+def _dataset_statuses(
+    records: ArchivalRecords, *, list_files: bool
+) -> list[tuple[DatasetStatus, ArchivalStatus]]:
+    """Each dataset's status (by id), from its datafiles among ``records``."""
+    by_dataset: dict[int, list[CatalogueDatafile]] = {}
+    for datafile in records.datafiles:
+        by_dataset.setdefault(datafile.dataset_id, []).append(datafile)
+    statuses = []
+    for dataset in sorted(records.datasets, key=lambda d: d.dataset_id):
+        files = by_dataset.get(dataset.dataset_id, [])
+        status = dataset_status(files)
+        shown = DatasetStatus(
+            dataset_id=dataset.dataset_id,
+            name=dataset.name,
+            investigation_id=dataset.investigation_id,
+            file_states=file_states(files) if list_files else None,
+            **_archival(status),
+        )
+        statuses.append((shown, status))
+    return statuses
+
+
+async def dataset_status_of(
+    dataset_id: int, *, user: UserSession, selections: Selections, list_files: bool = True
+) -> DatasetStatus:
+    """The dataset's archival from its datafiles' "Archival" parameters (404 if the caller
+    cannot read it); ``list_files=False`` leaves each file's state out."""
+    records = await selections.dataset_archival(user.session_id, dataset_id)
+    [(shown, _)] = _dataset_statuses(records, list_files=list_files)
+    return shown
+
+
+async def investigation_status_of(
+    investigation_id: int, *, user: UserSession, selections: Selections
+) -> InvestigationStatus:
+    """The investigation's archival over all its datasets, and each dataset's (no files)."""
+    investigation, records = await selections.investigation_archival(
+        user.session_id, investigation_id
+    )
+    datasets = _dataset_statuses(records, list_files=False)
+    return InvestigationStatus(
+        investigation_id=investigation.investigation_id,
+        name=investigation.name,
+        visit_id=investigation.visit_id,
+        datasets=[shown for shown, _ in datasets],
+        **_archival(combined_status([status for _, status in datasets])),
+    )
+
+
+async def find_investigations(
+    name: str, visit_id: str | None, *, user: UserSession, selections: Selections
+) -> list[InvestigationFound]:
+    """The investigations of this name (and visit id) the caller may read."""
+    found = await selections.find_investigations(user.session_id, name, visit_id)
+    return [
+        InvestigationFound(
+            id=investigation.investigation_id,
+            name=investigation.name,
+            visit_id=investigation.visit_id,
+            title=investigation.title,
+            state=state_of(investigation.dataset_states),
+        )
+        for investigation in found
+    ]
+
+
+async def find_datasets(
+    investigation: str, name: str | None, *, user: UserSession, selections: Selections
+) -> list[DatasetFound]:
+    """The datasets (of this name) of the investigation named ``<name>-<visitId>`` the caller
+    may read."""
+    investigation_name, visit_id = split_investigation(investigation)
+    found = await selections.find_datasets(user.session_id, investigation_name, visit_id, name)
+    return [_dataset_found(dataset, investigation_name, visit_id) for dataset in found]
+
+
+def _dataset_found(dataset: CatalogueDataset, investigation: str, visit_id: str) -> DatasetFound:
+    return DatasetFound(
+        id=dataset.dataset_id,
+        name=dataset.name,
+        investigation_id=dataset.investigation_id,
+        investigation=investigation,
+        visit_id=visit_id,
+        state=dataset.archival.get(ARCHIVAL_STATE),
+    )

@@ -38,7 +38,16 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import Route, make_bus, subscribe
 from datastore_gateway.api.deps import GatewayState
-from datastore_gateway.api.routes import archive, health, jobs, login, requests, restore
+from datastore_gateway.api.routes import (
+    archive,
+    datasets,
+    health,
+    investigations,
+    jobs,
+    login,
+    requests,
+    restore,
+)
 from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
@@ -117,6 +126,8 @@ def create_app(
     app.include_router(restore.router)
     app.include_router(jobs.router)
     app.include_router(requests.router)
+    app.include_router(datasets.router)
+    app.include_router(investigations.router)
     app.include_router(health.router)
     _add_error_handlers(app)
     # Starlette runs the last added outermost: request context, then the body-size cap (a

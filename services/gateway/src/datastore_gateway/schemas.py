@@ -248,3 +248,91 @@ class RequestPage(_Shape):
         description="Pass it as `cursor` (same filters) for the next, older page; null on the "
         "last page."
     )
+
+
+class _Archival(_Shape):
+    """How the archival of some datafiles stands, from their "Archival" parameters in ICAT."""
+
+    state: str | None = Field(
+        description="The datafiles' 'Archival state' aggregated (the earliest active state "
+        "among them, else FINISHED, FAILED, CANCELED when all are, else FINISHEDDIRTY); null "
+        "when none records one (never archived)."
+    )
+    files_total: int
+    files_ended: int = Field(description="Datafiles FINISHED, FAILED or CANCELED.")
+    files_failed: int = Field(description="Datafiles FAILED or CANCELED.")
+    percentage_complete: float = Field(description=PERCENTAGE)
+    complete: bool = Field(
+        description="True once every datafile's archival has ended (failures included); a "
+        "datafile without an 'Archival state' has not."
+    )
+    failure: RequestFailure | None = Field(
+        description="When datafiles failed: 'user' when any failed by the request's own "
+        "fault (fix it and archive again), else 'system'; the reasons of the first ones, "
+        "from their 'Archival failure'."
+    )
+    waiting_on: str | None = Field(description="What it waits for now, in words; null once ended.")
+
+
+class DatasetStatus(_Archival):
+    """A dataset's archival as ICAT records it, read with your session."""
+
+    dataset_id: int
+    name: str
+    investigation_id: int
+    file_states: dict[str, str | None] | None = Field(
+        description="Each datafile's 'Archival state' (null: none) by its location (its name "
+        "when it has none); null when asked with list_files=false."
+    )
+
+
+class DatasetComplete(_Shape):
+    dataset_id: int
+    complete: bool = Field(description="True once every datafile's archival has ended.")
+
+
+class DatasetPercentage(_Shape):
+    dataset_id: int
+    percentage_complete: float = Field(description=PERCENTAGE)
+
+
+class InvestigationStatus(_Archival):
+    """An investigation's archival: over all its datasets' datafiles, and dataset by dataset."""
+
+    investigation_id: int
+    name: str
+    visit_id: str
+    datasets: list[DatasetStatus] = Field(description="By id, without their file_states.")
+
+
+class InvestigationComplete(_Shape):
+    investigation_id: int
+    complete: bool = Field(description="True once every datafile's archival has ended.")
+
+
+class InvestigationPercentage(_Shape):
+    investigation_id: int
+    percentage_complete: float = Field(description=PERCENTAGE)
+
+
+class InvestigationFound(_Shape):
+    """An investigation of the name asked, as ICAT lets you read it."""
+
+    id: int = Field(description="Its ICAT id (POST /restore investigation_ids).")
+    name: str
+    visit_id: str
+    title: str | None
+    state: str | None = Field(
+        description="Its datasets' 'Archival state' aggregated; null when none records one."
+    )
+
+
+class DatasetFound(_Shape):
+    """A dataset of the investigation (and name) asked, as ICAT lets you read it."""
+
+    id: int = Field(description="Its ICAT id (POST /restore dataset_ids).")
+    name: str
+    investigation_id: int
+    investigation: str
+    visit_id: str
+    state: str | None = Field(description="Its 'Archival state'; null when it records none.")

@@ -20,17 +20,18 @@ def problem(description: str, *details: str) -> dict[str, Any]:
 
 
 def invalid(
-    description: str, *fields: tuple[str, str], details: tuple[str, ...] = ()
+    description: str, *fields: tuple[str, str, str], details: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """A 422: a parameter FastAPI refused (``{"detail": [...], "reason": ...}``, as
-    ``main.validation_problem`` trims it), for each (location, message) in ``fields``; or one
-    our own checks refused (``{"detail": "<reason>"}``), for each of ``details``."""
+    ``main.validation_problem`` trims it), for each (location, error type, message) in
+    ``fields``; or one our own checks refused (``{"detail": "<reason>"}``), for each of
+    ``details``."""
     examples: dict[str, Any] = {}
-    for location, message in fields:
-        loc = location.split(".")
-        examples[f"invalid {loc[-1]}"] = {
+    for location, error_type, message in fields:
+        loc = [int(part) if part.isdigit() else part for part in location.split(".")]
+        examples[f"invalid {location.removeprefix('query.').removeprefix('path.')}"] = {
             "value": {
-                "detail": [{"type": "value_error", "loc": loc, "msg": message}],
+                "detail": [{"type": error_type, "loc": loc, "msg": message}],
                 "reason": f"{location}: {message}",
             }
         }

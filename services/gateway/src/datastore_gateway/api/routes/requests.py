@@ -23,8 +23,18 @@ LIST_RESPONSES: Responses = {
     422: invalid(
         "A filter is not valid (reason given): an unknown kind or state, a limit outside "
         "1-500, a date that is not ISO 8601, a cursor that is not a page's next_cursor",
-        ("query.limit", "Input should be less than or equal to 500"),
-        ("query.state.0", "Input should be 'SUBMITTED', 'STAGING', ... or 'UNKNOWN'"),
+        ("query.limit", "less_than_equal", "Input should be less than or equal to 500"),
+        (
+            "query.state.0",
+            "literal_error",
+            "Input should be 'SUBMITTED', 'STAGING', 'READY', 'ACTIVE', 'ARCHIVING', "
+            "'FINISHED', 'FINISHEDDIRTY', 'FAILED', 'CANCELED' or 'UNKNOWN'",
+        ),
+        (
+            "query.since",
+            "datetime_from_date_parsing",
+            "Input should be a valid datetime or date, input is too short",
+        ),
         details=("cursor: not a cursor of this gateway; pass a page's next_cursor as it is",),
     ),
     503: problem(

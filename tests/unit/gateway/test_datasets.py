@@ -1,0 +1,203 @@
+"""GET /datasets/{id}/status|complete|percentage and GET /datasets (by name): ICAT's archival
+records, read with the caller's own session (FakeSelections keeps ICAT's rules); FTS is never
+asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datastore_common.errors import PeerUnavailableError
+from tests.unit.gateway.conftest import Gateway
+
+FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
+LOCATIONS = [f"{FOLDER}/file_000{i}.nxs" for i in range(4)]
+IN_FLIGHT = ["FINISHED", "FAILED", "ACTIVE", "SUBMITTED"]
+ALICE = {"username": "alice", "password": "alice-pw", "auth": "db"}
+
+
+def get(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple[int, Any]:
+    answer = gateway.client.get(path, headers=gateway.bearer(**(who or {})))
+    return answer.status_code, answer.json()
+
+
+@pytest.fixture
+def in_flight(gateway: Gateway) -> list[int]:
+    """Dataset 10 (scan_0000 of ABC123-1, root's only) being archived: one file on tape, one
+    failed (its source was missing), one being copied, one waiting for FTS."""
+    ids = gateway.selections.add_dataset(
+        1,
+        10,
+        LOCATIONS,
+        first_datafile_id=100,
+        readers={"simple/root"},
+        investigation="ABC123",
+        name="scan_0000",
+    )
+    for datafile_id, state in zip(ids, IN_FLIGHT, strict=True):
+        gateway.selections.datafiles[datafile_id].state = state
+    gateway.selections.datafiles[
+        ids[1]
+    ].failure = f"user error: source not found: root://idc//{LOCATIONS[1]}"
+    gateway.transfers.down = True  # never asked: ICAT's records answer
+    return ids
+
+
+class TestStatus:
+    def test_state_each_files_state_failure_and_what_it_waits_for(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        code, body = get(gateway, "/datasets/10/status")
+        assert code == 200, body
+        assert body == {
+            "dataset_id": 10,
+            "name": "scan_0000",
+            "investigation_id": 1,
+            "state": "SUBMITTED",
+            "files_total": 4,
+            "files_ended": 2,
+            "files_failed": 1,
+            "percentage_complete": 50.0,
+            "complete": False,
+            "failure": {
+                "class": "user",
+                "reason": "1 of 4 datafiles failed or were canceled: source not found: "
+                f"root://idc//{LOCATIONS[1]}",
+            },
+            "waiting_on": "a transfer slot in the FTS queue",
+            "file_states": dict(zip(LOCATIONS, IN_FLIGHT, strict=True)),
+        }
+        assert gateway.transfers.status_calls == 0
+
+    def test_list_files_false_is_the_summary_only(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        code, body = get(gateway, "/datasets/10/status?list_files=false")
+        assert code == 200
+        assert body["file_states"] is None
+        assert (body["state"], body["files_total"]) == ("SUBMITTED", 4)
+
+    def test_complete_and_percentage_follow_the_files_to_the_end(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        assert get(gateway, "/datasets/10/complete") == (
+            200,
+            {"dataset_id": 10, "complete": False},
+        )
+        assert get(gateway, "/datasets/10/percentage") == (
+            200,
+            {"dataset_id": 10, "percentage_complete": 50.0},
+        )
+        for datafile_id in in_flight[2:]:
+            gateway.selections.datafiles[datafile_id].state = "FINISHED"
+        # One file failed: the dataset ended FINISHEDDIRTY, and is complete at 100 %.
+        assert get(gateway, "/datasets/10/complete")[1]["complete"] is True
+        assert get(gateway, "/datasets/10/percentage")[1]["percentage_complete"] == 100.0
+        body = get(gateway, "/datasets/10/status")[1]
+        assert (body["state"], body["waiting_on"]) == ("FINISHEDDIRTY", None)
+
+    def test_a_dataset_without_datafiles_is_complete_and_never_archived(
+        self, gateway: Gateway
+    ) -> None:
+        gateway.selections.add_dataset(2, 20, [], first_datafile_id=200)
+        body = get(gateway, "/datasets/20/status")[1]
+        assert (body["state"], body["complete"], body["percentage_complete"]) == (
+            None,
+            True,
+            100.0,
+        )
+        assert body["file_states"] == {}
+        assert get(gateway, "/datasets/20/percentage")[1]["percentage_complete"] == 100.0
+
+    def test_a_dataset_never_archived_has_no_state(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(3, 30, LOCATIONS[:2], first_datafile_id=300, state=None)
+        body = get(gateway, "/datasets/30/status")[1]
+        assert (body["state"], body["complete"], body["waiting_on"]) == (None, False, None)
+        assert body["file_states"] == {LOCATIONS[0]: None, LOCATIONS[1]: None}
+
+
+class TestRefused:
+    @pytest.mark.parametrize("suffix", ["status", "complete", "percentage"])
+    def test_a_dataset_icat_does_not_let_you_read_is_404_as_an_unknown_one(
+        self, gateway: Gateway, in_flight: list[int], suffix: str
+    ) -> None:
+        code, body = get(gateway, f"/datasets/10/{suffix}", ALICE)
+        assert code == 404
+        assert body["detail"] == "not found, or not readable with your ICAT session: Dataset 10"
+        assert get(gateway, f"/datasets/99/{suffix}")[0] == 404
+
+    @pytest.mark.parametrize("suffix", ["status", "complete", "percentage"])
+    def test_no_session_is_401_and_icat_is_not_asked(
+        self, gateway: Gateway, in_flight: list[int], suffix: str
+    ) -> None:
+        assert gateway.client.get(f"/datasets/10/{suffix}").status_code == 401
+        assert gateway.client.get("/datasets?investigation=ABC123-1").status_code == 401
+        assert gateway.selections.calls == 0
+
+    def test_not_an_id_is_422(self, gateway: Gateway) -> None:
+        code, body = get(gateway, "/datasets/scan_0000/status")
+        assert code == 422 and "dataset_id" in body["reason"]
+
+    def test_icat_down_is_503(self, gateway: Gateway, in_flight: list[int]) -> None:
+        gateway.selections.fail_with = PeerUnavailableError("icat search: connection refused")
+        answer = gateway.client.get("/datasets/10/status", headers=gateway.bearer())
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+
+
+class TestFindByName:
+    def test_a_dataset_by_investigation_and_name_then_restored_by_its_id(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        gateway.selections.add_dataset(
+            1, 11, [f"{FOLDER[:-1]}1/a.nxs"], first_datafile_id=110, name="scan_0001"
+        )
+        code, found = get(gateway, "/datasets?investigation=ABC123-1&name=scan_0001")
+        assert code == 200
+        assert found == [
+            {
+                "id": 11,
+                "name": "scan_0001",
+                "investigation_id": 1,
+                "investigation": "ABC123",
+                "visit_id": "1",
+                "state": "FINISHED",
+            }
+        ]
+        restored = gateway.client.post(
+            "/restore", json={"dataset_ids": [found[0]["id"]]}, headers=gateway.bearer()
+        )
+        assert restored.status_code == 202, restored.text
+
+    def test_every_dataset_of_the_investigation_without_a_name(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        gateway.selections.add_dataset(1, 11, [], first_datafile_id=110, name="scan_0001")
+        found = get(gateway, "/datasets?investigation=ABC123-1")[1]
+        assert [(d["id"], d["name"], d["state"]) for d in found] == [
+            (10, "scan_0000", "SUBMITTED"),
+            (11, "scan_0001", None),
+        ]
+
+    def test_the_name_is_split_at_the_last_dash(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(
+            5, 50, [], first_datafile_id=500, investigation="RB-2024", visit_id="7"
+        )
+        found = get(gateway, "/datasets?investigation=RB-2024-7")[1]
+        assert [(d["id"], d["investigation"], d["visit_id"]) for d in found] == [
+            (50, "RB-2024", "7")
+        ]
+
+    def test_what_icat_does_not_let_you_read_is_not_found(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        assert get(gateway, "/datasets?investigation=ABC123-1", ALICE) == (200, [])
+        assert get(gateway, "/datasets?investigation=ABC123-2") == (200, [])
+
+    @pytest.mark.parametrize("query", ["", "?investigation=ABC123", "?investigation=ABC123-"])
+    def test_an_investigation_not_given_as_name_dash_visit_is_422(
+        self, gateway: Gateway, query: str
+    ) -> None:
+        code, body = get(gateway, f"/datasets{query}")
+        assert code == 422
+        assert "investigation" in str(body.get("reason", body["detail"]))

@@ -1,0 +1,147 @@
+"""GET /investigations/{id}/status|complete|percentage and GET /investigations (by name):
+an investigation's archival over its datasets, read with the caller's own session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.gateway.conftest import Gateway
+
+ALICE = {"username": "alice", "password": "alice-pw", "auth": "db"}
+
+
+def get(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple[int, Any]:
+    answer = gateway.client.get(path, headers=gateway.bearer(**(who or {})))
+    return answer.status_code, answer.json()
+
+
+@pytest.fixture
+def investigation(gateway: Gateway) -> int:
+    """Investigation 1 (ABC123, visit 1, root's only): scan_0000 on tape, scan_0001 being
+    copied with a failure, scan_0002 never archived."""
+    selections = gateway.selections
+    root = {"simple/root"}
+    selections.add_dataset(
+        1, 10, ["a/0", "a/1"], first_datafile_id=100, readers=root, investigation="ABC123"
+    )
+    selections.add_dataset(1, 11, ["b/0", "b/1", "b/2"], first_datafile_id=110, state="ACTIVE")
+    selections.datafiles[110].state = "FAILED"
+    selections.datafiles[110].failure = "system error: TRANSFER timeout"
+    selections.add_dataset(1, 12, ["c/0"], first_datafile_id=120, state=None)
+    gateway.transfers.down = True  # never asked
+    return 1
+
+
+def test_status_over_all_datasets_and_dataset_by_dataset(
+    gateway: Gateway, investigation: int
+) -> None:
+    code, body = get(gateway, f"/investigations/{investigation}/status")
+    assert code == 200, body
+    datasets = body.pop("datasets")
+    assert body == {
+        "investigation_id": 1,
+        "name": "ABC123",
+        "visit_id": "1",
+        "state": "ACTIVE",
+        "files_total": 6,
+        "files_ended": 3,
+        "files_failed": 1,
+        "percentage_complete": 50.0,
+        "complete": False,
+        "failure": {
+            "class": "system",
+            "reason": "1 of 6 datafiles failed or were canceled: TRANSFER timeout",
+        },
+        "waiting_on": "the copy",
+    }
+    assert [(d["dataset_id"], d["state"], d["percentage_complete"]) for d in datasets] == [
+        (10, "FINISHED", 100.0),
+        (11, "ACTIVE", 33.33),
+        (12, None, 0.0),
+    ]
+    assert {d["file_states"] for d in datasets} == {None}
+    assert datasets[1] == get(gateway, "/datasets/11/status?list_files=false")[1]
+    assert gateway.transfers.status_calls == 0
+
+
+def test_complete_and_percentage(gateway: Gateway, investigation: int) -> None:
+    assert get(gateway, "/investigations/1/complete") == (
+        200,
+        {"investigation_id": 1, "complete": False},
+    )
+    assert get(gateway, "/investigations/1/percentage") == (
+        200,
+        {"investigation_id": 1, "percentage_complete": 50.0},
+    )
+    for datafile in gateway.selections.datafiles.values():
+        if datafile.state in ("ACTIVE", None):
+            datafile.state = "FINISHED"
+    assert get(gateway, "/investigations/1/complete")[1]["complete"] is True
+    assert get(gateway, "/investigations/1/percentage")[1]["percentage_complete"] == 100.0
+    assert get(gateway, "/investigations/1/status")[1]["state"] == "FINISHEDDIRTY"
+
+
+def test_an_investigation_without_datasets_is_complete(gateway: Gateway) -> None:
+    gateway.selections.add_dataset(2, 20, [], first_datafile_id=200)
+    del gateway.selections.datasets[20]
+    body = get(gateway, "/investigations/2/status")[1]
+    assert (body["state"], body["complete"], body["percentage_complete"], body["datasets"]) == (
+        None,
+        True,
+        100.0,
+        [],
+    )
+
+
+@pytest.mark.parametrize("suffix", ["status", "complete", "percentage"])
+def test_one_icat_does_not_let_you_read_is_404_as_an_unknown_one(
+    gateway: Gateway, investigation: int, suffix: str
+) -> None:
+    code, body = get(gateway, f"/investigations/1/{suffix}", ALICE)
+    assert code == 404
+    assert body["detail"] == "not found, or not readable with your ICAT session: Investigation 1"
+    assert get(gateway, f"/investigations/99/{suffix}")[0] == 404
+    assert gateway.client.get(f"/investigations/1/{suffix}").status_code == 401
+
+
+class TestFindByName:
+    def test_by_name_and_visit_then_restored_by_its_id(
+        self, gateway: Gateway, investigation: int
+    ) -> None:
+        gateway.selections.add_dataset(
+            2, 20, ["d/0"], first_datafile_id=200, investigation="ABC123", visit_id="2"
+        )
+        code, found = get(gateway, "/investigations?name=ABC123&visit_id=2")
+        assert code == 200
+        assert found == [
+            {"id": 2, "name": "ABC123", "visit_id": "2", "title": "Title", "state": "FINISHED"}
+        ]
+        restored = gateway.client.post(
+            "/restore", json={"investigation_ids": [found[0]["id"]]}, headers=gateway.bearer()
+        )
+        assert restored.status_code == 202, restored.text
+
+    def test_every_visit_without_a_visit_id_with_its_datasets_states(
+        self, gateway: Gateway, investigation: int
+    ) -> None:
+        gateway.selections.add_dataset(
+            2, 20, ["d/0"], first_datafile_id=200, investigation="ABC123", visit_id="2"
+        )
+        found = get(gateway, "/investigations?name=ABC123")[1]
+        # Investigation 1's datasets: FINISHED, ACTIVE (one file FAILED), none recorded.
+        assert [(i["id"], i["visit_id"], i["state"]) for i in found] == [
+            (1, "1", "ACTIVE"),
+            (2, "2", "FINISHED"),
+        ]
+
+    def test_what_icat_does_not_let_you_read_is_not_found(
+        self, gateway: Gateway, investigation: int
+    ) -> None:
+        assert get(gateway, "/investigations?name=ABC123", ALICE) == (200, [])
+        assert get(gateway, "/investigations?name=ABC12") == (200, [])
+
+    def test_a_name_is_needed(self, gateway: Gateway) -> None:
+        code, body = get(gateway, "/investigations")
+        assert code == 422 and "query.name" in body["reason"]
