@@ -236,12 +236,17 @@ def restore(
     headers = {"Authorization": f"Bearer {session_id}"}
     udc = settings.user_data_cache.rstrip("/")
 
-    say("Restore: find the dataset's id in ICAT")
-    [dataset_id] = client.search(
-        "SELECT d.id FROM Dataset d JOIN d.investigation i "
-        f"WHERE i.name = 'ABC123' AND i.visitId = '{visit_id}' AND d.name = 'scan_0000'"
-    )
-    print(f"dataset scan_0000 of ABC123-{visit_id} has id {dataset_id}")
+    say("Restore: find the dataset's id by its name, and how its archival stands (as you)")
+    query = {"investigation": f"ABC123-{visit_id}", "name": "scan_0000"}
+    found = http.get("/datasets", params=query, headers=headers)
+    print(f"GET /datasets?investigation=ABC123-{visit_id}&name=scan_0000 -> {found.status_code}")
+    print(json.dumps(found.json(), indent=2))
+    if found.status_code != 200 or len(found.json()) != 1:
+        sys.exit("the gateway did not find the dataset by its name")
+    dataset_id = found.json()[0]["id"]
+    status = http.get(f"/datasets/{dataset_id}/status", headers=headers)
+    print(f"GET /datasets/{dataset_id}/status -> {status.status_code}")
+    print(json.dumps(status.json(), indent=2))
 
     say("Restore: POST /restore with its dataset id")
     body = {"investigation_ids": [], "dataset_ids": [int(dataset_id)], "datafile_ids": []}
