@@ -49,6 +49,12 @@ class AuthenticationError(PermanentError):
     """Credentials or session were refused."""
 
 
+class SessionRefusedError(AuthenticationError):
+    """The *caller's* own ICAT session or login was refused (unknown, expired, wrong
+    password, none given): the gateway answers 401. Any other ``AuthenticationError`` is a peer
+    refusing *us*, never the caller's fault (the gateway answers 503)."""
+
+
 class ForbiddenError(PermanentError):
     """Authenticated, but not allowed to do this."""
 

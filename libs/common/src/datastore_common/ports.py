@@ -119,11 +119,11 @@ class Sessions(ABC):
 
     @abstractmethod
     async def login(self, auth: str, credentials: Mapping[str, str]) -> str:
-        """A new ICAT session id; AuthenticationError when refused."""
+        """A new ICAT session id; SessionRefusedError when the credentials are refused."""
 
     @abstractmethod
     async def check(self, session_id: str) -> UserSession:
-        """Who owns the session; AuthenticationError when unknown or expired."""
+        """Who owns the session; SessionRefusedError when unknown or expired."""
 
 
 ArchivalEntity = Literal["Dataset", "Datafile"]
@@ -298,5 +298,5 @@ class Selections(ABC):
 
         Raises NotFoundError naming the ids the user cannot read (or that do not exist),
         NotArchivedError when any resolved datafile's "Archival state" is not FINISHED,
-        AuthenticationError when the session is refused.
+        SessionRefusedError when the session is refused.
         """

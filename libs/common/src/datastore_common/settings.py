@@ -156,6 +156,18 @@ class GatewaySettings(_Section):
     max_datafiles_per_request: int = Field(default=50_000, ge=1)
     max_bytes_per_request: int = Field(default=50 * 1024**4, ge=1)
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    max_login_body_bytes: int = Field(
+        default=8 * 1024,
+        ge=256,
+        le=1024**2,
+        description="Cap on the body of POST /login (read without a session): larger is a 413.",
+    )
+    max_concurrent_logins: int = Field(
+        default=4,
+        ge=1,
+        description="POST /login calls asked of ICAT at once by one gateway; more are answered "
+        "503 with Retry-After at once (no queue of logins piling up on ICAT's authenticator).",
+    )
     idempotency_window_seconds: int = Field(default=24 * 3600, ge=0)
     state_db: str = Field(
         default="sqlite:///var/gateway/gateway.sqlite",

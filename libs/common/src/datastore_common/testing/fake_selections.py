@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
+from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
 from datastore_common.ports import Selections, describe_ids
 
 
@@ -74,7 +74,7 @@ class FakeSelections(Selections):
             raise self.fail_with
         user = self.user_of(session_id)
         if user is None:
-            raise AuthenticationError("session expired or unknown")
+            raise SessionRefusedError("session expired or unknown")
         missing = {
             "Investigation": [i for i in investigation_ids if not self._readable(user, i)],
             "Dataset": [d for d in dataset_ids if not self._readable(user, self.datasets.get(d))],

@@ -16,10 +16,11 @@ from typing import Any
 
 from datastore_common.adapters.icat.jpql import IN_CHUNK, PAGE, chunks, in_list, jpql_literal
 from datastore_common.adapters.icat.pool import IcatClient, IcatClientPool, raw_call
+from datastore_common.adapters.icat.sessions import as_the_user
 from datastore_common.domain.archival import ARCHIVAL_STATE, PARAMETER_UNITS
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
+from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
 from datastore_common.logging import get_logger
 from datastore_common.ports import Selections, describe_ids
 
@@ -45,14 +46,16 @@ class IcatSelections(Selections):
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
         if not session_id:
-            raise AuthenticationError("icat search: empty session id")
+            raise SessionRefusedError("icat search: empty session id")
         named = {
             "Investigation": sorted(set(investigation_ids)),
             "Dataset": sorted(set(dataset_ids)),
             "Datafile": sorted(set(datafile_ids)),
         }
-        return await self._pool.call(
-            "resolve_selection", lambda client: self._resolve(client, session_id, named)
+        return await as_the_user(
+            lambda: self._pool.call(
+                "resolve_selection", lambda client: self._resolve(client, session_id, named)
+            )
         )
 
     def _search(self, client: IcatClient, session_id: str, query: str) -> list[Any]:
