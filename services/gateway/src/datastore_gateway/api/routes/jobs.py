@@ -1,4 +1,5 @@
-"""GET /job/{job_id}[/status|/percentage]: an FTS job (archive or restore) as FTS sees it now."""
+"""GET /job/{job_id}[/status|/percentage]: an FTS job (archive or restore) as FTS sees it now,
+to the owner of its request and to ``gateway.admins`` only (others: 404)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,62 @@ from typing import Any
 from fastapi import APIRouter
 
 from datastore_gateway import handlers
-from datastore_gateway.api.deps import CurrentUser, TransfersDep
+from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep, TransfersDep
 from datastore_gateway.schemas import JobPercentage, JobState, JobStatus, Problem
 
 router = APIRouter(prefix="/job", tags=["Jobs"])
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
-    404: {"model": Problem, "description": "FTS knows no such job"},
-    503: {"model": Problem, "description": "FTS unavailable"},
+    404: {
+        "model": Problem,
+        "description": "No such job of yours: not a job of a request you made (admins: "
+        "gateway.admins see every job), or FTS knows no such job",
+    },
+    503: {"model": Problem, "description": "FTS or the request ledger unavailable"},
 }
 
 
 @router.get("/{job_id}", responses=RESPONSES)
-async def job(job_id: str, _: CurrentUser, transfers: TransfersDep) -> JobStatus:
+async def job(
+    job_id: str,
+    user: CurrentUser,
+    transfers: TransfersDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> JobStatus:
     """The job's state, percentage and every file's state."""
-    return handlers.job_status(await handlers.job_progress(job_id, transfers))
+    progress = await handlers.job_progress(
+        job_id, transfers, user=user, ledger=ledger, settings=settings
+    )
+    return handlers.job_status(progress)
 
 
 @router.get("/{job_id}/status", responses=RESPONSES)
-async def job_status(job_id: str, _: CurrentUser, transfers: TransfersDep) -> JobState:
+async def job_status(
+    job_id: str,
+    user: CurrentUser,
+    transfers: TransfersDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> JobState:
     """The job's FTS state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...) and whether it is final."""
-    return handlers.job_state(await handlers.job_progress(job_id, transfers))
+    progress = await handlers.job_progress(
+        job_id, transfers, user=user, ledger=ledger, settings=settings
+    )
+    return handlers.job_state(progress)
 
 
 @router.get("/{job_id}/percentage", responses=RESPONSES)
-async def job_percentage(job_id: str, _: CurrentUser, transfers: TransfersDep) -> JobPercentage:
+async def job_percentage(
+    job_id: str,
+    user: CurrentUser,
+    transfers: TransfersDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> JobPercentage:
     """Finished files / all files x 100."""
-    return handlers.job_percentage(await handlers.job_progress(job_id, transfers))
+    progress = await handlers.job_progress(
+        job_id, transfers, user=user, ledger=ledger, settings=settings
+    )
+    return handlers.job_percentage(progress)
