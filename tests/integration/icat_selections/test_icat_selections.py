@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import icat
 import pytest
+from pydantic import SecretStr
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.adapters.icat.selections import IcatSelections
 from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
+from datastore_common.domain.paths import DatafilePlace
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
@@ -76,8 +78,9 @@ async def sessions(pool: IcatClientPool) -> IcatSessions:
 
 
 @pytest.fixture
-def selections(pool: IcatClientPool) -> IcatSelections:
-    return IcatSelections(pool)
+def selections(pool: IcatClientPool, icat_settings: IcatSettings) -> IcatSelections:
+    # The catalogue fixture writes as the functional account of the same settings.
+    return IcatSelections(pool, archival_writer=icat_settings.functional_user)
 
 
 @pytest.fixture
@@ -133,8 +136,9 @@ async def test_overlapping_ids_name_each_datafile_once_in_few_icat_calls(
         root_session, [archived.investigation_id], archived.dataset_ids, [first_file]
     )
     assert sorted(i.datafile_id for i in items) == sorted(archived.files())
-    # Two existence checks, then datafiles and their states per kind of id: 8 searches.
-    assert selections.searches <= 8
+    # Two existence checks, datafiles and their states per kind of id, then the instruments
+    # and the facility cycles of the investigations found: 10 searches.
+    assert selections.searches <= 10
 
 
 async def test_alice_restores_her_investigation_but_not_one_she_is_not_a_user_of(
@@ -187,3 +191,48 @@ async def test_unknown_ids_are_named(selections: IcatSelections, root_session: s
 async def test_an_unknown_session_is_an_authentication_error(selections: IcatSelections) -> None:
     with pytest.raises(AuthenticationError):
         await selections.resolve(str(uuid.uuid4()), [1], [], [])
+
+
+async def test_each_datafile_comes_with_its_place_in_the_hierarchy(
+    catalogue: IcatCatalogue, selections: IcatSelections, root_session: str
+) -> None:
+    archived = await archive_in_icat(catalogue, datasets=1, files=1)
+    [item] = await selections.resolve(root_session, [archived.investigation_id], [], [])
+    name = item.location.split("/")[2].rsplit("-", 1)[0]
+    assert item.place == DatafilePlace(
+        instruments=("instrument",),
+        facility_cycles=("20XX",),
+        investigation=name,
+        visit_id="1",
+        dataset_type="scan",
+        dataset="scan_0000",
+        datafile="file_0000.nxs",
+    )
+    assert item.location == f"instrument/20XX/{name}-1/scan/scan_0000/file_0000.nxs"
+
+
+async def test_a_state_the_functional_account_did_not_write_does_not_count(
+    catalogue: IcatCatalogue,
+    selections: IcatSelections,
+    root_session: str,
+    icat_settings: IcatSettings,
+) -> None:
+    """The emulator sets modId to the writer's plugin/name, as ICAT does: a FINISHED that
+    root wrote by hand is named and refused (409), never restored."""
+    archived = await archive_in_icat(catalogue, datasets=1, files=2, state="ACTIVE")
+    ids = sorted(archived.files())
+    by_hand = IcatCatalogue(
+        icat_settings.model_copy(update={"username": "root", "password": SecretStr("pw")}),
+        pool=IcatClientPool(str(icat_settings.url), size=1),
+    )
+    try:
+        await by_hand.set_archival("Datafile", {ids[0]: {ARCHIVAL_STATE: "FINISHED"}})
+    finally:
+        await by_hand.close()
+    await catalogue.set_archival("Datafile", {ids[1]: {ARCHIVAL_STATE: "FINISHED"}})
+    with pytest.raises(NotArchivedError) as refused:
+        await selections.resolve(root_session, [], archived.dataset_ids, [])
+    assert list(refused.value.states) == [ids[0]]
+    assert "written by 'simple/root', not by Datastore" in str(refused.value)
+    [item] = await selections.resolve(root_session, [], [], [ids[1]])
+    assert item.datafile_id == ids[1]

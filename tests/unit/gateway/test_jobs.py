@@ -10,11 +10,15 @@ import pytest
 
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.messages import PlannedJob
+from datastore_common.testing.fake_selections import place_of
 from tests.unit.gateway.conftest import TEST_VO, Gateway, seed_body
+
+FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
 
 
 def submitted_job(gateway: Gateway, files: int = 4) -> str:
-    items = [RestoreItem(i, 1, f"a/b/f{i}.nxs") for i in range(files)]
+    locations = [f"{FOLDER}/f{i}.nxs" for i in range(files)]
+    items = [RestoreItem(i, 1, loc, place=place_of(loc)) for i, loc in enumerate(locations)]
     [job] = plan_restore(
         str(uuid.uuid4()),
         items,
@@ -45,8 +49,8 @@ def test_job_shows_state_files_and_percentage(gateway: Gateway) -> None:
     assert answer["job_id"] == job_id and answer["state"] == "ACTIVE"
     assert answer["percentage_complete"] == 25.0
     assert [f["state"] for f in answer["files"]] == ["FINISHED", "ACTIVE", "STAGING", "SUBMITTED"]
-    assert answer["files"][0]["source"] == "root://tape//archive/a/b/f0.nxs"
-    assert answer["files"][0]["destination"] == "root://udc//a/b/f0.nxs"
+    assert answer["files"][0]["source"] == f"root://tape//archive/{FOLDER}/f0.nxs"
+    assert answer["files"][0]["destination"] == f"root://udc//{FOLDER}/f0.nxs"
 
 
 def test_status_follows_the_job_to_finished(gateway: Gateway) -> None:
@@ -122,7 +126,6 @@ def test_job_endpoints_need_a_session(gateway: Gateway) -> None:
 # ---------------------------------------------------------------- whose job it is
 
 ALICE = {"username": "alice", "password": "alice-pw", "auth": "db"}  # not an admin
-FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
 JOB_PATHS = ("/job/{}", "/job/{}/status", "/job/{}/percentage")
 
 

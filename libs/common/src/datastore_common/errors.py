@@ -88,3 +88,21 @@ class NotArchivedError(PermanentError):
             f"{len(self.states)} selected datafile(s) cannot be restored: their "
             f'"Archival state" is not FINISHED: {listed}{more}'
         )
+
+
+class UntrustedLocationError(InvalidRequestError):
+    """Some selected datafiles cannot be restored: their ``Datafile.location`` in ICAT is not
+    the one Datastore wrote for them (unsafe, or not where the investigation/dataset/datafile
+    hierarchy puts them). ``reasons`` maps datafile id -> why."""
+
+    def __init__(self, reasons: Mapping[int, str]) -> None:
+        self.reasons = dict(reasons)
+        shown = sorted(self.reasons.items())[:20]
+        listed = "; ".join(f"{i} ({why})" for i, why in shown)
+        more = (
+            f"; and {len(self.reasons) - len(shown)} more" if len(self.reasons) > len(shown) else ""
+        )
+        super().__init__(
+            f"{len(self.reasons)} selected datafile(s) cannot be restored: their location in "
+            f"ICAT is not the one Datastore archived them at: {listed}{more}"
+        )

@@ -294,9 +294,11 @@ class Selections(ABC):
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
         """Every datafile named directly or through its dataset or investigation, once each,
-        ordered by (dataset id, location).
+        ordered by (dataset id, location), with its place in ICAT's hierarchy (the planner
+        rebuilds the location from it and refuses a stored location that differs).
 
         Raises NotFoundError naming the ids the user cannot read (or that do not exist),
-        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED,
-        SessionRefusedError when the session is refused.
+        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED or was
+        not written by the functional account (ICAT's ``modId``), SessionRefusedError when the
+        session is refused.
         """

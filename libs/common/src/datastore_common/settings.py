@@ -102,6 +102,17 @@ class IcatSettings(_Section):
     session_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long the gateway trusts a checked user session."
     )
+    functional_user_name: str | None = Field(
+        default=None,
+        description="The functional account's user name as ICAT reports it (getUserName, and "
+        "the modId of what it writes); default '<auth>/<username>'. A restore counts a "
+        'datafile\'s "Archival state" only when this account wrote it.',
+    )
+
+    @property
+    def functional_user(self) -> str:
+        """Who ICAT says wrote what the functional account writes (``modId``)."""
+        return self.functional_user_name or f"{self.auth}/{self.username}"
 
 
 class BrokerSettings(_Section):

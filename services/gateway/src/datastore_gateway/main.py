@@ -163,7 +163,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
                 IcatSessions(pool), ttl=settings.icat.session_cache_seconds
             )
         if state.selections is None:
-            state.selections = IcatSelections(pool)
+            state.selections = IcatSelections(pool, archival_writer=settings.icat.functional_user)
         if state.vocabulary is None:
             icat_vocabulary = IcatVocabulary(settings.icat, pool=pool)
             opened.push_async_callback(icat_vocabulary.close)  # logs out before pool.close

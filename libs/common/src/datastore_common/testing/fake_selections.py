@@ -1,36 +1,58 @@
 """An in-memory ``Selections``: investigations, datasets and datafiles with their readers and
-"Archival state", resolved with ICAT's rules (unreadable = not found; only FINISHED restores)."""
+"Archival state", resolved with ICAT's rules (unreadable = not found; only FINISHED restores,
+and only a state the functional account wrote)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from datastore_common.domain.paths import DatafilePlace
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED
 from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
 from datastore_common.ports import Selections, describe_ids
 
+#: The functional account as ICAT names it with the default settings (``icat.functional_user``).
+FUNCTIONAL_USER = "simple/datastore"
+
+
+def place_of(location: str) -> DatafilePlace:
+    """The place a well-formed location names (the fake's entities are made from it)."""
+    instrument, cycle, folder, dataset_type, dataset, datafile = location.split("/")
+    investigation, visit_id = folder.rsplit("-", 1)
+    return DatafilePlace(
+        (instrument,), (cycle,), investigation, visit_id, dataset_type, dataset, datafile
+    )
+
 
 @dataclass
 class FakeDatafile:
+    """``location`` is what ICAT stores; ``place`` where its entities put it (made from the
+    location it was added with: change either to forge one); ``state_by`` who wrote its
+    "Archival state" (ICAT's ``modId``)."""
+
     datafile_id: int
     dataset_id: int
     location: str | None
     state: str | None = FINISHED
     checksum: str | None = None
     filesize: int | None = None
+    place: DatafilePlace | None = None
+    state_by: str = FUNCTIONAL_USER
 
 
 @dataclass
 class FakeSelections(Selections):
     """``readers`` maps investigation id -> user names allowed to read it (``None`` = anyone);
-    ``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``)."""
+    ``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``);
+    ``archival_writer`` is the only writer whose "Archival state" counts."""
 
     user_of: Callable[[str], str | None] = lambda session_id: session_id or None
     investigations: dict[int, Collection[str] | None] = field(default_factory=dict)
     datasets: dict[int, int] = field(default_factory=dict)  # dataset id -> investigation id
     datafiles: dict[int, FakeDatafile] = field(default_factory=dict)
+    archival_writer: str = FUNCTIONAL_USER
     calls: int = 0
     fail_with: Exception | None = None
 
@@ -44,14 +66,21 @@ class FakeSelections(Selections):
         state: str | None = FINISHED,
         readers: Collection[str] | None = None,
     ) -> list[int]:
-        """A dataset whose datafiles (ids from ``first_datafile_id``) sit at ``locations``."""
+        """A dataset whose datafiles (ids from ``first_datafile_id``) sit at ``locations``
+        (``{instrument}/{cycle}/{name}-{visitId}/{type}/{dataset}/{datafile}``)."""
         self.investigations.setdefault(investigation_id, readers)
         self.datasets[dataset_id] = investigation_id
         ids = []
         for offset, location in enumerate(locations):
             datafile_id = first_datafile_id + offset
             self.datafiles[datafile_id] = FakeDatafile(
-                datafile_id, dataset_id, location, state, f"adler32:{datafile_id:08x}", 1024
+                datafile_id,
+                dataset_id,
+                location,
+                state,
+                f"adler32:{datafile_id:08x}",
+                1024,
+                place=place_of(location),
             )
             ids.append(datafile_id)
         return ids
@@ -61,6 +90,12 @@ class FakeSelections(Selections):
             return False
         readers = self.investigations[investigation_id]
         return readers is None or user in readers
+
+    def _state(self, datafile: FakeDatafile) -> str | None:
+        """The "Archival state" as a restore counts it: FINISHED only if ours."""
+        if datafile.state is None or datafile.state_by == self.archival_writer:
+            return datafile.state
+        return f"{datafile.state} written by {datafile.state_by!r}, not by Datastore: not counted"
 
     async def resolve(
         self,
@@ -96,13 +131,25 @@ class FakeSelections(Selections):
             for f in self.datafiles.values()
             if f.dataset_id in chosen_datasets or f.datafile_id in set(datafile_ids)
         }
-        refused: dict[int, str | None] = {
-            f.datafile_id: f.state for f in chosen.values() if f.state != FINISHED or not f.location
-        }
+        refused: dict[int, str | None] = {}
+        items = []
+        for f in chosen.values():
+            state = self._state(f)
+            if state != FINISHED:
+                refused[f.datafile_id] = state
+            elif not f.location or f.place is None:
+                refused[f.datafile_id] = f"{state}, but no location"
+            else:
+                items.append(
+                    RestoreItem(
+                        f.datafile_id,
+                        f.dataset_id,
+                        f.location,
+                        f.checksum,
+                        f.filesize,
+                        place=f.place,
+                    )
+                )
         if refused:
             raise NotArchivedError(refused)
-        items = [
-            RestoreItem(f.datafile_id, f.dataset_id, f.location or "", f.checksum, f.filesize)
-            for f in chosen.values()
-        ]
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
