@@ -22,6 +22,8 @@ from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
 from datastore_common.domain.states import FAILED, FINISHED, is_terminal
 from datastore_common.errors import (
+    AuthenticationError,
+    CredentialError,
     DatastoreError,
     ForbiddenError,
     InvalidRequestError,
@@ -149,9 +151,12 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
             f"ICAT did not say within {VOCABULARY_TIMEOUT_SECONDS:g} s whether the names the "
             "request uses exist; nothing accepted"
         ) from exc
+    except (CredentialError, AuthenticationError):
+        # The functional account refused: the error table's 503 with an alarm, never a 401
+        # (nor a word about our account) to the client.
+        raise
     except DatastoreError as exc:
-        # Whatever ICAT answered (down, or the functional account refused), the client's
-        # request is not at fault: 503, never a 401/422 about our own account.
+        # Whatever else ICAT answered (down, say), the client's request is not at fault: 503.
         raise PeerUnavailableError(
             f"cannot check the names the request uses in ICAT; nothing accepted: {exc}"
         ) from exc
