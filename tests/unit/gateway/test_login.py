@@ -77,8 +77,8 @@ class TestLogin:
         assert answer.headers["Retry-After"]
 
 
-async def test_logins_beyond_the_limit_are_503_at_once_not_queued(tmp_path: Path) -> None:
-    harness = build_gateway(tmp_path, max_concurrent_logins=2)
+async def test_logins_beyond_the_limit_wait_briefly_then_get_503(tmp_path: Path) -> None:
+    harness = build_gateway(tmp_path, max_concurrent_logins=2, login_wait_seconds=0.2)
     release, both_asked = asyncio.Event(), asyncio.Event()
     asked: list[str] = []
     real_login = harness.sessions.login
@@ -107,6 +107,32 @@ async def test_logins_beyond_the_limit_are_503_at_once_not_queued(tmp_path: Path
     assert [a.status_code for a in answered] == [200, 200]
     assert later.status_code == 200
     assert len(asked) == 3  # the refused login never reached ICAT
+
+
+async def test_a_login_beyond_the_limit_gets_the_next_free_turn(tmp_path: Path) -> None:
+    harness = build_gateway(tmp_path, max_concurrent_logins=1, login_wait_seconds=30)
+    release, first_asked = asyncio.Event(), asyncio.Event()
+    real_login = harness.sessions.login
+
+    async def slow_login(auth: str, credentials: Mapping[str, str]) -> str:
+        if not first_asked.is_set():
+            first_asked.set()
+            await release.wait()
+        return await real_login(auth, credentials)
+
+    harness.sessions.login = slow_login  # type: ignore[method-assign]
+    app = harness.app
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            first = asyncio.create_task(client.post("/login", json=ROOT))
+            await asyncio.wait_for(first_asked.wait(), timeout=5)
+            second = asyncio.create_task(client.post("/login", json=ROOT))
+            await asyncio.sleep(0.1)
+            assert not second.done()  # waiting for the turn, not refused
+            release.set()
+            answers = await asyncio.gather(first, second)
+    assert [a.status_code for a in answers] == [200, 200]
 
 
 class TestBearer:

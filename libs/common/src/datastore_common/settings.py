@@ -174,10 +174,14 @@ class GatewaySettings(_Section):
         description="Cap on the body of POST /login (read without a session): larger is a 413.",
     )
     max_concurrent_logins: int = Field(
-        default=4,
+        default=8,
         ge=1,
-        description="POST /login calls asked of ICAT at once by one gateway; more are answered "
-        "503 with Retry-After at once (no queue of logins piling up on ICAT's authenticator).",
+        description="POST /login calls asked of ICAT at once by one gateway; more wait up to "
+        "login_wait_seconds for a turn, then get 503 with Retry-After (logins do not pile up "
+        "on ICAT's authenticator).",
+    )
+    login_wait_seconds: float = Field(
+        default=5.0, ge=0, description="How long a login beyond the limit waits for a turn."
     )
     idempotency_window_seconds: int = Field(default=24 * 3600, ge=0)
     state_db: str = Field(

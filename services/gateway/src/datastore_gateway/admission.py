@@ -1,8 +1,10 @@
-"""How many calls of one kind the gateway makes at once: beyond a limit, a 503 at once.
+"""How many calls of one kind the gateway makes at once: beyond a limit, a short wait for a
+turn, then a 503.
 
-A refusal with ``Retry-After`` rather than a queue: a burst of logins (or a password-spraying
-client) must not pile up waiting on ICAT's authenticator, holding connections and memory,
-while the pooled ICAT clients are also needed for every other request's session check.
+A refusal with ``Retry-After`` rather than an unbounded queue: a burst of logins (or a
+password-spraying client) must not pile up waiting on ICAT's authenticator, holding connections
+and memory, while the pooled ICAT clients are also needed for every other request's session
+check. The short wait keeps an ordinary burst (a script starting ten clients) from failing.
 """
 
 from __future__ import annotations
@@ -19,22 +21,29 @@ class GatewayBusyError(PeerUnavailableError):
 
 
 class Admission:
-    """At most ``limit`` holders of :meth:`slot` at once; one more is refused at once."""
+    """At most ``limit`` holders of :meth:`slot` at once; one more waits up to ``wait_seconds``
+    for a turn, then is refused."""
 
-    def __init__(self, limit: int, *, what: str, setting: str) -> None:
+    def __init__(self, limit: int, *, what: str, setting: str, wait_seconds: float = 0.0) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self.limit = limit
         self.what = what
         self.setting = setting
+        self.wait_seconds = wait_seconds
         self._slots = asyncio.Semaphore(limit)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self._slots.locked():
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
             raise GatewayBusyError(
                 f"{self.limit} {self.what} already in progress (the limit, {self.setting}): "
                 "retry later"
-            )
-        async with self._slots:  # free now: taken without waiting
+            ) from None
+        try:
             yield
+        finally:
+            self._slots.release()

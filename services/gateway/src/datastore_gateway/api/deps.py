@@ -55,6 +55,7 @@ class GatewayState:
             self.settings.gateway.max_concurrent_logins,
             what="logins",
             setting="gateway.max_concurrent_logins",
+            wait_seconds=self.settings.gateway.login_wait_seconds,
         )
 
     @property
