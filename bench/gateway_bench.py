@@ -49,7 +49,7 @@ def free_port() -> int:
 def body_with_files(count: int, visit: str) -> dict[str, Any]:
     body = copy.deepcopy(SEED_BODY)
     investigation = body["investigations"][0]
-    investigation["visitId"] = visit
+    investigation["visitId"] = visit.replace("-", "_")  # a visitId holds no '-'
     dataset = investigation["datasets"][0]
     template = dataset["datafiles"][0]
     dataset["datafiles"] = [{**template, "name": f"file_{i:05d}.nxs"} for i in range(count)]

@@ -77,7 +77,9 @@ async def test_gateway_with_postgresql_state_db(tmp_path: Path) -> None:
         vo="test-vo",
         vocabulary=FakeVocabulary(),
     )
-    body = SEED_BODY.replace('"visitId": "1"', f'"visitId": "{unique_name("v")}"')
+    # A visitId holds no '-' (metadata.VISIT_ID_RULE).
+    visit_id = unique_name("v").replace("-", "_")
+    body = SEED_BODY.replace('"visitId": "1"', f'"visitId": "{visit_id}"')
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

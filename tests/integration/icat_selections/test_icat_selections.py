@@ -11,13 +11,16 @@ from dataclasses import dataclass
 
 import icat
 import pytest
+from pydantic import SecretStr
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import IcatClientPool
 from datastore_common.adapters.icat.selections import IcatSelections
 from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
-from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
+from datastore_common.domain.paths import DatafilePlace
+from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
+from datastore_common.messages import DatafileKey
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
 from tests.integration.icat_adapter.conftest import seed_investigation
@@ -78,8 +81,9 @@ async def sessions(pool: IcatClientPool) -> IcatSessions:
 
 
 @pytest.fixture
-def selections(pool: IcatClientPool) -> IcatSelections:
-    return IcatSelections(pool)
+def selections(pool: IcatClientPool, icat_settings: IcatSettings) -> IcatSelections:
+    # The catalogue fixture writes as the functional account of the same settings.
+    return IcatSelections(pool, archival_writer=icat_settings.functional_user)
 
 
 @pytest.fixture
@@ -126,10 +130,10 @@ async def test_a_dataset_resolves_to_its_archived_datafiles_in_location_order(
     ]
     # Named as ICAT names them (the request ledger shows a restore's datasets so).
     keys = [i.key for i in items]
-    assert [(k.visit_id, k.dataset, k.datafile) for k in keys if k] == [
+    assert [(k.visit_id, k.dataset, k.datafile) for k in keys] == [
         ("1", "scan_0000", f"file_{n:04d}.nxs") for n in range(3)
     ]
-    assert {k.investigation for k in keys if k} == {items[0].location.split("/")[2][:-2]}
+    assert {k.investigation for k in keys} == {items[0].location.split("/")[2][:-2]}
 
 
 async def test_overlapping_ids_name_each_datafile_once_in_few_icat_calls(
@@ -141,8 +145,9 @@ async def test_overlapping_ids_name_each_datafile_once_in_few_icat_calls(
         root_session, [archived.investigation_id], archived.dataset_ids, [first_file]
     )
     assert sorted(i.datafile_id for i in items) == sorted(archived.files())
-    # Two existence checks, then datafiles and their states per kind of id: 8 searches.
-    assert selections.searches <= 8
+    # Two existence checks, datafiles and their states per kind of id, then the instruments
+    # and the facility cycles of the investigations found: 10 searches.
+    assert selections.searches <= 10
 
 
 async def test_alice_restores_her_investigation_but_not_one_she_is_not_a_user_of(
@@ -192,9 +197,24 @@ async def test_unknown_ids_are_named(selections: IcatSelections, root_session: s
     assert "Investigation 999999001; Dataset 999999002; Datafile 999999003" in str(refused.value)
 
 
-async def test_an_unknown_session_is_an_authentication_error(selections: IcatSelections) -> None:
-    with pytest.raises(AuthenticationError):
-        await selections.resolve(str(uuid.uuid4()), [1], [], [])
+async def test_an_unknown_session_is_the_callers_session_refused(
+    selections: IcatSelections,
+) -> None:
+    """ICAT refusing the user's session is theirs (401), on every read, never a peer
+    refusing Datastore (503)."""
+    unknown = str(uuid.uuid4())
+    reads = [
+        selections.resolve(unknown, [1], [], []),
+        selections.dataset_archival(unknown, 1),
+        selections.investigation_archival(unknown, 1),
+        selections.find_investigations(unknown, "ABC123"),
+        selections.find_datasets(unknown, "ABC123", "1"),
+    ]
+    for read in reads:
+        with pytest.raises(SessionRefusedError):
+            await read
+    with pytest.raises(SessionRefusedError):
+        await selections.find_datasets("", "ABC123", "1")
 
 
 async def test_a_datasets_archival_is_every_datafile_with_its_state_and_failure(
@@ -281,3 +301,52 @@ async def test_investigations_and_datasets_are_found_by_name_with_their_states(
     [one] = await selections.find_datasets(root_session, archived.name, "1", "scan_0001")
     assert one.dataset_id == archived.dataset_ids[1]
     assert await selections.find_investigations(root_session, "it's not there") == []
+
+
+async def test_each_datafile_comes_with_its_place_in_the_hierarchy(
+    catalogue: IcatCatalogue, selections: IcatSelections, root_session: str
+) -> None:
+    archived = await archive_in_icat(catalogue, datasets=1, files=1)
+    [item] = await selections.resolve(root_session, [archived.investigation_id], [], [])
+    name = item.location.split("/")[2].rsplit("-", 1)[0]
+    assert item.place == DatafilePlace(
+        instruments=("instrument",),
+        facility_cycles=("20XX",),
+        investigation=name,
+        visit_id="1",
+        dataset_type="scan",
+        dataset="scan_0000",
+        datafile="file_0000.nxs",
+    )
+    assert item.location == f"instrument/20XX/{name}-1/scan/scan_0000/file_0000.nxs"
+    # The names it travels with to the ledger come from the same row.
+    assert item.key == DatafileKey(
+        investigation=name, visit_id="1", dataset="scan_0000", datafile="file_0000.nxs"
+    )
+
+
+async def test_a_state_the_functional_account_did_not_write_does_not_count(
+    catalogue: IcatCatalogue,
+    selections: IcatSelections,
+    root_session: str,
+    icat_settings: IcatSettings,
+) -> None:
+    """The emulator sets modId to the writer's plugin/name, as ICAT does: a FINISHED that
+    root wrote by hand is named and refused (409), never restored."""
+    archived = await archive_in_icat(catalogue, datasets=1, files=2, state="ACTIVE")
+    ids = sorted(archived.files())
+    by_hand = IcatCatalogue(
+        icat_settings.model_copy(update={"username": "root", "password": SecretStr("pw")}),
+        pool=IcatClientPool(str(icat_settings.url), size=1),
+    )
+    try:
+        await by_hand.set_archival("Datafile", {ids[0]: {ARCHIVAL_STATE: "FINISHED"}})
+    finally:
+        await by_hand.close()
+    await catalogue.set_archival("Datafile", {ids[1]: {ARCHIVAL_STATE: "FINISHED"}})
+    with pytest.raises(NotArchivedError) as refused:
+        await selections.resolve(root_session, [], archived.dataset_ids, [])
+    assert list(refused.value.states) == [ids[0]]
+    assert "written by 'simple/root', not by Datastore" in str(refused.value)
+    [item] = await selections.resolve(root_session, [], [], [ids[1]])
+    assert item.datafile_id == ids[1]

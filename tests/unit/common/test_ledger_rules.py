@@ -17,6 +17,7 @@ from datastore_common.domain.ledger import (
 )
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.messages import DatafileKey, RestoreRequested
+from datastore_common.testing.fake_selections import place_of
 
 
 @pytest.mark.parametrize(
@@ -111,16 +112,16 @@ def test_investigations_of_a_requests_datasets() -> None:
 
 
 def test_a_restore_shows_its_datasets_as_icat_named_them() -> None:
-    def key(dataset: str, datafile: str) -> DatafileKey:
-        return DatafileKey(investigation="ABC123", visit_id="1", dataset=dataset, datafile=datafile)
+    def item(datafile_id: int, dataset_id: int, location: str) -> RestoreItem:
+        return RestoreItem(datafile_id, dataset_id, location, place=place_of(location))
 
     items = [
-        RestoreItem(1, 20, "x/scan_1/a", key=key("scan_1", "a")),
-        RestoreItem(2, 10, "x/scan_0/a", key=key("scan_0", "a")),
-        RestoreItem(3, 10, "x/scan_0/b", key=key("scan_0", "b")),
-        RestoreItem(4, 30, "y/c"),  # ICAT's names not read
+        item(1, 20, "x/2024/ABC123-1/scan/scan_1/a"),
+        item(2, 10, "x/2024/ABC123-1/scan/scan_0/a"),
+        item(3, 10, "x/2024/ABC123-1/scan/scan_0/b"),
+        item(4, 30, "x/2024/ABC123-1/scan/scan_2/c"),
     ]
-    jobs = plan_restore(
+    planned = plan_restore(
         "r",
         items,
         tape_archive="root://tape//",
@@ -129,6 +130,21 @@ def test_a_restore_shows_its_datasets_as_icat_named_them() -> None:
         vo="vo",
         max_files_per_job=2,
     )
+    # A restore accepted before restored files travelled with their names: dataset 30's has none.
+    jobs = [
+        job.model_copy(
+            update={
+                "transfers": [
+                    t.model_copy(update={"datafile": None}) if t.dataset_id == 30 else t
+                    for t in job.transfers
+                ]
+            }
+        )
+        for job in planned
+    ]
+    assert [t.datafile for j in planned for t in j.transfers if t.dataset_id == 30] == [
+        DatafileKey(investigation="ABC123", visit_id="1", dataset="scan_2", datafile="c")
+    ]
     request = new_request(RestoreRequested(request_id="r", jobs=jobs), owner="u", source="http")
     assert request.datasets == (
         {

@@ -14,8 +14,10 @@ from datastore_common.errors import InvalidMessageError
 from datastore_common.messages import PAYLOAD_TYPES, parse_envelope
 from datastore_common.messages.metadata import (
     SAFE_NAME_PATTERN,
+    VISIT_ID_PATTERN,
     InvestigationSpec,
     check_safe_name,
+    check_visit_id,
 )
 
 from .test_messages import seed_investigation
@@ -101,8 +103,12 @@ def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
     error = _refusal(inv)
     assert error["loc"] == loc
     assert f"{what} {value!r} is not a safe name" in error["msg"]
-    assert SAFE_NAME_PATTERN in error["msg"]
-    assert "'.', '_', '+', '-'" in error["msg"]
+    if what == "visitId":
+        assert VISIT_ID_PATTERN in error["msg"]
+        assert "'.', '_', '+' (" in error["msg"]
+    else:
+        assert SAFE_NAME_PATTERN in error["msg"]
+        assert "'.', '_', '+', '-'" in error["msg"]
 
 
 @pytest.mark.parametrize(
@@ -111,10 +117,38 @@ def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
 def test_safe_names_pass_unchanged(value: str) -> None:
     assert check_safe_name(value) == value
     inv = seed_investigation()
-    for _, _, put in PATH_FIELDS:
-        put(inv, value)
+    for what, _, put in PATH_FIELDS:
+        if what != "visitId" or "-" not in value:
+            put(inv, value)
     spec = InvestigationSpec.model_validate(inv)
     assert spec.datasets[0].datafiles[0].name == value
+
+
+@pytest.mark.parametrize("value", ["1", "20XX", "a+b.c_d", ".hidden", "1_2"])
+def test_visit_ids_without_a_dash_pass_unchanged(value: str) -> None:
+    assert check_visit_id(value) == value
+    inv = seed_investigation()
+    _visit_id(inv, value)
+    assert InvestigationSpec.model_validate(inv).visitId == value
+
+
+@pytest.mark.parametrize("value", ["1-2", "-1", "1-", "a+b-c.d_e"])
+def test_a_visit_id_with_a_dash_is_refused_naming_the_value_and_the_rule(value: str) -> None:
+    # ('ABC', '1-2') and ('ABC-1', '2') would both be the folder ABC-1-2.
+    inv = seed_investigation()
+    _visit_id(inv, value)
+    error = _refusal(inv)
+    assert error["loc"] == ("visitId",)
+    assert f"visitId {value!r} is not a safe name without '-'" in error["msg"]
+    assert "'{name}-{visitId}'" in error["msg"]
+    assert "('ABC', '1-2') and ('ABC-1', '2')" in error["msg"]
+
+
+def test_an_investigation_name_may_still_hold_dashes() -> None:
+    inv = seed_investigation()
+    _investigation_name(inv, "ABC-1")
+    _visit_id(inv, "2")
+    assert InvestigationSpec.model_validate(inv).name == "ABC-1"
 
 
 def test_the_seed_body_is_valid() -> None:
@@ -184,7 +218,10 @@ def test_the_rule_is_in_the_json_schema() -> None:
     datafile_name = schema["$defs"]["DatafileSpec"]["properties"]["name"]
     assert datafile_name["pattern"] == SAFE_NAME_PATTERN
     assert "not '.' or '..'" in datafile_name["description"]
-    for field in ("name", "visitId"):
-        assert schema["properties"][field]["pattern"] == SAFE_NAME_PATTERN
+    assert schema["properties"]["name"]["pattern"] == SAFE_NAME_PATTERN
+    visit_id = schema["properties"]["visitId"]
+    assert visit_id["pattern"] == VISIT_ID_PATTERN
+    assert "without '-'" in visit_id["description"]
+    assert "'{name}-{visitId}'" in visit_id["description"]
     assert schema["$defs"]["PathRef"]["properties"]["name"]["pattern"] == SAFE_NAME_PATTERN
     assert "pattern" not in schema["$defs"]["NamedRef"]["properties"]["name"]

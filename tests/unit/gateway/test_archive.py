@@ -27,6 +27,39 @@ def archive(gateway: Gateway, body: Any, **headers: str) -> httpx.Response:
     return gateway.client.post("/archive", json=body, headers={**gateway.bearer(), **headers})
 
 
+class TestFoldersCannotCollide:
+    """(ABC, 1-2) and (ABC-1, 2) would both be the folder ABC-1-2: a visitId holds no '-'."""
+
+    def test_a_visit_id_with_a_dash_is_422_naming_the_value_and_the_rule(
+        self, gateway: Gateway
+    ) -> None:
+        body = seed_body()
+        body["investigations"][0].update(name="ABC", visitId="1-2")
+        answer = archive(gateway, body)
+        assert answer.status_code == 422
+        reason = answer.json()["reason"]
+        assert "investigations.0.visitId" in reason
+        assert "visitId '1-2' is not a safe name without '-'" in reason
+        assert "'{name}-{visitId}'" in reason
+        assert gateway.publisher.published == []
+        assert gateway.vocabulary.calls == []  # refused before anything is asked
+
+    def test_a_dash_in_the_investigation_name_keeps_the_seed_layout(self, gateway: Gateway) -> None:
+        body = seed_body()
+        body["investigations"][0].update(name="ABC-1", visitId="2")
+        assert archive(gateway, body).status_code == 202
+        [published] = gateway.publisher.published
+        assert isinstance(published.data, ArchiveRequested)
+        source = published.data.jobs[0].transfers[0].source
+        assert "/instrument/20XX/ABC-1-2/scan/scan_0000/file_0000.nxs" in source
+
+    def test_the_rule_is_in_the_openapi_description_of_visit_id(self, gateway: Gateway) -> None:
+        schema = gateway.client.get("/openapi.json").json()["components"]["schemas"]
+        visit_id = schema["InvestigationSpec"]["properties"]["visitId"]
+        assert "without '-'" in visit_id["description"]
+        assert visit_id["pattern"] == "^[A-Za-z0-9._+]+$"
+
+
 class TestAccepted:
     def test_seed_body_gives_one_job_with_four_transfers_at_the_planned_paths(
         self, gateway: Gateway

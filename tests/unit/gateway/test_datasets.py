@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from datastore_common.errors import PeerUnavailableError
+from datastore_common.errors import (
+    AuthenticationError,
+    PeerUnavailableError,
+    SessionRefusedError,
+)
 from tests.unit.gateway.conftest import Gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -138,6 +142,26 @@ class TestRefused:
     def test_not_an_id_is_422(self, gateway: Gateway) -> None:
         code, body = get(gateway, "/datasets/scan_0000/status")
         assert code == 422 and "dataset_id" in body["reason"]
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/datasets/10/status",
+            "/investigations/1/percentage",
+            "/datasets?investigation=ABC123-1",
+            "/investigations?name=ABC123",
+        ],
+    )
+    def test_icat_refusing_your_session_is_401_refusing_ours_503(
+        self, gateway: Gateway, in_flight: list[int], path: str
+    ) -> None:
+        """A session that expired between the gateway's check and the read is the caller's
+        (SessionRefusedError: 401); any other refused credential is not (503)."""
+        gateway.selections.fail_with = SessionRefusedError("session expired or unknown")
+        assert get(gateway, path)[0] == 401
+        gateway.selections.fail_with = AuthenticationError("the functional account refused")
+        answer = gateway.client.get(path, headers=gateway.bearer())
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
 
     def test_icat_down_is_503(self, gateway: Gateway, in_flight: list[int]) -> None:
         gateway.selections.fail_with = PeerUnavailableError("icat search: connection refused")

@@ -110,9 +110,9 @@ class TestFindByName:
     def test_by_name_and_visit_then_restored_by_its_id(
         self, gateway: Gateway, investigation: int
     ) -> None:
-        gateway.selections.add_dataset(
-            2, 20, ["d/0"], first_datafile_id=200, investigation="ABC123", visit_id="2"
-        )
+        # Where Datastore archived it: a restore refuses any other location (422).
+        location = "instrument/20XX/ABC123-2/scan/scan_0000/d.nxs"
+        gateway.selections.add_dataset(2, 20, [location], first_datafile_id=200)
         code, found = get(gateway, "/investigations?name=ABC123&visit_id=2")
         assert code == 200
         assert found == [

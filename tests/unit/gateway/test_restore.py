@@ -10,6 +10,7 @@ import pytest
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import RestoreRequested
+from datastore_common.testing.fake_selections import place_of
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -92,7 +93,7 @@ class TestAccepted:
     ) -> None:
         accepted = restore(gateway, {"dataset_ids": [10]}).json()
         items = [
-            RestoreItem(i, 10, loc, f"adler32:{i:08x}", 1024)
+            RestoreItem(i, 10, loc, f"adler32:{i:08x}", 1024, place=place_of(loc))
             for i, loc in zip(archived, LOCATIONS, strict=True)
         ]
         jobs = plan_restore(
@@ -218,6 +219,54 @@ class TestRefused:
         gateway.publisher.fail_with = None
         assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 202
         assert len(gateway.publisher.published) == 1
+
+
+class TestOnlyWhatDatastoreWrote:
+    """A restore trusts what the service wrote: the location its place in ICAT's hierarchy
+    gives, and an "Archival state" the functional account wrote."""
+
+    @pytest.mark.parametrize(
+        ("location", "why"),
+        [
+            ("../../../etc/passwd", "'.' or '..' component"),
+            (f"/{FOLDER}/file_0001.nxs", "absolute path"),
+            (f"{FOLDER}/file_0001.nxs\x07", "control or invisible character U+0007"),
+        ],
+        ids=["dotdot", "absolute", "control-char"],
+    )
+    def test_an_unsafe_location_in_icat_is_422_naming_the_file_and_why(
+        self, gateway: Gateway, archived: list[int], location: str, why: str
+    ) -> None:
+        gateway.selections.datafiles[archived[1]].location = location
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert f"{archived[1]} (location {location!r}" in detail
+        assert why in detail
+        assert gateway.publisher.published == []
+
+    def test_a_location_pointing_at_another_investigations_file_is_422(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        # Safe as a path, but not where this datafile's investigation/dataset put it.
+        elsewhere = "instrument/20XX/SECRET-1/scan/scan_0000/file_0000.nxs"
+        gateway.selections.datafiles[archived[0]].location = elsewhere
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 422
+        detail = answer.json()["detail"]
+        assert f"location {elsewhere!r} is not where it belongs" in detail
+        assert f"Datastore archives this datafile at {LOCATIONS[0]}" in detail
+        assert gateway.publisher.published == []
+
+    def test_a_finished_state_someone_else_wrote_does_not_count(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        gateway.selections.datafiles[archived[2]].state_by = "simple/root"  # by hand
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 409
+        detail = answer.json()["detail"]
+        assert f"{archived[2]} (FINISHED written by 'simple/root', not by Datastore" in detail
+        assert gateway.publisher.published == []
 
 
 class TestIdempotency:

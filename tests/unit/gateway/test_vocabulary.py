@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from datastore_common.errors import AuthenticationError, PeerUnavailableError
+from datastore_common.errors import AuthenticationError, CredentialError, PeerUnavailableError
 from datastore_common.messages import InvestigationSpec
 from datastore_common.ports import terms_of
 from datastore_common.testing.fake_vocabulary import SEED_VOCABULARY, FakeVocabulary
@@ -198,11 +198,24 @@ class TestIcatUnavailable:
         assert retry.status_code == 202
         assert len(gateway.publisher.published) == 1
 
-    def test_functional_account_refused_is_503_not_401(self, gateway: Gateway) -> None:
-        gateway.vocabulary.fail_with = AuthenticationError("icat login: wrong password")
+    @pytest.mark.parametrize(
+        "refusal",
+        [
+            AuthenticationError("icat login: wrong password"),
+            CredentialError("ICAT refused the functional account simple/datastore: SESSION"),
+        ],
+    )
+    def test_functional_account_refused_is_503_not_401(
+        self, gateway: Gateway, refusal: Exception
+    ) -> None:
+        gateway.vocabulary.fail_with = refusal
         answer = archive(gateway, seed_body())
         assert answer.status_code == 503
-        assert "wrong password" in answer.json()["detail"]
+        assert answer.headers["retry-after"]
+        assert "www-authenticate" not in answer.headers
+        detail = answer.json()["detail"]
+        assert "refused the gateway's own credential (not yours)" in detail
+        assert "password" not in detail and "datastore" not in detail  # nothing of ours leaks
 
     async def test_icat_that_never_answers_is_503(
         self, async_gateway: AsyncGateway, monkeypatch: pytest.MonkeyPatch

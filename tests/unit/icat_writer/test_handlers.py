@@ -189,6 +189,22 @@ class TestRegisterArchive:
         assert world.publisher.published[-1].correlation_id == envelope.correlation_id
         assert world.statuses() == []
 
+    async def test_a_visit_id_with_a_dash_is_refused_before_anything_is_written(
+        self, world: World
+    ) -> None:
+        """A second line behind the message model: (ABC, 1-2) would share the folder ABC-1-2
+        with (ABC-1, 2); a request that got past validation is refused for good."""
+        valid = seed_investigation()
+        dashed = InvestigationSpec.model_construct(**{**dict(valid), "visitId": "1-2"})
+        data = ArchiveRequested.model_construct(
+            request_id="dashed", investigations=[dashed], jobs=[]
+        )
+        envelope = wrap(data, source="instrument", correlation_id="dashed", user="simple/root")
+        with pytest.raises(PermanentError, match="visitId '1-2'"):
+            await world.register(envelope)
+        assert world.catalogue.investigations == {}
+        assert world.publisher.published == []
+
     async def test_plans_itself_when_an_instrument_sends_no_jobs(self, world: World) -> None:
         investigation = seed_investigation()
         world.put_sources(investigation)

@@ -49,6 +49,12 @@ class AuthenticationError(PermanentError):
     """Credentials or session were refused."""
 
 
+class SessionRefusedError(AuthenticationError):
+    """The *caller's* own ICAT session or login was refused (unknown, expired, wrong
+    password, none given): the gateway answers 401. Any other ``AuthenticationError`` is a peer
+    refusing *us*, never the caller's fault (the gateway answers 503)."""
+
+
 class ForbiddenError(PermanentError):
     """Authenticated, but not allowed to do this."""
 
@@ -81,4 +87,22 @@ class NotArchivedError(PermanentError):
         super().__init__(
             f"{len(self.states)} selected datafile(s) cannot be restored: their "
             f'"Archival state" is not FINISHED: {listed}{more}'
+        )
+
+
+class UntrustedLocationError(InvalidRequestError):
+    """Some selected datafiles cannot be restored: their ``Datafile.location`` in ICAT is not
+    the one Datastore wrote for them (unsafe, or not where the investigation/dataset/datafile
+    hierarchy puts them). ``reasons`` maps datafile id -> why."""
+
+    def __init__(self, reasons: Mapping[int, str]) -> None:
+        self.reasons = dict(reasons)
+        shown = sorted(self.reasons.items())[:20]
+        listed = "; ".join(f"{i} ({why})" for i, why in shown)
+        more = (
+            f"; and {len(self.reasons) - len(shown)} more" if len(self.reasons) > len(shown) else ""
+        )
+        super().__init__(
+            f"{len(self.reasons)} selected datafile(s) cannot be restored: their location in "
+            f"ICAT is not the one Datastore archived them at: {listed}{more}"
         )

@@ -125,11 +125,11 @@ class Sessions(ABC):
 
     @abstractmethod
     async def login(self, auth: str, credentials: Mapping[str, str]) -> str:
-        """A new ICAT session id; AuthenticationError when refused."""
+        """A new ICAT session id; SessionRefusedError when the credentials are refused."""
 
     @abstractmethod
     async def check(self, session_id: str) -> UserSession:
-        """Who owns the session; AuthenticationError when unknown or expired."""
+        """Who owns the session; SessionRefusedError when unknown or expired."""
 
 
 ArchivalEntity = Literal["Dataset", "Datafile"]
@@ -290,7 +290,7 @@ class Selections(ABC):
     of a dataset or an investigation stands, which investigations and datasets bear a name.
     Everything is read with *their* session, so ICAT's own authorization decides what they
     may restore or see: an id they may not read is indistinguishable from one that does not
-    exist, and both are refused by name (NotFoundError). AuthenticationError when the session
+    exist, and both are refused by name (NotFoundError). SessionRefusedError when the session
     is refused; nothing here asks FTS."""
 
     @abstractmethod
@@ -302,11 +302,14 @@ class Selections(ABC):
         datafile_ids: Sequence[int],
     ) -> list[RestoreItem]:
         """Every datafile named directly or through its dataset or investigation, once each,
-        ordered by (dataset id, location), with its ICAT names (``RestoreItem.key``).
+        ordered by (dataset id, location), with its place in ICAT's hierarchy (the planner
+        rebuilds the location from it and refuses a stored location that differs; its ICAT
+        names, ``RestoreItem.key``, come from it too).
 
         Raises NotFoundError naming the ids the user cannot read (or that do not exist),
-        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED,
-        AuthenticationError when the session is refused.
+        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED or was
+        not written by the functional account (ICAT's ``modId``), SessionRefusedError when the
+        session is refused.
         """
 
     @abstractmethod

@@ -102,6 +102,17 @@ class IcatSettings(_Section):
     session_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long the gateway trusts a checked user session."
     )
+    functional_user_name: str | None = Field(
+        default=None,
+        description="The functional account's user name as ICAT reports it (getUserName, and "
+        "the modId of what it writes); default '<auth>/<username>'. A restore counts a "
+        'datafile\'s "Archival state" only when this account wrote it.',
+    )
+
+    @property
+    def functional_user(self) -> str:
+        """Who ICAT says wrote what the functional account writes (``modId``)."""
+        return self.functional_user_name or f"{self.auth}/{self.username}"
 
 
 class BrokerSettings(_Section):
@@ -156,6 +167,22 @@ class GatewaySettings(_Section):
     max_datafiles_per_request: int = Field(default=50_000, ge=1)
     max_bytes_per_request: int = Field(default=50 * 1024**4, ge=1)
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    max_login_body_bytes: int = Field(
+        default=8 * 1024,
+        ge=256,
+        le=1024**2,
+        description="Cap on the body of POST /login (read without a session): larger is a 413.",
+    )
+    max_concurrent_logins: int = Field(
+        default=8,
+        ge=1,
+        description="POST /login calls asked of ICAT at once by one gateway; more wait up to "
+        "login_wait_seconds for a turn, then get 503 with Retry-After (logins do not pile up "
+        "on ICAT's authenticator).",
+    )
+    login_wait_seconds: float = Field(
+        default=5.0, ge=0, description="How long a login beyond the limit waits for a turn."
+    )
     idempotency_window_seconds: int = Field(default=24 * 3600, ge=0)
     state_db: str = Field(
         default="sqlite:///var/gateway/gateway.sqlite",

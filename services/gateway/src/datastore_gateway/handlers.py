@@ -20,6 +20,8 @@ from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
+    AuthenticationError,
+    CredentialError,
     DatastoreError,
     ForbiddenError,
     InvalidRequestError,
@@ -83,6 +85,15 @@ class UnknownNameError(InvalidRequestError):
     """The request names a facility, type, instrument, cycle or format ICAT does not know."""
 
 
+def is_admin(user: UserSession, settings: DatastoreSettings) -> bool:
+    return user.user_name in settings.gateway.admins
+
+
+def may_see(owner: str | None, user: UserSession, settings: DatastoreSettings) -> bool:
+    """A request, and its jobs, are their owner's and the admins' only (``gateway.admins``)."""
+    return (owner is not None and owner == user.user_name) or is_admin(user, settings)
+
+
 def check_may_archive(user: UserSession, settings: DatastoreSettings) -> None:
     if user.user_name not in settings.gateway.archivers:
         raise ForbiddenError(
@@ -138,9 +149,12 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
             f"ICAT did not say within {VOCABULARY_TIMEOUT_SECONDS:g} s whether the names the "
             "request uses exist; nothing accepted"
         ) from exc
+    except (CredentialError, AuthenticationError):
+        # The functional account refused: the error table's 503 with an alarm, never a 401
+        # (nor a word about our account) to the client.
+        raise
     except DatastoreError as exc:
-        # Whatever ICAT answered (down, or the functional account refused), the client's
-        # request is not at fault: 503, never a 401/422 about our own account.
+        # Whatever else ICAT answered (down, say), the client's request is not at fault: 503.
         raise PeerUnavailableError(
             f"cannot check the names the request uses in ICAT; nothing accepted: {exc}"
         ) from exc
@@ -169,9 +183,7 @@ async def request_status(
 ) -> RequestStatus:
     """The ledger's view of a request: its owner's and the admins' only (others: 404)."""
     record = await ledger.get(request_id)
-    if record is None or (
-        record.owner != user.user_name and user.user_name not in settings.gateway.admins
-    ):
+    if record is None or not may_see(record.owner, user, settings):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
     return request_status_of(record)
 
@@ -395,10 +407,27 @@ async def request_restore(
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
-async def job_progress(job_id: str, transfers: TransferService) -> JobProgress:
-    """The job as FTS reports it; NotFoundError (404) when FTS does not know it."""
+async def job_progress(
+    job_id: str,
+    transfers: TransferService,
+    *,
+    user: UserSession,
+    ledger: Ledger,
+    settings: DatastoreSettings,
+) -> JobProgress:
+    """The job as FTS reports it, to the owner of its request and to admins only.
+
+    Anyone else hears 404, exactly as for a job that does not exist (a 403 would tell them it
+    does): a job of another user's request, and a job the ledger does not know at all (one
+    submitted to FTS by someone else, say), which only admins may look at. FTS is asked only
+    once the caller may see the answer; NotFoundError (404) when FTS does not know the job.
+    """
     if not _JOB_ID.match(job_id):
         raise NotFoundError(f"no such job: {job_id!r} is not an FTS job id")
+    if not is_admin(user, settings):
+        known = await ledger.job_owner(job_id)
+        if known is None or not may_see(known.owner, user, settings):
+            raise NotFoundError(f"no job {job_id} of yours")
     progress = (await transfers.status([job_id])).get(job_id)
     if progress is None:
         raise NotFoundError(f"FTS at {transfers.endpoint} knows no job {job_id}")

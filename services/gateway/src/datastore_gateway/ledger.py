@@ -143,6 +143,14 @@ class RequestPage:
     next: Position | None
 
 
+@dataclass(frozen=True)
+class JobOwner:
+    """The request an FTS job belongs to, and who asked for it (None: nobody known)."""
+
+    request_id: str
+    owner: str | None
+
+
 class _Connection:
     """A DB-API connection used from worker threads, one transaction at a time."""
 
@@ -461,6 +469,21 @@ class Ledger:
                 db.execute("DELETE FROM ledger_investigations WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
+
+    async def job_owner(self, job_id: str) -> JobOwner | None:
+        """Who asked for the request an FTS job belongs to; None for a job the ledger does not
+        know (another service's, one submitted straight to FTS, or forgotten)."""
+
+        def work() -> JobOwner | None:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT r.request_id, r.owner FROM ledger_jobs j"
+                    " JOIN ledger_requests r ON r.request_id = j.request_id WHERE j.job_id = ?",
+                    (job_id,),
+                )
+            return JobOwner(request_id=rows[0][0], owner=rows[0][1]) if rows else None
+
+        return await self._run(work, "read")
 
     async def knows(self, request_id: str) -> bool:
         def work() -> bool:

@@ -4,9 +4,11 @@ Nothing is connected at import or in ``create_app``: the lifespan opens whatever
 injected (the bus publisher, the ICAT sessions, selections and vocabulary adapters on one
 shared client pool, the idempotency store, the one FTS port for job status and the VO) and
 closes what it opened. Errors raised anywhere below become HTTP answers here, once:
-AuthenticationError 401, ForbiddenError 403, NotFoundError 404, NotArchivedError 409,
-RequestTooLargeError 413, other PermanentError 422, TransientError 503 — each with
-``{"detail": "<reason>"}``.
+SessionRefusedError (the caller's own session or login) 401, ForbiddenError 403,
+NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other PermanentError 422,
+TransientError 503 — each with ``{"detail": "<reason>"}``. A peer refusing *our* credential
+(``CredentialError``, or any other ``AuthenticationError``: FTS, the broker, ICAT's functional
+account) is a 503 with an alarm, never a 401 telling the caller their session is bad.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
+    CredentialError,
     DatastoreError,
     ForbiddenError,
     NotArchivedError,
     NotFoundError,
     PermanentError,
+    SessionRefusedError,
     TransientError,
 )
 from datastore_common.logging import get_logger
+from datastore_common.metrics import CREDENTIAL_FAILURES
 from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
@@ -53,10 +58,11 @@ from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
 from datastore_gateway.middleware import (
+    RETRY_AFTER_SECONDS,
     UNAUTHENTICATED_HEADERS,
-    AuthenticateBeforeBody,
     BodySizeLimit,
     RequestContext,
+    RequireSession,
 )
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
@@ -66,8 +72,6 @@ from datastore_gateway.vocabulary_cache import CachedVocabulary
 log = get_logger(__name__)
 
 SERVICE = "gateway"
-#: Seconds a client is told to wait before retrying after a 503.
-RETRY_AFTER_SECONDS = 5
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
 #: How many python-icat clients serve logins and session checks at once.
@@ -130,10 +134,15 @@ def create_app(
     app.include_router(investigations.router)
     app.include_router(health.router)
     _add_error_handlers(app)
-    # Starlette runs the last added outermost: request context, then the body-size cap (a
-    # declared size is refused before anything else), then authentication, then the routes.
-    app.add_middleware(AuthenticateBeforeBody)
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.gateway.max_body_bytes)
+    # Starlette runs the last added outermost: request context, then the body-size caps (a
+    # declared size is refused before anything else), then the session every path but the
+    # public ones requires (middleware.PUBLIC_PATHS), then the routes.
+    app.add_middleware(RequireSession)
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.gateway.max_body_bytes,
+        limits={"/login": (settings.gateway.max_login_body_bytes, "gateway.max_login_body_bytes")},
+    )
     app.add_middleware(RequestContext)
     return app
 
@@ -165,7 +174,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
                 IcatSessions(pool), ttl=settings.icat.session_cache_seconds
             )
         if state.selections is None:
-            state.selections = IcatSelections(pool)
+            state.selections = IcatSelections(pool, archival_writer=settings.icat.functional_user)
         if state.vocabulary is None:
             icat_vocabulary = IcatVocabulary(settings.icat, pool=pool)
             opened.push_async_callback(icat_vocabulary.close)  # logs out before pool.close
@@ -244,12 +253,32 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.warning("request_unavailable", error=str(exc))
         return _problem(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
+    async def refused_us(_: Request, exc: Exception) -> JSONResponse:
+        # Our own credential (FTS certificate or token, ICAT functional account, broker): an
+        # operator must act. The caller is not at fault and learns nothing of our credentials.
+        CREDENTIAL_FAILURES.labels(queue=SERVICE).inc()
+        log.error(
+            "credential_refused",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            action="fix the service's credential; callers are answered 503 meanwhile",
+        )
+        return _problem(
+            503,
+            "a service the gateway depends on refused the gateway's own credential (not "
+            "yours); the operators are alerted: retry later",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     async def invalid_body(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         return JSONResponse(validation_problem(exc.errors()), status_code=422)
 
     # Most specific first is not needed: Starlette picks the handler by the exception's MRO.
-    app.add_exception_handler(AuthenticationError, unauthenticated)
+    # Only the caller's own session is a 401; any other refused authentication is a peer's.
+    app.add_exception_handler(SessionRefusedError, unauthenticated)
+    app.add_exception_handler(AuthenticationError, refused_us)
+    app.add_exception_handler(CredentialError, refused_us)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(NotArchivedError, conflict)

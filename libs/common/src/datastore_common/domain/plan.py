@@ -9,11 +9,19 @@ call and resubmitting it can never create a second job.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from datastore_common.domain.job_ids import fts_job_id, job_sid
-from datastore_common.domain.paths import archive_location, archive_urls, storage_url
+from datastore_common.domain.paths import (
+    DatafilePlace,
+    UnsafeLocationError,
+    archive_location,
+    archive_urls,
+    storage_url,
+    trusted_location,
+)
+from datastore_common.errors import UntrustedLocationError
 from datastore_common.messages import (
     DatafileKey,
     InvestigationSpec,
@@ -101,14 +109,44 @@ def plan_archive(
 
 @dataclass(frozen=True)
 class RestoreItem:
-    """An archived datafile as ICAT knows it (``key``: its names there, when read)."""
+    """An archived datafile as ICAT knows it: its stored ``location`` and its ``place`` in the
+    investigation/dataset/datafile hierarchy, which the location must match (its names there,
+    ``key``, are read from the place too)."""
 
     datafile_id: int
     dataset_id: int
     location: str
     checksum: str | None = None
     filesize: int | None = None
-    key: DatafileKey | None = None
+    place: DatafilePlace = field(kw_only=True)
+
+    @property
+    def key(self) -> DatafileKey:
+        """Its ICAT names (investigation, visitId, dataset, datafile), from its place: a
+        restored file travels named by them as an archived one does (the ledger shows them)."""
+        place = self.place
+        return DatafileKey(
+            investigation=place.investigation,
+            visit_id=place.visit_id,
+            dataset=place.dataset,
+            datafile=place.datafile,
+        )
+
+
+def trusted_locations(items: Sequence[RestoreItem]) -> dict[int, str]:
+    """Each item's location to restore from, by datafile id: the one Datastore wrote, rebuilt
+    from its place in ICAT's hierarchy (``paths.trusted_location``). UntrustedLocationError
+    (422) naming every item whose stored location is unsafe or not that one, with why."""
+    trusted: dict[int, str] = {}
+    refused: dict[int, str] = {}
+    for item in items:
+        try:
+            trusted[item.datafile_id] = trusted_location(item.location, item.place)
+        except UnsafeLocationError as exc:
+            refused[item.datafile_id] = str(exc)
+    if refused:
+        raise UntrustedLocationError(refused)
+    return trusted
 
 
 def plan_restore(
@@ -122,13 +160,18 @@ def plan_restore(
     max_files_per_job: int,
 ) -> list[PlannedJob]:
     """Restore plan: each datafile from tape to the same relative place on the user cache,
-    named by its ICAT keys as an archive's are (the request ledger shows them)."""
+    named by its ICAT keys as an archive's are (the request ledger shows them).
+
+    Only from where Datastore archived it: a location that is unsafe or not the one its place
+    in ICAT's hierarchy gives refuses the whole plan (UntrustedLocationError, naming each)."""
+    locations = trusted_locations(items)
     by_dataset: dict[int, list[PlannedTransfer]] = {}
-    for item in sorted(items, key=lambda i: (i.dataset_id, i.location)):
+    for item in sorted(items, key=lambda i: (i.dataset_id, locations[i.datafile_id])):
+        location = locations[item.datafile_id]
         by_dataset.setdefault(item.dataset_id, []).append(
             PlannedTransfer(
-                source=storage_url(tape_archive, item.location, prefix=tape_root_dir),
-                destination=storage_url(user_data_cache, item.location),
+                source=storage_url(tape_archive, location, prefix=tape_root_dir),
+                destination=storage_url(user_data_cache, location),
                 datafile=item.key,
                 datafile_id=item.datafile_id,
                 dataset_id=item.dataset_id,

@@ -8,8 +8,11 @@ Every name that becomes a path component (instrument, facility cycle, investigat
 visit id, dataset type, dataset and datafile names) is a *safe name*: ASCII letters, digits
 and ``. _ + -`` only, never ``.`` or ``..`` nor containing ``..``, so it means the same on
 XRootD, in an FTS URL, in ICAT and on any file system (no ``?``, ``#``, ``%``, space, control
-or invisible character, no look-alike letter). Other names (facility, investigation type,
-datafile format) only have to be printable text; ICAT must know them all (the gateway asks).
+or invisible character, no look-alike letter). A visit id has no ``-`` either: the
+investigation's folder is ``{name}-{visitId}`` (the seed's layout), which then splits at its
+last ``-`` into one name and one visit id only, so (``ABC``, ``1-2``) and (``ABC-1``, ``2``)
+can never share a folder. Other names (facility, investigation type, datafile format) only have
+to be printable text; ICAT must know them all (the gateway asks).
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ SAFE_NAME_RULE = (
     "'.', '_', '+', '-' (pattern ^[A-Za-z0-9._+-]+$); not '.' or '..' and no '..' inside"
 )
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+#: A visit id: a safe name without '-' (the folder ``{name}-{visitId}`` splits at its last '-').
+VISIT_ID_PATTERN = r"^[A-Za-z0-9._+]+$"
+VISIT_ID_RULE = (
+    "a safe name without '-': 1 to 255 of the ASCII letters A-Z a-z, digits 0-9 and the "
+    "characters '.', '_', '+' (pattern ^[A-Za-z0-9._+]+$); not '.' or '..' and no '..' inside. "
+    "The investigation's folder is '{name}-{visitId}' and must split at its last '-' into one "
+    "name and one visitId only, so that e.g. ('ABC', '1-2') and ('ABC-1', '2') cannot share "
+    "a folder"
+)
 
 #: Unicode categories never allowed in any name: control, format (zero-width and direction
 #: marks), surrogate, private use, unassigned, line and paragraph separators.
@@ -40,6 +52,14 @@ def check_safe_name(value: str, what: str = "name") -> str:
     ``what`` (the field), the value and the rule."""
     if _SAFE_NAME.fullmatch(value) is None or value in {".", ".."} or ".." in value:
         raise ValueError(f"{what} {value!r} is not {SAFE_NAME_RULE}")
+    return value
+
+
+def check_visit_id(value: str, what: str = "visitId") -> str:
+    """``value`` if it is a visit id (:data:`VISIT_ID_RULE`); else ValueError naming ``what``,
+    the value and the rule."""
+    if "-" in value or _SAFE_NAME.fullmatch(value) is None or value in {".", ".."} or ".." in value:
+        raise ValueError(f"{what} {value!r} is not {VISIT_ID_RULE}")
     return value
 
 
@@ -82,7 +102,16 @@ InvestigationName = Annotated[
     AfterValidator(_safe("investigation name")),
 ]
 VisitId = Annotated[
-    str, _safe_field("investigation visitId", examples=["1"]), AfterValidator(_safe("visitId"))
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        description=f"The investigation's visitId; becomes part of the path component "
+        f"'{{name}}-{{visitId}}', so it must be {VISIT_ID_RULE}.",
+        json_schema_extra={"pattern": VISIT_ID_PATTERN},
+        examples=["1"],
+    ),
+    AfterValidator(check_visit_id),
 ]
 DatasetName = Annotated[
     str,

@@ -1,7 +1,8 @@
 """An in-memory ``Selections``: investigations, datasets and datafiles with their names,
 readers, "Archival state" and "Archival failure", read with ICAT's rules (unreadable = not
-found; only FINISHED restores; a dataset's own state is its files' aggregated, as the
-icat-writer keeps it)."""
+found; only FINISHED restores, and only a state the functional account wrote; a datafile's
+place is what its entities say, whatever its stored location; a dataset's own state is its
+files' aggregated, as the icat-writer keeps it)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,32 @@ from datastore_common.domain.archival import (
     CatalogueDataset,
     CatalogueInvestigation,
 )
+from datastore_common.domain.paths import DatafilePlace
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED, aggregate_dataset_state
-from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
-from datastore_common.messages import DatafileKey
+from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
 from datastore_common.ports import Selections, describe_ids
+
+#: The functional account as ICAT names it with the default settings (``icat.functional_user``).
+FUNCTIONAL_USER = "simple/datastore"
+
+
+def place_of(location: str) -> DatafilePlace:
+    """The place a well-formed location names
+    (``{instrument}/{cycle}/{name}-{visitId}/{type}/{dataset}/{datafile}``); ValueError for
+    any other."""
+    instrument, cycle, folder, dataset_type, dataset, datafile = location.split("/")
+    investigation, visit_id = folder.rsplit("-", 1)
+    return DatafilePlace(
+        (instrument,), (cycle,), investigation, visit_id, dataset_type, dataset, datafile
+    )
+
+
+def _place_or_none(location: str) -> DatafilePlace | None:
+    try:
+        return place_of(location)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -30,6 +52,8 @@ class FakeInvestigation:
     visit_id: str = "1"
     readers: Collection[str] | None = None  # user names allowed to read it; None = anyone
     title: str = "Title"
+    instruments: tuple[str, ...] = ("instrument",)
+    facility_cycles: tuple[str, ...] = ("20XX",)
 
 
 @dataclass
@@ -37,10 +61,15 @@ class FakeDataset:
     dataset_id: int
     investigation_id: int
     name: str
+    dataset_type: str = "scan"
 
 
 @dataclass
 class FakeDatafile:
+    """``location`` is what ICAT stores; the datafile's place is what its investigation,
+    dataset and ``name`` say (change either to forge one); ``state_by`` is who wrote its
+    "Archival state" (ICAT's ``modId``)."""
+
     datafile_id: int
     dataset_id: int
     location: str | None
@@ -49,17 +78,20 @@ class FakeDatafile:
     filesize: int | None = None
     name: str = ""
     failure: str | None = None  # "Archival failure"
+    state_by: str = FUNCTIONAL_USER
 
 
 @dataclass
 class FakeSelections(Selections):
     """``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``);
-    an investigation's ``readers`` are who may read it and everything in it."""
+    an investigation's ``readers`` are who may read it and everything in it;
+    ``archival_writer`` is the only writer whose "Archival state" a restore counts."""
 
     user_of: Callable[[str], str | None] = lambda session_id: session_id or None
     investigations: dict[int, FakeInvestigation] = field(default_factory=dict)
     datasets: dict[int, FakeDataset] = field(default_factory=dict)
     datafiles: dict[int, FakeDatafile] = field(default_factory=dict)
+    archival_writer: str = FUNCTIONAL_USER
     calls: int = 0
     fail_with: Exception | None = None
 
@@ -73,21 +105,30 @@ class FakeSelections(Selections):
         state: str | None = FINISHED,
         readers: Collection[str] | None = None,
         investigation: str | None = None,
-        visit_id: str = "1",
+        visit_id: str | None = None,
         name: str | None = None,
     ) -> list[int]:
         """A dataset whose datafiles (ids from ``first_datafile_id``) sit at ``locations``, in
         the investigation of that id (made with ``investigation``, ``visit_id`` and
-        ``readers`` when new: its name is ``INV<id>`` unless given); the dataset is named
-        ``name`` (``dataset_<id>`` unless given), each datafile after its location."""
-        self.investigations.setdefault(
+        ``readers`` when new). Names not given are the first location's when it is
+        well-formed (``{instrument}/{cycle}/{name}-{visitId}/{type}/{dataset}/{datafile}``,
+        so Datastore would have archived it there), else ``INV<id>``, visit ``1`` and
+        ``dataset_<id>``; each datafile is named after its location."""
+        placed = _place_or_none(locations[0]) if locations else None
+        made = FakeInvestigation(
             investigation_id,
-            FakeInvestigation(
-                investigation_id, investigation or f"INV{investigation_id}", visit_id, readers
-            ),
+            investigation or (placed.investigation if placed else f"INV{investigation_id}"),
+            visit_id or (placed.visit_id if placed else "1"),
+            readers,
         )
+        if placed is not None:
+            made.instruments, made.facility_cycles = placed.instruments, placed.facility_cycles
+        self.investigations.setdefault(investigation_id, made)
         self.datasets[dataset_id] = FakeDataset(
-            dataset_id, investigation_id, name or f"dataset_{dataset_id}"
+            dataset_id,
+            investigation_id,
+            name or (placed.dataset if placed else f"dataset_{dataset_id}"),
+            placed.dataset_type if placed else "scan",
         )
         ids = []
         for offset, location in enumerate(locations):
@@ -110,7 +151,7 @@ class FakeSelections(Selections):
             raise self.fail_with
         user = self.user_of(session_id)
         if user is None:
-            raise AuthenticationError("session expired or unknown")
+            raise SessionRefusedError("session expired or unknown")
         return user
 
     def _readable(self, user: str, investigation_id: int | None) -> bool:
@@ -123,16 +164,25 @@ class FakeSelections(Selections):
         dataset = self.datasets.get(dataset_id)
         return None if dataset is None else dataset.investigation_id
 
-    def key_of(self, datafile: FakeDatafile) -> DatafileKey:
-        """The datafile's names in the catalogue."""
+    def place(self, datafile: FakeDatafile) -> DatafilePlace:
+        """Where the datafile's entities put it (its ``RestoreItem.key`` is read from this)."""
         dataset = self.datasets[datafile.dataset_id]
         investigation = self.investigations[dataset.investigation_id]
-        return DatafileKey(
+        return DatafilePlace(
+            instruments=investigation.instruments,
+            facility_cycles=investigation.facility_cycles,
             investigation=investigation.name,
             visit_id=investigation.visit_id,
+            dataset_type=dataset.dataset_type,
             dataset=dataset.name,
             datafile=datafile.name,
         )
+
+    def _state(self, datafile: FakeDatafile) -> str | None:
+        """The "Archival state" as a restore counts it: FINISHED only if ours."""
+        if datafile.state is None or datafile.state_by == self.archival_writer:
+            return datafile.state
+        return f"{datafile.state} written by {datafile.state_by!r}, not by Datastore: not counted"
 
     async def resolve(
         self,
@@ -167,22 +217,27 @@ class FakeSelections(Selections):
             for f in self.datafiles.values()
             if f.dataset_id in chosen_datasets or f.datafile_id in set(datafile_ids)
         }
-        refused: dict[int, str | None] = {
-            f.datafile_id: f.state for f in chosen.values() if f.state != FINISHED or not f.location
-        }
+        refused: dict[int, str | None] = {}
+        items = []
+        for f in chosen.values():
+            state = self._state(f)
+            if state != FINISHED:
+                refused[f.datafile_id] = state
+            elif not f.location:
+                refused[f.datafile_id] = f"{state}, but no location"
+            else:
+                items.append(
+                    RestoreItem(
+                        f.datafile_id,
+                        f.dataset_id,
+                        f.location,
+                        f.checksum,
+                        f.filesize,
+                        place=self.place(f),
+                    )
+                )
         if refused:
             raise NotArchivedError(refused)
-        items = [
-            RestoreItem(
-                f.datafile_id,
-                f.dataset_id,
-                f.location or "",
-                f.checksum,
-                f.filesize,
-                self.key_of(f),
-            )
-            for f in chosen.values()
-        ]
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
 
     # -- archival and look-ups -----------------------------------------------------------

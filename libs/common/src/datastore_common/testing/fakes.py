@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from datastore_common.domain.job_ids import fts_job_id
 from datastore_common.errors import (
-    AuthenticationError,
     PeerTimeoutError,
     PermanentError,
+    SessionRefusedError,
     TransientError,
 )
 from datastore_common.messages import Payload, PlannedJob
@@ -155,7 +155,7 @@ class FakeSessions(Sessions):
     async def login(self, auth: str, credentials: Mapping[str, str]) -> str:
         name = f"{auth}/{credentials.get('username', '')}"
         if self.users.get(name) != credentials.get("password"):
-            raise AuthenticationError("wrong username or password")
+            raise SessionRefusedError("wrong username or password")
         session_id = str(uuid.uuid4())
         self.sessions[session_id] = name
         return session_id
@@ -164,7 +164,7 @@ class FakeSessions(Sessions):
         self.checks += 1
         name = self.sessions.get(session_id)
         if name is None:
-            raise AuthenticationError("session expired or unknown")
+            raise SessionRefusedError("session expired or unknown")
         return UserSession(session_id, name)
 
     def expire(self, session_id: str) -> None:

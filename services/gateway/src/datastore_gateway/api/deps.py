@@ -9,13 +9,13 @@ FastAPI runs a plain ``def`` dependency on a thread pool, a thread hop per reque
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from datastore_common.errors import AuthenticationError, PeerUnavailableError
+from datastore_common.errors import PeerUnavailableError, SessionRefusedError
 from datastore_common.ports import (
     Publisher,
     Selections,
@@ -25,8 +25,10 @@ from datastore_common.ports import (
     Vocabulary,
 )
 from datastore_common.settings import DatastoreSettings
+from datastore_gateway.admission import Admission
 from datastore_gateway.idempotency import IdempotencyStore
 from datastore_gateway.ledger import Ledger
+from datastore_gateway.middleware import CHECKED_SESSION, MISSING_BEARER
 from datastore_gateway.vo import VoSource
 
 T = TypeVar("T")
@@ -46,6 +48,15 @@ class GatewayState:
     vocabulary: Vocabulary | None = None
     ledger: Ledger | None = None
     broker_check: Callable[[], bool] = lambda: False
+    logins: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logins = Admission(
+            self.settings.gateway.max_concurrent_logins,
+            what="logins",
+            setting="gateway.max_concurrent_logins",
+            wait_seconds=self.settings.gateway.login_wait_seconds,
+        )
 
     @property
     def broker_connected(self) -> bool:
@@ -99,6 +110,10 @@ async def get_optional_ledger(state: StateDep) -> Ledger | None:
     return state.ledger
 
 
+async def get_logins(state: StateDep) -> Admission:
+    return state.logins
+
+
 async def get_idempotency(state: StateDep) -> IdempotencyStore | None:
     return state.idempotency
 
@@ -118,6 +133,7 @@ VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 OptionalLedgerDep = Annotated[Ledger | None, Depends(get_optional_ledger)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
+LoginsDep = Annotated[Admission, Depends(get_logins)]
 VoDep = Annotated[str, Depends(get_vo)]
 
 bearer_scheme = HTTPBearer(
@@ -128,12 +144,19 @@ bearer_scheme = HTTPBearer(
 
 
 async def current_user(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     sessions: SessionsDep,
 ) -> UserSession:
-    """Who owns the bearer session (checked in ICAT, cached briefly); 401 otherwise."""
+    """Who owns the bearer session (checked in ICAT, cached briefly); 401 otherwise.
+
+    ``middleware.RequireSession`` has checked it already for every non-public path and left
+    the answer in the request's state; asking again here keeps a route safe on its own."""
     if credentials is None or not credentials.credentials:
-        raise AuthenticationError("missing 'Authorization: Bearer <sessionId>' (POST /login)")
+        raise SessionRefusedError(MISSING_BEARER)
+    checked = request.scope.get("state", {}).get(CHECKED_SESSION)
+    if isinstance(checked, UserSession) and checked.session_id == credentials.credentials:
+        return checked
     return await sessions.check(credentials.credentials)
 
 

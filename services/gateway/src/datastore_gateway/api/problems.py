@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from datastore_gateway.middleware import MISSING_BEARER
 from datastore_gateway.schemas import Problem
 
 Responses = dict[int | str, dict[str, Any]]
@@ -40,7 +41,4 @@ def invalid(
     return {"description": description, "content": {"application/json": {"examples": examples}}}
 
 
-UNAUTHENTICATED = problem(
-    "No, unknown or expired ICAT session",
-    "missing 'Authorization: Bearer <sessionId>' (POST /login)",
-)
+UNAUTHENTICATED = problem("No, unknown or expired ICAT session", MISSING_BEARER)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from datastore_common.adapters.icat.pool import IcatClient, IcatClientPool, raw_call
-from datastore_common.errors import AuthenticationError
+from datastore_common.errors import AuthenticationError, SessionRefusedError
 from datastore_common.ports import Sessions, UserSession
+
+T = TypeVar("T")
+
+
+async def as_the_user(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, made with a *user's* session or credentials: ICAT refusing them (a SESSION
+    fault) is the user's ``SessionRefusedError``, not a peer refusing us."""
+    try:
+        return await call()
+    except SessionRefusedError:
+        raise
+    except AuthenticationError as exc:
+        raise SessionRefusedError(str(exc)) from exc
 
 
 class IcatSessions(Sessions):
@@ -23,13 +37,15 @@ class IcatSessions(Sessions):
                 entries.entry.append({"key": key, "value": value})
             return str(raw_call(client, "login", auth, entries))
 
-        return await self._pool.call("login", work)
+        return await as_the_user(lambda: self._pool.call("login", work))
 
     async def check(self, session_id: str) -> UserSession:
         if not session_id:
-            raise AuthenticationError("icat getUserName: empty session id")
-        name = await self._pool.call(
-            "getUserName", lambda client: str(raw_call(client, "getUserName", session_id))
+            raise SessionRefusedError("icat getUserName: empty session id")
+        name = await as_the_user(
+            lambda: self._pool.call(
+                "getUserName", lambda client: str(raw_call(client, "getUserName", session_id))
+            )
         )
         return UserSession(session_id=session_id, user_name=name)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from datastore_gateway.api.deps import SessionsDep
+from datastore_gateway.api.deps import LoginsDep, SessionsDep
 from datastore_gateway.schemas import LoginAccepted, LoginRequest, Problem
 
 router = APIRouter(tags=["Login"])
@@ -12,11 +12,20 @@ router = APIRouter(tags=["Login"])
 
 @router.post(
     "/login",
-    responses={401: {"model": Problem, "description": "ICAT refused the credentials"}},
+    responses={
+        401: {"model": Problem, "description": "ICAT refused the credentials"},
+        413: {"model": Problem, "description": "Body over gateway.max_login_body_bytes"},
+        503: {
+            "model": Problem,
+            "description": "ICAT unavailable, or gateway.max_concurrent_logins logins already "
+            "in progress: retry after Retry-After seconds",
+        },
+    },
 )
-async def login(body: LoginRequest, sessions: SessionsDep) -> LoginAccepted:
+async def login(body: LoginRequest, sessions: SessionsDep, logins: LoginsDep) -> LoginAccepted:
     """Log in to ICAT with an authenticator plugin; the session id is the bearer token."""
-    session_id = await sessions.login(
-        body.auth, {"username": body.username, "password": body.password}
-    )
+    async with logins.slot():
+        session_id = await sessions.login(
+            body.auth, {"username": body.username, "password": body.password}
+        )
     return LoginAccepted(sessionId=session_id)

@@ -26,9 +26,18 @@ router = APIRouter(tags=["Restore"])
     responses={
         401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
         404: {"model": Problem, "description": "Ids ICAT does not let this user read (named)"},
-        409: {"model": Problem, "description": "Datafiles not (yet) FINISHED on tape (named)"},
+        409: {
+            "model": Problem,
+            "description": 'Datafiles not (yet) FINISHED on tape (named): their "Archival '
+            "state\" is not FINISHED, or was not written by Datastore's own ICAT account",
+        },
         413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
-        422: {"description": "The body is not a valid restore request (reason given)"},
+        422: {
+            "description": "The body is not a valid restore request (reason given), or a "
+            "selected datafile's location in ICAT is not the one Datastore archived it at: "
+            "unsafe (absolute, '..', control characters, ...) or not where its investigation, "
+            "dataset and name put it (each named, with why)"
+        },
         503: {"model": Problem, "description": "ICAT or the broker unavailable; nothing accepted"},
     },
 )
@@ -47,8 +56,10 @@ async def restore(
 
     The ids are resolved in ICAT with the caller's own session, so ICAT decides what they may
     restore; every datafile named directly or through its dataset or investigation must be
-    FINISHED on tape. FTS stages then copies them under the returned job ids (follow them with
-    ``GET /job/{job_id}``). A restore changes nothing in ICAT.
+    FINISHED on tape (a state Datastore wrote), and is restored only from the place its
+    investigation, dataset and name give (its location in ICAT must be that one). FTS stages
+    then copies them under the returned job ids (follow them with ``GET /job/{job_id}``). A
+    restore changes nothing in ICAT.
     """
     return await handlers.request_restore(
         body,
