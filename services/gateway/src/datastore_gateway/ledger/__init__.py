@@ -13,6 +13,11 @@ after FTS has forgotten the jobs.
 
 Calls run on one connection in a worker thread (sqlite3 or psycopg's synchronous API), so
 the event loop never waits on the database and both engines share one code path.
+
+The package: ``database`` (the tables, their upgrades, the connection to SQLite or
+PostgreSQL), ``records`` (the read models, a row read into a record, the listing's SQL); this
+module holds ``Ledger``, its writes and reads. Nothing below imports this module, so there is
+no import cycle.
 """
 
 from __future__ import annotations
@@ -20,257 +25,56 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from datastore_common.domain.ledger import (
-    JobSummary,
     LedgerJob,
     NewRequest,
     Position,
     RequestQuery,
-    Waiting,
     investigations_of,
-    next_request_state,
-    request_state,
-    summarise_counts,
-    waiting_on,
 )
 from datastore_common.domain.states import may_advance, normalise
-from datastore_common.errors import ConfigurationError, PeerUnavailableError
-from datastore_common.logging import get_logger
-from datastore_common.messages import (
-    FailureClass,
-    RequestDelayed,
-    RequestFailed,
-    TransferStatus,
+from datastore_common.errors import PeerUnavailableError
+from datastore_common.messages import RequestDelayed, RequestFailed, TransferStatus
+from datastore_gateway.ledger.database import (
+    ADDED_COLUMNS,
+    ADDED_TABLES,
+    SCHEMA,
+    Connection,
+    Cursor,
+    add_investigations,
+)
+from datastore_gateway.ledger.records import (
+    REQUEST_COLUMNS,
+    Failure,
+    JobOwner,
+    RequestPage,
+    RequestRecord,
+    listing_query,
+    record_of,
 )
 
-log = get_logger(__name__)
+__all__ = [
+    "ADDED_COLUMNS",
+    "ADDED_TABLES",
+    "SCHEMA",
+    "Failure",
+    "JobOwner",
+    "Ledger",
+    "RequestPage",
+    "RequestRecord",
+    "listing_query",
+]
+
 T = TypeVar("T")
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS ledger_requests (
-        request_id     TEXT PRIMARY KEY,
-        kind           TEXT NOT NULL,
-        owner          TEXT,
-        source         TEXT NOT NULL,
-        created        DOUBLE PRECISION NOT NULL,
-        updated        DOUBLE PRECISION NOT NULL,
-        state          TEXT NOT NULL,
-        registered     INTEGER NOT NULL DEFAULT 0,
-        failure_class  TEXT,
-        failure_reason TEXT,
-        retry_note     TEXT,
-        datasets       TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
-    # Listings, newest first: a user's own requests, and everyone's (admins).
-    "CREATE INDEX IF NOT EXISTS ledger_requests_owner_created"
-    " ON ledger_requests (owner, created, request_id)",
-    "CREATE INDEX IF NOT EXISTS ledger_requests_created ON ledger_requests (created, request_id)",
-    # The investigations (by name) each request's datasets belong to, for listings by one.
-    """CREATE TABLE IF NOT EXISTS ledger_investigations (
-        request_id    TEXT NOT NULL,
-        investigation TEXT NOT NULL,
-        PRIMARY KEY (request_id, investigation)
-    )""",
-    "CREATE INDEX IF NOT EXISTS ledger_investigations_name"
-    " ON ledger_investigations (investigation, request_id)",
-    """CREATE TABLE IF NOT EXISTS ledger_jobs (
-        job_id     TEXT PRIMARY KEY,
-        request_id TEXT NOT NULL,
-        position   INTEGER NOT NULL,
-        state      TEXT,
-        reason     TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS ledger_jobs_request ON ledger_jobs (request_id)",
-    """CREATE TABLE IF NOT EXISTS ledger_files (
-        job_id      TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        bytes       BIGINT,
-        state       TEXT NOT NULL,
-        reason      TEXT,
-        PRIMARY KEY (job_id, destination)
-    )""",
-)
-
-
-#: Columns added after the first release of a table: (table, column, SQL type). A ledger
-#: created earlier gets them at start-up, so an upgrade needs no manual step.
-ADDED_COLUMNS = (("ledger_requests", "retry_note", "TEXT"),)
-
-#: A request's own row, as ``_records`` reads it.
-_REQUEST_COLUMNS = (
-    "request_id, kind, owner, source, created, updated, state, registered, failure_class,"
-    " failure_reason, datasets, retry_note"
-)
-
-
-@dataclass(frozen=True)
-class Failure:
-    failure_class: FailureClass
-    reason: str
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """A request as ``GET /requests/{id}`` shows it."""
-
-    request_id: str
-    kind: str
-    owner: str | None
-    source: str
-    created: float
-    updated: float
-    state: str
-    jobs: tuple[JobSummary, ...]
-    datasets: tuple[dict[str, Any], ...]
-    failure: Failure | None
-    waiting_on: str | None
-
-
-@dataclass(frozen=True)
-class RequestPage:
-    """A page of a listing; ``next`` is where the following page starts (None: no more)."""
-
-    records: tuple[RequestRecord, ...]
-    next: Position | None
-
-
-@dataclass(frozen=True)
-class JobOwner:
-    """The request an FTS job belongs to, and who asked for it (None: nobody known)."""
-
-    request_id: str
-    owner: str | None
-
-
-class _Connection:
-    """A DB-API connection used from worker threads, one transaction at a time."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.postgres = url.startswith(("postgresql://", "postgres://"))
-        if not self.postgres and not url.startswith("sqlite:///"):
-            raise ConfigurationError(
-                f"gateway.state_db: unsupported URL {url.split('://')[0]}://...; "
-                "use sqlite:///path or postgresql://..."
-            )
-        self._raw: Any = None
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        if self.postgres:
-            import psycopg
-
-            self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        else:
-            path = Path(self.url.removeprefix("sqlite:///"))
-            if path != Path(":memory:"):
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._raw.execute("PRAGMA journal_mode=WAL")
-            self._raw.execute("PRAGMA synchronous=NORMAL")
-        with self.transaction() as db:
-            existed = db.tables()
-            for statement in SCHEMA:
-                db.execute(statement)
-            for table, column, sql_type in ADDED_COLUMNS:
-                if column not in db.columns(table):
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-            if "ledger_requests" in existed:  # not a new ledger: fill in what it lacks
-                for table, fill in ADDED_TABLES.items():
-                    if table not in existed:
-                        fill(db)
-
-    def close(self) -> None:
-        if self._raw is not None:
-            raw, self._raw = self._raw, None
-            raw.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[_Cursor]:
-        if self._raw is None:
-            raise PeerUnavailableError("request ledger is not open")
-        with self._lock:
-            cursor = _Cursor(self._raw.cursor(), self.postgres)
-            # SQLite: IMMEDIATE takes the write lock up front (other processes wait).
-            cursor.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-
-
-class _Cursor:
-    def __init__(self, raw: Any, postgres: bool) -> None:
-        self._raw = raw
-        self._postgres = postgres
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._postgres:
-            sql = sql.replace("?", "%s")
-        self._raw.execute(sql, tuple(parameters))
-        return list(self._raw.fetchall()) if self._raw.description else []
-
-    def tables(self) -> set[str]:
-        if self._postgres:
-            query = (
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = current_schema()"
-            )
-        else:
-            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
-        return {row[0] for row in self.execute(query)}
-
-    def columns(self, table: str) -> set[str]:
-        self._raw.execute(f"SELECT * FROM {table} WHERE 1 = 0")
-        self._raw.fetchall()
-        return {column[0] for column in self._raw.description}
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            if self._postgres:
-                sql = sql.replace("?", "%s")
-            self._raw.executemany(sql, [tuple(r) for r in rows])
-
-
-def _add_investigations(db: _Cursor, request_id: str, names: Sequence[str]) -> None:
-    db.executemany(
-        "INSERT INTO ledger_investigations (request_id, investigation) VALUES (?, ?)"
-        " ON CONFLICT (request_id, investigation) DO NOTHING",
-        [(request_id, name) for name in names],
-    )
-
-
-def _fill_investigations(db: _Cursor) -> None:
-    """A ledger of an earlier release: index the investigations of the requests it holds."""
-    rows = db.execute("SELECT request_id, datasets FROM ledger_requests")
-    for request_id, datasets in rows:
-        _add_investigations(db, request_id, investigations_of(json.loads(datasets)))
-    log.info("ledger_investigations_filled", requests=len(rows))
-
-
-#: Tables added after the first release, each filled at start-up from what an earlier
-#: ledger holds when it first appears (``_Connection.open``): an upgrade needs no manual step.
-ADDED_TABLES: dict[str, Callable[[_Cursor], None]] = {
-    "ledger_investigations": _fill_investigations,
-}
 
 
 class Ledger:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = _Connection(url)
+        self._db = Connection(url)
         self._clock = clock
 
     async def open(self) -> None:
@@ -311,10 +115,10 @@ class Ledger:
                     json.dumps(list(request.datasets)),
                 ),
             )
-            _add_investigations(db, request.request_id, investigations_of(request.datasets))
+            add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
 
-    def _add_jobs(self, db: _Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
+    def _add_jobs(self, db: Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
         db.executemany(
             "INSERT INTO ledger_jobs (job_id, request_id, position) VALUES (?, ?, ?)"
             " ON CONFLICT (job_id) DO NOTHING",
@@ -394,7 +198,7 @@ class Ledger:
                 self._job_moves_in(db, request_id, job_id, state, reason)
 
     def _job_moves_in(
-        self, db: _Cursor, request_id: str, job_id: str, state: str, reason: str | None
+        self, db: Cursor, request_id: str, job_id: str, state: str, reason: str | None
     ) -> None:
         rows = db.execute("SELECT state FROM ledger_jobs WHERE job_id = ?", (job_id,))
         if not rows:
@@ -492,7 +296,7 @@ class Ledger:
 
         return await self._run(work, "read")
 
-    def _exists(self, db: _Cursor, request_id: str) -> bool:
+    def _exists(self, db: Cursor, request_id: str) -> bool:
         """Whether the request is recorded; on PostgreSQL also locks its row for the rest of
         the transaction, so replicas apply one request's events one after the other (each
         reads, decides and writes; SQLite's write lock already serialises them)."""
@@ -500,7 +304,7 @@ class Ledger:
         query = f"SELECT 1 FROM ledger_requests WHERE request_id = ?{lock}"
         return bool(db.execute(query, (request_id,)))
 
-    def _refresh(self, db: _Cursor, request_id: str) -> None:
+    def _refresh(self, db: Cursor, request_id: str) -> None:
         """After an event moved the request: store its state as it now reads (``_read``
         never steps back); a retry it waited for has happened."""
         db.execute(
@@ -535,14 +339,14 @@ class Ledger:
             tuple(records), None if last is None else Position(last.created, last.request_id)
         )
 
-    def _read(self, db: _Cursor, request_id: str) -> RequestRecord | None:
+    def _read(self, db: Cursor, request_id: str) -> RequestRecord | None:
         rows = db.execute(
-            f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests WHERE request_id = ?", (request_id,)
+            f"SELECT {REQUEST_COLUMNS} FROM ledger_requests WHERE request_id = ?", (request_id,)
         )
         records = self._records(db, rows)
         return records[0] if records else None
 
-    def _records(self, db: _Cursor, rows: Sequence[tuple[Any, ...]]) -> list[RequestRecord]:
+    def _records(self, db: Cursor, rows: Sequence[tuple[Any, ...]]) -> list[RequestRecord]:
         """The requests of these ``ledger_requests`` rows, in their order, with their jobs'
         files counted by state (three queries for any number of requests)."""
         if not rows:
@@ -564,74 +368,4 @@ class Ledger:
             ids,
         ):
             counts.setdefault(job_id, {})[state] = (int(files), int(size))
-        return [_record_of(row, jobs[row[0]], counts) for row in rows]
-
-
-def listing_query(query: RequestQuery) -> tuple[str, list[Any]]:
-    """The SQL (and its parameters) of one page of a listing, plus one row that tells whether
-    another page follows. Newest first, resuming after ``query.after`` (keyset paging:
-    a page costs the same however deep), on the (owner, created, request_id) index for a
-    user's own requests and the (created, request_id) one for everyone's."""
-    where: list[str] = []
-    parameters: list[Any] = []
-
-    def match(condition: str, *values: Any) -> None:
-        where.append(condition)
-        parameters.extend(values)
-
-    if query.owner is not None:
-        match("owner = ?", query.owner)
-    if query.kind is not None:
-        match("kind = ?", query.kind)
-    if query.states:
-        match(f"state IN ({', '.join('?' * len(query.states))})", *query.states)
-    if query.since is not None:
-        match("created >= ?", query.since)
-    if query.until is not None:
-        match("created < ?", query.until)
-    if query.after is not None:
-        match("(created, request_id) < (?, ?)", query.after.created, query.after.request_id)
-    if query.investigation is not None:
-        match(
-            "request_id IN (SELECT request_id FROM ledger_investigations WHERE investigation = ?)",
-            query.investigation,
-        )
-    sql = (
-        f"SELECT {_REQUEST_COLUMNS} FROM ledger_requests"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY created DESC, request_id DESC LIMIT ?"
-    )
-    return sql, [*parameters, query.limit + 1]
-
-
-def _record_of(
-    row: tuple[Any, ...],
-    jobs: Sequence[tuple[str, str | None]],
-    counts: dict[str, dict[str, tuple[int, int]]],
-) -> RequestRecord:
-    (request_id, kind, owner, source, created, updated, stored, registered, f_class, f_reason) = (
-        row[:10]
-    )
-    datasets, note = row[10:]
-    summaries = tuple(
-        summarise_counts(job_id, state, counts.get(job_id, {})) for job_id, state in jobs
-    )
-    failure = Failure(f_class, f_reason) if f_reason is not None else None
-    job_states = [s.state for s in summaries]
-    computed = request_state(job_states, failed=failure is not None)
-    state = next_request_state(stored, computed, failed=failure is not None)
-    return RequestRecord(
-        request_id=request_id,
-        kind=kind,
-        owner=owner,
-        source=source,
-        created=float(created),
-        updated=float(updated),
-        state=state,
-        jobs=summaries,
-        datasets=tuple(json.loads(datasets)),
-        failure=failure,
-        waiting_on=waiting_on(
-            state, job_states, Waiting(kind, registered=bool(registered), retry=note)
-        ),
-    )
+        return [record_of(row, jobs[row[0]], counts) for row in rows]

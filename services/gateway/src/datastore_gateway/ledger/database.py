@@ -1,0 +1,192 @@
+"""The ledger's database: its tables, their upgrades, and one connection to SQLite or PostgreSQL.
+
+``SCHEMA`` creates the tables (``?`` placeholders throughout; PostgreSQL swaps them for ``%s``).
+A ledger created by an earlier release is brought up to date when it opens: ``ADDED_COLUMNS``
+are added and ``ADDED_TABLES`` filled from what it already holds, so an upgrade needs no manual
+step. ``Connection`` runs one transaction at a time from worker threads; its ``Cursor`` is the
+one code path both engines share.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from datastore_common.domain.ledger import investigations_of
+from datastore_common.errors import ConfigurationError, PeerUnavailableError
+from datastore_common.logging import get_logger
+
+log = get_logger(__name__)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ledger_requests (
+        request_id     TEXT PRIMARY KEY,
+        kind           TEXT NOT NULL,
+        owner          TEXT,
+        source         TEXT NOT NULL,
+        created        DOUBLE PRECISION NOT NULL,
+        updated        DOUBLE PRECISION NOT NULL,
+        state          TEXT NOT NULL,
+        registered     INTEGER NOT NULL DEFAULT 0,
+        failure_class  TEXT,
+        failure_reason TEXT,
+        retry_note     TEXT,
+        datasets       TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
+    # Listings, newest first: a user's own requests, and everyone's (admins).
+    "CREATE INDEX IF NOT EXISTS ledger_requests_owner_created"
+    " ON ledger_requests (owner, created, request_id)",
+    "CREATE INDEX IF NOT EXISTS ledger_requests_created ON ledger_requests (created, request_id)",
+    # The investigations (by name) each request's datasets belong to, for listings by one.
+    """CREATE TABLE IF NOT EXISTS ledger_investigations (
+        request_id    TEXT NOT NULL,
+        investigation TEXT NOT NULL,
+        PRIMARY KEY (request_id, investigation)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_investigations_name"
+    " ON ledger_investigations (investigation, request_id)",
+    """CREATE TABLE IF NOT EXISTS ledger_jobs (
+        job_id     TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        state      TEXT,
+        reason     TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_jobs_request ON ledger_jobs (request_id)",
+    """CREATE TABLE IF NOT EXISTS ledger_files (
+        job_id      TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        bytes       BIGINT,
+        state       TEXT NOT NULL,
+        reason      TEXT,
+        PRIMARY KEY (job_id, destination)
+    )""",
+)
+
+
+#: Columns added after the first release of a table: (table, column, SQL type). A ledger
+#: created earlier gets them at start-up, so an upgrade needs no manual step.
+ADDED_COLUMNS = (("ledger_requests", "retry_note", "TEXT"),)
+
+
+class Connection:
+    """A DB-API connection used from worker threads, one transaction at a time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        if not self.postgres and not url.startswith("sqlite:///"):
+            raise ConfigurationError(
+                f"gateway.state_db: unsupported URL {url.split('://')[0]}://...; "
+                "use sqlite:///path or postgresql://..."
+            )
+        self._raw: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.postgres:
+            import psycopg
+
+            self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        else:
+            path = Path(self.url.removeprefix("sqlite:///"))
+            if path != Path(":memory:"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._raw.execute("PRAGMA journal_mode=WAL")
+            self._raw.execute("PRAGMA synchronous=NORMAL")
+        with self.transaction() as db:
+            existed = db.tables()
+            for statement in SCHEMA:
+                db.execute(statement)
+            for table, column, sql_type in ADDED_COLUMNS:
+                if column not in db.columns(table):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            if "ledger_requests" in existed:  # not a new ledger: fill in what it lacks
+                for table, fill in ADDED_TABLES.items():
+                    if table not in existed:
+                        fill(db)
+
+    def close(self) -> None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            raw.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        if self._raw is None:
+            raise PeerUnavailableError("request ledger is not open")
+        with self._lock:
+            cursor = Cursor(self._raw.cursor(), self.postgres)
+            # SQLite: IMMEDIATE takes the write lock up front (other processes wait).
+            cursor.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+
+class Cursor:
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self._raw = raw
+        self._postgres = postgres
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self._raw.execute(sql, tuple(parameters))
+        return list(self._raw.fetchall()) if self._raw.description else []
+
+    def tables(self) -> set[str]:
+        if self._postgres:
+            query = (
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        else:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {row[0] for row in self.execute(query)}
+
+    def columns(self, table: str) -> set[str]:
+        self._raw.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        self._raw.fetchall()
+        return {column[0] for column in self._raw.description}
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            if self._postgres:
+                sql = sql.replace("?", "%s")
+            self._raw.executemany(sql, [tuple(r) for r in rows])
+
+
+def add_investigations(db: Cursor, request_id: str, names: Sequence[str]) -> None:
+    db.executemany(
+        "INSERT INTO ledger_investigations (request_id, investigation) VALUES (?, ?)"
+        " ON CONFLICT (request_id, investigation) DO NOTHING",
+        [(request_id, name) for name in names],
+    )
+
+
+def _fill_investigations(db: Cursor) -> None:
+    """A ledger of an earlier release: index the investigations of the requests it holds."""
+    rows = db.execute("SELECT request_id, datasets FROM ledger_requests")
+    for request_id, datasets in rows:
+        add_investigations(db, request_id, investigations_of(json.loads(datasets)))
+    log.info("ledger_investigations_filled", requests=len(rows))
+
+
+#: Tables added after the first release, each filled at start-up from what an earlier
+#: ledger holds when it first appears (``Connection.open``): an upgrade needs no manual step.
+ADDED_TABLES: dict[str, Callable[[Cursor], None]] = {
+    "ledger_investigations": _fill_investigations,
+}
