@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from datastore_common.adapters.icat.pool import IcatClientPool
-from datastore_common.adapters.icat.sessions import IcatSessions
 from pydantic import SecretStr
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.icat.pool import IcatClientPool
+from datastore_common.adapters.icat.sessions import IcatSessions
 from datastore_common.errors import AuthenticationError, CredentialError, PeerUnavailableError
 from datastore_common.settings import IcatSettings
 from tests.support.icat_fixtures import IcatEmulator, free_port
