@@ -19,7 +19,7 @@ from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.errors import AuthenticationError, NotArchivedError, NotFoundError
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
-from tests.integration.icat_adapter.conftest import seed_investigation
+from tests.support.factories import seed_investigation
 
 pytestmark = pytest.mark.integration
 

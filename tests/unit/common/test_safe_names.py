@@ -17,8 +17,7 @@ from datastore_common.messages.metadata import (
     InvestigationSpec,
     check_safe_name,
 )
-
-from .test_messages import seed_investigation
+from tests.support.factories import seed_body
 
 Setter = Callable[[dict[str, Any], str], None]
 
@@ -96,7 +95,7 @@ def _refusal(inv: dict[str, Any]) -> dict[str, Any]:
 def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
     what: str, loc: tuple[Any, ...], put: Setter, value: str
 ) -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     put(inv, value)
     error = _refusal(inv)
     assert error["loc"] == loc
@@ -110,7 +109,7 @@ def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
 )
 def test_safe_names_pass_unchanged(value: str) -> None:
     assert check_safe_name(value) == value
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     for _, _, put in PATH_FIELDS:
         put(inv, value)
     spec = InvestigationSpec.model_validate(inv)
@@ -118,12 +117,12 @@ def test_safe_names_pass_unchanged(value: str) -> None:
 
 
 def test_the_seed_body_is_valid() -> None:
-    spec = InvestigationSpec.model_validate(seed_investigation())
+    spec = InvestigationSpec.model_validate(seed_body()["investigations"][0])
     assert (spec.name, spec.visitId, spec.datasets[0].name) == ("ABC123", "1", "scan_0000")
 
 
 def test_names_longer_than_255_are_refused() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _datafile_name(inv, "a" * 256)
     assert "at most 255" in _refusal(inv)["msg"]
 
@@ -141,7 +140,7 @@ def test_names_longer_than_255_are_refused() -> None:
 def test_reference_names_refuse_control_and_invisible_characters(
     field: str, value: str, reason: str
 ) -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv[field]["name"] = value
     error = _refusal(inv)
     assert error["loc"] == (field, "name")
@@ -151,13 +150,13 @@ def test_reference_names_refuse_control_and_invisible_characters(
 
 def test_reference_names_that_are_no_path_component_may_hold_spaces() -> None:
     # Facility and investigation type never reach a path: ICAT decides whether they exist.
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["investigationType"]["name"] = "commissioning run"
     assert InvestigationSpec.model_validate(inv).investigationType.name == "commissioning run"
 
 
 def test_datafile_format_version_refuses_invisible_characters() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"][0]["datafiles"][0]["datafileFormat"] = {"name": "nexus", "version": "3\u200b"}
     error = _refusal(inv)
     assert error["loc"] == ("datasets", 0, "datafiles", 0, "datafileFormat", "version")
@@ -165,7 +164,7 @@ def test_datafile_format_version_refuses_invisible_characters() -> None:
 
 
 def test_the_rule_holds_for_messages_on_the_broker_too() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _datafile_name(inv, "file?.nxs")
     body = json.dumps(
         {

@@ -10,7 +10,8 @@ import pytest
 from datastore_common.errors import AuthenticationError
 from datastore_common.testing.fakes import FakeSessions
 from datastore_gateway.session_cache import CachedSessions
-from tests.unit.gateway.conftest import Gateway, build_gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import Gateway, build_gateway
 
 
 class TestLogin:
