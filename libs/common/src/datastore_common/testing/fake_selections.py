@@ -1,5 +1,6 @@
 """An in-memory ``Selections``: investigations, datasets and datafiles with their readers and
-"Archival state", resolved with ICAT's rules (unreadable = not found; only FINISHED restores)."""
+"Archival state", resolved with ICAT's rules (unreadable = not found; only FINISHED restores),
+as ``IcatSelections`` answers (tests/contract holds the two to the same cases)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ class FakeSelections(Selections):
         user = self.user_of(session_id)
         if user is None:
             raise AuthenticationError("session expired or unknown")
+        # Each id once, as ICAT is asked about it (and names it when refused).
+        investigation_ids, dataset_ids, datafile_ids = (
+            sorted(set(ids)) for ids in (investigation_ids, dataset_ids, datafile_ids)
+        )
         missing = {
             "Investigation": [i for i in investigation_ids if not self._readable(user, i)],
             "Dataset": [d for d in dataset_ids if not self._readable(user, self.datasets.get(d))],
@@ -96,9 +101,12 @@ class FakeSelections(Selections):
             for f in self.datafiles.values()
             if f.dataset_id in chosen_datasets or f.datafile_id in set(datafile_ids)
         }
-        refused: dict[int, str | None] = {
-            f.datafile_id: f.state for f in chosen.values() if f.state != FINISHED or not f.location
-        }
+        refused: dict[int, str | None] = {}
+        for f in chosen.values():
+            if f.state != FINISHED:
+                refused[f.datafile_id] = f.state
+            elif not f.location:
+                refused[f.datafile_id] = f"{f.state}, but no location"
         if refused:
             raise NotArchivedError(refused)
         items = [
