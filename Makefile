@@ -39,7 +39,7 @@ test-unit: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
 
 test-integration: setup
-	@bash deploy/local/test.sh --no-lint tests/integration
+	@bash deploy/local/test.sh --no-lint tests/contract tests/integration
 
 test-e2e: setup
 	@bash deploy/local/test.sh --no-lint tests/e2e

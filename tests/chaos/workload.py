@@ -29,7 +29,8 @@ from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.domain.archival import ARCHIVAL_STATE
 from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
-from tests.e2e.api_client import dataset_folder, icat_root, seed_body
+from tests.e2e.api_client import dataset_folder, icat_root
+from tests.support.factories import seed_body
 from tests.support.stack_fixtures import DatastoreStack
 from tests.support.workdirs import remove_after_session
 

@@ -16,55 +16,6 @@ from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARC
 from tests.support.workdirs import remove_after_session
 
 
-def seed_body(
-    name: str, visit_id: str = "1", files: int = 4, dataset: str = "scan_0000"
-) -> dict[str, Any]:
-    """The seed's JSON body (shared/design/seed-workflow.md) for another investigation name."""
-    when = "2024-06-05T10:53:29.501Z"
-    return {
-        "investigations": [
-            {
-                "facility": {"name": "facility"},
-                "investigationType": {"name": "type"},
-                "instrument": {"name": "instrument"},
-                "facilityCycle": {"name": "20XX"},
-                "datasets": [
-                    {
-                        "name": dataset,
-                        "complete": True,
-                        "description": "Description",
-                        "doi": "10.00000/00000",
-                        "location": "string",
-                        "startDate": when,
-                        "endDate": when,
-                        "datasetType": {"name": "scan"},
-                        "datafiles": [
-                            {
-                                "name": f"file_{i:04d}.nxs",
-                                "description": "Description",
-                                "doi": "10.00000/00000",
-                                "fileSize": 0,
-                                "checksum": "string",
-                                "datafileCreateTime": when,
-                                "datafileModTime": when,
-                            }
-                            for i in range(files)
-                        ],
-                    }
-                ],
-                "name": name,
-                "visitId": visit_id,
-                "title": "Title",
-                "summary": "Summary",
-                "doi": "10.00000/00000",
-                "startDate": when,
-                "endDate": when,
-                "releaseDate": when,
-            }
-        ]
-    }
-
-
 def dataset_folder(name: str, visit_id: str = "1", dataset: str = "scan_0000") -> str:
     return f"instrument/20XX/{name}-{visit_id}/scan/{dataset}"
 
@@ -144,7 +95,6 @@ __all__ = [
     "archival_parameters",
     "dataset_folder",
     "icat_root",
-    "seed_body",
     "wait_for",
     "write_idc_files",
     "xrootd_adler32",

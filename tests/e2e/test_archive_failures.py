@@ -17,10 +17,10 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
-    seed_body,
     wait_for,
     write_idc_files,
 )
+from tests.support.factories import seed_body
 from tests.support.stack_fixtures import DatastoreStack, StackFactory
 
 pytestmark = pytest.mark.e2e
@@ -140,7 +140,7 @@ def test_two_replicas_of_each_worker_archive_without_duplicates(
     bodies = []
     for name in names:
         body = seed_body(name, files=3)
-        second = seed_body(name, files=3, dataset="scan_0001")["investigations"][0]["datasets"][0]
+        second = seed_body(name, datasets={"scan_0001": 3})["investigations"][0]["datasets"][0]
         body["investigations"][0]["datasets"].append(second)
         bodies.append(body)
         for dataset in ("scan_0000", "scan_0001"):

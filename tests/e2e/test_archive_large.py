@@ -14,9 +14,9 @@ from tests.e2e.api_client import (
     ARCHIVAL_STATE,
     dataset_folder,
     icat_root,
-    seed_body,
     wait_for,
 )
+from tests.support.factories import seed_body
 from tests.support.stack_fixtures import DatastoreStack
 from tests.support.workdirs import remove_after_session
 from tests.support.xrootd_fixtures import XRootDStack

@@ -15,11 +15,11 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
-    seed_body,
     wait_for,
     write_idc_files,
     xrootd_adler32,
 )
+from tests.support.factories import seed_body
 from tests.support.stack_fixtures import DatastoreStack
 
 pytestmark = pytest.mark.e2e

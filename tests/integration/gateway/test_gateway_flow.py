@@ -22,14 +22,13 @@ from datastore_common.topology import ICAT_WRITER_ARCHIVE
 from datastore_common.worker import topology_from
 from datastore_gateway.main import create_app
 from tests.integration.icat_emulator.conftest import ingest_args
+from tests.support.factories import seed_body
 from tests.support.icat_fixtures import run_icat_script
 from tests.support.rabbitmq_fixtures import BusFactory, unique_name
 
 pytestmark = pytest.mark.integration
 
-SEED_BODY = json.loads(
-    (Path(__file__).parents[2] / "unit" / "gateway" / "seed_archive_body.json").read_text()
-)
+SEED_BODY = seed_body()
 
 
 @dataclass

@@ -15,14 +15,13 @@ import yaml
 
 from datastore_common.settings import DatastoreSettings
 from datastore_common.worker import topology_from
+from tests.support.factories import seed_body
 from tests.support.icat_fixtures import free_port
 from tests.support.rabbitmq_fixtures import BusFactory, unique_name
 
 pytestmark = pytest.mark.integration
 
-SEED_BODY = json.loads(
-    (Path(__file__).parents[2] / "unit" / "gateway" / "seed_archive_body.json").read_text()
-)
+SEED_BODY = seed_body()
 
 
 def tail(log_path: Path) -> str:

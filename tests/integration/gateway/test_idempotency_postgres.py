@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
 from datastore_gateway.idempotency import ClaimState, run_once, store_from_url
 from datastore_gateway.idempotency.postgres import PostgresIdempotencyStore
 from datastore_gateway.main import create_app
+from tests.support.factories import seed_body
 from tests.support.rabbitmq_fixtures import unique_name
 
 pytestmark = pytest.mark.integration
@@ -23,7 +25,6 @@ pytestmark = pytest.mark.integration
 POSTGRES_URL = os.environ.get(
     "DATASTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-SEED_BODY = (Path(__file__).parents[2] / "unit" / "gateway" / "seed_archive_body.json").read_text()
 
 
 @pytest.fixture
@@ -78,8 +79,7 @@ async def test_gateway_with_postgresql_state_db(tmp_path: Path) -> None:
         vocabulary=FakeVocabulary(),
     )
     # A visitId holds no '-' (metadata.VISIT_ID_RULE).
-    visit_id = unique_name("v").replace("-", "_")
-    body = SEED_BODY.replace('"visitId": "1"', f'"visitId": "{visit_id}"')
+    body = json.dumps(seed_body(visit_id=unique_name("v").replace("-", "_")))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

@@ -21,9 +21,9 @@ from datastore_common.errors import NotFoundError
 from datastore_common.messages import DatafileSpec
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
+from tests.support.factories import seed_investigation
 from tests.support.icat_fixtures import IcatEmulator
 
-from .conftest import seed_investigation
 from .test_icat_catalogue import count, register
 
 WHEN = datetime(2024, 6, 5, 10, 53, 29, 501000, tzinfo=UTC)

@@ -21,9 +21,8 @@ from datastore_common.errors import InvalidRequestError, NotFoundError
 from datastore_common.messages import InvestigationSpec
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
+from tests.support.factories import seed_investigation
 from tests.support.icat_fixtures import IcatEmulator
-
-from .conftest import seed_investigation
 
 
 @pytest.fixture(scope="module")

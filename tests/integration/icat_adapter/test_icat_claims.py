@@ -11,8 +11,7 @@ from datastore_common.domain.archival import ARCHIVAL_IDS
 from datastore_common.messages import DatafileKey
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
-
-from .conftest import seed_investigation
+from tests.support.factories import seed_investigation
 
 
 async def test_of_replicas_claiming_one_dataset_at_once_exactly_one_wins(

@@ -17,9 +17,8 @@ from datastore_common.settings import DatastoreSettings, IcatSettings
 from datastore_common.testing.fake_vocabulary import SEED_VOCABULARY
 from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
 from datastore_gateway.main import create_app
+from tests.support.factories import seed_investigation
 from tests.support.icat_fixtures import IcatEmulator, free_port
-
-from .conftest import seed_investigation
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefu
 from datastore_common.messages import DatafileKey
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
-from tests.integration.icat_adapter.conftest import seed_investigation
+from tests.support.factories import seed_investigation
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import FTS_SUBMITTER
 from datastore_common.worker import Cleanup, topology_from
 from datastore_icat_writer.app import wire
-from tests.integration.icat_adapter.conftest import seed_investigation
 from tests.integration.xrootd.cli import upload
+from tests.support.factories import seed_investigation
 from tests.support.icat_fixtures import IcatEmulator
 from tests.support.rabbitmq_fixtures import BusFactory, take_payloads, unique_name
 from tests.support.workdirs import remove_after_session

@@ -24,7 +24,7 @@ from datastore_common.messages import (
     TransferSubmitted,
     TransferTracked,
 )
-from tests.integration.icat_adapter.conftest import seed_investigation
+from tests.support.factories import seed_investigation
 
 FTS = "https://fts:8446"
 KEY = DatafileKey(investigation="ABC", visit_id="1", dataset="scan", datafile="f.nxs")

@@ -1,6 +1,5 @@
 import json
 import uuid
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -16,34 +15,11 @@ from datastore_common.messages import (
     parse_envelope,
     wrap,
 )
-
-
-def seed_investigation(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "facility": {"name": "facility"},
-        "investigationType": {"name": "type"},
-        "instrument": {"name": "instrument"},
-        "facilityCycle": {"name": "20XX"},
-        "name": "ABC123",
-        "visitId": "1",
-        "title": "Title",
-        "datasets": [
-            {
-                "name": "scan_0000",
-                "complete": True,
-                "datasetType": {"name": "scan"},
-                "datafiles": [{"name": "file_0000.nxs"}, {"name": "file_0001.nxs"}],
-            }
-        ],
-    }
-    body.update(changes)
-    return body
+from tests.support.factories import seed_body, seed_investigation
 
 
 def test_archive_requested_round_trips_through_json() -> None:
-    data = ArchiveRequested(
-        request_id="r1", investigations=[InvestigationSpec.model_validate(seed_investigation())]
-    )
+    data = ArchiveRequested(request_id="r1", investigations=[seed_investigation()])
     envelope = wrap(data, source="gateway", correlation_id="r1", user="simple/root")
     parsed = parse_envelope(envelope.model_dump_json().encode(), PAYLOAD_TYPES)
     assert parsed == envelope
@@ -91,39 +67,39 @@ def test_envelope_type_must_match_its_payload() -> None:
 
 @pytest.mark.parametrize("name", ["a/b", "..", "x..y", ".", "", " lead"])
 def test_unsafe_datafile_names_are_refused(name: str) -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"][0]["datafiles"][0]["name"] = name
     with pytest.raises(ValidationError):
         InvestigationSpec.model_validate(inv)
 
 
 def test_a_dataset_without_datafiles_is_refused() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"][0]["datafiles"] = []
     with pytest.raises(ValidationError, match="datafiles"):
         InvestigationSpec.model_validate(inv)
 
 
 def test_the_same_datafile_twice_is_refused() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"][0]["datafiles"].append({"name": "file_0000.nxs"})
     with pytest.raises(ValidationError, match="duplicate datafile"):
         InvestigationSpec.model_validate(inv)
 
 
 def test_the_same_dataset_twice_is_refused() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"].append(inv["datasets"][0])
     with pytest.raises(ValidationError, match="duplicate dataset"):
         InvestigationSpec.model_validate(inv)
 
 
 def test_the_same_investigation_twice_is_refused() -> None:
-    inv = InvestigationSpec.model_validate(seed_investigation())
+    inv = seed_investigation()
     with pytest.raises(ValueError, match="duplicate investigation"):
         check_unique_investigations([inv, inv])
 
 
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValidationError, match="colour"):
-        InvestigationSpec.model_validate(seed_investigation(colour="blue"))
+        InvestigationSpec.model_validate(seed_body(colour="blue")["investigations"][0])

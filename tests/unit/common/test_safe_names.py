@@ -19,8 +19,7 @@ from datastore_common.messages.metadata import (
     check_safe_name,
     check_visit_id,
 )
-
-from .test_messages import seed_investigation
+from tests.support.factories import seed_body
 
 Setter = Callable[[dict[str, Any], str], None]
 
@@ -98,7 +97,7 @@ def _refusal(inv: dict[str, Any]) -> dict[str, Any]:
 def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
     what: str, loc: tuple[Any, ...], put: Setter, value: str
 ) -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     put(inv, value)
     error = _refusal(inv)
     assert error["loc"] == loc
@@ -116,7 +115,7 @@ def test_an_unsafe_path_component_is_refused_naming_field_value_and_rule(
 )
 def test_safe_names_pass_unchanged(value: str) -> None:
     assert check_safe_name(value) == value
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     for what, _, put in PATH_FIELDS:
         if what != "visitId" or "-" not in value:
             put(inv, value)
@@ -127,7 +126,7 @@ def test_safe_names_pass_unchanged(value: str) -> None:
 @pytest.mark.parametrize("value", ["1", "20XX", "a+b.c_d", ".hidden", "1_2"])
 def test_visit_ids_without_a_dash_pass_unchanged(value: str) -> None:
     assert check_visit_id(value) == value
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _visit_id(inv, value)
     assert InvestigationSpec.model_validate(inv).visitId == value
 
@@ -135,7 +134,7 @@ def test_visit_ids_without_a_dash_pass_unchanged(value: str) -> None:
 @pytest.mark.parametrize("value", ["1-2", "-1", "1-", "a+b-c.d_e"])
 def test_a_visit_id_with_a_dash_is_refused_naming_the_value_and_the_rule(value: str) -> None:
     # ('ABC', '1-2') and ('ABC-1', '2') would both be the folder ABC-1-2.
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _visit_id(inv, value)
     error = _refusal(inv)
     assert error["loc"] == ("visitId",)
@@ -145,19 +144,19 @@ def test_a_visit_id_with_a_dash_is_refused_naming_the_value_and_the_rule(value: 
 
 
 def test_an_investigation_name_may_still_hold_dashes() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _investigation_name(inv, "ABC-1")
     _visit_id(inv, "2")
     assert InvestigationSpec.model_validate(inv).name == "ABC-1"
 
 
 def test_the_seed_body_is_valid() -> None:
-    spec = InvestigationSpec.model_validate(seed_investigation())
+    spec = InvestigationSpec.model_validate(seed_body()["investigations"][0])
     assert (spec.name, spec.visitId, spec.datasets[0].name) == ("ABC123", "1", "scan_0000")
 
 
 def test_names_longer_than_255_are_refused() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _datafile_name(inv, "a" * 256)
     assert "at most 255" in _refusal(inv)["msg"]
 
@@ -175,7 +174,7 @@ def test_names_longer_than_255_are_refused() -> None:
 def test_reference_names_refuse_control_and_invisible_characters(
     field: str, value: str, reason: str
 ) -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv[field]["name"] = value
     error = _refusal(inv)
     assert error["loc"] == (field, "name")
@@ -185,13 +184,13 @@ def test_reference_names_refuse_control_and_invisible_characters(
 
 def test_reference_names_that_are_no_path_component_may_hold_spaces() -> None:
     # Facility and investigation type never reach a path: ICAT decides whether they exist.
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["investigationType"]["name"] = "commissioning run"
     assert InvestigationSpec.model_validate(inv).investigationType.name == "commissioning run"
 
 
 def test_datafile_format_version_refuses_invisible_characters() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     inv["datasets"][0]["datafiles"][0]["datafileFormat"] = {"name": "nexus", "version": "3\u200b"}
     error = _refusal(inv)
     assert error["loc"] == ("datasets", 0, "datafiles", 0, "datafileFormat", "version")
@@ -199,7 +198,7 @@ def test_datafile_format_version_refuses_invisible_characters() -> None:
 
 
 def test_the_rule_holds_for_messages_on_the_broker_too() -> None:
-    inv = seed_investigation()
+    inv = seed_body()["investigations"][0]
     _datafile_name(inv, "file?.nxs")
     body = json.dumps(
         {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from datastore_common.domain.plan import plan_archive
 from datastore_common.messages import InvestigationSpec, PlannedJob
+from tests.support.factories import seed_investigation
 
 IDC = "root://idc:1094//"
 TAPE = "root://tape:1094//"
@@ -18,27 +19,12 @@ ENDPOINT = "https://fts.test:8446/"
 def investigation(
     *datasets: list[str], name: str = "ABC", checksum: str | None = None, size: int | None = None
 ) -> InvestigationSpec:
-    """An investigation with one dataset ``scan_<i>`` per list of datafile names."""
-    return InvestigationSpec.model_validate(
-        {
-            "facility": {"name": "facility"},
-            "investigationType": {"name": "type"},
-            "instrument": {"name": "instrument"},
-            "facilityCycle": {"name": "20XX"},
-            "name": name,
-            "visitId": "1",
-            "title": "Title",
-            "datasets": [
-                {
-                    "name": f"scan_{index}",
-                    "datasetType": {"name": "scan"},
-                    "datafiles": [
-                        {"name": file, "fileSize": size, "checksum": checksum} for file in files
-                    ],
-                }
-                for index, files in enumerate(datasets)
-            ],
-        }
+    """The seed investigation with one dataset ``scan_<i>`` per list of datafile names."""
+    return seed_investigation(
+        name,
+        datasets={f"scan_{index}": files for index, files in enumerate(datasets)},
+        file_size=size,
+        checksum=checksum,
     )
 
 

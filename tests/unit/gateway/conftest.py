@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,34 +23,8 @@ from datastore_common.testing.fakes import (
 )
 from datastore_gateway.main import create_app
 
-SEED_BODY_PATH = Path(__file__).with_name("seed_archive_body.json")
 TEST_VO = "test-vo"
 USERS = {"simple/root": "pw", "db/alice": "alice-pw"}
-
-
-def seed_body() -> dict[str, Any]:
-    """The seed workflow's POST /archive body, verbatim (shared/design/seed-workflow.md)."""
-    body: dict[str, Any] = json.loads(SEED_BODY_PATH.read_text())
-    return body
-
-
-def body_with_files(count: int, *, datasets: int = 1, file_size: int = 0) -> dict[str, Any]:
-    """The seed body with ``count`` datafiles spread over ``datasets`` datasets."""
-    body = seed_body()
-    investigation = body["investigations"][0]
-    template_dataset = investigation["datasets"][0]
-    template_file = template_dataset["datafiles"][0]
-    investigation["datasets"] = []
-    per_dataset = -(-count // datasets)
-    for d in range(datasets):
-        dataset = copy.deepcopy(template_dataset)
-        dataset["name"] = f"scan_{d:04d}"
-        dataset["datafiles"] = [
-            {**template_file, "name": f"file_{i:05d}.nxs", "fileSize": file_size}
-            for i in range(d * per_dataset, min(count, (d + 1) * per_dataset))
-        ]
-        investigation["datasets"].append(dataset)
-    return body
 
 
 def make_settings(tmp_path: Path, **gateway: Any) -> DatastoreSettings:

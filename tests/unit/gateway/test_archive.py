@@ -13,13 +13,12 @@ from datastore_common.domain.plan import plan_archive
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import ArchiveRequested, InvestigationSpec
 from datastore_gateway import handlers
+from tests.support.factories import seed_body, spread_files
 from tests.unit.gateway.conftest import (
     TEST_VO,
     AsyncGateway,
     Gateway,
-    body_with_files,
     build_gateway,
-    seed_body,
 )
 
 
@@ -90,7 +89,7 @@ class TestAccepted:
         assert {(t.checksum, t.filesize) for t in job.transfers} == {(None, None)}
 
     def test_job_ids_are_plan_archives_for_the_request_id(self, gateway: Gateway) -> None:
-        body = body_with_files(1500, datasets=3)
+        body = seed_body(datasets=spread_files(1500, datasets=3))
         accepted = archive(gateway, body).json()
         expected = plan_archive(
             accepted["request_id"],
@@ -105,7 +104,7 @@ class TestAccepted:
         assert gateway.publisher.published[0].data.jobs == expected  # type: ignore[attr-defined]
 
     def test_2500_files_make_3_jobs(self, gateway: Gateway) -> None:
-        accepted = archive(gateway, body_with_files(2500)).json()
+        accepted = archive(gateway, seed_body(datasets=spread_files(2500))).json()
         assert len(accepted["job_ids"]) == 3
         jobs = gateway.publisher.published[0].data.jobs  # type: ignore[attr-defined]
         assert [len(job.transfers) for job in jobs] == [1000, 1000, 500]
@@ -211,7 +210,9 @@ class TestRefused:
     def test_too_many_datafiles_is_413(self, tmp_path: Path) -> None:
         gw = build_gateway(tmp_path, max_datafiles_per_request=10)
         with gw.client:
-            answer = gw.client.post("/archive", json=body_with_files(11), headers=gw.bearer())
+            answer = gw.client.post(
+                "/archive", json=seed_body(datasets=spread_files(11)), headers=gw.bearer()
+            )
         assert answer.status_code == 413
         assert answer.json()["detail"] == (
             "11 datafiles in one request; the limit is 10 (gateway.max_datafiles_per_request)"
@@ -222,10 +223,14 @@ class TestRefused:
         gw = build_gateway(tmp_path, max_bytes_per_request=1000)
         with gw.client:
             ok = gw.client.post(
-                "/archive", json=body_with_files(10, file_size=100), headers=gw.bearer()
+                "/archive",
+                json=seed_body(datasets=spread_files(10), file_size=100),
+                headers=gw.bearer(),
             )
             over = gw.client.post(
-                "/archive", json=body_with_files(11, file_size=100), headers=gw.bearer()
+                "/archive",
+                json=seed_body(datasets=spread_files(11), file_size=100),
+                headers=gw.bearer(),
             )
         assert ok.status_code == 202
         assert over.status_code == 413
@@ -235,7 +240,9 @@ class TestRefused:
         gw = build_gateway(tmp_path, max_body_bytes=4096)
         with gw.client:
             headers = gw.bearer()
-            answer = gw.client.post("/archive", json=body_with_files(100), headers=headers)
+            answer = gw.client.post(
+                "/archive", json=seed_body(datasets=spread_files(100)), headers=headers
+            )
         assert answer.status_code == 413
         assert "gateway.max_body_bytes" in answer.json()["detail"]
         assert gw.sessions.checks == 0  # refused before authentication even ran

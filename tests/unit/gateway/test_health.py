@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from datastore_common.testing.fakes import FakeSessions, RecordingPublisher
 from datastore_gateway.main import create_app
-from tests.unit.gateway.conftest import Gateway, make_settings, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import Gateway, make_settings
 
 
 def test_version_names_package_and_api(gateway: Gateway) -> None:

@@ -16,7 +16,8 @@ from datastore_gateway.idempotency import (
     run_once,
     store_from_url,
 )
-from tests.unit.gateway.conftest import AsyncGateway, Gateway, build_gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import AsyncGateway, Gateway, build_gateway
 
 
 def other_body() -> dict[str, Any]:

@@ -12,7 +12,8 @@ import pytest
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.messages import PlannedJob
 from datastore_common.testing.fake_selections import place_of
-from tests.unit.gateway.conftest import TEST_VO, Gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import TEST_VO, Gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
 

@@ -17,7 +17,8 @@ from datastore_common.errors import (
 )
 from datastore_common.testing.fakes import FakeSessions
 from datastore_gateway.session_cache import CachedSessions
-from tests.unit.gateway.conftest import Gateway, build_gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import Gateway, build_gateway
 
 ROOT = {"auth": "simple", "username": "root", "password": "pw"}
 

@@ -25,7 +25,8 @@ from datastore_common.messages import (
 )
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
-from tests.unit.gateway.conftest import Gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import Gateway
 
 FTS = "https://fts:8446"
 

@@ -293,7 +293,7 @@ class TestIdempotency:
     def test_key_of_an_archive_is_not_replayed_for_a_restore(
         self, gateway: Gateway, archived: list[int]
     ) -> None:
-        from tests.unit.gateway.conftest import seed_body
+        from tests.support.factories import seed_body
 
         key = {"Idempotency-Key": "shared-key"}
         headers = {**gateway.bearer(), **key}

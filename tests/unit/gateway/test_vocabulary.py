@@ -17,7 +17,8 @@ from datastore_common.ports import terms_of
 from datastore_common.testing.fake_vocabulary import SEED_VOCABULARY, FakeVocabulary
 from datastore_gateway import handlers
 from datastore_gateway.vocabulary_cache import CachedVocabulary
-from tests.unit.gateway.conftest import AsyncGateway, Gateway, build_gateway, seed_body
+from tests.support.factories import seed_body
+from tests.unit.gateway.conftest import AsyncGateway, Gateway, build_gateway
 
 
 def archive(gateway: Gateway, body: Any, **headers: str) -> httpx.Response:

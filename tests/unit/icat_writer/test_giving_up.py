@@ -9,7 +9,7 @@ import pytest
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.domain.failures import give_up_events
 from datastore_common.messages import RequestFailed, TransferStatus, wrap
-from tests.integration.icat_adapter.conftest import seed_investigation
+from tests.support.factories import seed_investigation
 from tests.unit.icat_writer.test_handlers import ENDPOINT, World
 
 REASON = "gave up after 54 attempts: PeerTimeoutError: xrootd query checksum: expired"

@@ -35,7 +35,7 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fake_catalogue import FakeCatalogue
 from datastore_common.testing.fakes import FakeStorage, RecordingPublisher
 from datastore_icat_writer.bootstrap import IcatWriter, bootstrap
-from tests.integration.icat_adapter.conftest import seed_investigation
+from tests.support.factories import seed_investigation
 
 VO = "test-vo"
 ENDPOINT = "https://fts.test:8446/"

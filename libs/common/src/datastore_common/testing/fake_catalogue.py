@@ -62,6 +62,7 @@ class FakeCatalogue(Catalogue):
         investigation_types: Collection[str] = ("type",),
         facility_cycles: Collection[str] = ("20XX",),
         dataset_types: Collection[str] = ("scan",),
+        datafile_formats: Collection[tuple[str, str]] = (("nexus", "3"),),
     ) -> None:
         self.facility = facility
         self._references = {
@@ -70,6 +71,7 @@ class FakeCatalogue(Catalogue):
             "FacilityCycle": set(facility_cycles),
             "DatasetType": set(dataset_types),
         }
+        self._datafile_formats = set(datafile_formats)
         self._ids = itertools.count(1)
         self.investigations: dict[int, FakeInvestigation] = {}
         self.datasets: dict[int, FakeDataset] = {}
@@ -130,6 +132,13 @@ class FakeCatalogue(Catalogue):
         await self._io()
         if investigation_id not in self.investigations:
             raise NotFoundError(f"Investigation[id:{investigation_id}] not found.")
+        # The new ones go in at once (createMany) or not at all: their types are checked first.
+        existing = {
+            d.spec.name for d in self.datasets.values() if d.investigation_id == investigation_id
+        }
+        for spec in datasets:
+            if spec.name not in existing:
+                self._reference("DatasetType", spec.datasetType.name)
         result = {}
         for spec in datasets:
             found = next(
@@ -141,7 +150,6 @@ class FakeCatalogue(Catalogue):
                 None,
             )
             if found is None:
-                self._reference("DatasetType", spec.datasetType.name)
                 found = FakeDataset(next(self._ids), investigation_id, spec)
                 self.datasets[found.id] = found
                 self.writes += 1
@@ -155,6 +163,18 @@ class FakeCatalogue(Catalogue):
         self._check()
         if dataset_id not in self.datasets:
             raise NotFoundError(f"Dataset[id:{dataset_id}] not found.")
+        # The new ones go in at once (createMany) or not at all, before any existing one is
+        # updated: their formats (looked up for new datafiles only) are checked first.
+        existing = {d.name for d in self.datafiles.values() if d.dataset_id == dataset_id}
+        for item in datafiles:
+            form = item.spec.datafileFormat
+            if item.spec.name in existing or form is None:
+                continue
+            if (form.name, form.version) not in self._datafile_formats:
+                raise NotFoundError(
+                    f"DatafileFormat with name={form.name!r}, version={form.version!r} "
+                    f"not found in facility {self.facility!r}"
+                )
         result = {}
         for item in datafiles:
             found = next(
@@ -229,6 +249,8 @@ class FakeCatalogue(Catalogue):
         self, dataset_id: int, job_ids: str, *, replacing: str | None = None
     ) -> str | None:
         await self._io()
+        if dataset_id not in self.datasets:
+            raise NotFoundError(f"Dataset[id:{dataset_id}] not found.")
         parameters = self.parameters.setdefault(("Dataset", dataset_id), {})
         if ARCHIVAL_IDS in parameters and parameters[ARCHIVAL_IDS] != replacing:
             return parameters[ARCHIVAL_IDS]
@@ -267,10 +289,12 @@ class FakeCatalogue(Catalogue):
         if unknown:
             raise ValueError(f"not archival parameters: {sorted(unknown)}")
         table = self.datasets if entity == "Dataset" else self.datafiles
-        written = 0
-        for entity_id, wanted in values.items():
+        # ICAT writes all of them (createMany, deleteMany) or none: the ids are checked first.
+        for entity_id in values:
             if entity_id not in table:
                 raise NotFoundError(f"{entity}[id:{entity_id}] not found.")
+        written = 0
+        for entity_id, wanted in values.items():
             current = self.parameters.setdefault((entity, entity_id), {})
             for name, value in wanted.items():
                 if value is None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from datastore_common.domain.job_ids import fts_job_id
+from datastore_common.domain.states import CANCELED, is_terminal
 from datastore_common.errors import (
+    InvalidRequestError,
+    NotFoundError,
     PeerTimeoutError,
     PermanentError,
     SessionRefusedError,
@@ -82,9 +86,17 @@ class FakeStorage(Storage):
         return self.files.get(url)
 
 
+#: FTS's reason for a job, and its files, cancelled by the user.
+CANCELED_BY_USER = "Job canceled by the user"
+
+
 @dataclass
 class FakeTransferService(TransferService):
-    """Jobs live in a dict; tests move their states with ``set_state``."""
+    """Jobs live in a dict; tests move their states with ``set_state``. As FTS (and the
+    ``Fts3TransferService`` on it) answers: a file's ``metadata`` holds the ICAT ids the
+    submitter sent, a job without transfers is refused, a cancel ends only what still runs
+    (and answers the job without its files), and a job FTS does not know is None in a status
+    answer and NotFoundError to cancel."""
 
     endpoint: str = "https://fts.test:8446"
     vo_name: str = "test-vo"
@@ -100,6 +112,8 @@ class FakeTransferService(TransferService):
 
     async def submit(self, job: PlannedJob) -> str:
         self.submit_calls += 1
+        if not job.transfers:
+            raise InvalidRequestError(f"job {job.job_id} ({job.sid}) has no transfers")
         if self.down:
             raise TransientError("fts is down")
         if self.refuse_with is not None:
@@ -112,7 +126,13 @@ class FakeTransferService(TransferService):
                 "SUBMITTED",
                 None,
                 tuple(
-                    FileProgress(i, t.source, t.destination, "SUBMITTED")
+                    FileProgress(
+                        i,
+                        t.source,
+                        t.destination,
+                        "SUBMITTED",
+                        metadata={"datafile_id": t.datafile_id, "dataset_id": t.dataset_id},
+                    )
                     for i, t in enumerate(job.transfers)
                 ),
             )
@@ -128,7 +148,12 @@ class FakeTransferService(TransferService):
             file_state, reason = new if isinstance(new, tuple) else (new, None)
             files.append(
                 FileProgress(
-                    current.file_id, current.source, current.destination, file_state, reason
+                    current.file_id,
+                    current.source,
+                    current.destination,
+                    file_state,
+                    reason,
+                    current.metadata,
                 )
             )
         self.states[job_id] = JobProgress(job_id, state, None, tuple(files))
@@ -140,8 +165,21 @@ class FakeTransferService(TransferService):
         return {job_id: self.states.get(job_id) for job_id in job_ids}
 
     async def cancel(self, job_id: str) -> JobProgress:
-        self.set_state(job_id, "CANCELED")
-        return self.states[job_id]
+        if self.down:
+            raise TransientError("fts is down")
+        job = self.states.get(job_id)
+        if job is None:
+            raise NotFoundError(f'No job with the id "{job_id}" has been found')
+        if not is_terminal(job.state):  # FTS leaves an ended job as it was
+            files = tuple(
+                f
+                if is_terminal(f.state)
+                else dataclasses.replace(f, state=CANCELED, reason=CANCELED_BY_USER)
+                for f in job.files
+            )
+            job = self.states[job_id] = JobProgress(job_id, CANCELED, CANCELED_BY_USER, files)
+        # FTS answers a cancel with the job alone: its files are for a status request.
+        return dataclasses.replace(job, files=())
 
 
 class FakeSessions(Sessions):
