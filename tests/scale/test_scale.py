@@ -11,6 +11,7 @@ adler32, every file on tape with that adler32, the dataset FINISHED, nothing dea
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import threading
@@ -45,6 +46,14 @@ LARGE_FILE_BYTES = int(float(os.environ.get("SCALE_FILE_GB", "20")) * 1024**3)
 #: Small archives sent meanwhile: the big ones must not starve them, nor they the big ones.
 OTHER_DATASETS = 30
 ADLER_MOD = 65521
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "scale.json"
+
+
+def record(name: str, figures: dict[str, Any]) -> None:
+    """Keep the run's figures in bench/results/scale.json (one entry per test)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[name] = figures
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def adler32_of_sparse(head: bytes, size: int) -> str:
@@ -194,9 +203,20 @@ def test_a_dataset_of_10000_files_finishes_while_other_work_runs(
     job_ids = archive(scale_stack, name, MANY_FILES)
     assert len(job_ids) == MANY_FILES // scale_stack.settings.fts3.max_files_per_job
     check_dataset(scale_stack, name, sums, size=1024, timeout=3600)
-    print(f"\nscale: {MANY_FILES} files FINISHED in {time.monotonic() - started:.0f} s")
+    seconds = time.monotonic() - started
+    print(f"\nscale: {MANY_FILES} files FINISHED in {seconds:.0f} s")
     other.check()
     print(f"scale: {OTHER_DATASETS} small archives meanwhile in {other.seconds:.0f} s")
+    record(
+        "many_files",
+        {
+            "datafiles": MANY_FILES,
+            "jobs": len(job_ids),
+            "seconds_to_finished": round(seconds, 1),
+            "other_archives": OTHER_DATASETS,
+            "other_archives_seconds": round(other.seconds, 1),
+        },
+    )
 
 
 def test_four_large_files_finish_while_other_work_runs(
@@ -227,6 +247,17 @@ def test_four_large_files_finish_while_other_work_runs(
             ignore_errors=True,
         )
     gib = LARGE_FILE_BYTES / 1024**3
-    print(f"\nscale: {LARGE_FILES} x {gib:g} GiB FINISHED in {time.monotonic() - started:.0f} s")
+    seconds = time.monotonic() - started
+    print(f"\nscale: {LARGE_FILES} x {gib:g} GiB FINISHED in {seconds:.0f} s")
     other.check()
     print(f"scale: {OTHER_DATASETS} small archives meanwhile in {other.seconds:.0f} s")
+    record(
+        "large_files",
+        {
+            "datafiles": LARGE_FILES,
+            "gib_each": gib,
+            "seconds_to_finished": round(seconds, 1),
+            "other_archives": OTHER_DATASETS,
+            "other_archives_seconds": round(other.seconds, 1),
+        },
+    )
