@@ -16,7 +16,7 @@ help:
 	@echo "make test   - install, start what the tests need, run the whole suite"
 	@echo "make test-unit | test-integration | test-e2e - one tier of the suite (no lint)"
 	@echo "make chaos  - the fault scenarios at full size (bench/results/chaos.json)"
-	@echo "make scale  - 10,000 files and 4 x 20 GB in one dataset each (needs 80 GB free)"
+	@echo "make scale  - 10,000 files and 4 x 20 GB in one dataset each (needs 84 GB free)"
 	@echo "make setup | up | down | bench | lint | asyncapi"
 
 setup: ## system packages (apt) + uv + the workspace virtualenv from the lock file
