@@ -3,8 +3,11 @@ sees it now, to the owner of its request and to ``gateway.admins`` only (others:
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Depends
+
+from datastore_common.ports import JobProgress
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep, TransfersDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, problem
@@ -29,62 +32,43 @@ RESPONSES: Responses = {
 }
 
 
-@router.get("/{job_id}", responses=RESPONSES)
-async def job(
+async def progress_of(
     job_id: str,
     user: CurrentUser,
     transfers: TransfersDep,
     ledger: LedgerDep,
     settings: SettingsDep,
-) -> JobStatus:
-    """The job's state, percentage and every file's state."""
-    progress = await handlers.job_progress(
+) -> JobProgress:
+    """The job as FTS sees it now, once its owner (or an admin) is checked: every route's
+    starting point."""
+    return await handlers.job_progress(
         job_id, transfers, user=user, ledger=ledger, settings=settings
     )
+
+
+ProgressDep = Annotated[JobProgress, Depends(progress_of)]
+
+
+@router.get("/{job_id}", responses=RESPONSES)
+async def job(progress: ProgressDep) -> JobStatus:
+    """The job's state, percentage and every file's state."""
     return handlers.job_status(progress)
 
 
 @router.get("/{job_id}/status", responses=RESPONSES)
-async def job_status(
-    job_id: str,
-    user: CurrentUser,
-    transfers: TransfersDep,
-    ledger: LedgerDep,
-    settings: SettingsDep,
-) -> JobState:
+async def job_status(progress: ProgressDep) -> JobState:
     """The job's FTS state (STAGING, SUBMITTED, ACTIVE, FINISHED, ...) and whether it is final."""
-    progress = await handlers.job_progress(
-        job_id, transfers, user=user, ledger=ledger, settings=settings
-    )
     return handlers.job_state(progress)
 
 
 @router.get("/{job_id}/complete", responses=RESPONSES)
-async def job_complete(
-    job_id: str,
-    user: CurrentUser,
-    transfers: TransfersDep,
-    ledger: LedgerDep,
-    settings: SettingsDep,
-) -> JobComplete:
+async def job_complete(progress: ProgressDep) -> JobComplete:
     """Whether the job has ended: FINISHED, FINISHEDDIRTY (some files failed), FAILED or
     CANCELED."""
-    progress = await handlers.job_progress(
-        job_id, transfers, user=user, ledger=ledger, settings=settings
-    )
     return handlers.job_complete(progress)
 
 
 @router.get("/{job_id}/percentage", responses=RESPONSES)
-async def job_percentage(
-    job_id: str,
-    user: CurrentUser,
-    transfers: TransfersDep,
-    ledger: LedgerDep,
-    settings: SettingsDep,
-) -> JobPercentage:
+async def job_percentage(progress: ProgressDep) -> JobPercentage:
     """Files whose transfer ended (failures included) / all files x 100; 100 for no files."""
-    progress = await handlers.job_progress(
-        job_id, transfers, user=user, ledger=ledger, settings=settings
-    )
     return handlers.job_percentage(progress)
