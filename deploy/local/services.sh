@@ -15,7 +15,10 @@ running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null
 start_one() {
   local name=$1
   if running "$name"; then echo "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
-  nohup ".venv/bin/datastore-$name" >>"$RUN/$name.log" 2>&1 &
+  # Each service logs in to the broker as its own user (deploy/local/rabbitmq.sh accounts).
+  local broker_url="$VAR/broker/datastore-$name.url"
+  [[ -f $broker_url ]] || { echo "$broker_url missing: run bash deploy/local/rabbitmq.sh accounts" >&2; return 1; }
+  DATASTORE__BROKER__URL="$(cat "$broker_url")" nohup ".venv/bin/datastore-$name" >>"$RUN/$name.log" 2>&1 &
   echo $! >"$RUN/$name.pid"
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 VAR="${DATASTORE_VAR:-$PWD/var}"
 mkdir -p "$VAR"
 
-bash deploy/local/rabbitmq.sh
+bash deploy/local/rabbitmq.sh accounts
 bash deploy/local/xrootd.sh start
 bash deploy/local/certs.sh >/dev/null
 bash deploy/local/icat/emulator.sh start
@@ -17,8 +17,9 @@ bash deploy/local/icat/emulator.sh start
 make -s fts3-emulator-up
 
 config="$VAR/config.yaml"
-if [[ ! -f $config ]]; then
-  cat >"$config" <<YAML
+# (Re)written when missing or older than the per-role broker users; it holds a password.
+if [[ ! -f $config ]] || ! grep -q datastore-ops "$config"; then
+  (umask 077; cat >"$config") <<YAML
 # Written by deploy/local/up.sh for the local stack; see config.example.yaml for every key.
 x509_user_cert: $VAR/certs/usercert.pem
 x509_user_key: $VAR/certs/userkey.pem
@@ -27,6 +28,20 @@ fts3:
   ca_path: $VAR/certs/ca.pem
 icat:
   url: http://localhost:18080
+broker:
+  # Tools (datastore-ops) connect as the operator; each service gets its own user's URL from
+  # deploy/local/services.sh (DATASTORE__BROKER__URL). Who may publish what: topology.PUBLISHERS.
+  url: $(cat "$VAR/broker/datastore-ops.url")
+  users:
+    datastore-gateway: gateway
+    datastore-icat-writer: icat-writer
+    datastore-fts-submitter: fts-submitter
+    datastore-status-poller: status-poller
+    datastore-ops: operator
+instruments:
+  - broker_user: datastore-instrument
+    icat_user: simple/root
+    instruments: [instrument]
 gateway:
   state_db: sqlite:///$VAR/gateway/gateway.sqlite
 poller:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from datastore_common.domain.plan import plan_archive
+from datastore_common.domain.senders import INSTRUMENT
 from datastore_common.messages import ArchiveRequested, InvestigationSpec
 from datastore_common.worker import make_bus
 from tests.e2e.api_client import (
@@ -83,7 +84,7 @@ def test_a_request_the_icat_writer_cannot_register_ends_failed_visibly(
     request_id = str(uuid.uuid4())
 
     async def publish() -> None:
-        bus = make_bus(stack.settings, "instrument-e2e")
+        bus = make_bus(stack.settings_as(INSTRUMENT), "instrument-e2e")
         await bus.connect(attempts=3)
         try:
             investigations = [InvestigationSpec.model_validate(i) for i in body["investigations"]]

@@ -10,14 +10,26 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
 from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.declare import delete_topology
+from datastore_common.domain.senders import INSTRUMENT
 from datastore_common.messages import Payload
+from datastore_common.ops.broker_users import (
+    BrokerAccount,
+    account_url,
+    definitions,
+    import_definitions,
+    local_accounts,
+    users_setting,
+)
+from datastore_common.ops.dlq import OpsError
 from datastore_common.topology import Topology, all_queue_names
 
 P = TypeVar("P", bound=Payload)
@@ -99,3 +111,55 @@ async def take_payloads(
         found.append(payload.model_validate(json.loads(message.body)["data"]))
     await channel.close()
     return found
+
+
+@dataclass(frozen=True)
+class BrokerAccounts:
+    """One broker user per role for this test session (``datastore-ops broker-accounts``):
+    real RabbitMQ users with random passwords, deleted when the session ends."""
+
+    by_role: dict[str, BrokerAccount]
+    base_url: str
+
+    def url(self, role: str) -> str:
+        return account_url(self.base_url, self.by_role[role])
+
+    def user(self, role: str) -> str:
+        return self.by_role[role].user
+
+    @property
+    def users_setting(self) -> dict[str, str]:
+        """``broker.users`` for a stack run by these accounts."""
+        return dict(users_setting(list(self.by_role.values())))
+
+    def instrument_setting(self, icat_user: str, instruments: list[str]) -> dict[str, object]:
+        """An ``instruments:`` entry for the session's instrument user."""
+        return {
+            "broker_user": self.user(INSTRUMENT),
+            "icat_user": icat_user,
+            "instruments": instruments,
+        }
+
+
+@pytest.fixture(scope="session")
+def broker_accounts(
+    rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerAccounts]:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    folder = tmp_path_factory.mktemp("broker")
+    accounts = local_accounts(folder / "secrets", instruments=["instrument"], prefix=prefix)
+    definitions_file = folder / "definitions.json"
+    definitions_file.write_text(json.dumps(definitions(accounts, exchange=f"{prefix}exchange")))
+    try:
+        import_definitions(definitions_file)
+    except OpsError as exc:
+        pytest.fail(f"could not create the session's broker users: {exc}")
+    roles = {account.role: account for account in accounts}
+    host = urlsplit(rabbitmq_url)
+    yield BrokerAccounts(roles, f"amqp://{host.hostname}:{host.port or 5672}/")
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    for account in accounts:
+        if rabbitmqctl is not None:
+            subprocess.run(
+                [rabbitmqctl, "-q", "delete_user", account.user], capture_output=True, check=False
+            )

@@ -28,13 +28,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from datastore_common.adapters.rabbitmq.declare import delete_topology
+from datastore_common.domain.senders import INSTRUMENT, OPERATOR
 from datastore_common.settings import DatastoreSettings, load_settings
 from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
 from tests.support.fts3_fixtures import Fts3Emulator, free_port
 from tests.support.icat_fixtures import IcatEmulator, run_icat_script
+from tests.support.rabbitmq_fixtures import BrokerAccounts
 from tests.support.workdirs import discard_unless_failed, remove_after_session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +51,8 @@ class DatastoreStack:
     log_dir: Path
     gateway_url: str
     icat_url: str
+    #: Each service's (and the instrument's, the operator's) own broker URL.
+    broker_urls: dict[str, str] = field(default_factory=dict)
     processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
     closed: bool = False
 
@@ -63,13 +68,32 @@ class DatastoreStack:
             else:
                 os.environ["DATASTORE_CONFIG"] = previous
 
+    def settings_as(self, role: str) -> DatastoreSettings:
+        """The stack's settings as ``role`` (instrument, operator, a service) connects."""
+        return self.settings.model_copy(
+            update={
+                "broker": self.settings.broker.model_copy(
+                    update={"url": SecretStr(self.broker_urls[role])}
+                )
+            }
+        )
+
     def start(self, service: str) -> subprocess.Popen[bytes]:
         replicas = self.processes.setdefault(service, [])
         log_path = self.log_dir / f"{service}-{len(replicas)}.log"
         with log_path.open("ab") as log:  # the process keeps its own descriptor
             process = subprocess.Popen(
                 [str(VENV_BIN / f"datastore-{service}")],
-                env={**os.environ, "DATASTORE_CONFIG": str(self.config_path)},
+                env={
+                    **os.environ,
+                    "DATASTORE_CONFIG": str(self.config_path),
+                    # Each service logs in as its own broker user (domain.senders).
+                    **(
+                        {"DATASTORE__BROKER__URL": self.broker_urls[service]}
+                        if service in self.broker_urls
+                        else {}
+                    ),
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
@@ -148,7 +172,7 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def _stack_maker(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    rabbitmq_url: str,
+    broker_accounts: BrokerAccounts,
     icat_emulator: IcatEmulator,
     fts3_emulator: Fts3Emulator,
     xrootd_stack: object,
@@ -188,8 +212,12 @@ def _stack_maker(
                 "tape_root_dir": f"e2e-{run}/",
                 "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca)},
                 "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
+                # Every service as its own broker user, checked by every consumer; the
+                # config's own URL (tests' buses, clean-up) is the operator's.
+                "instruments": [broker_accounts.instrument_setting("simple/root", ["instrument"])],
                 "broker": {
-                    "url": rabbitmq_url,
+                    "url": broker_accounts.url(OPERATOR),
+                    "users": broker_accounts.users_setting,
                     "exchange": f"e2e-{run}",
                     "queue_prefix": f"e2e-{run}.",
                     "retry_delays": [0.5, 1, 2, 4],
@@ -217,6 +245,9 @@ def _stack_maker(
             log_dir=log_dir,
             gateway_url=f"http://127.0.0.1:{port}",
             icat_url=icat_emulator.url,
+            broker_urls={
+                role: broker_accounts.url(role) for role in (*SERVICES, OPERATOR, INSTRUMENT)
+            },
         )
         stacks.append(stack)
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from datastore_common.errors import ConfigurationError
 from datastore_common.settings import load_settings
 
 REPO = Path(__file__).parents[3]
@@ -39,22 +40,79 @@ def test_compose_services_run_our_console_scripts() -> None:
     assert set(commands.values()) <= console_scripts()
 
 
+#: What each service reads besides .env: its own broker user, and the ICAT functional password
+#: where it uses it (docs/security.md, "Secrets").
+COMPOSE_SECRETS = {
+    "gateway": [".env", ".env.icat", "broker/datastore-gateway.env"],
+    "icat-writer": [".env", ".env.icat", "broker/datastore-icat-writer.env"],
+    "fts-submitter": [".env", "broker/datastore-fts-submitter.env"],
+    "status-poller": [".env", "broker/datastore-status-poller.env"],
+}
+
+
+def env_lines(text: str) -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
+def test_compose_gives_each_service_only_its_own_secrets() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert {name: spec.get("env_file") for name, spec in services.items() if "command" in spec} == (
+        COMPOSE_SECRETS
+    )
+    for name in ("gateway", "icat-writer"):
+        mounts = " ".join(services[name].get("volumes", []))
+        assert "x509" not in mounts, f"{name} does not use the X.509 credential"
+    example = env_lines((COMPOSE.parent / "env.example").read_text())
+    assert not any("PASSWORD" in key or "BROKER__URL" in key for key in example)
+
+
+def test_compose_broker_takes_amqps_only_from_definitions() -> None:
+    conf = (COMPOSE.parent / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert "listeners.tcp = none" in conf
+    assert "listeners.ssl.default = 5671" in conf
+    assert "load_definitions" in conf
+
+
 def test_compose_environment_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    example = dict(
-        line.split("=", 1)
-        for line in (COMPOSE.parent / "env.example").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    example = env_lines((COMPOSE.parent / "env.example").read_text())
     monkeypatch.delenv("DATASTORE_CONFIG", raising=False)
     monkeypatch.chdir(COMPOSE.parent)  # no config.yaml here: environment only
-    for name in ("gateway", "icat-writer"):
-        environment = {**example, **services[name]["environment"]}
-        for key, value in environment.items():
-            if key.startswith("DATASTORE__"):
-                monkeypatch.setenv(key, value.replace("${RABBITMQ_PASSWORD}", "pw"))
-        settings = load_settings()  # raises ConfigurationError naming a wrong key
+    for name, files in COMPOSE_SECRETS.items():
+        user = f"datastore-{name}"
+        secrets = {  # as datastore-ops broker-accounts and the site write them
+            "DATASTORE__BROKER__URL": f"amqps://{user}:Xq7-long-random@rabbitmq:5671/",
+            **({"DATASTORE__ICAT__PASSWORD": "Icat-long-random-9"} if ".env.icat" in files else {}),
+        }
+        environment = {**example, **services[name]["environment"], **secrets}
+        with monkeypatch.context() as scoped:
+            for key, value in environment.items():
+                if key.startswith("DATASTORE__"):
+                    scoped.setenv(key, value)
+            settings = load_settings()  # raises ConfigurationError naming a wrong key
         assert str(settings.fts3.endpoint).startswith("https://fts3.example.org")
+        assert settings.broker.users[user] == name
+        assert settings.broker.user == user
+
+
+def test_compose_refuses_the_services_without_their_broker_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    monkeypatch.delenv("DATASTORE_CONFIG", raising=False)
+    monkeypatch.chdir(COMPOSE.parent)
+    environment = {
+        **env_lines((COMPOSE.parent / "env.example").read_text()),
+        **services["gateway"]["environment"],
+        "DATASTORE__BROKER__URL": "amqps://guest:guest@rabbitmq:5671/",
+    }
+    for key, value in environment.items():
+        if key.startswith("DATASTORE__"):
+            monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigurationError, match=r"broker\.url"):
+        load_settings()
 
 
 def test_kubernetes_deployments_run_our_console_scripts() -> None:
@@ -82,6 +140,28 @@ def test_kubernetes_config_map_is_a_valid_configuration(
     config = tmp_path / "config.yaml"
     config.write_text(config_map["data"]["config.yaml"])
     monkeypatch.setenv("DATASTORE_CONFIG", str(config))
+    # As the service's Secret gives them (see the manifest's header).
+    monkeypatch.setenv(
+        "DATASTORE__BROKER__URL", "amqps://datastore-gateway:Xq7-long-random@rabbitmq:5671/"
+    )
+    monkeypatch.setenv("DATASTORE__ICAT__PASSWORD", "Icat-long-random-9")
     settings = load_settings()
+    assert settings.broker.users["datastore-gateway"] == "gateway"
     assert settings.gateway.state_db.startswith("postgresql://")
     assert settings.tape_archive == "root://tape.example.org:1094//"
+
+
+def test_kubernetes_gives_each_service_only_its_own_secrets() -> None:
+    for deployment in (d for d in kubernetes_documents() if d["kind"] == "Deployment"):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["envFrom"] == [{"secretRef": {"name": name}}]
+        secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        uses_x509 = name in ("datastore-fts-submitter", "datastore-status-poller")
+        assert secrets == ({"datastore-x509"} if uses_x509 else set()), name
+
+
+def test_kubernetes_serves_the_api_over_tls() -> None:
+    [ingress] = [d for d in kubernetes_documents() if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["secretName"]

@@ -26,6 +26,12 @@ GIVEN_UP = Counter(
     "Messages given up (permanent error, retries or deliveries exhausted) and reported FAILED",
     ["queue"],
 )
+MESSAGES_REFUSED = Counter(
+    "datastore_messages_refused_total",
+    "Messages refused because their sender may not send them (dead-lettered, never handled): "
+    "alert on any increase, it is a misconfiguration or an attempt to forge",
+    ["queue", "reason"],
+)
 RETRY_OLDEST_AGE = Gauge(
     "datastore_retry_oldest_age_seconds",
     "Age of the oldest first failure among messages this process is retrying",

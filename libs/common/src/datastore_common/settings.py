@@ -9,10 +9,12 @@ Settings are read once, by ``load_settings`` in each service's entry point, and 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -35,6 +37,23 @@ from pydantic_settings import (
 from datastore_common.errors import ConfigurationError
 
 CONFIG_ENV = "DATASTORE_CONFIG"
+#: The service roles a broker user can have (``broker.users``); see ``topology.PUBLISHERS``.
+SERVICE_ROLES = ("gateway", "icat-writer", "fts-submitter", "status-poller")
+#: Passwords of quick local defaults: refused towards anything that is not this host.
+KNOWN_DEFAULT_PASSWORDS = frozenset(
+    {"guest", "datastore-pw", "pw", "password", "changeme", "change-me", ""}
+)
+
+
+def _loopback(host: str | None) -> bool:
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
 
@@ -140,6 +159,27 @@ class BrokerSettings(_Section):
         "ends FAILED; failures of our own credentials are retried for ever.",
     )
     connect_attempts: int = Field(default=30, ge=1)
+    users: dict[str, str] = Field(
+        default_factory=lambda: {"guest": "*"},
+        description="Broker user -> the role it publishes as: gateway, icat-writer, "
+        "fts-submitter, status-poller, operator (datastore-ops). Consumers refuse a message "
+        "whose AMQP user_id (checked by RabbitMQ) has no role allowed to publish its type. "
+        "'*' (every role) is the quick local default for guest on a loopback broker only.",
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {*SERVICE_ROLES, "operator", "*"}
+        wrong = {user: role for user, role in value.items() if role not in known}
+        if wrong:
+            raise ValueError(f"unknown roles {wrong}; a role is one of {sorted(known)}")
+        return value
+
+    @property
+    def user(self) -> str:
+        """The broker user this process connects as (from ``url``)."""
+        return unquote(urlsplit(self.url.get_secret_value()).username or "guest")
 
     @field_validator("retry_delays")
     @classmethod
@@ -226,6 +266,18 @@ class XRootDSettings(_Section):
     describe_concurrency: int = Field(default=32, ge=1, description="Files stat'ed at once.")
 
 
+class InstrumentAccount(_Section):
+    """An instrument that publishes ``archive.requested`` straight to the broker."""
+
+    broker_user: str = Field(min_length=1, description="Its RabbitMQ user.")
+    icat_user: str = Field(
+        min_length=1, description="The ICAT identity its requests archive as (plugin/name)."
+    )
+    instruments: tuple[str, ...] = Field(
+        min_length=1, description="ICAT Instrument names it may archive for."
+    )
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console", "auto"] = "auto"
@@ -255,6 +307,51 @@ class DatastoreSettings(BaseSettings):
     x509_user_cert: Path | None = None
     x509_user_key: Path | None = None
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics server.")
+    instruments: tuple[InstrumentAccount, ...] = Field(
+        default=(),
+        description="Instruments' broker users, each with the ICAT identity and instruments "
+        "it may archive for (README, 'Instruments on the broker').",
+    )
+
+    @model_validator(mode="after")
+    def _instrument_users_distinct(self) -> DatastoreSettings:
+        users = [account.broker_user for account in self.instruments]
+        clash = sorted(
+            {u for u in users if users.count(u) > 1} | (set(users) & set(self.broker.users))
+        )
+        if clash:
+            raise ValueError(f"broker users listed twice (instruments / broker.users): {clash}")
+        return self
+
+    def check_deployable(self) -> None:
+        """Refuse, at start, credentials that must never leave a developer's machine: guest
+        (or any user acting as every role) and the local stack's passwords, towards a broker or
+        ICAT that is not on this host."""
+        problems: list[str] = []
+        broker = urlsplit(self.broker.url.get_secret_value())
+        if not _loopback(broker.hostname):
+            if broker.username in (None, "", "guest") or broker.password in KNOWN_DEFAULT_PASSWORDS:
+                problems.append(
+                    "broker.url: a default user or password towards a remote broker; give each "
+                    "service its own broker user (deploy/README.md)"
+                )
+            everyone = sorted(u for u, role in self.broker.users.items() if role == "*")
+            if everyone:
+                problems.append(
+                    f"broker.users: {everyone} may act as every role; name one role per user"
+                )
+        icat_host = urlsplit(str(self.icat.url)).hostname
+        # Unset is fine: the services that do not log in to ICAT are not given its password.
+        if (
+            not _loopback(icat_host)
+            and "password" in self.icat.model_fields_set
+            and self.icat.password.get_secret_value() in KNOWN_DEFAULT_PASSWORDS
+        ):
+            problems.append(
+                "icat.password: the local stack's default password towards a remote ICAT"
+            )
+        if problems:
+            raise ConfigurationError("refusing to start: " + "; ".join(problems))
 
     @field_validator("instrument_data_cache", "user_data_cache", "tape_archive")
     @classmethod
@@ -301,7 +398,7 @@ def _config_path() -> Path | None:
 def load_settings(**overrides: Any) -> DatastoreSettings:
     """Read and check the configuration; a bad value raises ConfigurationError naming its key."""
     try:
-        return DatastoreSettings(**overrides)
+        settings = DatastoreSettings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
@@ -310,6 +407,8 @@ def load_settings(**overrides: Any) -> DatastoreSettings:
         raise ConfigurationError(f"invalid configuration: {problems}") from exc
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigurationError(f"invalid configuration file: {exc}") from exc
+    settings.check_deployable()
+    return settings
 
 
 def command_line(prog: str, description: str) -> argparse.ArgumentParser:

@@ -26,11 +26,18 @@ from datastore_common.adapters.rabbitmq.consumer import (
     Handler,
     RetryHandler,
 )
+from datastore_common.domain.senders import InstrumentGrant, SenderPolicy, publishers_by_type
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.metrics import UP, start_metrics_server
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import Topology, datastore_topology, payload_types, retries_for
+from datastore_common.topology import (
+    PUBLISHERS,
+    Topology,
+    datastore_topology,
+    payload_types,
+    retries_for,
+)
 
 log = get_logger(__name__)
 
@@ -147,12 +154,28 @@ def topology_from(settings: DatastoreSettings) -> Topology:
     )
 
 
+def sender_policy(settings: DatastoreSettings) -> SenderPolicy:
+    """Who may send what to this process's consumers (``domain.senders``), from the config."""
+    return SenderPolicy(
+        users=dict(settings.broker.users),
+        publishers=publishers_by_type(PUBLISHERS),
+        instruments={
+            account.broker_user: InstrumentGrant(
+                account.broker_user, account.icat_user, frozenset(account.instruments)
+            )
+            for account in settings.instruments
+        },
+        own_user=settings.broker.user,
+    )
+
+
 def make_bus(settings: DatastoreSettings, service: str) -> Bus:
     return Bus(
         settings.broker.url.get_secret_value(),
         topology_from(settings),
         source=service,
         prefetch=settings.broker.prefetch,
+        senders=sender_policy(settings),
     )
 
 

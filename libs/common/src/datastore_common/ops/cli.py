@@ -9,9 +9,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from datastore_common.errors import ConfigurationError
+from datastore_common.ops.broker_users import (
+    account_url,
+    definitions,
+    import_definitions,
+    local_accounts,
+)
 from datastore_common.ops.dlq import (
     DEFAULT_SHOW_LIMIT,
     PROG,
@@ -52,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     # top-level value when it is given there.
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    groups = parser.add_subparsers(dest="group", metavar="{dlq}", required=True)
+    groups = parser.add_subparsers(dest="group", metavar="{dlq,broker-accounts}", required=True)
     dlq = groups.add_parser(
         "dlq",
         help="dead-letter queues",
@@ -112,7 +119,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("queue", metavar="QUEUE", help=_QUEUE_HELP)
     purge.add_argument("--yes", action="store_true", help="really delete them")
+
+    broker = groups.add_parser(
+        "broker-accounts",
+        help="one broker user per role: passwords, URLs and RabbitMQ definitions",
+        description="Make (once) a password for each role's broker user and each instrument "
+        "under SECRETS (mode 0600), write each one's URL to SECRETS/<user>.url, and write "
+        "the RabbitMQ definitions (users, permissions, topic permissions) to DEFINITIONS for "
+        "`rabbitmqctl import_definitions` or the server's load_definitions. No broker needed.",
+    )
+    broker.add_argument("--secrets", required=True, type=Path, metavar="SECRETS")
+    broker.add_argument("--definitions", required=True, type=Path, metavar="DEFINITIONS")
+    broker.add_argument("--url", default="amqp://127.0.0.1:5672/", help="the broker's URL")
+    broker.add_argument("--exchange", default="datastore", help="the topic exchange")
+    broker.add_argument("--prefix", default="", help="prepended to every user name (tests)")
+    broker.add_argument(
+        "--instrument", action="append", default=[], metavar="USER", help="an instrument's user"
+    )
+    broker.add_argument(
+        "--apply",
+        action="store_true",
+        help="also import them into the RabbitMQ on this host (rabbitmqctl import_definitions)",
+    )
     return parser
+
+
+def write_broker_accounts(args: argparse.Namespace) -> int:
+    accounts = local_accounts(args.secrets, instruments=args.instrument, prefix=args.prefix)
+    for account in accounts:
+        url_file = args.secrets / f"{account.user}.url"
+        url_file.touch(mode=0o600)
+        url_file.write_text(account_url(args.url, account) + "\n")
+        # The same as an env file: compose's env_file, kubectl's --from-env-file.
+        env_file = args.secrets / f"{account.user}.env"
+        env_file.touch(mode=0o600)
+        env_file.write_text(f"DATASTORE__BROKER__URL={account_url(args.url, account)}\n")
+    document = definitions(accounts, exchange=args.exchange)
+    args.definitions.touch(mode=0o600)
+    args.definitions.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"{len(accounts)} broker accounts; definitions in {args.definitions}")
+    if args.apply:
+        import_definitions(args.definitions)
+        print("imported into the local RabbitMQ")
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -133,6 +182,8 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        if args.group == "broker-accounts":
+            return write_broker_accounts(args)
         settings = settings_from(args)
         topology = topology_from(settings)
         dlq = resolve_dlq(topology, args.queue) if getattr(args, "queue", None) else ""

@@ -20,6 +20,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
 )
+from datastore_common.domain.senders import HEADER_SENDER
 from datastore_common.topology import Topology, dlq_name
 
 PROG: Final = "datastore-ops"
@@ -180,8 +181,9 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def replay_message(message: Message) -> aio_pika.Message:
-    """A fresh copy of a dead letter: same body and properties, failure headers removed."""
+def replay_message(message: Message, *, operator: str) -> aio_pika.Message:
+    """A fresh copy of a dead letter: same body and properties, failure headers removed,
+    published by ``operator`` (its broker user) on behalf of the original sender."""
     old = message.headers or {}
     headers: dict[str, Any] = {
         key: value
@@ -189,10 +191,15 @@ def replay_message(message: Message) -> aio_pika.Message:
         if key not in _DROPPED_ON_REPLAY and not key.startswith(_DROPPED_PREFIXES)
     }
     headers[HEADER_REPLAYS] = _int(old.get(HEADER_REPLAYS)) + 1
-    # No expiration (a redriven message must not vanish) and no user_id (the broker checks it
-    # against whoever publishes, which is now the operator).
+    # The broker checks user_id against whoever publishes, now the operator; consumers believe
+    # an operator's word for who sent the original (domain.senders).
+    sender = _text(old.get(HEADER_SENDER)) or message.user_id
+    if sender:
+        headers[HEADER_SENDER] = sender
+    # No expiration: a redriven message must not vanish.
     return aio_pika.Message(
         message.body,
+        user_id=operator,
         headers=headers,
         content_type=message.content_type,
         content_encoding=message.content_encoding,
@@ -257,6 +264,13 @@ async def show_dlq(
     return ShowReport(queue=dlq, messages=total, shown=shown)
 
 
+def connection_user(connection: Connection) -> str:
+    """The broker user a connection logged in as (it publishes as that ``user_id``)."""
+    url = getattr(connection, "url", None)
+    user = getattr(url, "user", None)  # a yarl URL: already decoded
+    return user if isinstance(user, str) and user else "guest"
+
+
 async def replay_dlq(
     connection: Connection,
     dlq: str,
@@ -293,7 +307,7 @@ async def replay_dlq(
                 continue
             try:
                 await publisher.default_exchange.publish(
-                    replay_message(message),
+                    replay_message(message, operator=connection_user(connection)),
                     routing_key=letter.original_queue,
                     mandatory=True,
                     timeout=PUBLISH_TIMEOUT,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.abc
@@ -22,6 +23,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     RetryHandler,
 )
 from datastore_common.adapters.rabbitmq.declare import declare_topology
+from datastore_common.domain.senders import SenderPolicy
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import Envelope, Payload
 from datastore_common.metrics import MESSAGES_PUBLISHED
@@ -31,11 +33,24 @@ from datastore_common.topology import Topology
 class Bus:
     """One connection, a confirming publish channel, and consumers on their own channels."""
 
-    def __init__(self, url: str, topology: Topology, *, source: str, prefetch: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        source: str,
+        prefetch: int = 64,
+        senders: SenderPolicy | None = None,
+    ) -> None:
         self._url = url
         self.topology = topology
         self.source = source
         self.prefetch = prefetch
+        #: Every message published carries it as ``user_id``; RabbitMQ checks it is ours.
+        self.user = unquote(urlsplit(url).username or "guest")
+        #: Who may send what to our consumers (``domain.senders``); None checks nothing
+        #: (tools and tests on throw-away topologies).
+        self.senders = senders
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publish_channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -87,7 +102,9 @@ class Bus:
         """Publish to the topic exchange; returns once the broker has stored it (confirm)."""
         if self._exchange is None:
             raise PeerUnavailableError("bus is not connected")
-        await self._confirmed(self._exchange, envelope.type, _message(envelope, headers))
+        await self._confirmed(
+            self._exchange, envelope.type, _message(envelope, headers, user_id=self.user)
+        )
 
     async def publish_payload(
         self, data: Payload, *, correlation_id: str, user: str | None = None
@@ -105,13 +122,14 @@ class Bus:
         if self._publish_channel is None:
             raise PeerUnavailableError("bus is not connected")
         message = (
-            _message(body, headers)
+            _message(body, headers, user_id=self.user)
             if isinstance(body, Envelope)
             else aio_pika.Message(
                 body,
                 headers=dict(headers or {}),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/json",
+                user_id=self.user,
             )
         )
         await self._confirmed(self._publish_channel.default_exchange, queue, message)
@@ -192,9 +210,12 @@ class Bus:
         return channel
 
 
-def _message(envelope: Envelope[Any], headers: Mapping[str, Any] | None) -> aio_pika.Message:
+def _message(
+    envelope: Envelope[Any], headers: Mapping[str, Any] | None, *, user_id: str
+) -> aio_pika.Message:
     return aio_pika.Message(
         envelope.model_dump_json().encode(),
+        user_id=user_id,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=str(envelope.id),

@@ -11,7 +11,11 @@ Outcome policy, decided here once for every worker (handlers only raise):
   -> the consumer's ``on_give_up`` reports the failure (the request ends FAILED, visibly),
   then the message goes to ``dlq.<queue>`` with the reason in headers and is acked;
 - a message that does not parse -> ``dlq.<queue>`` with the reason (there is no request to
-  report on: it is counted and logged at error level).
+  report on: it is counted and logged at error level);
+- a message whose sender may not send it (``domain.senders``: its AMQP ``user_id`` has no
+  role allowed to publish its type) -> ``dlq.<queue>`` with the reason, counted in
+  ``datastore_messages_refused_total``; it reaches no handler and is not reported FAILED (a
+  forger must not be able to fail someone else's request either).
 Every re-publish is confirmed by the broker before the original is acked, so at each instant
 at least one copy of a message is safely stored; if reporting or dead-lettering fails, the
 message is returned to its queue and nothing is acked.
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import aio_pika.abc
 from aio_pika.abc import AbstractIncomingMessage
 
+from datastore_common.domain.senders import HEADER_SENDER, RefusedSenderError, authorise
 from datastore_common.errors import CredentialError, GaveUpError, PermanentError
 from datastore_common.logging import bind_correlation_id, get_logger
 from datastore_common.messages import Envelope, Payload, parse_envelope
@@ -36,6 +41,7 @@ from datastore_common.metrics import (
     CREDENTIAL_FAILURES,
     GIVEN_UP,
     MESSAGES_HANDLED,
+    MESSAGES_REFUSED,
     RETRY_OLDEST_AGE,
 )
 from datastore_common.topology import dlq_name, retry_queue_name
@@ -163,7 +169,7 @@ class Consumer:
     async def _handle_one(self, message: AbstractIncomingMessage) -> None:
         assert self.handler is not None
         try:
-            envelope = parse_envelope(message.body, self.payload_types)
+            envelope = self._accept(message)
         except PermanentError as exc:
             await self._settle(message, exc)
             return
@@ -179,6 +185,18 @@ class Consumer:
         await message.ack()
         self._succeeded(envelope)
         self._handled_ok.inc()
+
+    def _accept(self, message: AbstractIncomingMessage) -> Envelope[Any]:
+        """Parse the body and check its sender (``domain.senders``): the envelope the handler
+        may act on, or a ``PermanentError`` saying why not."""
+        envelope = parse_envelope(message.body, self.payload_types)
+        policy = self.bus.senders
+        if policy is None:
+            return envelope
+        vouched = (message.headers or {}).get(HEADER_SENDER)
+        return authorise(
+            policy, envelope, message.user_id, vouched if isinstance(vouched, str) else None
+        )
 
     def _check_deliveries(self, message: AbstractIncomingMessage) -> None:
         """Give up on the last delivery RabbitMQ grants, while we can still report it."""
@@ -203,7 +221,7 @@ class Consumer:
         good: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
         for message in messages:
             try:
-                good.append((message, parse_envelope(message.body, self.payload_types)))
+                good.append((message, self._accept(message)))
             except PermanentError as exc:
                 await self._settle(message, exc)
         if not good:
@@ -238,6 +256,10 @@ class Consumer:
     ) -> None:
         """Retry later, or give up (report, dead-letter); only then ack the original."""
         headers = dict(message.headers or {})
+        # Our copy is published under our own broker user: say who sent the original (a
+        # consumer believes this only from the service itself and from operators).
+        if message.user_id and not isinstance(exc, RefusedSenderError):
+            headers.setdefault(HEADER_SENDER, message.user_id)
         attempt = _as_int(headers.get(HEADER_ATTEMPT)) + 1
         topology = self.bus.topology
         correlation_id = envelope.correlation_id if envelope else None
@@ -260,7 +282,17 @@ class Consumer:
                     if isinstance(exc, PermanentError)
                     else f"gave up after {attempt} attempts: {_reason(exc)}"
                 )
-                if envelope is None:
+                if isinstance(exc, RefusedSenderError):
+                    MESSAGES_REFUSED.labels(queue=self.queue, reason=exc.kind).inc()
+                    log.error(
+                        "message_refused_sender",
+                        queue=self.queue,
+                        reason=reason,
+                        user_id=message.user_id,
+                        type=message.type,
+                        action="a misconfigured publisher or a forgery: see the dead letter",
+                    )
+                elif envelope is None:
                     log.error("unreadable_message_dead_lettered", queue=self.queue, reason=reason)
                 elif self.on_give_up is not None:
                     await self.on_give_up(envelope, reason, exc)
