@@ -120,6 +120,8 @@ class BrokerAccounts:
 
     by_role: dict[str, BrokerAccount]
     base_url: str
+    #: The topic exchange their topic permissions are written for.
+    exchange: str
 
     def url(self, role: str) -> str:
         return account_url(self.base_url, self.by_role[role])
@@ -149,14 +151,15 @@ def broker_accounts(
     folder = tmp_path_factory.mktemp("broker")
     accounts = local_accounts(folder / "secrets", instruments=["instrument"], prefix=prefix)
     definitions_file = folder / "definitions.json"
-    definitions_file.write_text(json.dumps(definitions(accounts, exchange=f"{prefix}exchange")))
+    exchange = f"{prefix}exchange"
+    definitions_file.write_text(json.dumps(definitions(accounts, exchange=exchange)))
     try:
         import_definitions(definitions_file)
     except OpsError as exc:
         pytest.fail(f"could not create the session's broker users: {exc}")
     roles = {account.role: account for account in accounts}
     host = urlsplit(rabbitmq_url)
-    yield BrokerAccounts(roles, f"amqp://{host.hostname}:{host.port or 5672}/")
+    yield BrokerAccounts(roles, f"amqp://{host.hostname}:{host.port or 5672}/", exchange)
     rabbitmqctl = shutil.which("rabbitmqctl")
     for account in accounts:
         if rabbitmqctl is not None:

@@ -10,6 +10,7 @@ from datastore_common.domain.senders import (
     RefusedSenderError,
     SenderPolicy,
     authorise,
+    original_sender,
     publishers_by_type,
 )
 from datastore_common.messages import (
@@ -133,3 +134,19 @@ def test_every_message_type_has_publishers_and_no_instrument_publishes_more_than
     roles = publishers_by_type(PUBLISHERS)
     assert all(roles.values())
     assert {t for t, r in roles.items() if "instrument" in r} == {ArchiveRequested.TYPE}
+
+
+@pytest.mark.parametrize(
+    ("user_id", "vouched", "named"),
+    [
+        ("poller", None, "poller"),
+        ("writer", "poller", "poller"),  # our own copy: its word stands
+        ("ops", "writer", "writer"),  # an operator's replay
+        ("gw", "poller", "gw"),  # a false vouch is named after its real publisher
+        (None, "poller", None),
+    ],
+)
+def test_the_sender_a_copy_names(
+    user_id: str | None, vouched: str | None, named: str | None
+) -> None:
+    assert original_sender(POLICY, user_id, vouched) == named

@@ -106,6 +106,22 @@ def identify(policy: SenderPolicy, user_id: str | None, vouched_for: str | None)
     return Sender(sender, role, policy.instruments.get(sender))
 
 
+def original_sender(
+    policy: SenderPolicy, user_id: str | None, vouched_for: str | None
+) -> str | None:
+    """Who a copy we put back (retry, dead letter) must name as its sender: the one vouched
+    for when the publisher may vouch, else the publisher RabbitMQ checked. So a refused false
+    vouch is dead-lettered under its real publisher, and an operator's replay cannot launder
+    it."""
+    if (
+        vouched_for
+        and user_id
+        and (user_id == policy.own_user or policy.role_of(user_id) in (OPERATOR, ANY_ROLE))
+    ):
+        return vouched_for
+    return user_id or None
+
+
 def authorise(
     policy: SenderPolicy,
     envelope: Envelope[Payload],

@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any, Final
 import aio_pika.abc
 from aio_pika.abc import AbstractIncomingMessage
 
-from datastore_common.domain.senders import HEADER_SENDER, RefusedSenderError, authorise
+from datastore_common.domain.senders import (
+    HEADER_SENDER,
+    RefusedSenderError,
+    authorise,
+    original_sender,
+)
 from datastore_common.errors import CredentialError, GaveUpError, PermanentError
 from datastore_common.logging import bind_correlation_id, get_logger
 from datastore_common.messages import Envelope, Payload, parse_envelope
@@ -198,6 +203,20 @@ class Consumer:
             policy, envelope, message.user_id, vouched if isinstance(vouched, str) else None
         )
 
+    def _name_sender(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+        vouched = headers.get(HEADER_SENDER)
+        vouched = vouched if isinstance(vouched, str) else None
+        policy = self.bus.senders
+        sender = (
+            original_sender(policy, message.user_id, vouched)
+            if policy is not None
+            else vouched or message.user_id
+        )
+        if sender:
+            headers[HEADER_SENDER] = sender
+        else:
+            headers.pop(HEADER_SENDER, None)
+
     def _check_deliveries(self, message: AbstractIncomingMessage) -> None:
         """Give up on the last delivery RabbitMQ grants, while we can still report it."""
         deliveries = _as_int((message.headers or {}).get(HEADER_DELIVERY_COUNT))
@@ -258,8 +277,7 @@ class Consumer:
         headers = dict(message.headers or {})
         # Our copy is published under our own broker user: say who sent the original (a
         # consumer believes this only from the service itself and from operators).
-        if message.user_id and not isinstance(exc, RefusedSenderError):
-            headers.setdefault(HEADER_SENDER, message.user_id)
+        self._name_sender(message, headers)
         attempt = _as_int(headers.get(HEADER_ATTEMPT)) + 1
         topology = self.bus.topology
         correlation_id = envelope.correlation_id if envelope else None
