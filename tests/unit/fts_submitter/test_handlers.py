@@ -37,14 +37,21 @@ def planned_job(
     vo: str = VO,
 ) -> PlannedJob:
     sid = job_sid(request_id, index)
+    # Where the kind goes under the configured roots (the submitter refuses anything else).
+    tape = f"{SETTINGS.tape_archive}{SETTINGS.tape_root_dir}"
+    source, destination = (
+        (SETTINGS.instrument_data_cache, tape)
+        if kind == "archive"
+        else (tape, SETTINGS.user_data_cache)
+    )
     return PlannedJob(
         job_id=fts_job_id(vo, sid),
         sid=sid,
         kind=kind,
         transfers=[
             PlannedTransfer(
-                source=f"root://idc//{request_id}/{index}/f{i}",
-                destination=f"root://tape//archive/{request_id}/{index}/f{i}",
+                source=f"{source}{request_id}/{index}/f{i}",
+                destination=f"{destination}{request_id}/{index}/f{i}",
                 datafile_id=100 * index + i,
                 dataset_id=index,
                 checksum="adler32:00000001",
