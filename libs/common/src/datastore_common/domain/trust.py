@@ -162,7 +162,8 @@ def status_problems(
     """
     found: list[str] = []
     for file in files:
-        assert file.datafile_id is not None
+        if file.datafile_id is None:
+            continue  # not in ICAT: nothing of it is recorded
         location = locations.get(file.datafile_id)
         if location is None or location_problem(location) is not None:
             found.append(
