@@ -188,7 +188,7 @@ class _Writer:
         )
         envelope = wrap(status, source="bench", correlation_id=request_id)
         started = time.perf_counter()
-        await record_transfer_status(envelope, catalogue=self.catalogue)
+        await record_transfer_status(envelope, catalogue=self.catalogue, settings=self.settings)
         return time.perf_counter() - started
 
     async def close(self) -> None:

@@ -86,6 +86,25 @@ def read_tape_delays(var_dir: Path) -> TapeDelays:
     )
 
 
+def xrootd_ports() -> dict[str, str]:
+    """The local servers' ports (``XROOTD_<NAME>_PORT``, as deploy/local/xrootd.sh reads them)."""
+    return {
+        name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
+        for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))
+    }
+
+
+def storage_roots() -> dict[str, str]:
+    """The settings' storage roots on the local servers: the workers refuse transfers
+    outside them (``domain.trust``)."""
+    ports = xrootd_ports()
+    return {
+        "instrument_data_cache": f"root://127.0.0.1:{ports['idc']}//",
+        "user_data_cache": f"root://127.0.0.1:{ports['udc']}//",
+        "tape_archive": f"root://127.0.0.1:{ports['tape']}//",
+    }
+
+
 @pytest.fixture(scope="session")
 def xrootd_stack() -> Iterator[XRootDStack]:
     # Explicit settings in the environment win over the short test delays.
@@ -98,10 +117,7 @@ def xrootd_stack() -> Iterator[XRootDStack]:
             pytrace=False,
         )
     var_dir = Path(os.environ.get("DATASTORE_VAR", REPO_ROOT / "var"))
-    ports = {
-        name: os.environ.get(f"XROOTD_{name.upper()}_PORT", default)
-        for name, default in (("idc", "11094"), ("udc", "11095"), ("tape", "11096"))
-    }
+    ports = xrootd_ports()
     # Everything that uses the servers (the FTS3 emulator, e2e stacks) ends before this.
     try:
         yield XRootDStack(

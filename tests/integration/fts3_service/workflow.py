@@ -37,7 +37,7 @@ from datastore_common.worker import topology_from
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.rabbitmq_fixtures import unique_name
 from tests.support.workdirs import remove_after_session
-from tests.support.xrootd_fixtures import XRootDStack
+from tests.support.xrootd_fixtures import XRootDStack, storage_roots
 
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
@@ -110,6 +110,7 @@ def service_settings(
         x509_user_cert=emulator.user_cert,
         x509_user_key=emulator.user_key,
         poller={"interval_seconds": poll_interval, "batch_wait_seconds": 0.1},
+        **storage_roots(),  # where the transfers of these tests go (the submitter checks)
     )
 
 

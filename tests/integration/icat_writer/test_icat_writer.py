@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import zlib
@@ -14,6 +15,7 @@ import icat
 import pytest
 
 from datastore_common.adapters.rabbitmq.bus import Bus
+from datastore_common.adapters.rabbitmq.consumer import HEADER_ERROR, HEADER_ERROR_TYPE
 from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
 from datastore_common.domain.plan import plan_archive
 from datastore_common.messages import (
@@ -25,7 +27,12 @@ from datastore_common.messages import (
     wrap,
 )
 from datastore_common.settings import DatastoreSettings
-from datastore_common.topology import FTS_SUBMITTER
+from datastore_common.topology import (
+    FTS_SUBMITTER,
+    ICAT_WRITER_ARCHIVE,
+    ICAT_WRITER_STATUS,
+    dlq_name,
+)
 from datastore_common.worker import Cleanup, topology_from
 from datastore_icat_writer.app import wire
 from tests.integration.xrootd.cli import upload
@@ -262,4 +269,100 @@ async def test_a_status_event_moves_icat_to_finished(
     assert parameters(dataset(root, investigation.name))[ARCHIVAL_STATE] == "FINISHED"
     assert {parameters(f)[ARCHIVAL_STATE] for f in datafiles(root, investigation.name)} == {
         "FINISHED"
+    }
+
+
+async def dead_letter(bus: Bus, queue: str, wait: float = 30.0) -> Any:
+    """The first message in ``queue``'s DLQ (taken off it), within ``wait`` seconds."""
+    channel = await bus.new_channel(1)
+    dlq = await channel.get_queue(dlq_name(bus.topology.queue(queue)), ensure=False)
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            message = await dlq.get(no_ack=True, fail=False)
+            if message is not None:
+                return message
+            await asyncio.sleep(0.1)
+    finally:
+        await channel.close()
+    raise AssertionError(f"nothing dead-lettered from {queue} within {wait} s")
+
+
+async def test_an_archive_request_with_a_tampered_plan_is_dead_lettered_and_changes_nothing(
+    writers: Writers, settings: DatastoreSettings, root: icat.Client, tmp_path: Path
+) -> None:
+    """Published straight to the broker with a job whose source is on another server: the
+    icat-writer recomputes the plan, refuses it before writing anything, and the message
+    ends in its DLQ with the reason; no job reaches the fts-submitter's queue."""
+    investigation = seed_investigation(files=2)
+    put_sources(settings, investigation, tmp_path)
+    bus = await writers(1)
+    envelope = archive_requested(settings, investigation)
+    [job] = envelope.data.jobs
+    forged_source = "root://evil.example:1094//etc/passwd"
+    tampered = job.model_copy(
+        update={
+            "transfers": [
+                job.transfers[0].model_copy(update={"source": forged_source}),
+                *job.transfers[1:],
+            ]
+        }
+    )
+    forged = wrap(
+        envelope.data.model_copy(update={"jobs": [tampered]}),
+        source="instrument",
+        correlation_id=envelope.correlation_id,
+        user="simple/root",
+    )
+
+    await bus.publish(forged)
+    dead = await dead_letter(bus, ICAT_WRITER_ARCHIVE)
+
+    assert dead.headers[HEADER_ERROR_TYPE] == "UntrustedMessageError"
+    assert "not the ones its plan gives" in str(dead.headers[HEADER_ERROR])
+    assert forged_source in str(dead.headers[HEADER_ERROR])
+    assert json.loads(dead.body)["data"]["request_id"] == envelope.data.request_id
+    assert root.search(f"SELECT o FROM Investigation o WHERE o.name = '{investigation.name}'") == []
+    queue = bus.topology.queue(FTS_SUBMITTER)
+    assert await take_payloads(bus, queue, ArchiveRegistered, 1, wait=2) == []
+
+
+async def test_a_status_naming_other_urls_is_dead_lettered_and_changes_nothing(
+    writers: Writers, settings: DatastoreSettings, root: icat.Client, tmp_path: Path
+) -> None:
+    """A forged FINISHED for a registered job, its files named by URLs that are not their
+    place: refused before anything is recorded; ICAT still says SUBMITTED."""
+    investigation = seed_investigation(files=2)
+    put_sources(settings, investigation, tmp_path)
+    bus = await writers(1)
+    await bus.publish(archive_requested(settings, investigation))
+    [announced] = await registered(bus, 1)
+    [job] = announced.jobs
+    elsewhere = f"{settings.tape_archive}somewhere/else.nxs"
+    forged = TransferStatus(
+        request_id=announced.request_id,
+        kind="archive",
+        job_id=job.job_id,
+        fts_endpoint=str(settings.fts3.endpoint),
+        job_state="FINISHED",
+        files=[
+            FileState(
+                source=t.source,
+                destination=elsewhere,
+                datafile_id=t.datafile_id,
+                dataset_id=t.dataset_id,
+                state="FINISHED",
+            )
+            for t in job.transfers
+        ],
+    )
+
+    await bus.publish(wrap(forged, source="status-poller", correlation_id=announced.request_id))
+    dead = await dead_letter(bus, ICAT_WRITER_STATUS)
+
+    assert dead.headers[HEADER_ERROR_TYPE] == "UntrustedMessageError"
+    assert elsewhere in str(dead.headers[HEADER_ERROR])
+    assert parameters(dataset(root, investigation.name))[ARCHIVAL_STATE] == "SUBMITTED"
+    assert {parameters(f)[ARCHIVAL_STATE] for f in datafiles(root, investigation.name)} == {
+        "SUBMITTED"
     }

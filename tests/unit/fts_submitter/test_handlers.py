@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from datastore_common.domain.job_ids import fts_job_id, job_sid
+from datastore_common.domain.trust import UntrustedMessageError
 from datastore_common.errors import PermanentError, TransientError
 from datastore_common.messages import (
     ArchiveRegistered,
@@ -37,14 +38,21 @@ def planned_job(
     vo: str = VO,
 ) -> PlannedJob:
     sid = job_sid(request_id, index)
+    # Where the kind goes under the configured roots (the submitter refuses anything else).
+    tape = f"{SETTINGS.tape_archive}{SETTINGS.tape_root_dir}"
+    source, destination = (
+        (SETTINGS.instrument_data_cache, tape)
+        if kind == "archive"
+        else (tape, SETTINGS.user_data_cache)
+    )
     return PlannedJob(
         job_id=fts_job_id(vo, sid),
         sid=sid,
         kind=kind,
         transfers=[
             PlannedTransfer(
-                source=f"root://idc//{request_id}/{index}/f{i}",
-                destination=f"root://tape//archive/{request_id}/{index}/f{i}",
+                source=f"{source}{request_id}/{index}/f{i}",
+                destination=f"{destination}{request_id}/{index}/f{i}",
                 datafile_id=100 * index + i,
                 dataset_id=index,
                 checksum="adler32:00000001",
@@ -183,3 +191,84 @@ class TestSubmitJobs:
             await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
                 registered(jobs=1)
             )
+
+
+class TestRefusesTransfersOutsideTheRoots:
+    """The broker does not vouch for a message: a transfer from or to anywhere but where its
+    kind goes is refused before FTS is asked for anything (``domain.trust``)."""
+
+    @pytest.mark.parametrize(
+        ("end", "url"),
+        [
+            pytest.param("source", "root://evil.example:1094//etc/passwd", id="other-host"),
+            pytest.param("source", "root://127.0.0.1:11094//a/../../etc/passwd", id="dot-dot"),
+            pytest.param(
+                "destination", "root://127.0.0.1:11096//elsewhere/f0", id="outside-tape-folder"
+            ),
+            pytest.param(
+                "destination", "root://127.0.0.1:11096//archive/f0?oss.cgroup=x", id="query"
+            ),
+            pytest.param("destination", "root://127.0.0.1:11095//req-1/0/f0", id="to-user-cache"),
+        ],
+    )
+    async def test_a_hostile_url_is_a_permanent_error_naming_it_and_nothing_is_submitted(
+        self, end: str, url: str
+    ) -> None:
+        fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
+        message = registered(jobs=2)
+        job = message.data.jobs[1]
+        hostile = job.model_copy(
+            update={"transfers": [job.transfers[0].model_copy(update={end: url})]}
+        )
+        data = message.data.model_copy(update={"jobs": [message.data.jobs[0], hostile]})
+
+        with pytest.raises(UntrustedMessageError) as caught:
+            await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+                wrap(data, source="tests", correlation_id="req-1")
+            )
+
+        assert isinstance(caught.value, PermanentError)
+        assert repr(url) in str(caught.value)
+        assert fts.jobs == {} and fts.submit_calls == 0
+        assert publisher.published == []
+
+    async def test_a_restore_job_in_an_archive_message_is_refused(self) -> None:
+        fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
+        data = ArchiveRegistered(request_id="req-1", jobs=[planned_job("req-1", 0, kind="restore")])
+
+        with pytest.raises(UntrustedMessageError, match="is a restore job, not archive"):
+            await bootstrap(SETTINGS, transfers=fts, publisher=publisher).submit_jobs(
+                wrap(data, source="tests", correlation_id="req-1")
+            )
+        assert fts.submit_calls == 0
+
+    async def test_roots_come_from_the_settings(self) -> None:
+        settings = DatastoreSettings(
+            instrument_data_cache="root://idc.example.org:1094//",
+            tape_archive="root://tape.example.org:1094//",
+            tape_root_dir="store/",
+        )
+        fts, publisher = FakeTransferService(vo_name=VO), RecordingPublisher()
+        handler = bootstrap(settings, transfers=fts, publisher=publisher).submit_jobs
+        with pytest.raises(UntrustedMessageError, match=r"idc\.example\.org"):
+            await handler(registered(jobs=1))  # planned under the default roots
+        sid = job_sid("req-2", 0)
+        job = PlannedJob(
+            job_id=fts_job_id(VO, sid),
+            sid=sid,
+            kind="archive",
+            transfers=[
+                PlannedTransfer(
+                    source="root://idc.example.org:1094//a/b.nxs",
+                    destination="root://tape.example.org:1094//store/a/b.nxs",
+                )
+            ],
+        )
+        await handler(
+            wrap(
+                ArchiveRegistered(request_id="req-2", jobs=[job]),
+                source="tests",
+                correlation_id="req-2",
+            )
+        )
+        assert set(fts.jobs) == {job.job_id}

@@ -16,7 +16,7 @@ from datastore_common.ports import Publisher, TransferService
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import FTS_SUBMITTER
 from datastore_common.worker import Owned, Route, Service, required
-from datastore_fts_submitter.handlers import submit_jobs
+from datastore_fts_submitter.handlers import storage_roots, submit_jobs
 
 log = get_logger(__name__)
 
@@ -42,7 +42,9 @@ def bootstrap(
         if transfers is not None
         else owned.adapter(Fts3TransferService.from_settings(settings))
     )
-    handler = partial(submit_jobs, transfers=fts, publisher=publisher)
+    handler = partial(
+        submit_jobs, transfers=fts, publisher=publisher, roots=storage_roots(settings)
+    )
 
     async def announce() -> None:
         try:

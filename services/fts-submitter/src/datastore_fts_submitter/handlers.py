@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from datastore_common.domain import trust
 from datastore_common.errors import PermanentError, TransientError
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
@@ -18,11 +19,13 @@ from datastore_common.messages import (
     Payload,
     PlannedJob,
     RestoreRequested,
+    TransferKind,
     TransferStatus,
     TransferSubmitted,
     job_failed,
 )
 from datastore_common.ports import Publisher, TransferService
+from datastore_common.settings import DatastoreSettings
 
 log = get_logger(__name__)
 
@@ -55,8 +58,22 @@ def refused(request_id: str, job: PlannedJob, fts_endpoint: str, reason: str) ->
     )
 
 
+def storage_roots(settings: DatastoreSettings) -> trust.StorageRoots:
+    """Where this worker's transfers may go, from its settings."""
+    return trust.StorageRoots(
+        instrument_data_cache=settings.instrument_data_cache,
+        tape_archive=settings.tape_archive,
+        tape_root_dir=settings.tape_root_dir,
+        user_data_cache=settings.user_data_cache,
+    )
+
+
 async def submit_jobs(
-    envelope: Envelope[Any], *, transfers: TransferService, publisher: Publisher
+    envelope: Envelope[Any],
+    *,
+    transfers: TransferService,
+    publisher: Publisher,
+    roots: trust.StorageRoots,
 ) -> None:
     """Submit every job of an ``ArchiveRegistered`` / ``RestoreRequested``; publish outcomes.
 
@@ -65,9 +82,14 @@ async def submit_jobs(
       message, so ICAT shows why; the message is then done (nothing to retry);
     - FTS unreachable or overloaded (``TransientError``) -> raised: the bus retries later;
     - FTS answering with another id than planned -> ``JobIdMismatchError`` (dead-letter): the
-      planner and the submitter disagree about the VO, and tracking the wrong id would lie.
+      planner and the submitter disagree about the VO, and tracking the wrong id would lie;
+    - a transfer from or to anywhere but where its kind goes under ``roots`` (another
+      server, ``..``, a query string...) -> ``UntrustedMessageError`` naming the URL, before
+      any job is submitted: the broker does not vouch for what is published on it.
     """
     request: ArchiveRegistered | RestoreRequested = envelope.data
+    kind: TransferKind = "restore" if isinstance(request, RestoreRequested) else "archive"
+    trust.check_transfers(request.jobs, kind=kind, roots=roots)
     outcomes: list[Payload] = []
     for job in request.jobs:
         try:

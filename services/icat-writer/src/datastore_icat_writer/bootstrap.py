@@ -96,7 +96,9 @@ def bootstrap(
         publisher=publisher,
         settings=settings,
     )
-    record = one_at_a_time_per_job(partial(record_transfer_status, catalogue=catalogue))
+    record = one_at_a_time_per_job(
+        partial(record_transfer_status, catalogue=catalogue, settings=settings)
+    )
     return IcatWriter(
         register_archive=register,
         record_transfer_status=record,

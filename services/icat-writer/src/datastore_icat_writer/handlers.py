@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from datastore_common.domain import claims, progress, registration
-from datastore_common.domain.archival import CatalogueDataset
+from datastore_common.domain import claims, progress, registration, trust
+from datastore_common.domain.archival import ARCHIVAL_IDS, CatalogueDatafile, CatalogueDataset
 from datastore_common.domain.plan import plan_archive
 from datastore_common.errors import PermanentError
 from datastore_common.logging import get_logger
@@ -45,14 +45,23 @@ log = get_logger(__name__)
 
 
 def planned_jobs(data: object, settings: DatastoreSettings) -> list[PlannedJob] | None:
-    """The jobs of an archive request, planned here when it came without (for giving up)."""
-    return _plan(data, settings) if isinstance(data, ArchiveRequested) else None
+    """The jobs to report FAILED when an archive request is given up: our own plan when this
+    worker can name its jobs (``fts3.vo``), so that a forged plan is never reported as the
+    request's; else the message's own jobs (or ours, for a request that came without)."""
+    if not isinstance(data, ArchiveRequested):
+        return None
+    if settings.fts3.vo or not data.jobs:
+        return _own_plan(data, settings)
+    return data.jobs
 
 
-def _plan(request: ArchiveRequested, settings: DatastoreSettings) -> list[PlannedJob]:
-    if request.jobs:
-        return request.jobs
-    if not settings.fts3.vo:
+def _own_plan(
+    request: ArchiveRequested, settings: DatastoreSettings, vo: str | None = None
+) -> list[PlannedJob]:
+    """The plan the gateway makes of ``request``, with this worker's settings (and ``vo``
+    for ``fts3.vo``)."""
+    vo = vo or settings.fts3.vo
+    if not vo:
         raise PermanentError(
             "archive request without jobs, and fts3.vo is not configured: the icat-writer "
             "cannot name FTS jobs (set fts3.vo / DATASTORE__FTS3__VO)"
@@ -63,8 +72,33 @@ def _plan(request: ArchiveRequested, settings: DatastoreSettings) -> list[Planne
         instrument_data_cache=settings.instrument_data_cache,
         tape_archive=settings.tape_archive,
         tape_root_dir=settings.tape_root_dir,
-        vo=settings.fts3.vo,
+        vo=vo,
         max_files_per_job=settings.fts3.max_files_per_job,
+    )
+
+
+#: Stands in for the VO when the icat-writer does not know it: the jobs are then compared
+#: with our plan in everything but their FTS ids (which the fts-submitter checks against
+#: FTS's own before anything is tracked).
+UNKNOWN_VO = "unknown-vo"
+
+
+def _plan(request: ArchiveRequested, settings: DatastoreSettings) -> list[PlannedJob]:
+    """The request's jobs, planned here when it came without (an instrument may leave them
+    out); jobs it carries must be exactly our own plan of it (``trust.check_archive_plan``):
+    the broker does not vouch for what is published on it."""
+    if not request.jobs:
+        return _own_plan(request, settings)
+    own = _own_plan(request, settings, settings.fts3.vo or UNKNOWN_VO)
+    trust.check_archive_plan(own, request.jobs, check_job_ids=bool(settings.fts3.vo))
+    return request.jobs
+
+
+def _archive_roots(settings: DatastoreSettings) -> trust.ArchiveRoots:
+    return trust.ArchiveRoots(
+        instrument_data_cache=settings.instrument_data_cache,
+        tape_archive=settings.tape_archive,
+        tape_root_dir=settings.tape_root_dir,
     )
 
 
@@ -160,9 +194,13 @@ async def _register_dataset(
 
 
 async def record_transfer_status(
-    envelope: Envelope[TransferStatus], *, catalogue: Catalogue
+    envelope: Envelope[TransferStatus], *, catalogue: Catalogue, settings: DatastoreSettings
 ) -> None:
-    """Move datafile states forward as FTS reports them; recompute the datasets' states."""
+    """Move datafile states forward as FTS reports them; recompute the datasets' states.
+
+    Only what a status of ours could say is recorded (``trust.check_status``): a job the
+    datafile's dataset does not record, or URLs that are not the datafile's, are refused
+    (UntrustedMessageError) before anything is written."""
     status = envelope.data
     if status.kind != "archive":
         return  # restores change no ICAT metadata
@@ -173,6 +211,7 @@ async def record_transfer_status(
         d.datafile_id: d for d in await catalogue.datafiles_by_id(progress.datafile_ids(reported))
     }
     moved = progress.progress(status, reported, current)
+    await _check_status(status, reported, current, moved, catalogue, settings)
     for datafile_id in moved.unknown:
         log.warning(
             "transfer_status_unknown_datafile", datafile_id=datafile_id, job_id=status.job_id
@@ -191,6 +230,27 @@ async def record_transfer_status(
         job_state=status.job_state,
         datafiles_moved=len(moved.updates),
         datasets_changed=changed,
+    )
+
+
+async def _check_status(
+    status: TransferStatus,
+    reported: Sequence[FileState],
+    current: Mapping[int, CatalogueDatafile],
+    moved: progress.Progress,
+    catalogue: Catalogue,
+    settings: DatastoreSettings,
+) -> None:
+    dataset_of = {i: d.dataset_id for i, d in current.items()}
+    datasets = await catalogue.datasets_by_id(sorted({d.dataset_id for d in current.values()}))
+    trust.check_status(
+        status,
+        [f for f in reported if f.datafile_id in current],
+        {i: d.location for i, d in current.items()},
+        dataset_of,
+        {d.dataset_id: d.archival.get(ARCHIVAL_IDS) for d in datasets},
+        sorted(moved.updates),
+        roots=_archive_roots(settings),
     )
 
 
