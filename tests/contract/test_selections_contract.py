@@ -25,7 +25,12 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.paths import DatafilePlace
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
+from datastore_common.errors import (
+    NotArchivedError,
+    NotFoundError,
+    SessionRefusedError,
+    TooLargeError,
+)
 from datastore_common.messages import DatafileKey
 from datastore_common.testing.fake_selections import FakeSelections
 
@@ -445,3 +450,16 @@ async def test_look_ups_see_only_the_facility(selections_world: SelectionsWorld)
     selections.facility = "another facility"
     assert await selections.find_investigations(session, archived.name) == []
     assert await selections.find_datasets(session, archived.name, "1") == []
+
+
+async def test_a_selection_over_its_limit_is_too_large_and_one_at_it_resolves(
+    selections_world: SelectionsWorld,
+) -> None:
+    world = selections_world
+    archived = await world.archive(datasets=2, files=3)
+    session = await world.login(ROOT)
+    named = ([archived.investigation_id], archived.dataset_ids, list(archived.files()))
+    with pytest.raises(TooLargeError, match="more than 5 datafiles"):
+        await world.selections.resolve(session, *named, max_datafiles=5)
+    items = await world.selections.resolve(session, *named, max_datafiles=6)
+    assert sorted(i.datafile_id for i in items) == sorted(archived.files())
