@@ -241,9 +241,9 @@ def restore(
     found = http.get("/datasets", params=query, headers=headers)
     print(f"GET /datasets?investigation=ABC123-{visit_id}&name=scan_0000 -> {found.status_code}")
     print(json.dumps(found.json(), indent=2))
-    if found.status_code != 200 or len(found.json()) != 1:
+    if found.status_code != 200 or len(found.json()["items"]) != 1:
         sys.exit("the gateway did not find the dataset by its name")
-    dataset_id = found.json()[0]["id"]
+    dataset_id = found.json()["items"][0]["id"]
     status = http.get(f"/datasets/{dataset_id}/status", headers=headers)
     print(f"GET /datasets/{dataset_id}/status -> {status.status_code}")
     print(json.dumps(status.json(), indent=2))

@@ -39,7 +39,14 @@ from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARC
 from datastore_common.domain.job_ids import fts_job_id, job_sid
 from datastore_common.domain.states import FAILED, FINISHED, TERMINAL, aggregate_dataset_state
 from datastore_common.messages import PlannedJob, PlannedTransfer
-from datastore_common.ports import Catalogue, JobProgress, NewDatafile, Selections, TransferService
+from datastore_common.ports import (
+    ArchivalEntity,
+    Catalogue,
+    JobProgress,
+    NewDatafile,
+    Selections,
+    TransferService,
+)
 from datastore_common.settings import IcatSettings
 from datastore_common.testing.fake_catalogue import FakeCatalogue
 from datastore_common.testing.fake_selections import (
@@ -148,7 +155,13 @@ class SelectionsWorld(ABC):
         by: str | None = None,
     ) -> None:
         """Set (None: remove) the "Archival state" of these datafiles, and the "Archival
-        failure" of those in ``failures``: as the functional account, or as user ``by``."""
+        failure" of those in ``failures``: as the functional account, or as user ``by``.
+        Their datasets' states follow the states the functional account wrote (as the
+        icat-writer keeps them; a state someone else wrote replaced its own)."""
+
+    @abstractmethod
+    async def set_dataset_state(self, dataset_id: int, state: str, *, by: str) -> None:
+        """Write the dataset's own "Archival state" by hand, as user ``by``."""
 
     @abstractmethod
     async def grant(self, investigation_id: int, user: str) -> None:
@@ -227,6 +240,10 @@ class FakeSelectionsWorld(SelectionsWorld):
             if failures and datafile_id in failures:
                 datafile.failure = failures[datafile_id]
 
+    async def set_dataset_state(self, dataset_id: int, state: str, *, by: str) -> None:
+        dataset = self.selections.datasets[dataset_id]
+        dataset.state, dataset.state_by = state, by
+
     async def grant(self, investigation_id: int, user: str) -> None:
         readers = self.selections.investigations[investigation_id].readers
         assert isinstance(readers, set)
@@ -303,22 +320,32 @@ class IcatSelectionsWorld(SelectionsWorld):
         if by is None:
             await self.catalogue.set_archival("Datafile", values)
         else:
-            auth, name = by.split("/")
-            update = {"auth": auth, "username": name, "password": SecretStr(USERS[by])}
-            by_hand = IcatCatalogue(
-                self.settings.model_copy(update=update), pool=IcatClientPool(self.url, size=1)
-            )
-            try:
-                await by_hand.set_archival("Datafile", values)
-            finally:
-                await by_hand.close()
-        self._states.update(states)
+            await self._by_hand(by, "Datafile", values)
+        # What the icat-writer knows of: its own states (one written over it is not its).
+        self._states.update(states if by is None else dict.fromkeys(states))
         # The icat-writer's: each dataset touched, its files' state aggregated.
         for dataset_id in sorted({self._dataset_of[i] for i in states}):
             files = [s for i, s in self._states.items() if self._dataset_of[i] == dataset_id]
             await self.catalogue.set_archival(
                 "Dataset", {dataset_id: {ARCHIVAL_STATE: dataset_state(files)}}
             )
+
+    async def set_dataset_state(self, dataset_id: int, state: str, *, by: str) -> None:
+        await self._by_hand(by, "Dataset", {dataset_id: {ARCHIVAL_STATE: state}})
+
+    async def _by_hand(
+        self, by: str, entity: ArchivalEntity, values: Mapping[int, Mapping[str, str | None]]
+    ) -> None:
+        """Archival parameters written as user ``by`` (ICAT's modId says so)."""
+        auth, name = by.split("/")
+        update = {"auth": auth, "username": name, "password": SecretStr(USERS[by])}
+        by_hand = IcatCatalogue(
+            self.settings.model_copy(update=update), pool=IcatClientPool(self.url, size=1)
+        )
+        try:
+            await by_hand.set_archival(entity, values)
+        finally:
+            await by_hand.close()
 
     async def grant(self, investigation_id: int, user: str) -> None:
         await asyncio.to_thread(make_investigation_user, self.url, investigation_id, user)

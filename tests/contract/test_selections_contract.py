@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from datastore_common.adapters.icat.selections import IcatSelections
 from datastore_common.domain.archival import (
     ARCHIVAL_FAILURE,
     ARCHIVAL_STATE,
@@ -24,8 +25,14 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.paths import DatafilePlace
 from datastore_common.domain.states import FINISHED
-from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
+from datastore_common.errors import (
+    NotArchivedError,
+    NotFoundError,
+    SessionRefusedError,
+    TooLargeError,
+)
 from datastore_common.messages import DatafileKey
+from datastore_common.testing.fake_selections import FakeSelections
 
 from .conftest import ALICE, ROOT, Archived, SelectionsWorld
 
@@ -369,3 +376,90 @@ async def test_an_unknown_or_empty_session_is_refused_on_every_read(
     for read in reads:
         with pytest.raises(SessionRefusedError):
             await read
+
+
+# ------------------------------------------------------ written by Datastore, facility, pages
+
+
+async def test_a_status_counts_only_the_archival_the_functional_account_wrote(
+    selections_world: SelectionsWorld,
+) -> None:
+    """A state or failure someone else wrote (ICAT's ``modId``) counts as none: not ended."""
+    world = selections_world
+    archived = await world.archive(datasets=1, files=3, state="ACTIVE")
+    forged, failed, active = in_order(archived.files(), archived.datasets)
+    await world.set_states({forged: FINISHED}, failures={forged: "user error: forged"}, by=ROOT)
+    await world.set_states({failed: "FAILED"}, failures={failed: "system error: gone"})
+    session = await world.login(ROOT)
+    expected = records_of(
+        archived,
+        {
+            forged: {},
+            failed: {ARCHIVAL_STATE: "FAILED", ARCHIVAL_FAILURE: "system error: gone"},
+            active: {ARCHIVAL_STATE: "ACTIVE"},
+        },
+    )
+    records = await world.selections.dataset_archival(session, archived.dataset_ids[0])
+    assert records.datafiles == expected
+    _, records = await world.selections.investigation_archival(session, archived.investigation_id)
+    assert records.datafiles == expected
+
+
+async def test_a_look_up_shows_only_a_dataset_state_the_functional_account_wrote(
+    selections_world: SelectionsWorld,
+) -> None:
+    world = selections_world
+    archived = await world.archive(datasets=2, files=1, state="ACTIVE")
+    forged, ours = archived.dataset_ids
+    await world.set_dataset_state(forged, FINISHED, by=ROOT)
+    session = await world.login(ROOT)
+    found = await world.selections.find_datasets(session, archived.name, "1")
+    assert [(d.dataset_id, dict(d.archival)) for d in found] == [
+        (forged, {}),
+        (ours, {ARCHIVAL_STATE: "ACTIVE"}),
+    ]
+    [investigation] = await world.selections.find_investigations(session, archived.name)
+    assert investigation.dataset_states == ("ACTIVE",)
+
+
+async def test_look_ups_come_by_id_a_page_at_a_time(selections_world: SelectionsWorld) -> None:
+    world = selections_world
+    archived = await world.archive(datasets=3, files=1)
+    first, second, third = archived.dataset_ids
+    session = await world.login(ROOT)
+    find = world.selections.find_datasets
+    page = await find(session, archived.name, "1", limit=2)
+    assert [d.dataset_id for d in page] == [first, second]
+    page = await find(session, archived.name, "1", after=second, limit=2)
+    assert [d.dataset_id for d in page] == [third]
+    assert await find(session, archived.name, "1", after=third, limit=2) == []
+    found = await world.selections.find_investigations(session, archived.name, limit=1)
+    assert [i.investigation_id for i in found] == [archived.investigation_id]
+    after = await world.selections.find_investigations(
+        session, archived.name, after=archived.investigation_id
+    )
+    assert after == []
+
+
+async def test_look_ups_see_only_the_facility(selections_world: SelectionsWorld) -> None:
+    world = selections_world
+    archived = await world.archive(datasets=1, files=1)
+    session = await world.login(ROOT)
+    selections = world.selections
+    assert isinstance(selections, IcatSelections | FakeSelections)
+    selections.facility = "another facility"
+    assert await selections.find_investigations(session, archived.name) == []
+    assert await selections.find_datasets(session, archived.name, "1") == []
+
+
+async def test_a_selection_over_its_limit_is_too_large_and_one_at_it_resolves(
+    selections_world: SelectionsWorld,
+) -> None:
+    world = selections_world
+    archived = await world.archive(datasets=2, files=3)
+    session = await world.login(ROOT)
+    named = ([archived.investigation_id], archived.dataset_ids, list(archived.files()))
+    with pytest.raises(TooLargeError, match="more than 5 datafiles"):
+        await world.selections.resolve(session, *named, max_datafiles=5)
+    items = await world.selections.resolve(session, *named, max_datafiles=6)
+    assert sorted(i.datafile_id for i in items) == sorted(archived.files())

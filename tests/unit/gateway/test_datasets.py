@@ -26,6 +26,15 @@ def get(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple
     return answer.status_code, answer.json()
 
 
+def look_up(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple[int, Any]:
+    """A look-up's first page: (status, its items) when 200, and it is the last page."""
+    code, body = get(gateway, path, who)
+    if code != 200:
+        return code, body
+    assert body["next_cursor"] is None
+    return code, body["items"]
+
+
 @pytest.fixture
 def in_flight(gateway: Gateway) -> list[int]:
     """Dataset 10 (scan_0000 of ABC123-1, root's only) being archived: one file on tape, one
@@ -176,7 +185,7 @@ class TestFindByName:
         gateway.selections.add_dataset(
             1, 11, [f"{FOLDER[:-1]}1/a.nxs"], first_datafile_id=110, name="scan_0001"
         )
-        code, found = get(gateway, "/datasets?investigation=ABC123-1&name=scan_0001")
+        code, found = look_up(gateway, "/datasets?investigation=ABC123-1&name=scan_0001")
         assert code == 200
         assert found == [
             {
@@ -197,7 +206,7 @@ class TestFindByName:
         self, gateway: Gateway, in_flight: list[int]
     ) -> None:
         gateway.selections.add_dataset(1, 11, [], first_datafile_id=110, name="scan_0001")
-        found = get(gateway, "/datasets?investigation=ABC123-1")[1]
+        found = look_up(gateway, "/datasets?investigation=ABC123-1")[1]
         assert [(d["id"], d["name"], d["state"]) for d in found] == [
             (10, "scan_0000", "SUBMITTED"),
             (11, "scan_0001", None),
@@ -207,7 +216,7 @@ class TestFindByName:
         gateway.selections.add_dataset(
             5, 50, [], first_datafile_id=500, investigation="RB-2024", visit_id="7"
         )
-        found = get(gateway, "/datasets?investigation=RB-2024-7")[1]
+        found = look_up(gateway, "/datasets?investigation=RB-2024-7")[1]
         assert [(d["id"], d["investigation"], d["visit_id"]) for d in found] == [
             (50, "RB-2024", "7")
         ]
@@ -215,8 +224,8 @@ class TestFindByName:
     def test_what_icat_does_not_let_you_read_is_not_found(
         self, gateway: Gateway, in_flight: list[int]
     ) -> None:
-        assert get(gateway, "/datasets?investigation=ABC123-1", ALICE) == (200, [])
-        assert get(gateway, "/datasets?investigation=ABC123-2") == (200, [])
+        assert look_up(gateway, "/datasets?investigation=ABC123-1", ALICE) == (200, [])
+        assert look_up(gateway, "/datasets?investigation=ABC123-2") == (200, [])
 
     @pytest.mark.parametrize("query", ["", "?investigation=ABC123", "?investigation=ABC123-"])
     def test_an_investigation_not_given_as_name_dash_visit_is_422(
@@ -225,3 +234,101 @@ class TestFindByName:
         code, body = get(gateway, f"/datasets{query}")
         assert code == 422
         assert "investigation" in str(body.get("reason", body["detail"]))
+
+
+class TestOnlyWhatDatastoreWrote:
+    """A state anyone but the functional account wrote (ICAT's modId) counts as none."""
+
+    def test_a_forged_file_state_is_none_in_the_status_and_not_ended(
+        self, gateway: Gateway, in_flight: list[int]
+    ) -> None:
+        on_tape = in_flight[0]
+        gateway.selections.datafiles[on_tape].state_by = "simple/root"
+        code, body = get(gateway, "/datasets/10/status")
+        assert code == 200
+        assert body["file_states"][LOCATIONS[0]] is None
+        assert (body["files_ended"], body["percentage_complete"]) == (1, 25.0)
+
+    def test_a_dataset_finished_by_someone_else_is_not_archived_in_status_or_look_up(
+        self, gateway: Gateway
+    ) -> None:
+        [forged] = gateway.selections.add_dataset(
+            2, 20, ["x/0"], first_datafile_id=200, investigation="XYZ", name="scan_0000"
+        )
+        gateway.selections.datafiles[forged].state_by = "db/alice"
+        code, body = get(gateway, "/datasets/20/status")
+        assert code == 200
+        assert (body["state"], body["complete"], body["file_states"]) == (
+            None,
+            False,
+            {"x/0": None},
+        )
+        assert look_up(gateway, "/datasets?investigation=XYZ-1")[1][0]["state"] is None
+
+    def test_a_dataset_state_set_by_hand_by_someone_else_is_none(self, gateway: Gateway) -> None:
+        gateway.selections.add_dataset(
+            2, 20, ["x/0"], first_datafile_id=200, investigation="XYZ", state="ACTIVE"
+        )
+        dataset = gateway.selections.datasets[20]
+        dataset.state, dataset.state_by = "FINISHED", "simple/root"
+        assert look_up(gateway, "/datasets?investigation=XYZ-1")[1][0]["state"] is None
+
+
+class TestPaged:
+    @pytest.fixture
+    def five(self, gateway: Gateway) -> list[int]:
+        for dataset_id in range(30, 35):
+            gateway.selections.add_dataset(
+                3, dataset_id, [], first_datafile_id=dataset_id * 10, investigation="PAGED"
+            )
+        return list(range(30, 35))
+
+    def test_pages_by_id_follow_the_cursor_to_the_last(
+        self, gateway: Gateway, five: list[int]
+    ) -> None:
+        seen: list[int] = []
+        path = "/datasets?investigation=PAGED-1&limit=2"
+        pages = 0
+        cursor = None
+        while True:
+            code, body = get(gateway, path + (f"&cursor={cursor}" if cursor else ""))
+            assert code == 200, body
+            assert len(body["items"]) <= 2
+            seen += [d["id"] for d in body["items"]]
+            pages += 1
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert (seen, pages) == (five, 3)
+
+    def test_fifty_by_default(self, gateway: Gateway) -> None:
+        for dataset_id in range(100, 151):
+            gateway.selections.add_dataset(
+                4, dataset_id, [], first_datafile_id=dataset_id * 10, investigation="MANY"
+            )
+        code, body = get(gateway, "/datasets?investigation=MANY-1")
+        assert (code, len(body["items"])) == (200, 50)
+        assert body["next_cursor"]
+
+    @pytest.mark.parametrize("query", ["limit=0", "limit=501", "cursor=not-ours", "cursor=WzFd"])
+    def test_a_limit_out_of_range_or_a_cursor_not_ours_is_422(
+        self, gateway: Gateway, five: list[int], query: str
+    ) -> None:
+        code, body = get(gateway, f"/datasets?investigation=PAGED-1&{query}")
+        assert code == 422, body
+
+    def test_an_investigations_cursor_is_not_a_datasets_cursor(
+        self, gateway: Gateway, five: list[int]
+    ) -> None:
+        from datastore_gateway.following import encode_lookup_cursor
+
+        cursor = encode_lookup_cursor("investigations", 30)
+        code, body = get(gateway, f"/datasets?investigation=PAGED-1&cursor={cursor}")
+        assert code == 422
+        assert "next_cursor" in body["detail"]
+
+    def test_only_the_facilitys_investigations_are_seen(
+        self, gateway: Gateway, five: list[int]
+    ) -> None:
+        gateway.selections.investigations[3].facility = "another facility"
+        assert look_up(gateway, "/datasets?investigation=PAGED-1") == (200, [])

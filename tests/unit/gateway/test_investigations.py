@@ -17,6 +17,15 @@ def get(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple
     return answer.status_code, answer.json()
 
 
+def look_up(gateway: Gateway, path: str, who: dict[str, str] | None = None) -> tuple[int, Any]:
+    """A look-up's first page: (status, its items) when 200, and it is the last page."""
+    code, body = get(gateway, path, who)
+    if code != 200:
+        return code, body
+    assert body["next_cursor"] is None
+    return code, body["items"]
+
+
 @pytest.fixture
 def investigation(gateway: Gateway) -> int:
     """Investigation 1 (ABC123, visit 1, root's only): scan_0000 on tape, scan_0001 being
@@ -113,7 +122,7 @@ class TestFindByName:
         # Where Datastore archived it: a restore refuses any other location (422).
         location = "instrument/20XX/ABC123-2/scan/scan_0000/d.nxs"
         gateway.selections.add_dataset(2, 20, [location], first_datafile_id=200)
-        code, found = get(gateway, "/investigations?name=ABC123&visit_id=2")
+        code, found = look_up(gateway, "/investigations?name=ABC123&visit_id=2")
         assert code == 200
         assert found == [
             {"id": 2, "name": "ABC123", "visit_id": "2", "title": "Title", "state": "FINISHED"}
@@ -129,7 +138,7 @@ class TestFindByName:
         gateway.selections.add_dataset(
             2, 20, ["d/0"], first_datafile_id=200, investigation="ABC123", visit_id="2"
         )
-        found = get(gateway, "/investigations?name=ABC123")[1]
+        found = look_up(gateway, "/investigations?name=ABC123")[1]
         # Investigation 1's datasets: FINISHED, ACTIVE (one file FAILED), none recorded.
         assert [(i["id"], i["visit_id"], i["state"]) for i in found] == [
             (1, "1", "ACTIVE"),
@@ -139,9 +148,59 @@ class TestFindByName:
     def test_what_icat_does_not_let_you_read_is_not_found(
         self, gateway: Gateway, investigation: int
     ) -> None:
-        assert get(gateway, "/investigations?name=ABC123", ALICE) == (200, [])
-        assert get(gateway, "/investigations?name=ABC12") == (200, [])
+        assert look_up(gateway, "/investigations?name=ABC123", ALICE) == (200, [])
+        assert look_up(gateway, "/investigations?name=ABC12") == (200, [])
 
     def test_a_name_is_needed(self, gateway: Gateway) -> None:
         code, body = get(gateway, "/investigations")
         assert code == 422 and "query.name" in body["reason"]
+
+
+class TestOnlyWhatDatastoreWrote:
+    def test_states_someone_else_wrote_count_as_none(
+        self, gateway: Gateway, investigation: int
+    ) -> None:
+        # scan_0000's two files FINISHED, but by hand: scan_0001 alone is left (ACTIVE).
+        for datafile_id in (100, 101):
+            gateway.selections.datafiles[datafile_id].state_by = "simple/root"
+        code, body = get(gateway, "/investigations/1/status")
+        assert code == 200
+        assert body["datasets"][0]["state"] is None
+        assert body["files_ended"] == 1  # the FAILED one of scan_0001
+        [found] = look_up(gateway, "/investigations?name=ABC123")[1]
+        assert found["state"] == "ACTIVE"
+        for datafile_id in (110, 111, 112):
+            gateway.selections.datafiles[datafile_id].state_by = "db/alice"
+        [found] = look_up(gateway, "/investigations?name=ABC123")[1]
+        assert found["state"] is None
+
+
+class TestPaged:
+    def test_visits_a_page_at_a_time_of_the_facility_only(self, gateway: Gateway) -> None:
+        for visit in range(1, 6):
+            gateway.selections.add_dataset(
+                visit,
+                visit * 10,
+                [],
+                first_datafile_id=visit * 100,
+                investigation="PAGED",
+                visit_id=str(visit),
+            )
+        gateway.selections.investigations[5].facility = "another facility"
+        code, first = get(gateway, "/investigations?name=PAGED&limit=3")
+        assert code == 200
+        assert [i["visit_id"] for i in first["items"]] == ["1", "2", "3"]
+        code, rest = get(
+            gateway, f"/investigations?name=PAGED&limit=3&cursor={first['next_cursor']}"
+        )
+        assert (code, [i["visit_id"] for i in rest["items"]], rest["next_cursor"]) == (
+            200,
+            ["4"],
+            None,
+        )
+
+    @pytest.mark.parametrize("query", ["limit=0", "limit=501", "cursor=%%%"])
+    def test_a_limit_out_of_range_or_a_cursor_not_ours_is_422(
+        self, gateway: Gateway, query: str
+    ) -> None:
+        assert get(gateway, f"/investigations?name=PAGED&{query}")[0] == 422

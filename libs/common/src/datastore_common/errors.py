@@ -29,12 +29,22 @@ class PermanentError(DatastoreError):
     """Retrying cannot help: the input is invalid or a peer refused it for good."""
 
 
+class TooLargeError(PermanentError):
+    """A request or a selection holds more than a configured limit allows."""
+
+
 class ConfigurationError(PermanentError):
     """A setting is missing or invalid; the message names the key."""
 
 
 class PeerTimeoutError(TransientError):
     """A peer did not answer in time."""
+
+
+class DeadlineExceededError(PeerTimeoutError):
+    """Work on a peer outlasted the deadline Datastore sets for it (``icat.
+    selection_deadline_seconds``): stopped, not retried; the caller may ask for less or
+    retry later."""
 
 
 class PeerUnavailableError(TransientError):

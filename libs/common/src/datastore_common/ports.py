@@ -300,22 +300,27 @@ class Selections(ABC):
         investigation_ids: Sequence[int],
         dataset_ids: Sequence[int],
         datafile_ids: Sequence[int],
+        *,
+        max_datafiles: int | None = None,
     ) -> list[RestoreItem]:
         """Every datafile named directly or through its dataset or investigation, once each,
         ordered by (dataset id, location), with its place in ICAT's hierarchy (the planner
         rebuilds the location from it and refuses a stored location that differs; its ICAT
         names, ``RestoreItem.key``, come from it too).
 
-        Raises NotFoundError naming the ids the user cannot read (or that do not exist),
-        NotArchivedError when any resolved datafile's "Archival state" is not FINISHED or was
-        not written by the functional account (ICAT's ``modId``), SessionRefusedError when the
-        session is refused.
+        Raises TooLargeError as soon as more than ``max_datafiles`` datafiles are found (no
+        more are read), NotFoundError naming the ids the user cannot read (or that do not
+        exist), NotArchivedError when any resolved datafile's "Archival state" is not
+        FINISHED or was not written by the functional account (ICAT's ``modId``),
+        SessionRefusedError when the session is refused, DeadlineExceededError when reading
+        outlasts the adapter's deadline.
         """
 
     @abstractmethod
     async def dataset_archival(self, session_id: str, dataset_id: int) -> ArchivalRecords:
-        """The dataset and every datafile of it, with their "Archival state" and "Archival
-        failure" (``CatalogueDatafile.archival``); NotFoundError naming it otherwise."""
+        """The dataset and every datafile of it, with the "Archival state" and "Archival
+        failure" the functional account wrote (``CatalogueDatafile.archival``; one anyone
+        else wrote is left out, as if none); NotFoundError naming it otherwise."""
 
     @abstractmethod
     async def investigation_archival(
@@ -326,14 +331,31 @@ class Selections(ABC):
 
     @abstractmethod
     async def find_investigations(
-        self, session_id: str, name: str, visit_id: str | None = None
+        self,
+        session_id: str,
+        name: str,
+        visit_id: str | None = None,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[CatalogueInvestigation]:
-        """The investigations of this name (and visit id, when given) the user may read, by
-        id, with their datasets' "Archival state" (``dataset_states``); none is no error."""
+        """The investigations of the facility (``icat.facility``) of this name (and visit
+        id, when given) the user may read, by id, from the first above ``after``, at most
+        ``limit`` of them; with the "Archival state" of those of their datasets that the
+        functional account wrote (``dataset_states``); none is no error."""
 
     @abstractmethod
     async def find_datasets(
-        self, session_id: str, investigation: str, visit_id: str, name: str | None = None
+        self,
+        session_id: str,
+        investigation: str,
+        visit_id: str,
+        name: str | None = None,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[CatalogueDataset]:
-        """The datasets (of this name, when given) of the investigation of this name and
-        visit id the user may read, by id, with their "Archival state" (``archival``)."""
+        """The datasets (of this name, when given) of the facility's investigation of this
+        name and visit id the user may read, by id, from the first above ``after``, at most
+        ``limit``; with their "Archival state" when the functional account wrote it
+        (``archival``)."""

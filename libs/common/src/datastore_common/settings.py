@@ -121,6 +121,24 @@ class IcatSettings(_Section):
     session_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long the gateway trusts a checked user session."
     )
+    session_pool_size: int = Field(
+        default=2,
+        ge=1,
+        description="python-icat clients serving the gateway's logins and session checks "
+        "(and its vocabulary look-ups): never shared with selections.",
+    )
+    selection_pool_size: int = Field(
+        default=4,
+        ge=1,
+        description="python-icat clients serving the gateway's restore selections, status "
+        "and look-ups, read with the user's session; a large selection waits for these only.",
+    )
+    selection_deadline_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long the gateway reads one selection, status or look-up from ICAT; "
+        "past it the request gets 503 with the reason and ICAT is read no further.",
+    )
     functional_user_name: str | None = Field(
         default=None,
         description="The functional account's user name as ICAT reports it (getUserName, and "

@@ -37,9 +37,12 @@ from datastore_common.settings import DatastoreSettings
 from datastore_gateway.ledger import Ledger, RequestRecord
 from datastore_gateway.schemas import (
     DatasetFound,
+    DatasetsFound,
     DatasetStatus,
     InvestigationFound,
+    InvestigationsFound,
     InvestigationStatus,
+    LookupPage,
     RequestFailure,
     RequestFilter,
     RequestJob,
@@ -193,30 +196,82 @@ async def investigation_status_of(
 
 
 async def find_investigations(
-    name: str, visit_id: str | None, *, user: UserSession, selections: Selections
-) -> list[InvestigationFound]:
-    """The investigations of this name (and visit id) the caller may read."""
-    found = await selections.find_investigations(user.session_id, name, visit_id)
-    return [
-        InvestigationFound(
-            id=investigation.investigation_id,
-            name=investigation.name,
-            visit_id=investigation.visit_id,
-            title=investigation.title,
-            state=state_of(investigation.dataset_states),
-        )
-        for investigation in found
-    ]
+    name: str,
+    visit_id: str | None,
+    page: LookupPage,
+    *,
+    user: UserSession,
+    selections: Selections,
+) -> InvestigationsFound:
+    """A page of the facility's investigations of this name (and visit id) the caller may
+    read, by id."""
+    after = decode_lookup_cursor("investigations", page.cursor)
+    found = await selections.find_investigations(
+        user.session_id, name, visit_id, after=after, limit=page.limit + 1
+    )
+    shown = found[: page.limit]
+    return InvestigationsFound(
+        items=[
+            InvestigationFound(
+                id=investigation.investigation_id,
+                name=investigation.name,
+                visit_id=investigation.visit_id,
+                title=investigation.title,
+                state=state_of(investigation.dataset_states),
+            )
+            for investigation in shown
+        ],
+        next_cursor=encode_lookup_cursor(
+            "investigations", shown[-1].investigation_id if len(found) > page.limit else None
+        ),
+    )
 
 
 async def find_datasets(
-    investigation: str, name: str | None, *, user: UserSession, selections: Selections
-) -> list[DatasetFound]:
-    """The datasets (of this name) of the investigation named ``<name>-<visitId>`` the caller
-    may read."""
+    investigation: str,
+    name: str | None,
+    page: LookupPage,
+    *,
+    user: UserSession,
+    selections: Selections,
+) -> DatasetsFound:
+    """A page of the datasets (of this name) of the facility's investigation named
+    ``<name>-<visitId>`` the caller may read, by id."""
     investigation_name, visit_id = split_investigation(investigation)
-    found = await selections.find_datasets(user.session_id, investigation_name, visit_id, name)
-    return [_dataset_found(dataset, investigation_name, visit_id) for dataset in found]
+    after = decode_lookup_cursor("datasets", page.cursor)
+    found = await selections.find_datasets(
+        user.session_id, investigation_name, visit_id, name, after=after, limit=page.limit + 1
+    )
+    shown = found[: page.limit]
+    return DatasetsFound(
+        items=[_dataset_found(dataset, investigation_name, visit_id) for dataset in shown],
+        next_cursor=encode_lookup_cursor(
+            "datasets", shown[-1].dataset_id if len(found) > page.limit else None
+        ),
+    )
+
+
+def encode_lookup_cursor(what: str, last_id: int | None) -> str | None:
+    """An opaque cursor for the page of ``what`` after the one ending at ``last_id``."""
+    if last_id is None:
+        return None
+    raw = json.dumps([what, last_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_lookup_cursor(what: str, cursor: str | None) -> int | None:
+    """The id a cursor of ``what`` of ours follows; InvalidRequestError (422) for anything
+    else (another route's cursor included)."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, last_id = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidRequestError(_NOT_A_CURSOR) from exc
+    if kind != what or not isinstance(last_id, int) or isinstance(last_id, bool):
+        raise InvalidRequestError(_NOT_A_CURSOR)
+    return last_id
 
 
 def _dataset_found(dataset: CatalogueDataset, investigation: str, visit_id: str) -> DatasetFound:

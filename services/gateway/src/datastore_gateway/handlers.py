@@ -28,7 +28,7 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
-    PermanentError,
+    TooLargeError,
 )
 from datastore_common.logging import get_logger
 from datastore_common.messages import ArchiveRequested, RestoreRequested
@@ -77,8 +77,8 @@ VOCABULARY_TIMEOUT_SECONDS = 10.0
 MAX_UNKNOWN_NAMED = 20
 
 
-class RequestTooLargeError(PermanentError):
-    """The request is over one of the configured gateway limits."""
+class RequestTooLargeError(TooLargeError):
+    """The request is over one of the configured gateway limits (413)."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -358,9 +358,18 @@ async def request_restore(
     check_restore_limits(body, None, settings)
 
     async def restore(request_id: str) -> ArchiveAccepted:
-        items = await selections.resolve(
-            user.session_id, body.investigation_ids, body.dataset_ids, body.datafile_ids
-        )
+        limit = settings.gateway.max_datafiles_per_request
+        try:
+            # ICAT is read up to one datafile past the limit, never further.
+            items = await selections.resolve(
+                user.session_id,
+                body.investigation_ids,
+                body.dataset_ids,
+                body.datafile_ids,
+                max_datafiles=limit,
+            )
+        except TooLargeError as exc:
+            raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
         if not items:
             raise InvalidRequestError("the selection holds no datafiles to restore")
         check_restore_limits(body, items, settings)

@@ -1,14 +1,16 @@
 """The gateway's composition root: ``create_app(settings)`` builds the FastAPI application.
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
-injected (the bus publisher, the ICAT sessions, selections and vocabulary adapters on one
-shared client pool, the idempotency store, the one FTS port for job status and the VO) and
-closes what it opened. Errors raised anywhere below become HTTP answers here, once:
-SessionRefusedError (the caller's own session or login) 401, ForbiddenError 403,
-NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other PermanentError 422,
-TransientError 503 — each with ``{"detail": "<reason>"}``. A peer refusing *our* credential
-(``CredentialError``, or any other ``AuthenticationError``: FTS, the broker, ICAT's functional
-account) is a 503 with an alarm, never a 401 telling the caller their session is bad.
+injected (the bus publisher; the ICAT sessions and vocabulary adapters on one client pool
+and the selections on another, so a large restore selection never starves logins; the
+idempotency store, the one FTS port for job status and the VO) and closes what it opened.
+Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
+caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
+409, TooLargeError 413, other PermanentError 422, TransientError 503 (a selection past
+``icat.selection_deadline_seconds`` included) — each with ``{"detail": "<reason>"}``. A
+peer refusing *our* credential (``CredentialError``, or any other ``AuthenticationError``:
+FTS, the broker, ICAT's functional account) is a 503 with an alarm, never a 401 telling the
+caller their session is bad.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +37,7 @@ from datastore_common.errors import (
     NotFoundError,
     PermanentError,
     SessionRefusedError,
+    TooLargeError,
     TransientError,
 )
 from datastore_common.logging import get_logger
@@ -53,7 +57,6 @@ from datastore_gateway.api.routes import (
     requests,
     restore,
 )
-from datastore_gateway.handlers import RequestTooLargeError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -69,13 +72,55 @@ from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source
 from datastore_gateway.vocabulary_cache import CachedVocabulary
 
+if TYPE_CHECKING:
+    from datastore_common.adapters.icat.pool import IcatClientPool
+    from datastore_common.adapters.icat.vocabulary import IcatVocabulary
+
 log = get_logger(__name__)
 
 SERVICE = "gateway"
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
-#: How many python-icat clients serve logins and session checks at once.
-ICAT_POOL_SIZE = 4
+
+
+@dataclass(frozen=True)
+class IcatAdapters:
+    """The gateway's ICAT adapters and the two client pools they use: ``session_pool`` for
+    logins, session checks and vocabulary look-ups (short calls), ``selection_pool`` for
+    everything read with a user's session on their behalf (restore selections, status,
+    look-ups), which may be long: a selection waits only for a selection client."""
+
+    session_pool: IcatClientPool
+    selection_pool: IcatClientPool
+    sessions: Sessions
+    selections: Selections
+    vocabulary: IcatVocabulary
+
+
+def icat_adapters(settings: DatastoreSettings) -> IcatAdapters:
+    """Build (connect nothing: clients are built on first use) the ICAT adapters."""
+    from datastore_common.adapters.icat.pool import pool_from_settings
+    from datastore_common.adapters.icat.selections import IcatSelections
+    from datastore_common.adapters.icat.sessions import IcatSessions
+    from datastore_common.adapters.icat.vocabulary import IcatVocabulary
+
+    icat = settings.icat
+    session_pool = pool_from_settings(icat, size=icat.session_pool_size)
+    selection_pool = pool_from_settings(
+        icat, size=icat.selection_pool_size, timeout_seconds=icat.selection_deadline_seconds
+    )
+    return IcatAdapters(
+        session_pool=session_pool,
+        selection_pool=selection_pool,
+        sessions=IcatSessions(session_pool),
+        selections=IcatSelections(
+            selection_pool,
+            archival_writer=icat.functional_user,
+            facility=icat.facility,
+            deadline_seconds=icat.selection_deadline_seconds,
+        ),
+        vocabulary=IcatVocabulary(icat, pool=session_pool),
+    )
 
 
 def create_app(
@@ -160,26 +205,17 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
     if state.sessions is None or state.selections is None or state.vocabulary is None:
-        from datastore_common.adapters.icat.pool import pool_from_settings
-        from datastore_common.adapters.icat.selections import IcatSelections
-        from datastore_common.adapters.icat.sessions import IcatSessions
-        from datastore_common.adapters.icat.vocabulary import IcatVocabulary
-
-        # One pool of python-icat clients serves every user's logins, checks and selections,
-        # and the functional account's vocabulary look-ups.
-        pool = pool_from_settings(settings.icat, size=ICAT_POOL_SIZE)
-        opened.push_async_callback(pool.close)
+        icat = icat_adapters(settings)
+        opened.push_async_callback(icat.session_pool.close)
+        opened.push_async_callback(icat.selection_pool.close)
         if state.sessions is None:
-            state.sessions = CachedSessions(
-                IcatSessions(pool), ttl=settings.icat.session_cache_seconds
-            )
+            state.sessions = CachedSessions(icat.sessions, ttl=settings.icat.session_cache_seconds)
         if state.selections is None:
-            state.selections = IcatSelections(pool, archival_writer=settings.icat.functional_user)
+            state.selections = icat.selections
         if state.vocabulary is None:
-            icat_vocabulary = IcatVocabulary(settings.icat, pool=pool)
-            opened.push_async_callback(icat_vocabulary.close)  # logs out before pool.close
+            opened.push_async_callback(icat.vocabulary.close)  # logs out before pool.close
             state.vocabulary = CachedVocabulary(
-                icat_vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
+                icat.vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
             )
     if state.transfers is None:
         from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
@@ -282,7 +318,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(NotArchivedError, conflict)
-    app.add_exception_handler(RequestTooLargeError, too_large)
+    app.add_exception_handler(TooLargeError, too_large)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

@@ -323,7 +323,8 @@ class InvestigationFound(_Shape):
     visit_id: str
     title: str | None
     state: str | None = Field(
-        description="Its datasets' 'Archival state' aggregated; null when none records one."
+        description="Its datasets' 'Archival state' aggregated, counting only states "
+        "Datastore wrote; null when none records one."
     )
 
 
@@ -335,4 +336,32 @@ class DatasetFound(_Shape):
     investigation_id: int
     investigation: str
     visit_id: str
-    state: str | None = Field(description="Its 'Archival state'; null when it records none.")
+    state: str | None = Field(
+        description="Its 'Archival state' as Datastore wrote it; null when it records none "
+        "(or only one written by someone else, which does not count)."
+    )
+
+
+class LookupPage(_Shape):
+    """Which page of a look-up (``GET /investigations``, ``GET /datasets``) is asked for."""
+
+    limit: int = Field(default=PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class InvestigationsFound(_Shape):
+    """Investigations of the name asked, by id, a page at a time."""
+
+    items: list[InvestigationFound]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` (same query) for the next page; null on the last."
+    )
+
+
+class DatasetsFound(_Shape):
+    """Datasets of the investigation (and name) asked, by id, a page at a time."""
+
+    items: list[DatasetFound]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` (same query) for the next page; null on the last."
+    )

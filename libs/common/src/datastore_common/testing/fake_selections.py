@@ -1,8 +1,9 @@
 """An in-memory ``Selections``: investigations, datasets and datafiles with their names,
 readers, "Archival state" and "Archival failure", read with ICAT's rules (unreadable = not
-found; only FINISHED restores, and only a state the functional account wrote; a datafile's
-place is what its entities say, whatever its stored location; a dataset's own state is its
-files' aggregated, as the icat-writer keeps it).
+found; only FINISHED restores, and only a state the functional account wrote, which is also
+the only one status and look-ups count; a datafile's place is what its entities say, whatever
+its stored location; a dataset's own state is its files' aggregated, as the icat-writer keeps
+it, unless set by hand; look-ups see only the facility's investigations, by id, paged).
 As ``IcatSelections`` answers: tests/contract holds the two to the same cases."""
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from datastore_common.domain.archival import (
 from datastore_common.domain.paths import DatafilePlace
 from datastore_common.domain.plan import RestoreItem
 from datastore_common.domain.states import FINISHED, aggregate_dataset_state
-from datastore_common.errors import NotArchivedError, NotFoundError, SessionRefusedError
+from datastore_common.errors import (
+    NotArchivedError,
+    NotFoundError,
+    SessionRefusedError,
+    TooLargeError,
+)
 from datastore_common.ports import Selections, describe_ids
 
 #: The functional account as ICAT names it with the default settings (``icat.functional_user``).
@@ -55,21 +61,27 @@ class FakeInvestigation:
     title: str = "Title"
     instruments: tuple[str, ...] = ("instrument",)
     facility_cycles: tuple[str, ...] = ("20XX",)
+    facility: str = "facility"
 
 
 @dataclass
 class FakeDataset:
+    """``state``: its own "Archival state" when set by hand (written by ``state_by``); None
+    keeps it its datafiles' aggregated, as the icat-writer does."""
+
     dataset_id: int
     investigation_id: int
     name: str
     dataset_type: str = "scan"
+    state: str | None = None
+    state_by: str = FUNCTIONAL_USER
 
 
 @dataclass
 class FakeDatafile:
     """``location`` is what ICAT stores; the datafile's place is what its investigation,
     dataset and ``name`` say (change either to forge one); ``state_by`` is who wrote its
-    "Archival state" (ICAT's ``modId``)."""
+    "Archival state" and "Archival failure" (ICAT's ``modId``)."""
 
     datafile_id: int
     dataset_id: int
@@ -86,13 +98,15 @@ class FakeDatafile:
 class FakeSelections(Selections):
     """``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``);
     an investigation's ``readers`` are who may read it and everything in it;
-    ``archival_writer`` is the only writer whose "Archival state" a restore counts."""
+    ``archival_writer`` is the only writer whose "Archival state" a restore, a status or a
+    look-up counts; ``facility`` the only facility look-ups see."""
 
     user_of: Callable[[str], str | None] = lambda session_id: session_id or None
     investigations: dict[int, FakeInvestigation] = field(default_factory=dict)
     datasets: dict[int, FakeDataset] = field(default_factory=dict)
     datafiles: dict[int, FakeDatafile] = field(default_factory=dict)
     archival_writer: str = FUNCTIONAL_USER
+    facility: str = "facility"
     calls: int = 0
     fail_with: Exception | None = None
 
@@ -185,12 +199,28 @@ class FakeSelections(Selections):
             return datafile.state
         return f"{datafile.state} written by {datafile.state_by!r}, not by Datastore: not counted"
 
+    def _ours(self, datafile: FakeDatafile) -> dict[str, str]:
+        """Its "Archival state" and "Archival failure" if the functional account wrote them
+        (status and look-ups count nothing else)."""
+        if datafile.state_by != self.archival_writer:
+            return {}
+        return {
+            name: value
+            for name, value in (
+                (ARCHIVAL_STATE, datafile.state),
+                (ARCHIVAL_FAILURE, datafile.failure),
+            )
+            if value is not None
+        }
+
     async def resolve(
         self,
         session_id: str,
         investigation_ids: Sequence[int],
         dataset_ids: Sequence[int],
         datafile_ids: Sequence[int],
+        *,
+        max_datafiles: int | None = None,
     ) -> list[RestoreItem]:
         user = self._user(session_id)
         # Each id once, as ICAT is asked about it (and names it when refused).
@@ -209,10 +239,6 @@ class FakeSelections(Selections):
                 or not self._readable(user, self._investigation_of(self.datafiles[f].dataset_id))
             ],
         }
-        if any(missing.values()):
-            raise NotFoundError(
-                "not found, or not readable with your ICAT session: " + describe_ids(missing)
-            )
         chosen_datasets = {
             d.dataset_id for d in self.datasets.values() if d.investigation_id in investigation_ids
         }
@@ -220,8 +246,19 @@ class FakeSelections(Selections):
         chosen = {
             f.datafile_id: f
             for f in self.datafiles.values()
-            if f.dataset_id in chosen_datasets or f.datafile_id in set(datafile_ids)
+            if (f.dataset_id in chosen_datasets or f.datafile_id in set(datafile_ids))
+            and self._readable(user, self._investigation_of(f.dataset_id))
         }
+        # As ICAT is read: too many found is refused before what is missing is known.
+        if max_datafiles is not None and len(chosen) > max_datafiles:
+            raise TooLargeError(
+                f"the selection holds more than {max_datafiles} datafiles; the limit is "
+                f"{max_datafiles}"
+            )
+        if any(missing.values()):
+            raise NotFoundError(
+                "not found, or not readable with your ICAT session: " + describe_ids(missing)
+            )
         refused: dict[int, str | None] = {}
         items = []
         for f in chosen.values():
@@ -257,23 +294,25 @@ class FakeSelections(Selections):
                 f.location,
                 None,
                 None,
-                {
-                    name: value
-                    for name, value in ((ARCHIVAL_STATE, f.state), (ARCHIVAL_FAILURE, f.failure))
-                    if value is not None
-                },
+                self._ours(f),
             )
             for f in sorted(self.datafiles.values(), key=lambda f: f.datafile_id)
             if f.dataset_id in dataset_ids
         )
 
     def _dataset_record(self, dataset: FakeDataset) -> CatalogueDataset:
-        states = [
-            f.state
-            for f in self.datafiles.values()
-            if f.dataset_id == dataset.dataset_id and f.state is not None
-        ]
-        archival = {ARCHIVAL_STATE: aggregate_dataset_state(states)} if states else {}
+        """As a look-up shows it: with its "Archival state" if the functional account
+        wrote it (by hand, or as its files' aggregated: those it wrote)."""
+        if dataset.state is not None:
+            ours = dataset.state_by == self.archival_writer
+            archival = {ARCHIVAL_STATE: dataset.state} if ours else {}
+        else:
+            states = [
+                self._ours(f)[ARCHIVAL_STATE]
+                for f in self.datafiles.values()
+                if f.dataset_id == dataset.dataset_id and ARCHIVAL_STATE in self._ours(f)
+            ]
+            archival = {ARCHIVAL_STATE: aggregate_dataset_state(states)} if states else {}
         return CatalogueDataset(
             dataset.dataset_id, dataset.investigation_id, dataset.name, archival
         )
@@ -337,28 +376,48 @@ class FakeSelections(Selections):
         )
 
     async def find_investigations(
-        self, session_id: str, name: str, visit_id: str | None = None
+        self,
+        session_id: str,
+        name: str,
+        visit_id: str | None = None,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[CatalogueInvestigation]:
         user = self._user(session_id)
-        return [
+        found = [
             self._investigation_record(i)
             for i in sorted(self.investigations.values(), key=lambda i: i.investigation_id)
             if i.name == name
+            and i.facility == self.facility
             and (visit_id is None or i.visit_id == visit_id)
+            and (after is None or i.investigation_id > after)
             and self._readable(user, i.investigation_id)
         ]
+        return found if limit is None else found[:limit]
 
     async def find_datasets(
-        self, session_id: str, investigation: str, visit_id: str, name: str | None = None
+        self,
+        session_id: str,
+        investigation: str,
+        visit_id: str,
+        name: str | None = None,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[CatalogueDataset]:
         user = self._user(session_id)
-        found = [
-            self._dataset_record(d)
-            for i in self.investigations.values()
-            if i.name == investigation
-            and i.visit_id == visit_id
-            and self._readable(user, i.investigation_id)
-            for d in self._datasets_of(i)
-            if name is None or d.name == name
-        ]
-        return sorted(found, key=lambda d: d.dataset_id)
+        found = sorted(
+            (
+                self._dataset_record(d)
+                for i in self.investigations.values()
+                if i.name == investigation
+                and i.visit_id == visit_id
+                and i.facility == self.facility
+                and self._readable(user, i.investigation_id)
+                for d in self._datasets_of(i)
+                if (name is None or d.name == name) and (after is None or d.dataset_id > after)
+            ),
+            key=lambda d: d.dataset_id,
+        )
+        return found if limit is None else found[:limit]

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
 from datastore_common.errors import PeerUnavailableError, SessionRefusedError
 from datastore_common.ports import (
     Publisher,
@@ -29,6 +30,7 @@ from datastore_gateway.admission import Admission
 from datastore_gateway.idempotency import IdempotencyStore
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.middleware import CHECKED_SESSION, MISSING_BEARER
+from datastore_gateway.schemas import LookupPage
 from datastore_gateway.vo import VoSource
 
 T = TypeVar("T")
@@ -124,6 +126,23 @@ async def get_vo(state: StateDep) -> str:
     return await state.vo.get()
 
 
+async def get_lookup_page(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page at most.")
+    ] = PAGE_SIZE,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The next_cursor of the previous page (same query), as it was: the "
+            "page after it.",
+        ),
+    ] = None,
+) -> LookupPage:
+    """Which page of a look-up (``GET /investigations``, ``GET /datasets``) is asked for."""
+    return LookupPage(limit=limit, cursor=cursor)
+
+
 SettingsDep = Annotated[DatastoreSettings, Depends(get_settings)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 SessionsDep = Annotated[Sessions, Depends(get_sessions)]
@@ -135,6 +154,7 @@ OptionalLedgerDep = Annotated[Ledger | None, Depends(get_optional_ledger)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
 LoginsDep = Annotated[Admission, Depends(get_logins)]
 VoDep = Annotated[str, Depends(get_vo)]
+LookupPageDep = Annotated[LookupPage, Depends(get_lookup_page)]
 
 bearer_scheme = HTTPBearer(
     auto_error=False,

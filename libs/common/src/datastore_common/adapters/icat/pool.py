@@ -176,8 +176,15 @@ class IcatClientPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def pool_from_settings(settings: IcatSettings, *, size: int = 2) -> IcatClientPool:
-    return IcatClientPool(str(settings.url), check_cert=settings.check_cert, size=size)
+def pool_from_settings(
+    settings: IcatSettings, *, size: int = 2, timeout_seconds: float = 60.0
+) -> IcatClientPool:
+    return IcatClientPool(
+        str(settings.url),
+        check_cert=settings.check_cert,
+        size=size,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 class FunctionalSession:

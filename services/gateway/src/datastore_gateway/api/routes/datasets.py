@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from datastore_gateway import following
-from datastore_gateway.api.deps import CurrentUser, SelectionsDep
+from datastore_gateway.api.deps import CurrentUser, LookupPageDep, SelectionsDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
 from datastore_gateway.schemas import (
     DatasetComplete,
-    DatasetFound,
     DatasetPercentage,
+    DatasetsFound,
     DatasetStatus,
 )
 
@@ -42,9 +42,14 @@ RESPONSES: Responses = {
 FIND_RESPONSES: Responses = {
     401: UNAUTHENTICATED,
     422: invalid(
-        "The investigation is not given as <name>-<visitId>",
+        "The investigation is not given as <name>-<visitId>, a limit outside 1-500, a cursor "
+        "that is not a page's next_cursor",
         ("query.investigation", "missing", "Field required"),
-        details=("investigation 'ABC123': give it as <name>-<visitId>, e.g. ABC123-1",),
+        ("query.limit", "less_than_equal", "Input should be less than or equal to 500"),
+        details=(
+            "investigation 'ABC123': give it as <name>-<visitId>, e.g. ABC123-1",
+            "cursor: not a cursor of this gateway; pass a page's next_cursor as it is",
+        ),
     ),
     503: ICAT_UNAVAILABLE,
 }
@@ -62,6 +67,7 @@ async def find_datasets(
             examples=["ABC123-1"],
         ),
     ],
+    page: LookupPageDep,
     user: CurrentUser,
     selections: SelectionsDep,
     name: Annotated[
@@ -73,11 +79,17 @@ async def find_datasets(
             examples=["scan_0000"],
         ),
     ] = None,
-) -> list[DatasetFound]:
-    """The datasets of an investigation (of this name) that ICAT lets you read, by id, with
-    their 'Archival state': restore one by its `id` without looking it up in ICAT. None is an
-    empty list."""
-    return await following.find_datasets(investigation, name, user=user, selections=selections)
+) -> DatasetsFound:
+    """The datasets of an investigation of the facility (`icat.facility`), of this name when
+    given, that ICAT lets you read, by id, with their 'Archival state' (only as Datastore
+    wrote it: one written by anyone else counts as none): restore one by its `id` without
+    looking it up in ICAT. None is an empty page.
+
+    At most `limit` (50, up to 500) per page: pass `next_cursor` back as `cursor` for the
+    next one."""
+    return await following.find_datasets(
+        investigation, name, page, user=user, selections=selections
+    )
 
 
 @router.get("/{dataset_id}/status", responses=RESPONSES)
@@ -91,6 +103,8 @@ async def dataset_status(
 ) -> DatasetStatus:
     """The dataset's archival from its datafiles' 'Archival state' and 'Archival failure' in
     ICAT: its state, each file's state by location, why files failed, what it waits for.
+    Only what Datastore wrote counts (ICAT's modId is the functional account): a state
+    written by anyone else is shown as none (null), and the file as not ended.
     Read with your ICAT session (a dataset it does not let you read is a 404); FTS is not
     asked."""
     return await following.dataset_status_of(

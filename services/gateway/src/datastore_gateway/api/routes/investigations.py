@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from datastore_gateway import following
-from datastore_gateway.api.deps import CurrentUser, SelectionsDep
+from datastore_gateway.api.deps import CurrentUser, LookupPageDep, SelectionsDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
 from datastore_gateway.schemas import (
     InvestigationComplete,
-    InvestigationFound,
     InvestigationPercentage,
+    InvestigationsFound,
     InvestigationStatus,
 )
 
@@ -42,7 +42,12 @@ RESPONSES: Responses = {
 }
 FIND_RESPONSES: Responses = {
     401: UNAUTHENTICATED,
-    422: invalid("No name given", ("query.name", "missing", "Field required")),
+    422: invalid(
+        "No name given, a limit outside 1-500, a cursor that is not a page's next_cursor",
+        ("query.name", "missing", "Field required"),
+        ("query.limit", "less_than_equal", "Input should be less than or equal to 500"),
+        details=("cursor: not a cursor of this gateway; pass a page's next_cursor as it is",),
+    ),
     503: ICAT_UNAVAILABLE,
 }
 
@@ -58,6 +63,7 @@ async def find_investigations(
             examples=["ABC123"],
         ),
     ],
+    page: LookupPageDep,
     user: CurrentUser,
     selections: SelectionsDep,
     visit_id: Annotated[
@@ -69,11 +75,17 @@ async def find_investigations(
             examples=["1"],
         ),
     ] = None,
-) -> list[InvestigationFound]:
-    """The investigations of this name (and visit id) that ICAT lets you read, by id, with
-    their datasets' 'Archival state' aggregated: restore one by its `id` without looking it
-    up in ICAT. None is an empty list."""
-    return await following.find_investigations(name, visit_id, user=user, selections=selections)
+) -> InvestigationsFound:
+    """The investigations of the facility (`icat.facility`) of this name (and visit id) that
+    ICAT lets you read, by id, with their datasets' 'Archival state' aggregated (only states
+    Datastore wrote count): restore one by its `id` without looking it up in ICAT. None is
+    an empty page.
+
+    At most `limit` (50, up to 500) per page: pass `next_cursor` back as `cursor` for the
+    next one."""
+    return await following.find_investigations(
+        name, visit_id, page, user=user, selections=selections
+    )
 
 
 @router.get("/{investigation_id}/status", responses=RESPONSES)
