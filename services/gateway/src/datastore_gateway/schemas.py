@@ -14,7 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
-from datastore_common.messages import InvestigationSpec, check_unique_investigations
+from datastore_common.messages import (
+    InvestigationSpec,
+    NotifyTargets,
+    check_unique_investigations,
+)
 
 API_VERSION = "1"
 
@@ -35,6 +39,12 @@ class LoginAccepted(_Shape):
 
 class ArchiveRequest(_Shape):
     investigations: list[InvestigationSpec] = Field(min_length=1)
+    notify: NotifyTargets | None = Field(
+        default=None,
+        description="Who is told when the request ends: an e-mail address (needs "
+        "notify.smtp_host) and/or a webhook (needs notify.webhook_secret; its host in "
+        "notify.webhook_allowed_hosts when that is set).",
+    )
 
     @model_validator(mode="after")
     def _unique_investigations(self) -> ArchiveRequest:
@@ -66,6 +76,12 @@ class RestoreRequest(_Shape):
     investigation_ids: list[int] = Field(default_factory=list, examples=[[]])
     dataset_ids: list[int] = Field(default_factory=list, examples=[[1]])
     datafile_ids: list[int] = Field(default_factory=list, examples=[[]])
+    notify: NotifyTargets | None = Field(
+        default=None,
+        description="Who is told when the request ends: an e-mail address (needs "
+        "notify.smtp_host) and/or a webhook (needs notify.webhook_secret; its host in "
+        "notify.webhook_allowed_hosts when that is set).",
+    )
 
     @model_validator(mode="after")
     def _some_ids(self) -> RestoreRequest:

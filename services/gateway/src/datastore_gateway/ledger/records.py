@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from datastore_common.domain.ledger import (
     JobSummary,
@@ -142,3 +142,21 @@ def record_of(
             state, job_states, Waiting(kind, registered=bool(registered), retry=note)
         ),
     )
+
+
+#: The channels an ended request is told on: the broker always, the others when asked.
+Channel = Literal["broker", "webhook", "email"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ended request's notification on one channel, as the outbox holds it."""
+
+    request_id: str
+    channel: Channel
+    target: str | None  # the webhook URL or e-mail address; None for the broker
+    message_id: str
+    payload: str  # the request.completed payload, JSON
+    state: str  # PENDING, SENT or GAVE_UP
+    attempts: int
+    last_error: str | None = None
