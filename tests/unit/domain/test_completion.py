@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -229,3 +232,23 @@ def test_the_completion_counts_files_and_bytes_and_links_the_status() -> None:
     assert "Bytes: 300 B of 350 B done" in body
     assert "Failure: 1 of 4 files failed: disk full" in body
     assert "Status: https://ds.example.org/requests/r1" in body
+
+
+def test_the_readme_example_verifies_our_signature_and_refuses_a_forgery() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert (
+        "def is_from_datastore" in example
+        and len([line for line in example.splitlines() if line.strip()]) <= 5
+    )
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)
+    body = b'{"request_id": "r1", "state": "FINISHED"}'
+    headers = signed_headers(b"k", body, timestamp=int(time.time()), delivery_id=uuid.UUID(int=1))
+    assert namespace["is_from_datastore"](b"k", body, headers)
+    assert not namespace["is_from_datastore"](b"other", body, headers)
+    assert not namespace["is_from_datastore"](b"k", body + b" ", headers)
+    stale = signed_headers(
+        b"k", body, timestamp=int(time.time()) - 600, delivery_id=uuid.UUID(int=1)
+    )
+    assert not namespace["is_from_datastore"](b"k", body, stale)
