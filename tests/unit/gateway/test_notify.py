@@ -389,3 +389,16 @@ def _with_notify(gateway: Any, tmp_path: Path, **configured: Any) -> Any:
     )
     gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
     return gateway
+
+
+async def test_an_unexpected_error_is_retried_and_bounded_like_any_other(ledger: Ledger) -> None:
+    publisher, webhooks, mail = RecordingPublisher(), FakeWebhooks(), FakeMail()
+    notifier = notifier_of(ledger, publisher, webhooks, mail, max_attempts=2)
+    await ended(ledger, {"webhook": BOTH["webhook"]})
+    webhooks.fail_with = RuntimeError("a bug in a sender")
+    await notifier.deliver_due()
+    clock_of(ledger).now += 10
+    await notifier.deliver_due()
+    webhook = await webhook_of(ledger)
+    assert (webhook.state, webhook.attempts) == ("GAVE_UP", 2)
+    assert "a bug in a sender" in str(webhook.last_error)

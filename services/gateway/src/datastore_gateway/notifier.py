@@ -74,6 +74,9 @@ class Notifier:
                 await self.deliver_due()
             except DatastoreError as exc:
                 log.warning("notifier_outbox_unavailable", error=str(exc))
+            except Exception:
+                # A bug must not stop every later notification: log it and go on.
+                log.exception("notifier_failed")
             await asyncio.sleep(self._settings.poll_seconds)
 
     async def deliver_due(self) -> int:
@@ -93,6 +96,12 @@ class Notifier:
             await self._send(delivery)
         except DatastoreError as exc:
             await self._failed(delivery, exc)
+            return False
+        except Exception as exc:
+            # Unexpected (a sender's bug, a payload it cannot read): retried, and bounded
+            # by max_attempts like any other failure, never left to its lease for ever.
+            log.exception("notification_failed", correlation_id=delivery.request_id)
+            await self._failed(delivery, PeerUnavailableError(f"{type(exc).__name__}: {exc}"))
             return False
         await self._ledger.delivered(delivery)
         NOTIFICATIONS.labels(channel=delivery.channel, outcome="sent").inc()
