@@ -402,3 +402,57 @@ async def test_an_unexpected_error_is_retried_and_bounded_like_any_other(ledger:
     webhook = await webhook_of(ledger)
     assert (webhook.state, webhook.attempts) == ("GAVE_UP", 2)
     assert "a bug in a sender" in str(webhook.last_error)
+
+
+async def test_get_request_shows_who_is_told_and_how_it_went(tmp_path: Path) -> None:
+    gateway = _with_notify(build_gateway(tmp_path), tmp_path)
+    with gateway.client:
+        headers = gateway.bearer()
+        body = seed_body() | {"notify": BOTH}
+        answer = gateway.client.post("/archive", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        request_id = answer.json()["request_id"]
+        [published] = gateway.publisher.published
+        assert isinstance(published.data, ArchiveRequested)
+        [job] = published.data.jobs
+        shown = gateway.client.get(f"/requests/{request_id}", headers=headers).json()
+        assert shown["notify"] == BOTH and shown["notifications"] == []
+        ledger = gateway.app.state.gateway.ledger
+        assert isinstance(ledger, Ledger)
+        await ledger.apply_status(
+            TransferStatus(
+                request_id=request_id,
+                kind="archive",
+                job_id=job.job_id,
+                fts_endpoint="https://fts",
+                job_state="FINISHED",
+                files=[
+                    FileState(source=t.source, destination=t.destination, state="FINISHED")
+                    for t in job.transfers
+                ],
+            )
+        )
+        webhooks = FakeWebhooks()
+        webhooks.fail_with = PeerUnavailableError("webhook answered 502")
+        notifier = Notifier(
+            ledger,
+            gateway.settings.notify,
+            publisher=gateway.publisher,
+            webhooks=webhooks,
+            mail=FakeMail(),
+        )
+        assert await notifier.deliver_due() == 2
+        shown = gateway.client.get(f"/requests/{request_id}", headers=headers).json()
+        assert shown["state"] == "FINISHED"
+        assert shown["notifications"] == [
+            {"channel": "broker", "state": "SENT", "attempts": 1, "error": None},
+            {"channel": "email", "state": "SENT", "attempts": 1, "error": None},
+            {
+                "channel": "webhook",
+                "state": "PENDING",
+                "attempts": 1,
+                "error": "PeerUnavailableError: webhook answered 502",
+            },
+        ]
+        listed = gateway.client.get("/requests", headers=headers).json()["items"]
+        assert listed[0]["notifications"] == shown["notifications"]

@@ -178,6 +178,17 @@ class RequestFailure(_Shape):
     reason: str
 
 
+class RequestNotification(_Shape):
+    """How telling one channel that the request ended went."""
+
+    channel: Literal["broker", "webhook", "email"] = Field(
+        description="broker: request.completed; webhook, email: as the request asked."
+    )
+    state: Literal["PENDING", "SENT", "GAVE_UP"]
+    attempts: int
+    error: str | None = Field(description="Why the last attempt failed, if it did.")
+
+
 class RequestStatus(_Shape):
     """An accepted request as the ledger follows it, until it ends and after."""
 
@@ -197,6 +208,13 @@ class RequestStatus(_Shape):
         description="Why it FAILED: '<class> error: <reason>' in ICAT."
     )
     waiting_on: str | None = Field(description="What it waits for now, in words; null once ended.")
+    notify: NotifyTargets | None = Field(
+        default=None, description="Who is told when it ends, as the request asked."
+    )
+    notifications: list[RequestNotification] = Field(
+        default_factory=list,
+        description="Once it ended: how telling each channel went (empty before).",
+    )
 
 
 #: Every state a request can be in (``RequestStatus.state``).

@@ -503,7 +503,7 @@ class Ledger:
 
     def _records(self, db: Cursor, rows: Sequence[tuple[Any, ...]]) -> list[RequestRecord]:
         """The requests of these ``ledger_requests`` rows, in their order, with their jobs'
-        files counted by state (three queries for any number of requests)."""
+        files counted by state and their notifications (four queries for any number of requests)."""
         if not rows:
             return []
         ids = [row[0] for row in rows]
@@ -523,7 +523,14 @@ class Ledger:
             ids,
         ):
             counts.setdefault(job_id, {})[state] = (int(files), int(size))
-        return [record_of(row, jobs[row[0]], counts) for row in rows]
+        notifications: dict[str, list[Delivery]] = {request_id: [] for request_id in ids}
+        for row in db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM ledger_outbox WHERE request_id IN ({marks})"
+            " ORDER BY request_id, channel",
+            ids,
+        ):
+            notifications[row[0]].append(_delivery(row, attempts=int(row[6])))
+        return [record_of(row, jobs[row[0]], counts, notifications[row[0]]) for row in rows]
 
 
 def _delivery(row: Sequence[Any], *, attempts: int) -> Delivery:
