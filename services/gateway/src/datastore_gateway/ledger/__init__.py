@@ -9,7 +9,10 @@ SQLite by default, PostgreSQL by URL so that replicas on several hosts share it)
   an event, and each write is one transaction that only moves states forward, so duplicates
   and reordering are harmless.
 Reads answer ``GET /requests/{id}`` and the listing ``GET /requests`` from here alone, also
-after FTS has forgotten the jobs.
+after FTS has forgotten the jobs. The transaction that ends a request also writes its
+``request.completed`` into the outbox (``ledger_outbox``: the broker, and the webhook and
+e-mail the request named), which the notifier (``datastore_gateway.notifier``) claims, sends
+and marks.
 
 Calls run on one connection in a worker thread (sqlite3 or psycopg's synchronous API), so
 the event loop never waits on the database and both engines share one code path.
@@ -383,10 +386,7 @@ class Ledger:
             public_url=self._public_url,
             completed_at=datetime.fromtimestamp(now, UTC),
         )
-        [(notify,)] = db.execute(
-            "SELECT notify FROM ledger_requests WHERE request_id = ?", (request_id,)
-        )
-        targets: dict[str, str] = json.loads(notify) if notify else {}
+        targets = record.notify or {}
         channels: list[tuple[Channel, str | None]] = [("broker", None)]
         channels += [(c, targets[c]) for c in ("webhook", "email") if targets.get(c)]
         message_id = str(completion_message_id(request_id))
