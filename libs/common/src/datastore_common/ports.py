@@ -10,6 +10,7 @@ adapters live in ``datastore_common.adapters``; in-memory fakes for unit tests i
 from __future__ import annotations
 
 import asyncio
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,11 +35,18 @@ from datastore_common.messages import (
 
 
 class Publisher(ABC):
-    """Publishes a payload; returns once the broker has stored it."""
+    """Publishes a payload; returns once the broker has stored it. ``message_id`` names the
+    message for receivers to de-duplicate by (a repeated publish of one thing); a fresh one
+    when not given."""
 
     @abstractmethod
     async def publish(
-        self, data: Payload, *, correlation_id: str, user: str | None = None
+        self,
+        data: Payload,
+        *,
+        correlation_id: str,
+        user: str | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> None: ...
 
 

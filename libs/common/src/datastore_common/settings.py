@@ -256,6 +256,65 @@ class GatewaySettings(_Section):
         description="How long a facility, type, instrument, cycle or format name found in "
         "ICAT is trusted; unknown names are asked again on every request.",
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where users reach this gateway: request.completed messages, webhooks and "
+        "e-mails link to <public_url>/requests/<request_id>.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://datastore.example.org")
+        return value.rstrip("/")
+
+
+class NotifySettings(_Section):
+    """How the gateway tells users that their request ended (webhooks and e-mail)."""
+
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature of every webhook call "
+        "(X-Datastore-Signature); requests naming a webhook are refused while it is unset.",
+    )
+    webhook_allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Hosts a webhook may point at (exact names, or '.example.org' for any "
+        "name under it); empty: any host.",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server that sends the e-mails; requests naming an e-mail address "
+        "are refused while it is unset.",
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="datastore@localhost", description="The e-mails' From.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade to TLS before logging in.")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Tries of one webhook call or e-mail before giving it up (logged); the "
+        "broker's request.completed is tried until it is published.",
+    )
+    retry_delays: tuple[float, ...] = Field(
+        default=(10.0, 60.0, 300.0, 900.0, 3600.0),
+        description="Wait before each retry of a failed notification; the last step repeats.",
+    )
+    poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often each gateway looks for notifications due."
+    )
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("must be a non-empty list of positive seconds")
+        return value
 
 
 class PollerSettings(_Section):
@@ -315,6 +374,7 @@ class DatastoreSettings(BaseSettings):
     icat: IcatSettings = IcatSettings()
     broker: BrokerSettings = BrokerSettings()
     gateway: GatewaySettings = GatewaySettings()
+    notify: NotifySettings = NotifySettings()
     poller: PollerSettings = PollerSettings()
     xrootd: XRootDSettings = XRootDSettings()
     log: LogSettings = LogSettings()

@@ -28,6 +28,7 @@ from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
     Payload,
+    RequestCompleted,
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
@@ -186,6 +187,9 @@ PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     TransferTracked: ("status-poller",),
     RequestFailed: ("icat-writer", "fts-submitter", "status-poller"),
     RequestDelayed: ("icat-writer", "fts-submitter", "status-poller"),
+    # Once per request, from the ledger's outbox; no queue of ours consumes it (it is for
+    # whoever wants to know: bind a queue to datastore.request.completed.v1).
+    RequestCompleted: ("gateway",),
 }
 
 

@@ -32,6 +32,7 @@ from datastore_common.domain.following import (
 )
 from datastore_common.domain.ledger import Position, RequestQuery, listed_owner
 from datastore_common.errors import InvalidRequestError
+from datastore_common.messages import NotifyTargets
 from datastore_common.ports import Selections, UserSession
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.ledger import Ledger, RequestRecord
@@ -46,6 +47,7 @@ from datastore_gateway.schemas import (
     RequestFailure,
     RequestFilter,
     RequestJob,
+    RequestNotification,
     RequestPage,
     RequestStatus,
 )
@@ -71,6 +73,16 @@ def request_status_of(record: RequestRecord) -> RequestStatus:
             failure_class=record.failure.failure_class, reason=record.failure.reason
         ),
         waiting_on=record.waiting_on,
+        notify=NotifyTargets.model_validate(record.notify) if record.notify else None,
+        notifications=[
+            RequestNotification(
+                channel=n.channel,
+                state=n.state,
+                attempts=n.attempts,
+                error=n.last_error,
+            )
+            for n in record.notifications
+        ],
     )
 
 

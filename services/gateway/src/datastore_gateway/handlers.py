@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from datastore_common.domain.completion import host_allowed
 from datastore_common.domain.ledger import new_request
 from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
@@ -31,7 +33,7 @@ from datastore_common.errors import (
     TooLargeError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRequested, RestoreRequested
+from datastore_common.messages import ArchiveRequested, NotifyTargets, RestoreRequested
 from datastore_common.ports import (
     VOCABULARY_KINDS,
     JobProgress,
@@ -113,6 +115,30 @@ def check_limits(body: ArchiveRequest, settings: DatastoreSettings) -> None:
             f"{body.total_bytes} bytes of datafiles in one request; the limit is "
             f"{limits.max_bytes_per_request} (gateway.max_bytes_per_request)"
         )
+
+
+def check_notify(notify: NotifyTargets | None, settings: DatastoreSettings) -> None:
+    """Refuse (422) a notification this gateway could not send: an e-mail without an SMTP
+    server, a webhook without a signing secret or to a host not allowed."""
+    if notify is None:
+        return
+    config = settings.notify
+    if notify.email is not None and config.smtp_host is None:
+        raise InvalidRequestError(
+            "notify.email: this Datastore sends no e-mail (notify.smtp_host is not set)"
+        )
+    if notify.webhook is not None:
+        if config.webhook_secret is None:
+            raise InvalidRequestError(
+                "notify.webhook: this Datastore calls no webhooks (notify.webhook_secret is "
+                "not set)"
+            )
+        host = urllib.parse.urlsplit(notify.webhook).hostname or ""
+        if not host_allowed(host, config.webhook_allowed_hosts):
+            raise InvalidRequestError(
+                f"notify.webhook: host {host!r} is not one this Datastore calls "
+                f"(notify.webhook_allowed_hosts: {', '.join(config.webhook_allowed_hosts)})"
+            )
 
 
 def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str) -> list[str]:
@@ -272,6 +298,7 @@ async def request_archive(
     """
     check_may_archive(user, settings)
     check_limits(body, settings)
+    check_notify(body.notify, settings)
 
     async def archive(request_id: str) -> ArchiveAccepted:
         await check_vocabulary(body, vocabulary)
@@ -285,7 +312,10 @@ async def request_archive(
             max_files_per_job=settings.fts3.max_files_per_job,
         )
         message = ArchiveRequested(
-            request_id=request_id, investigations=body.investigations, jobs=jobs
+            request_id=request_id,
+            investigations=body.investigations,
+            jobs=jobs,
+            notify=body.notify,
         )
         await publish_confirmed(publisher, message, user=user.user_name)
         await record_accepted(ledger, message, user=user.user_name)
@@ -356,6 +386,7 @@ async def request_restore(
     404, datafiles not yet FINISHED on tape a 409. Repeats replay as for archive.
     """
     check_restore_limits(body, None, settings)
+    check_notify(body.notify, settings)
 
     async def restore(request_id: str) -> ArchiveAccepted:
         limit = settings.gateway.max_datafiles_per_request
@@ -382,7 +413,7 @@ async def request_restore(
             vo=vo,
             max_files_per_job=settings.fts3.max_files_per_job,
         )
-        message = RestoreRequested(request_id=request_id, jobs=jobs)
+        message = RestoreRequested(request_id=request_id, jobs=jobs, notify=body.notify)
         await publish_confirmed(publisher, message, user=user.user_name)
         await record_accepted(ledger, message, user=user.user_name)
         RESTORED_DATAFILES.inc(len(items))

@@ -67,6 +67,8 @@ from datastore_gateway.middleware import (
     RequestContext,
     RequireSession,
 )
+from datastore_gateway.notifications import HttpWebhookSender, SmtpMailSender
+from datastore_gateway.notifier import Notifier
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source
@@ -200,7 +202,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(store.close)
         state.idempotency = store
     if state.ledger is None:
-        ledger = Ledger(settings.gateway.state_db)
+        ledger = Ledger(settings.gateway.state_db, public_url=settings.gateway.public_url)
         await ledger.open()
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
@@ -239,6 +241,18 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         await subscribe(bus, Route(GATEWAY_LEDGER, functools.partial(follow, ledger=ledger)))
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
+        # ... and sends what its outbox holds for requests that ended (with any replicas).
+        webhooks = HttpWebhookSender(timeout=settings.notify.webhook_timeout_seconds)
+        opened.push_async_callback(webhooks.aclose)
+        notifier = Notifier(
+            ledger,
+            settings.notify,
+            publisher=state.publisher,
+            webhooks=webhooks,
+            mail=SmtpMailSender(settings.notify) if settings.notify.smtp_host else None,
+        )
+        notifying = asyncio.create_task(notifier.run())
+        opened.callback(notifying.cancel)
     if state.vo is None:
         state.vo = vo_source(settings, state.transfers)  # the one FTS port, opened above
         try:

@@ -35,3 +35,9 @@ RESTORE_REQUESTS = Counter(
 RESTORED_DATAFILES = Counter(
     "datastore_gateway_restore_datafiles_total", "Datafiles in accepted restore requests"
 )
+NOTIFICATIONS = Counter(
+    "datastore_gateway_notifications_total",
+    "Notifications of ended requests, by channel (broker, webhook, email) and outcome "
+    "(sent, retried, given_up)",
+    ["channel", "outcome"],
+)

@@ -14,7 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
-from datastore_common.messages import InvestigationSpec, check_unique_investigations
+from datastore_common.messages import (
+    InvestigationSpec,
+    NotifyTargets,
+    check_unique_investigations,
+)
 
 API_VERSION = "1"
 
@@ -35,6 +39,12 @@ class LoginAccepted(_Shape):
 
 class ArchiveRequest(_Shape):
     investigations: list[InvestigationSpec] = Field(min_length=1)
+    notify: NotifyTargets | None = Field(
+        default=None,
+        description="Who is told when the request ends: an e-mail address (needs "
+        "notify.smtp_host) and/or a webhook (needs notify.webhook_secret; its host in "
+        "notify.webhook_allowed_hosts when that is set).",
+    )
 
     @model_validator(mode="after")
     def _unique_investigations(self) -> ArchiveRequest:
@@ -66,6 +76,12 @@ class RestoreRequest(_Shape):
     investigation_ids: list[int] = Field(default_factory=list, examples=[[]])
     dataset_ids: list[int] = Field(default_factory=list, examples=[[1]])
     datafile_ids: list[int] = Field(default_factory=list, examples=[[]])
+    notify: NotifyTargets | None = Field(
+        default=None,
+        description="Who is told when the request ends: an e-mail address (needs "
+        "notify.smtp_host) and/or a webhook (needs notify.webhook_secret; its host in "
+        "notify.webhook_allowed_hosts when that is set).",
+    )
 
     @model_validator(mode="after")
     def _some_ids(self) -> RestoreRequest:
@@ -162,6 +178,17 @@ class RequestFailure(_Shape):
     reason: str
 
 
+class RequestNotification(_Shape):
+    """How telling one channel that the request ended went."""
+
+    channel: Literal["broker", "webhook", "email"] = Field(
+        description="broker: request.completed; webhook, email: as the request asked."
+    )
+    state: Literal["PENDING", "SENT", "GAVE_UP"]
+    attempts: int
+    error: str | None = Field(description="Why the last attempt failed, if it did.")
+
+
 class RequestStatus(_Shape):
     """An accepted request as the ledger follows it, until it ends and after."""
 
@@ -181,6 +208,13 @@ class RequestStatus(_Shape):
         description="Why it FAILED: '<class> error: <reason>' in ICAT."
     )
     waiting_on: str | None = Field(description="What it waits for now, in words; null once ended.")
+    notify: NotifyTargets | None = Field(
+        default=None, description="Who is told when it ends, as the request asked."
+    )
+    notifications: list[RequestNotification] = Field(
+        default_factory=list,
+        description="Once it ended: how telling each channel went (empty before).",
+    )
 
 
 #: Every state a request can be in (``RequestStatus.state``).

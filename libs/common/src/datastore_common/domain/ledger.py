@@ -63,6 +63,8 @@ class NewRequest:
     source: str
     datasets: tuple[dict[str, Any], ...]
     jobs: tuple[LedgerJob, ...]
+    #: Who is told when it ends: {"email": ..., "webhook": ...} (what was given).
+    notify: Mapping[str, str] | None = None
 
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
@@ -99,6 +101,7 @@ def new_request(
         source=source,
         datasets=datasets,
         jobs=ledger_jobs(data.jobs),
+        notify=data.notify.model_dump(exclude_none=True) if data.notify is not None else None,
     )
 
 

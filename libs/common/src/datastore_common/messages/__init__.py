@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datastore_common.messages.completion import EndState, FailureSummary, RequestCompleted
 from datastore_common.messages.envelope import (
     Envelope,
     Payload,
@@ -16,6 +17,7 @@ from datastore_common.messages.metadata import (
     NamedRef,
     check_unique_investigations,
 )
+from datastore_common.messages.notify import NotifyTargets, check_email, check_webhook
 from datastore_common.messages.transfer import (
     ArchiveRegistered,
     ArchiveRequested,
@@ -45,6 +47,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TransferTracked,
         RequestFailed,
         RequestDelayed,
+        RequestCompleted,
     )
 }
 
@@ -55,14 +58,18 @@ __all__ = [
     "DatafileKey",
     "DatafileSpec",
     "DatasetSpec",
+    "EndState",
     "Envelope",
     "FailureClass",
+    "FailureSummary",
     "FileState",
     "InvestigationSpec",
     "NamedRef",
+    "NotifyTargets",
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
+    "RequestCompleted",
     "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
@@ -70,7 +77,9 @@ __all__ = [
     "TransferStatus",
     "TransferSubmitted",
     "TransferTracked",
+    "check_email",
     "check_unique_investigations",
+    "check_webhook",
     "envelope_json_schema",
     "job_failed",
     "parse_envelope",

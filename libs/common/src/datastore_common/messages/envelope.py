@@ -89,10 +89,22 @@ def parse_envelope(body: bytes, payload_types: Mapping[str, type[Payload]]) -> E
         raise InvalidMessageError(f"invalid {raw['type']}: {problems}") from exc
 
 
-def wrap(data: P, *, source: str, correlation_id: str, user: str | None = None) -> Envelope[P]:
-    """Put a payload into a fresh envelope typed after it."""
+def wrap(
+    data: P,
+    *,
+    source: str,
+    correlation_id: str,
+    user: str | None = None,
+    id: uuid.UUID | None = None,
+) -> Envelope[P]:
+    """Put a payload into a fresh envelope typed after it (with a fresh id unless given)."""
     return Envelope[P](
-        type=data.TYPE, source=source, correlation_id=correlation_id, user=user, data=data
+        id=id or uuid.uuid4(),
+        type=data.TYPE,
+        source=source,
+        correlation_id=correlation_id,
+        user=user,
+        data=data,
     )
 
 

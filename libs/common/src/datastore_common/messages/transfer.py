@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datastore_common.messages.envelope import Payload
 from datastore_common.messages.metadata import InvestigationSpec
+from datastore_common.messages.notify import NotifyTargets
 
 TransferKind = Literal["archive", "restore"]
 FailureClass = Literal["user", "system"]
@@ -57,6 +58,9 @@ class ArchiveRequested(Payload):
         description="Plan computed by the gateway; an instrument may leave it empty and the "
         "icat-writer plans with the same pure function.",
     )
+    notify: NotifyTargets | None = Field(
+        default=None, description="Who is told when the request ends (request.completed)."
+    )
 
 
 class ArchiveRegistered(Payload):
@@ -73,6 +77,9 @@ class RestoreRequested(Payload):
     TYPE: ClassVar[str] = "datastore.restore.requested.v1"
     request_id: str
     jobs: list[PlannedJob] = Field(min_length=1)
+    notify: NotifyTargets | None = Field(
+        default=None, description="Who is told when the request ends (request.completed)."
+    )
 
 
 class TransferSubmitted(Payload):

@@ -35,6 +35,7 @@ class Published:
     data: Payload
     correlation_id: str
     user: str | None
+    message_id: uuid.UUID | None = None
 
 
 class RecordingPublisher(Publisher):
@@ -44,10 +45,17 @@ class RecordingPublisher(Publisher):
         self.published: list[Published] = []
         self.fail_with: Exception | None = None
 
-    async def publish(self, data: Payload, *, correlation_id: str, user: str | None = None) -> None:
+    async def publish(
+        self,
+        data: Payload,
+        *,
+        correlation_id: str,
+        user: str | None = None,
+        message_id: uuid.UUID | None = None,
+    ) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.published.append(Published(data, correlation_id, user))
+        self.published.append(Published(data, correlation_id, user, message_id))
 
     def of_type(self, payload: type[Payload]) -> list[Payload]:
         return [p.data for p in self.published if isinstance(p.data, payload)]

@@ -9,7 +9,10 @@ SQLite by default, PostgreSQL by URL so that replicas on several hosts share it)
   an event, and each write is one transaction that only moves states forward, so duplicates
   and reordering are harmless.
 Reads answer ``GET /requests/{id}`` and the listing ``GET /requests`` from here alone, also
-after FTS has forgotten the jobs.
+after FTS has forgotten the jobs. The transaction that ends a request also writes its
+``request.completed`` into the outbox (``ledger_outbox``: the broker, and the webhook and
+e-mail the request named), which the notifier (``datastore_gateway.notifier``) claims, sends
+and marks.
 
 Calls run on one connection in a worker thread (sqlite3 or psycopg's synchronous API), so
 the event loop never waits on the database and both engines share one code path.
@@ -27,8 +30,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
+from datastore_common.domain.completion import completion_message_id, request_completed
 from datastore_common.domain.ledger import (
     LedgerJob,
     NewRequest,
@@ -36,9 +41,15 @@ from datastore_common.domain.ledger import (
     RequestQuery,
     investigations_of,
 )
-from datastore_common.domain.states import may_advance, normalise
+from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
 from datastore_common.errors import PeerUnavailableError
-from datastore_common.messages import RequestDelayed, RequestFailed, TransferStatus
+from datastore_common.messages import (
+    EndState,
+    RequestDelayed,
+    RequestFailed,
+    TransferKind,
+    TransferStatus,
+)
 from datastore_gateway.ledger.database import (
     ADDED_COLUMNS,
     ADDED_TABLES,
@@ -49,6 +60,8 @@ from datastore_gateway.ledger.database import (
 )
 from datastore_gateway.ledger.records import (
     REQUEST_COLUMNS,
+    Channel,
+    Delivery,
     Failure,
     JobOwner,
     RequestPage,
@@ -61,6 +74,8 @@ __all__ = [
     "ADDED_COLUMNS",
     "ADDED_TABLES",
     "SCHEMA",
+    "Channel",
+    "Delivery",
     "Failure",
     "JobOwner",
     "Ledger",
@@ -72,10 +87,23 @@ __all__ = [
 T = TypeVar("T")
 
 
+#: Where ``GET /requests/{id}`` is reached when ``gateway.public_url`` is not given.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+#: The outbox's columns, as ``Delivery`` takes them.
+_DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
+
+
 class Ledger:
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        public_url: str = DEFAULT_PUBLIC_URL,
+    ) -> None:
         self._db = Connection(url)
         self._clock = clock
+        self._public_url = public_url
 
     async def open(self) -> None:
         await self._run(self._db.open, "open")
@@ -103,7 +131,7 @@ class Ledger:
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?)"
+                " state, datasets, notify) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -113,6 +141,7 @@ class Ledger:
                     now,
                     now,
                     json.dumps(list(request.datasets)),
+                    json.dumps(dict(request.notify)) if request.notify else None,
                 ),
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
@@ -271,6 +300,7 @@ class Ledger:
                 )
                 db.execute("DELETE FROM ledger_jobs WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_investigations WHERE request_id = ?", (request_id,))
+                db.execute("DELETE FROM ledger_outbox WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
 
@@ -307,6 +337,7 @@ class Ledger:
     def _refresh(self, db: Cursor, request_id: str) -> None:
         """After an event moved the request: store its state as it now reads (``_read``
         never steps back); a retry it waited for has happened."""
+        stored = db.execute("SELECT state FROM ledger_requests WHERE request_id = ?", (request_id,))
         db.execute(
             "UPDATE ledger_requests SET retry_note = NULL WHERE request_id = ?", (request_id,)
         )
@@ -316,6 +347,130 @@ class Ledger:
                 "UPDATE ledger_requests SET state = ?, updated = ? WHERE request_id = ?",
                 (record.state, self._clock(), request_id),
             )
+            if record.state in TERMINAL and stored and stored[0][0] not in TERMINAL:
+                self._completed(db, record)
+
+    def _completed(self, db: Cursor, record: RequestRecord) -> None:
+        """The request has just ended: put its ``request.completed`` in the outbox, for the
+        broker and for whoever it names, in this same transaction. The outbox's key
+        (request, channel) makes it once per request whatever else happens later."""
+        request_id = record.request_id
+        counts: dict[str, tuple[int, int]] = {}
+        for state, files, size in db.execute(
+            "SELECT f.state, COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_files f"
+            " JOIN ledger_jobs j ON j.job_id = f.job_id WHERE j.request_id = ?"
+            " GROUP BY f.state",
+            (request_id,),
+        ):
+            counts[state] = (int(files), int(size))
+        reasons = [
+            row[0]
+            for row in db.execute(
+                "SELECT f.reason FROM ledger_files f JOIN ledger_jobs j ON j.job_id = f.job_id"
+                " WHERE j.request_id = ? AND f.state IN (?, ?) AND f.reason IS NOT NULL"
+                " ORDER BY j.position, f.destination LIMIT 10",
+                (request_id, FAILED, CANCELED),
+            )
+        ]
+        now = self._clock()
+        completed = request_completed(
+            request_id=request_id,
+            kind=cast(TransferKind, record.kind),
+            owner=record.owner,
+            state=cast(EndState, record.state),
+            file_counts=counts,
+            failure=(
+                (record.failure.failure_class, record.failure.reason) if record.failure else None
+            ),
+            reasons=reasons,
+            public_url=self._public_url,
+            completed_at=datetime.fromtimestamp(now, UTC),
+        )
+        targets = record.notify or {}
+        channels: list[tuple[Channel, str | None]] = [("broker", None)]
+        channels += [(c, targets[c]) for c in ("webhook", "email") if targets.get(c)]
+        message_id = str(completion_message_id(request_id))
+        payload = completed.model_dump_json()
+        db.executemany(
+            "INSERT INTO ledger_outbox (request_id, channel, target, message_id, payload, state,"
+            " due) VALUES (?, ?, ?, ?, ?, 'PENDING', ?)"
+            " ON CONFLICT (request_id, channel) DO NOTHING",
+            [(request_id, c, target, message_id, payload, now) for c, target in channels],
+        )
+
+    # -- the outbox ----------------------------------------------------------------------
+    async def claim_due(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Notifications due now, each leased to this caller for ``lease_seconds`` (another
+        replica skips them meanwhile; a lease that runs out, its holder gone, frees them)."""
+        return await self._run(lambda: self._claim_due(limit, lease_seconds), "outbox")
+
+    def _claim_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
+        now = self._clock()
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.postgres else ""
+        with self._db.transaction() as db:
+            rows = db.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM ledger_outbox WHERE state = 'PENDING'"
+                f" AND due <= ? AND lease_until <= ? ORDER BY due LIMIT ?{skip}",
+                (now, now, limit),
+            )
+            db.executemany(
+                "UPDATE ledger_outbox SET lease_until = ?, attempts = attempts + 1"
+                " WHERE request_id = ? AND channel = ?",
+                [(now + lease_seconds, row[0], row[1]) for row in rows],
+            )
+        return [_delivery(row, attempts=int(row[6]) + 1) for row in rows]
+
+    async def delivered(self, delivery: Delivery) -> None:
+        def work() -> None:
+            with self._db.transaction() as db:
+                db.execute(
+                    "UPDATE ledger_outbox SET state = 'SENT', sent_at = ?, last_error = NULL"
+                    " WHERE request_id = ? AND channel = ?",
+                    (self._clock(), delivery.request_id, delivery.channel),
+                )
+
+        await self._run(work, "outbox")
+
+    async def not_delivered(
+        self, delivery: Delivery, error: str, *, retry_in: float | None
+    ) -> None:
+        """A send failed: due again in ``retry_in`` seconds, or given up (None)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if retry_in is None:
+                    db.execute(
+                        "UPDATE ledger_outbox SET state = 'GAVE_UP', last_error = ?"
+                        " WHERE request_id = ? AND channel = ?",
+                        (error[:2000], delivery.request_id, delivery.channel),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE ledger_outbox SET due = ?, lease_until = 0, last_error = ?"
+                        " WHERE request_id = ? AND channel = ?",
+                        (
+                            self._clock() + retry_in,
+                            error[:2000],
+                            delivery.request_id,
+                            delivery.channel,
+                        ),
+                    )
+
+        await self._run(work, "outbox")
+
+    async def deliveries(self, request_id: str) -> list[Delivery]:
+        """A request's notifications (none before it ended), by channel."""
+
+        def work() -> list[Delivery]:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    f"SELECT {_DELIVERY_COLUMNS} FROM ledger_outbox WHERE request_id = ?"
+                    " ORDER BY channel",
+                    (request_id,),
+                )
+            return [_delivery(row, attempts=int(row[6])) for row in rows]
+
+        return await self._run(work, "read")
 
     # -- reads ---------------------------------------------------------------------------
     async def get(self, request_id: str) -> RequestRecord | None:
@@ -348,7 +503,7 @@ class Ledger:
 
     def _records(self, db: Cursor, rows: Sequence[tuple[Any, ...]]) -> list[RequestRecord]:
         """The requests of these ``ledger_requests`` rows, in their order, with their jobs'
-        files counted by state (three queries for any number of requests)."""
+        files counted by state and their notifications (four queries for any number of requests)."""
         if not rows:
             return []
         ids = [row[0] for row in rows]
@@ -368,4 +523,17 @@ class Ledger:
             ids,
         ):
             counts.setdefault(job_id, {})[state] = (int(files), int(size))
-        return [record_of(row, jobs[row[0]], counts) for row in rows]
+        notifications: dict[str, list[Delivery]] = {request_id: [] for request_id in ids}
+        for row in db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM ledger_outbox WHERE request_id IN ({marks})"
+            " ORDER BY request_id, channel",
+            ids,
+        ):
+            notifications[row[0]].append(_delivery(row, attempts=int(row[6])))
+        return [record_of(row, jobs[row[0]], counts, notifications[row[0]]) for row in rows]
+
+
+def _delivery(row: Sequence[Any], *, attempts: int) -> Delivery:
+    """An outbox row (``_DELIVERY_COLUMNS``) as a delivery."""
+    request_id, channel, target, message_id, payload, state, _, last_error = row
+    return Delivery(request_id, channel, target, message_id, payload, state, attempts, last_error)

@@ -36,7 +36,8 @@ SCHEMA = (
         failure_class  TEXT,
         failure_reason TEXT,
         retry_note     TEXT,
-        datasets       TEXT NOT NULL
+        datasets       TEXT NOT NULL,
+        notify         TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
     # Listings, newest first: a user's own requests, and everyone's (admins).
@@ -67,12 +68,32 @@ SCHEMA = (
         reason      TEXT,
         PRIMARY KEY (job_id, destination)
     )""",
+    # The outbox of ended requests: one row per channel (broker, webhook, email), written in
+    # the transaction that ends the request, sent by the notifier (``datastore_gateway.notifier``).
+    """CREATE TABLE IF NOT EXISTS ledger_outbox (
+        request_id  TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        target      TEXT,
+        message_id  TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        due         DOUBLE PRECISION NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        sent_at     DOUBLE PRECISION,
+        PRIMARY KEY (request_id, channel)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_outbox_due ON ledger_outbox (state, due)",
 )
 
 
 #: Columns added after the first release of a table: (table, column, SQL type). A ledger
 #: created earlier gets them at start-up, so an upgrade needs no manual step.
-ADDED_COLUMNS = (("ledger_requests", "retry_note", "TEXT"),)
+ADDED_COLUMNS = (
+    ("ledger_requests", "retry_note", "TEXT"),
+    ("ledger_requests", "notify", "TEXT"),
+)
 
 
 class Connection:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from datastore_common.domain.ledger import (
     JobSummary,
@@ -29,8 +29,26 @@ from datastore_common.messages import FailureClass
 #: A request's own row, as ``record_of`` reads it.
 REQUEST_COLUMNS = (
     "request_id, kind, owner, source, created, updated, state, registered, failure_class,"
-    " failure_reason, datasets, retry_note"
+    " failure_reason, datasets, retry_note, notify"
 )
+
+
+#: The channels an ended request is told on: the broker always, the others when asked.
+Channel = Literal["broker", "webhook", "email"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ended request's notification on one channel, as the outbox holds it."""
+
+    request_id: str
+    channel: Channel
+    target: str | None  # the webhook URL or e-mail address; None for the broker
+    message_id: str
+    payload: str  # the request.completed payload, JSON
+    state: str  # PENDING, SENT or GAVE_UP
+    attempts: int
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,10 @@ class RequestRecord:
     datasets: tuple[dict[str, Any], ...]
     failure: Failure | None
     waiting_on: str | None
+    #: Who is told when it ends ({"email": ..., "webhook": ...}), and how each went once it
+    #: ended (the outbox's rows, by channel).
+    notify: dict[str, str] | None = None
+    notifications: tuple[Delivery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,13 +135,14 @@ def record_of(
     row: tuple[Any, ...],
     jobs: Sequence[tuple[str, str | None]],
     counts: dict[str, dict[str, tuple[int, int]]],
+    notifications: Sequence[Delivery] = (),
 ) -> RequestRecord:
-    """The request of one ``REQUEST_COLUMNS`` row, given its jobs (id, state) in order and
-    their files counted by state (job id -> state -> (files, bytes))."""
+    """The request of one ``REQUEST_COLUMNS`` row, given its jobs (id, state) in order,
+    their files counted by state (job id -> state -> (files, bytes)) and its outbox rows."""
     (request_id, kind, owner, source, created, updated, stored, registered, f_class, f_reason) = (
         row[:10]
     )
-    datasets, note = row[10:]
+    datasets, note, notify = row[10:13]
     summaries = tuple(
         summarise_counts(job_id, state, counts.get(job_id, {})) for job_id, state in jobs
     )
@@ -141,4 +164,6 @@ def record_of(
         waiting_on=waiting_on(
             state, job_states, Waiting(kind, registered=bool(registered), retry=note)
         ),
+        notify=json.loads(notify) if notify else None,
+        notifications=tuple(notifications),
     )

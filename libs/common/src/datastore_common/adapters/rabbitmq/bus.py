@@ -7,6 +7,7 @@ policy, which re-publishes before it acks) knows the message is stored.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -107,11 +108,18 @@ class Bus:
         )
 
     async def publish_payload(
-        self, data: Payload, *, correlation_id: str, user: str | None = None
+        self,
+        data: Payload,
+        *,
+        correlation_id: str,
+        user: str | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> Envelope[Any]:
         from datastore_common.messages import wrap
 
-        envelope = wrap(data, source=self.source, correlation_id=correlation_id, user=user)
+        envelope = wrap(
+            data, source=self.source, correlation_id=correlation_id, user=user, id=message_id
+        )
         await self.publish(envelope)
         return envelope
 

@@ -1,0 +1,47 @@
+"""What is said when a request ends (``RequestCompleted``, published once per request by the
+gateway's ledger; also the body of every webhook call)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from datastore_common.messages.envelope import Payload
+from datastore_common.messages.transfer import FailureClass, TransferKind
+
+
+class FailureSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_class: FailureClass | None = Field(
+        description="user: the request itself; system: ours or a peer's; null when only some "
+        "files failed and their reasons say why."
+    )
+    reason: str = Field(description="Why the request, or the first files, failed.")
+
+
+#: How a request can end.
+EndState = Literal["FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"]
+
+
+class RequestCompleted(Payload):
+    """A request ended: published exactly once per request by the gateway's ledger (from its
+    outbox, at least once on the wire with one envelope id: de-duplicate by it)."""
+
+    TYPE: ClassVar[str] = "datastore.request.completed.v1"
+    request_id: str
+    kind: TransferKind
+    owner: str | None = Field(description="The ICAT user (plugin/name) who asked.")
+    state: EndState
+    files: dict[str, int] = Field(description="How many files ended in each state.")
+    files_total: int = Field(ge=0)
+    bytes_total: int = Field(ge=0, description="Bytes of all its files (as far as known).")
+    bytes_done: int = Field(ge=0, description="Bytes of its FINISHED files.")
+    failure: FailureSummary | None = None
+    status_url: str = Field(
+        description="GET it (with a session) for the request as the ledger keeps it: it "
+        "answers for gateway.ledger_retention_days, also after FTS forgot the jobs."
+    )
+    completed_at: datetime
