@@ -75,6 +75,11 @@ class GaveUpError(PermanentError):
     """A message was delivered ``delivery_limit`` times without its handler ever answering."""
 
 
+class ConflictError(PermanentError):
+    """What is asked cannot be done in the state its object is in (cancel an ended request,
+    retry a dataset in flight): the reason says which state and why (HTTP 409)."""
+
+
 class NotArchivedError(PermanentError):
     """Some selected datafiles are not (yet) safely on tape: their "Archival state" is not
     FINISHED (or they have no location). ``states`` maps datafile id -> state (None = none)."""

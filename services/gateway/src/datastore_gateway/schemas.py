@@ -82,6 +82,20 @@ class RestoreAccepted(ArchiveAccepted):
     """The same answer as an archive: the request id and the FTS job ids (tape to user cache)."""
 
 
+class CancelAccepted(_Shape):
+    """A cancel sent to FTS: the request then ends CANCELED as FTS reports it."""
+
+    request_id: str
+    canceled_job_ids: list[str] = Field(
+        description="The jobs FTS was asked to cancel (files not yet done end CANCELED, "
+        "partial copies removed)."
+    )
+    pending_job_ids: list[str] = Field(
+        default_factory=list,
+        description="Jobs FTS does not hold yet (still being submitted): cancel again shortly.",
+    )
+
+
 class JobFile(_Shape):
     source: str
     destination: str
