@@ -27,6 +27,7 @@ from typing import Any
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     Payload,
     RequestDelayed,
     RequestFailed,
@@ -147,7 +148,7 @@ class QueueRole:
 
 #: Which message types reach which queue, and who consumes each: the one place it is written.
 QUEUES: tuple[QueueRole, ...] = (
-    QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested,)),
+    QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested, ArchiveRetryRequested)),
     # Replicas stand by rather than share: recording a status reads, decides and writes, and
     # ICAT has no conditional update.
     QueueRole(ICAT_WRITER_STATUS, "icat-writer", (TransferStatus,), single_active_consumer=True),
@@ -165,6 +166,7 @@ QUEUES: tuple[QueueRole, ...] = (
         "gateway",
         (
             ArchiveRequested,
+            ArchiveRetryRequested,
             ArchiveRegistered,
             RestoreRequested,
             TransferSubmitted,
@@ -179,6 +181,7 @@ QUEUES: tuple[QueueRole, ...] = (
 #: the AsyncAPI document and architecture.md's table; "instrument" is outside this code).
 PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     ArchiveRequested: ("gateway", "instrument"),
+    ArchiveRetryRequested: ("gateway",),
     ArchiveRegistered: ("icat-writer",),
     RestoreRequested: ("gateway",),
     TransferSubmitted: ("fts-submitter",),

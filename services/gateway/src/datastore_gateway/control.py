@@ -1,4 +1,5 @@
-"""Controlling requests: cancel a request or one job of it (free of HTTP, as ``handlers``).
+"""Controlling requests and datasets (free of HTTP, as ``handlers``): cancel a request or one
+job of it; retry the failed files of a dataset.
 
 Who may: the owner of the request and ``gateway.admins``; anyone else hears 404, as for a
 request that does not exist. What is cancelled is decided by ``domain.control``: a restore
@@ -9,15 +10,26 @@ the ledger and, for an archive, ICAT record it the usual one-way.
 
 from __future__ import annotations
 
-from datastore_common.domain.control import cancel_decision
-from datastore_common.domain.states import is_terminal
-from datastore_common.errors import ConflictError, NotFoundError
+from datastore_common.domain.archival import ARCHIVAL_STATE
+from datastore_common.domain.control import cancel_decision, plan_retry, retry_decision
+from datastore_common.domain.ledger import new_request
+from datastore_common.domain.states import FAILED, is_terminal
+from datastore_common.errors import ConflictError, DatastoreError, NotFoundError
 from datastore_common.logging import get_logger
-from datastore_common.ports import TransferService, UserSession
+from datastore_common.messages import ArchiveRetryRequested
+from datastore_common.ports import Publisher, Selections, TransferService, UserSession
 from datastore_common.settings import DatastoreSettings
-from datastore_gateway.handlers import is_admin, job_progress, may_see
+from datastore_gateway.handlers import (
+    check_may_archive,
+    is_admin,
+    job_progress,
+    may_see,
+    publish_confirmed,
+)
+from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
 from datastore_gateway.ledger import Ledger
-from datastore_gateway.schemas import CancelAccepted
+from datastore_gateway.metrics import RETRY_REQUESTS
+from datastore_gateway.schemas import CancelAccepted, RetryAccepted
 
 log = get_logger(__name__)
 
@@ -100,3 +112,94 @@ async def cancel_job(
         forced=force and admin,
     )
     return CancelAccepted(request_id=request_id, canceled_job_ids=canceled, pending_job_ids=pending)
+
+
+async def retry_dataset(
+    dataset_id: int,
+    *,
+    user: UserSession,
+    selections: Selections,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    ledger: Ledger | None,
+    idempotency: IdempotencyStore | None,
+    idempotency_key: str | None = None,
+) -> RetryAccepted:
+    """Archive again the datafiles FAILED or CANCELED of a dataset whose archive ended
+    (archivers only; read with their own session, so ICAT decides whether they see it: 404
+    otherwise); 409 with why while it is in flight or once FINISHED.
+
+    Publishes ``archive.retry.requested`` (confirmed); the icat-writer checks again in ICAT,
+    claims the dataset for the new jobs (named from the request id, so a redelivery names
+    the same) and hands them on as any archive. The jobs named in the answer are the ones it
+    will submit. With an ``Idempotency-Key``, a repeat gets the first answer."""
+    check_may_archive(user, settings)
+    records = await selections.dataset_archival(user.session_id, dataset_id)
+    name = f"dataset {dataset_id}"
+    decision = retry_decision(
+        {d.datafile_id: d.archival.get(ARCHIVAL_STATE) for d in records.datafiles}, name
+    )
+    if decision.refused:
+        raise ConflictError(f"retry refused: {decision.reason}")
+    chosen = [d for d in records.datafiles if d.datafile_id in set(decision.datafile_ids)]
+    shown: dict[str, str | int] = {"dataset_id": dataset_id}
+    for dataset in records.datasets:
+        shown["dataset"] = dataset.name
+
+    async def retry(request_id: str) -> str:
+        jobs = plan_retry(
+            request_id,
+            chosen,
+            instrument_data_cache=settings.instrument_data_cache,
+            tape_archive=settings.tape_archive,
+            tape_root_dir=settings.tape_root_dir,
+            vo=vo,
+            max_files_per_job=settings.fts3.max_files_per_job,
+        )
+        message = ArchiveRetryRequested(
+            request_id=request_id,
+            dataset_id=dataset_id,
+            datafile_ids=list(decision.datafile_ids),
+            dataset=shown,
+        )
+        await publish_confirmed(publisher, message, user=user.user_name)
+        if ledger is not None:
+            try:
+                await ledger.record(new_request(message, owner=user.user_name, source="http"))
+            except DatastoreError as exc:
+                log.warning("ledger_record_deferred", correlation_id=request_id, error=str(exc))
+        log.info(
+            "archive_retry_requested",
+            correlation_id=request_id,
+            user=user.user_name,
+            dataset_id=dataset_id,
+            datafiles=len(chosen),
+            jobs=[job.job_id for job in jobs],
+        )
+        return RetryAccepted(
+            request_id=request_id,
+            job_ids=[job.job_id for job in jobs],
+            dataset_id=dataset_id,
+            datafile_ids=list(decision.datafile_ids),
+        ).model_dump_json()
+
+    async def not_failed(answer: str) -> bool:
+        if ledger is None:
+            return True
+        record = await ledger.get(RetryAccepted.model_validate_json(answer).request_id)
+        return record is None or record.state != FAILED
+
+    # Only a key makes a repeat the same retry: the same dataset may rightly be retried again
+    # later with the same files (they failed again).
+    fingerprint = fingerprint_of(f"retry:{dataset_id}".encode())
+    answer, replayed = await run_once(
+        idempotency if idempotency_key else None,
+        scope_key(user.user_name, idempotency_key=idempotency_key, fingerprint=fingerprint),
+        fingerprint,
+        retry,
+        window=settings.gateway.idempotency_window_seconds,
+        still_valid=not_failed,
+    )
+    RETRY_REQUESTS.labels(outcome="replayed" if replayed else "accepted").inc()
+    return RetryAccepted.model_validate_json(answer)

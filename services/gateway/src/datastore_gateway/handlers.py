@@ -31,7 +31,7 @@ from datastore_common.errors import (
     PermanentError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRequested, RestoreRequested
+from datastore_common.messages import ArchiveRequested, ArchiveRetryRequested, RestoreRequested
 from datastore_common.ports import (
     VOCABULARY_KINDS,
     JobProgress,
@@ -189,7 +189,10 @@ async def request_status(
 
 
 async def publish_confirmed(
-    publisher: Publisher, message: ArchiveRequested | RestoreRequested, *, user: str
+    publisher: Publisher,
+    message: ArchiveRequested | ArchiveRetryRequested | RestoreRequested,
+    *,
+    user: str,
 ) -> None:
     """Publish and wait for the broker's confirm; any failure is a 503, never a 202."""
     try:

@@ -35,3 +35,8 @@ RESTORE_REQUESTS = Counter(
 RESTORED_DATAFILES = Counter(
     "datastore_gateway_restore_datafiles_total", "Datafiles in accepted restore requests"
 )
+RETRY_REQUESTS = Counter(
+    "datastore_gateway_retry_requests_total",
+    "Dataset retries answered 202, by outcome (accepted = published, replayed = idempotent)",
+    ["outcome"],
+)

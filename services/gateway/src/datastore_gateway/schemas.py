@@ -96,6 +96,14 @@ class CancelAccepted(_Shape):
     )
 
 
+class RetryAccepted(ArchiveAccepted):
+    """A retry accepted: follow ``request_id`` as any request; its jobs are named once the
+    icat-writer has checked the files in ICAT (``GET /requests/{request_id}`` lists them)."""
+
+    dataset_id: int
+    datafile_ids: list[int] = Field(description="The datafiles sent again.")
+
+
 class JobFile(_Shape):
     source: str
     destination: str

@@ -15,12 +15,17 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.adapters.xrootd.storage import XRootDStorage
-from datastore_common.messages import Envelope
+from datastore_common.messages import ArchiveRetryRequested, Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
 from datastore_common.worker import Owned, Route, Service, required
-from datastore_icat_writer.handlers import planned_jobs, record_transfer_status, register_archive
+from datastore_icat_writer.handlers import (
+    planned_jobs,
+    record_transfer_status,
+    register_archive,
+    retry_archive,
+)
 
 #: ICAT clients (built on first need): status changes of many files are one ICAT ``update``
 #: each, which the catalogue spreads over the pool's clients.
@@ -32,6 +37,7 @@ class IcatWriter(Service):
     """The two handlers with their dependencies bound (routes and clean-up: ``Service``)."""
 
     register_archive: Handler
+    retry_archive: Handler
     record_transfer_status: Handler
 
 
@@ -96,14 +102,24 @@ def bootstrap(
         publisher=publisher,
         settings=settings,
     )
+    retry = partial(retry_archive, catalogue=catalogue, publisher=publisher, settings=settings)
+
+    async def archive_queue(envelope: Envelope[Any]) -> None:
+        """The archive queue brings requests and retries: each to its handler."""
+        if isinstance(envelope.data, ArchiveRetryRequested):
+            await retry(envelope)
+        else:
+            await register(envelope)
+
     record = one_at_a_time_per_job(partial(record_transfer_status, catalogue=catalogue))
     return IcatWriter(
         register_archive=register,
+        retry_archive=retry,
         record_transfer_status=record,
         routes=(
             Route(
                 ICAT_WRITER_ARCHIVE,
-                register,
+                archive_queue,
                 prefetch=settings.broker.archive_prefetch,
                 on_give_up=give_up_reporter(
                     publisher,

@@ -13,19 +13,32 @@ icat-writer ask these, then do what they say.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from datastore_common.domain.archival import (
+    ARCHIVAL_ENDPOINT,
+    ARCHIVAL_FAILURE,
+    ARCHIVAL_IDS,
+    ARCHIVAL_STATE,
+    CatalogueDatafile,
+)
+from datastore_common.domain.job_ids import fts_job_id
+from datastore_common.domain.paths import archive_urls, location_problem
+from datastore_common.domain.plan import is_real_checksum, pack_groups
 from datastore_common.domain.states import (
     CANCELED,
     FAILED,
     FINISHED,
     FINISHEDDIRTY,
+    SUBMITTED,
     TERMINAL,
     aggregate_dataset_state,
     normalise,
 )
+from datastore_common.errors import InvalidRequestError
+from datastore_common.messages import PlannedJob, PlannedTransfer
 
 #: Dataset states whose archive may be retried: ended, and not every file on tape.
 RETRYABLE_DATASET_STATES = frozenset({FAILED, CANCELED, FINISHEDDIRTY})
@@ -114,6 +127,70 @@ def retry_sid(request_id: str, batch_index: int) -> str:
     if batch_index < 0:
         raise ValueError(f"batch_index must be >= 0, got {batch_index}")
     return f"{request_id}:retry:{batch_index}"
+
+
+def plan_retry(
+    request_id: str,
+    datafiles: Sequence[CatalogueDatafile],
+    *,
+    instrument_data_cache: str,
+    tape_archive: str,
+    tape_root_dir: str,
+    vo: str,
+    max_files_per_job: int,
+) -> list[PlannedJob]:
+    """The jobs of a retry: these datafiles (by id) from the instrument data cache to tape,
+    where their ICAT ``location`` says, packed as an archive's are and named from
+    ``request_id`` (``retry_sid``). InvalidRequestError naming every datafile whose location
+    is missing or unsafe."""
+    ordered = sorted(datafiles, key=lambda d: d.datafile_id)
+    bad = {d.datafile_id: location_problem(d.location) for d in ordered}
+    problems = {i: why for i, why in bad.items() if why is not None}
+    if problems:
+        listed = "; ".join(f"datafile {i}: {why}" for i, why in sorted(problems.items()))
+        raise InvalidRequestError(f"cannot retry: {listed}")
+    transfers = []
+    for datafile in ordered:
+        assert datafile.location is not None  # checked above
+        urls = archive_urls(
+            datafile.location,
+            instrument_data_cache=instrument_data_cache,
+            tape_archive=tape_archive,
+            tape_root_dir=tape_root_dir,
+        )
+        transfers.append(
+            PlannedTransfer(
+                source=urls.source,
+                destination=urls.destination,
+                datafile_id=datafile.datafile_id,
+                dataset_id=datafile.dataset_id,
+                checksum=datafile.checksum if is_real_checksum(datafile.checksum) else None,
+                filesize=datafile.file_size or None,
+            )
+        )
+    jobs = []
+    for index, batch in enumerate(pack_groups([transfers], max_files_per_job)):
+        sid = retry_sid(request_id, index)
+        jobs.append(
+            PlannedJob(job_id=fts_job_id(vo, sid), sid=sid, kind="archive", transfers=batch)
+        )
+    return jobs
+
+
+def retry_values(jobs: Sequence[PlannedJob], *, endpoint: str) -> dict[int, dict[str, str | None]]:
+    """The "Archival" values of each datafile a retry sends again: SUBMITTED in its new job,
+    its earlier failure cleared (as a first registration writes them)."""
+    return {
+        transfer.datafile_id: {
+            ARCHIVAL_STATE: SUBMITTED,
+            ARCHIVAL_IDS: job.job_id,
+            ARCHIVAL_ENDPOINT: endpoint,
+            ARCHIVAL_FAILURE: None,
+        }
+        for job in jobs
+        for transfer in job.transfers
+        if transfer.datafile_id is not None
+    }
 
 
 def check_settable(state: str) -> str:

@@ -19,6 +19,7 @@ from datastore_common.messages.metadata import (
 from datastore_common.messages.transfer import (
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     DatafileKey,
     FailureClass,
     FileState,
@@ -39,6 +40,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for model in (
         ArchiveRequested,
         ArchiveRegistered,
+        ArchiveRetryRequested,
         RestoreRequested,
         TransferSubmitted,
         TransferStatus,
@@ -52,6 +54,7 @@ __all__ = [
     "PAYLOAD_TYPES",
     "ArchiveRegistered",
     "ArchiveRequested",
+    "ArchiveRetryRequested",
     "DatafileKey",
     "DatafileSpec",
     "DatasetSpec",

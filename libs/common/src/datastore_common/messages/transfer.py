@@ -67,6 +67,27 @@ class ArchiveRegistered(Payload):
     jobs: list[PlannedJob]
 
 
+class ArchiveRetryRequested(Payload):
+    """An archiver (or an operator, through the gateway) asks for the datafiles FAILED or
+    CANCELED of an ended archive of a dataset to be archived again. The icat-writer checks
+    them against ICAT, claims the dataset for new jobs named from ``request_id`` (a redelivery
+    names the same ones) and announces them with ``archive.registered``."""
+
+    TYPE: ClassVar[str] = "datastore.archive.retry.requested.v1"
+    request_id: str
+    dataset_id: int = Field(description="ICAT Dataset id")
+    datafile_ids: list[int] = Field(
+        min_length=1,
+        description="The datafiles to send again (FAILED or CANCELED when the retry was "
+        "accepted); the icat-writer refuses the retry if ICAT says otherwise by then.",
+    )
+    dataset: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="How the ledger shows the dataset: its id and, where ICAT gave them, "
+        "its investigation, visit id and name.",
+    )
+
+
 class RestoreRequested(Payload):
     """A user asks for archived datafiles to be staged and copied to the user data cache."""
 

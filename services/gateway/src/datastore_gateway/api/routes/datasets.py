@@ -7,14 +7,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from datastore_gateway import following
-from datastore_gateway.api.deps import CurrentUser, SelectionsDep
+from datastore_gateway import control, following
+from datastore_gateway.api.deps import (
+    CurrentUser,
+    IdempotencyDep,
+    IdempotencyKeyHeader,
+    OptionalLedgerDep,
+    PublisherDep,
+    SelectionsDep,
+    SettingsDep,
+    VoDep,
+)
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
 from datastore_gateway.schemas import (
     DatasetComplete,
     DatasetFound,
     DatasetPercentage,
     DatasetStatus,
+    RetryAccepted,
 )
 
 router = APIRouter(prefix="/datasets", tags=["Datasets"])
@@ -119,3 +129,58 @@ async def dataset_percentage(
         dataset_id, user=user, selections=selections, list_files=False
     )
     return DatasetPercentage(dataset_id=dataset_id, percentage_complete=status.percentage_complete)
+
+
+RETRY_RESPONSES: Responses = {
+    **RESPONSES,
+    403: problem(
+        "Not an archiver (gateway.archivers)",
+        "user 'db/alice' may not archive: not one of gateway.archivers",
+    ),
+    409: problem(
+        "Nothing to retry: the dataset's archive is in flight, FINISHED, or was never made",
+        "retry refused: dataset 42 is ACTIVE: its archive is still in flight; cancel it or "
+        "wait for it to end",
+        "retry refused: dataset 42 is FINISHED: every file is on tape",
+    ),
+    422: problem(
+        "A datafile to retry has no safe location in ICAT",
+        "cannot retry: datafile 7: it is empty",
+    ),
+    503: problem(
+        "ICAT or the broker unavailable: nothing accepted",
+        "icat dataset_archival: <urlopen error [Errno 111] Connection refused>",
+        "the broker did not confirm within 10 s",
+    ),
+}
+
+
+@router.post("/{dataset_id}/retry", status_code=202, responses=RETRY_RESPONSES)
+async def retry_dataset(
+    dataset_id: int,
+    user: CurrentUser,
+    selections: SelectionsDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    vo: VoDep,
+    idempotency: IdempotencyDep,
+    ledger: OptionalLedgerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RetryAccepted:
+    """Archive again the datafiles FAILED or CANCELED of a dataset whose archive ended
+    (FAILED, CANCELED, FINISHEDDIRTY); files already on tape stay. Archivers only; the dataset
+    is read with your ICAT session (404 if it does not let you). 409 with why while the
+    dataset is in flight or once FINISHED. The retry is a request of its own: follow
+    `request_id` with `GET /requests/{request_id}`; the files travel under new FTS jobs
+    (`job_ids`), recorded in the dataset's "Archival ids"."""
+    return await control.retry_dataset(
+        dataset_id,
+        user=user,
+        selections=selections,
+        publisher=publisher,
+        settings=settings,
+        vo=vo,
+        ledger=ledger,
+        idempotency=idempotency,
+        idempotency_key=idempotency_key,
+    )
