@@ -82,3 +82,20 @@ def test_settable_states() -> None:
     assert check_settable("failed") == "FAILED"
     with pytest.raises(ValueError, match="FINISHED"):
         check_settable("ACTIVE")
+
+
+def test_state_set_values_say_who_and_why() -> None:
+    from datetime import date
+
+    from datastore_common.domain.control import state_set_values
+
+    dataset, datafile = state_set_values(
+        "canceled", "tape lost", set_by="simple/root", deletion_date=date(2030, 1, 2)
+    )
+    assert datafile == {
+        "Archival state": "CANCELED",
+        "Archival failure": "system error: set CANCELED by hand by simple/root: tape lost",
+    }
+    assert dataset == {**datafile, "Deletion date": "2030-01-02"}
+    finished, _ = state_set_values("FINISHED", "checked by hand", set_by="simple/root")
+    assert finished == {"Archival state": "FINISHED", "Archival failure": None}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datastore_common.messages import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
     ArchiveRetryRequested,
@@ -151,7 +152,13 @@ QUEUES: tuple[QueueRole, ...] = (
     QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested, ArchiveRetryRequested)),
     # Replicas stand by rather than share: recording a status reads, decides and writes, and
     # ICAT has no conditional update.
-    QueueRole(ICAT_WRITER_STATUS, "icat-writer", (TransferStatus,), single_active_consumer=True),
+    # An admin's state set by hand goes the same way: it must not race a status being recorded.
+    QueueRole(
+        ICAT_WRITER_STATUS,
+        "icat-writer",
+        (TransferStatus, ArchivalStateSet),
+        single_active_consumer=True,
+    ),
     QueueRole(FTS_SUBMITTER, "fts-submitter", (ArchiveRegistered, RestoreRequested)),
     QueueRole(
         STATUS_POLLER_POLL,
@@ -187,6 +194,7 @@ PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     TransferSubmitted: ("fts-submitter",),
     TransferStatus: ("fts-submitter", "status-poller", "icat-writer"),
     TransferTracked: ("status-poller",),
+    ArchivalStateSet: ("gateway",),
     RequestFailed: ("icat-writer", "fts-submitter", "status-poller"),
     RequestDelayed: ("icat-writer", "fts-submitter", "status-poller"),
 }

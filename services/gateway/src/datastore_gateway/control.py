@@ -1,5 +1,6 @@
 """Controlling requests and datasets (free of HTTP, as ``handlers``): cancel a request or one
-job of it; retry the failed files of a dataset.
+job of it; retry the failed files of a dataset; an admin's state set by hand, with an audit
+trail.
 
 Who may: the owner of the request and ``gateway.admins``; anyone else hears 404, as for a
 request that does not exist. What is cancelled is decided by ``domain.control``: a restore
@@ -10,13 +11,17 @@ the ledger and, for an archive, ICAT record it the usual one-way.
 
 from __future__ import annotations
 
+import time
+import uuid
+from datetime import UTC, datetime
+
 from datastore_common.domain.archival import ARCHIVAL_STATE
 from datastore_common.domain.control import cancel_decision, plan_retry, retry_decision
 from datastore_common.domain.ledger import new_request
-from datastore_common.domain.states import FAILED, is_terminal
+from datastore_common.domain.states import FAILED, aggregate_dataset_state, is_terminal
 from datastore_common.errors import ConflictError, DatastoreError, NotFoundError
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRetryRequested
+from datastore_common.messages import ArchivalStateSet, ArchiveRetryRequested
 from datastore_common.ports import Publisher, Selections, TransferService, UserSession
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.handlers import (
@@ -27,9 +32,14 @@ from datastore_gateway.handlers import (
     publish_confirmed,
 )
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
-from datastore_gateway.ledger import Ledger
+from datastore_gateway.ledger import AuditEntry, Ledger
 from datastore_gateway.metrics import RETRY_REQUESTS
-from datastore_gateway.schemas import CancelAccepted, RetryAccepted
+from datastore_gateway.schemas import (
+    CancelAccepted,
+    DatasetStateSet,
+    DatasetStateSetAccepted,
+    RetryAccepted,
+)
 
 log = get_logger(__name__)
 
@@ -203,3 +213,74 @@ async def retry_dataset(
     )
     RETRY_REQUESTS.labels(outcome="replayed" if replayed else "accepted").inc()
     return RetryAccepted.model_validate_json(answer)
+
+
+async def set_dataset_state(
+    dataset_id: int,
+    body: DatasetStateSet,
+    *,
+    user: UserSession,
+    selections: Selections,
+    publisher: Publisher,
+    ledger: Ledger,
+    settings: DatastoreSettings,
+) -> DatasetStateSetAccepted:
+    """An admin sets a dataset's "Archival state" (and its datafiles', with ``datafiles``) by
+    hand: the audit trail (ledger and log) keeps who, when, old -> new and why, then
+    ``archival.state.set`` (confirmed) has the icat-writer write it in ICAT. Anyone else
+    hears 404, as for a dataset that does not exist; so does an admin ICAT does not let read
+    it."""
+    if not is_admin(user, settings):
+        raise NotFoundError(f"no dataset {dataset_id} whose state you may set")
+    records = await selections.dataset_archival(user.session_id, dataset_id)
+    states = [d.archival.get(ARCHIVAL_STATE) for d in records.datafiles]
+    known = [s for s in states if s is not None]
+    old_state = aggregate_dataset_state(known) if known else None
+    change_id = str(uuid.uuid4())
+    now = time.time()
+    entry = AuditEntry(
+        change_id=change_id,
+        at=now,
+        who=user.user_name,
+        dataset_id=dataset_id,
+        old_state=old_state,
+        new_state=body.state,
+        datafiles=body.datafiles,
+        deletion_date=None if body.deletion_date is None else body.deletion_date.isoformat(),
+        reason=body.reason,
+    )
+    # The trail first: a change is never made without it (one recorded but not published,
+    # the broker down, is there with the 503 the admin got).
+    await ledger.audit(entry)
+    message = ArchivalStateSet(
+        change_id=change_id,
+        dataset_id=dataset_id,
+        state=body.state,
+        reason=body.reason,
+        datafiles=body.datafiles,
+        deletion_date=body.deletion_date,
+        set_by=user.user_name,
+    )
+    await publish_confirmed(publisher, message, user=user.user_name)
+    log.warning(
+        "dataset_state_set_by_hand",
+        correlation_id=change_id,
+        user=user.user_name,
+        dataset_id=dataset_id,
+        old_state=old_state,
+        new_state=body.state,
+        datafiles=body.datafiles,
+        deletion_date=entry.deletion_date,
+        reason=body.reason,
+    )
+    return DatasetStateSetAccepted(
+        change_id=change_id,
+        dataset_id=dataset_id,
+        old_state=old_state,
+        state=body.state,
+        datafiles=body.datafiles,
+        deletion_date=body.deletion_date,
+        set_by=user.user_name,
+        at=datetime.fromtimestamp(now, UTC),
+        reason=body.reason,
+    )

@@ -15,7 +15,7 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.adapters.xrootd.storage import XRootDStorage
-from datastore_common.messages import ArchiveRetryRequested, Envelope
+from datastore_common.messages import ArchivalStateSet, ArchiveRetryRequested, Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
@@ -25,6 +25,7 @@ from datastore_icat_writer.handlers import (
     record_transfer_status,
     register_archive,
     retry_archive,
+    set_archival_state,
 )
 
 #: ICAT clients (built on first need): status changes of many files are one ICAT ``update``
@@ -39,6 +40,7 @@ class IcatWriter(Service):
     register_archive: Handler
     retry_archive: Handler
     record_transfer_status: Handler
+    set_archival_state: Handler
 
 
 def one_at_a_time_per_job(handler: Handler) -> Handler:
@@ -112,10 +114,20 @@ def bootstrap(
             await register(envelope)
 
     record = one_at_a_time_per_job(partial(record_transfer_status, catalogue=catalogue))
+    set_state = partial(set_archival_state, catalogue=catalogue)
+
+    async def status_queue(envelope: Envelope[Any]) -> None:
+        """The status queue brings FTS's states and admins' states set by hand."""
+        if isinstance(envelope.data, ArchivalStateSet):
+            await set_state(envelope)
+        else:
+            await record(envelope)
+
     return IcatWriter(
         register_archive=register,
         retry_archive=retry,
         record_transfer_status=record,
+        set_archival_state=set_state,
         routes=(
             Route(
                 ICAT_WRITER_ARCHIVE,
@@ -131,7 +143,7 @@ def bootstrap(
             # A status event that cannot be recorded has nothing to report: it is
             # dead-lettered (logged at error level) for an operator to replay; the ledger
             # still has the request.
-            Route(ICAT_WRITER_STATUS, record),
+            Route(ICAT_WRITER_STATUS, status_queue),
         ),
         close=owned.close,
     )

@@ -30,6 +30,7 @@ from datastore_common.domain.states import aggregate_dataset_state
 from datastore_common.errors import ConflictError, NotFoundError, PermanentError
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
     ArchiveRetryRequested,
@@ -260,6 +261,37 @@ async def retry_archive(
         jobs=job_ids,
         datafiles=len(values),
         redelivered=standing.ours,
+    )
+
+
+async def set_archival_state(envelope: Envelope[ArchivalStateSet], *, catalogue: Catalogue) -> None:
+    """Write the state an admin set by hand on the dataset (and every datafile of it, when
+    asked), with who and why in "Archival failure" and the deletion date; the gateway has
+    kept the audit trail. Setting a value again writes nothing, so a redelivery is harmless.
+    Runs on the status queue: never at the same time as a status being recorded."""
+    change = envelope.data
+    if not await catalogue.datasets_by_id([change.dataset_id]):
+        raise NotFoundError(f"cannot set the state of dataset {change.dataset_id}: not in ICAT")
+    dataset_values, datafile_values = control.state_set_values(
+        change.state, change.reason, set_by=change.set_by, deletion_date=change.deletion_date
+    )
+    written = 0
+    if change.datafiles:
+        files = await catalogue.datafiles_of([change.dataset_id])
+        if files:
+            written += await catalogue.set_archival(
+                "Datafile", {f.datafile_id: datafile_values for f in files}
+            )
+    written += await catalogue.set_archival("Dataset", {change.dataset_id: dataset_values})
+    log.warning(
+        "archival_state_set_by_hand",
+        change_id=change.change_id,
+        dataset_id=change.dataset_id,
+        state=change.state,
+        datafiles=change.datafiles,
+        set_by=change.set_by,
+        reason=change.reason,
+        written=written,
     )
 
 

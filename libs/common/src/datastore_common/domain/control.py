@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from datastore_common.domain.archival import (
@@ -22,7 +23,9 @@ from datastore_common.domain.archival import (
     ARCHIVAL_FAILURE,
     ARCHIVAL_IDS,
     ARCHIVAL_STATE,
+    DELETION_DATE,
     CatalogueDatafile,
+    failure_text,
 )
 from datastore_common.domain.job_ids import fts_job_id
 from datastore_common.domain.paths import archive_urls, location_problem
@@ -201,3 +204,23 @@ def check_settable(state: str) -> str:
             f"state {state!r} cannot be set by hand; one of {', '.join(sorted(SETTABLE_STATES))}"
         )
     return wanted
+
+
+def state_set_values(
+    state: str, reason: str, *, set_by: str, deletion_date: date | None = None
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """The "Archival" values an admin's state set by hand writes: (the dataset's, each
+    datafile's when asked). A state with failures says who set it and why in "Archival
+    failure" (a system error: ours to explain); FINISHED clears it. The deletion date is the
+    dataset's only."""
+    wanted = check_settable(state)
+    failure = (
+        None
+        if wanted == FINISHED
+        else failure_text("system", f"set {wanted} by hand by {set_by}: {reason}")
+    )
+    datafile: dict[str, str | None] = {ARCHIVAL_STATE: wanted, ARCHIVAL_FAILURE: failure}
+    dataset = dict(datafile)
+    if deletion_date is not None:
+        dataset[DELETION_DATE] = deletion_date.isoformat()
+    return dataset, datafile

@@ -17,6 +17,7 @@ from datastore_common.messages.metadata import (
     check_unique_investigations,
 )
 from datastore_common.messages.transfer import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
     ArchiveRetryRequested,
@@ -28,6 +29,7 @@ from datastore_common.messages.transfer import (
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
+    SettableState,
     TransferKind,
     TransferStatus,
     TransferSubmitted,
@@ -41,6 +43,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         ArchiveRequested,
         ArchiveRegistered,
         ArchiveRetryRequested,
+        ArchivalStateSet,
         RestoreRequested,
         TransferSubmitted,
         TransferStatus,
@@ -52,6 +55,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
 
 __all__ = [
     "PAYLOAD_TYPES",
+    "ArchivalStateSet",
     "ArchiveRegistered",
     "ArchiveRequested",
     "ArchiveRetryRequested",
@@ -69,6 +73,7 @@ __all__ = [
     "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
+    "SettableState",
     "TransferKind",
     "TransferStatus",
     "TransferSubmitted",

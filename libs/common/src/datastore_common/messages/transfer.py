@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,6 +86,26 @@ class ArchiveRetryRequested(Payload):
         description="How the ledger shows the dataset: its id and, where ICAT gave them, "
         "its investigation, visit id and name.",
     )
+
+
+SettableState = Literal["FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"]
+
+
+class ArchivalStateSet(Payload):
+    """An admin sets a dataset's "Archival state" by hand (and its datafiles', with
+    ``datafiles``), with a reason kept in the gateway's audit trail; the icat-writer writes it.
+    ``change_id`` names the change (the correlation id)."""
+
+    TYPE: ClassVar[str] = "datastore.archival.state.set.v1"
+    change_id: str
+    dataset_id: int = Field(description="ICAT Dataset id")
+    state: SettableState
+    reason: str = Field(min_length=1, max_length=1000)
+    datafiles: bool = Field(description="Set every datafile of the dataset to the state too.")
+    deletion_date: date | None = Field(
+        default=None, description='Recorded as the dataset\'s "Deletion date" (ISO date).'
+    )
+    set_by: str = Field(description="The admin's ICAT user name (plugin/name).")
 
 
 class RestoreRequested(Payload):

@@ -12,6 +12,7 @@ from datastore_gateway.api.deps import (
     CurrentUser,
     IdempotencyDep,
     IdempotencyKeyHeader,
+    LedgerDep,
     OptionalLedgerDep,
     PublisherDep,
     SelectionsDep,
@@ -23,6 +24,8 @@ from datastore_gateway.schemas import (
     DatasetComplete,
     DatasetFound,
     DatasetPercentage,
+    DatasetStateSet,
+    DatasetStateSetAccepted,
     DatasetStatus,
     RetryAccepted,
 )
@@ -183,4 +186,55 @@ async def retry_dataset(
         ledger=ledger,
         idempotency=idempotency,
         idempotency_key=idempotency_key,
+    )
+
+
+SET_RESPONSES: Responses = {
+    401: UNAUTHENTICATED,
+    404: problem(
+        "Not an admin (gateway.admins), or no such dataset ICAT lets you read",
+        "no dataset 42 whose state you may set",
+        "not found, or not readable with your ICAT session: Dataset 42",
+    ),
+    422: invalid(
+        "The body is not valid: a state that cannot be set by hand, no reason",
+        (
+            "body.state",
+            "literal_error",
+            "Input should be 'FINISHED', 'FINISHEDDIRTY', 'FAILED' or 'CANCELED'",
+        ),
+        ("body.reason", "missing", "Field required"),
+    ),
+    503: problem(
+        "ICAT, the broker or the ledger unavailable: nothing changed in ICAT",
+        "icat dataset_archival: <urlopen error [Errno 111] Connection refused>",
+        "the broker did not confirm within 10 s",
+    ),
+}
+
+
+@router.put("/{dataset_id}/status", status_code=202, responses=SET_RESPONSES)
+async def set_dataset_status(
+    dataset_id: int,
+    body: DatasetStateSet,
+    user: CurrentUser,
+    selections: SelectionsDep,
+    publisher: PublisherDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> DatasetStateSetAccepted:
+    """gateway.admins only (anyone else: 404): set the dataset's 'Archival state' by hand
+    (and every datafile's, unless `datafiles` is false), optionally with a 'Deletion date'.
+    Who, when, old -> new and the reason are kept in the audit trail (the ledger's database
+    and the log); the icat-writer writes ICAT in a moment (`GET /datasets/{id}/status` shows
+    it). A state with failures records "set <state> by hand by <admin>: <reason>" as the
+    'Archival failure'."""
+    return await control.set_dataset_state(
+        dataset_id,
+        body,
+        user=user,
+        selections=selections,
+        publisher=publisher,
+        ledger=ledger,
+        settings=settings,
     )
