@@ -12,7 +12,7 @@ from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARC
 from datastore_common.domain.control import retry_sid
 from datastore_common.domain.failures import give_up_events
 from datastore_common.domain.job_ids import fts_job_id
-from datastore_common.errors import ConflictError, NotFoundError
+from datastore_common.errors import ConflictError, InvalidRequestError, NotFoundError
 from datastore_common.messages import ArchiveRetryRequested, Envelope, RequestFailed, wrap
 from tests.support.factories import seed_investigation
 from tests.unit.icat_writer.test_handlers import VO, World
@@ -122,3 +122,23 @@ def test_a_retry_given_up_fails_the_request_alone() -> None:
             request_id="r", kind="archive", failure_class="user", reason="retry refused: x"
         )
     ]
+
+
+async def test_sources_are_checked_again_and_a_missing_one_refuses_the_retry(
+    world: World,
+) -> None:
+    dataset_id, ids = await finished_dirty(world)
+    _, failed, canceled = sorted(ids.values())
+    before = dict(world.catalogue.archival("Dataset", dataset_id))
+    sources = dict(world.storage.files)
+    world.storage.files.clear()
+    with pytest.raises(InvalidRequestError, match="source not found"):
+        await world.writer.retry_archive(retry_of(dataset_id, [failed, canceled]))
+    assert world.catalogue.archival("Dataset", dataset_id) == before
+    assert len(world.registered()) == 1  # nothing announced
+
+    world.storage.files.update(sources)
+    await world.writer.retry_archive(retry_of(dataset_id, [failed, canceled]))
+    [job] = world.registered()[-1].jobs
+    assert all(t.checksum == sources[t.source].checksum for t in job.transfers)
+    assert all(t.filesize == sources[t.source].size for t in job.transfers)

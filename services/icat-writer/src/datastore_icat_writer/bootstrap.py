@@ -97,14 +97,21 @@ def bootstrap(
         )
         owned.add(icat_catalogue.close)
         catalogue = icat_catalogue
+    describer = _describer(settings) if storage is None else storage
     register = partial(
         register_archive,
         catalogue=catalogue,
-        storage=_describer(settings) if storage is None else storage,
+        storage=describer,
         publisher=publisher,
         settings=settings,
     )
-    retry = partial(retry_archive, catalogue=catalogue, publisher=publisher, settings=settings)
+    retry = partial(
+        retry_archive,
+        catalogue=catalogue,
+        storage=describer,
+        publisher=publisher,
+        settings=settings,
+    )
 
     async def archive_queue(envelope: Envelope[Any]) -> None:
         """The archive queue brings requests and retries: each to its handler."""

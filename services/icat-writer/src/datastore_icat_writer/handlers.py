@@ -27,7 +27,12 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.plan import plan_archive
 from datastore_common.domain.states import aggregate_dataset_state
-from datastore_common.errors import ConflictError, NotFoundError, PermanentError
+from datastore_common.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermanentError,
+)
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
     ArchivalStateSet,
@@ -172,6 +177,7 @@ async def retry_archive(
     envelope: Envelope[ArchiveRetryRequested],
     *,
     catalogue: Catalogue,
+    storage: Storage,
     publisher: Publisher,
     settings: DatastoreSettings,
 ) -> None:
@@ -206,6 +212,7 @@ async def retry_archive(
         vo=settings.fts3.vo,
         max_files_per_job=settings.fts3.max_files_per_job,
     )
+    jobs = await _with_sources_described(jobs, storage)
     job_ids = [job.job_id for job in jobs]
     endpoint = str(settings.fts3.endpoint)
     values = control.retry_values(jobs, endpoint=endpoint)
@@ -262,6 +269,31 @@ async def retry_archive(
         datafiles=len(values),
         redelivered=standing.ours,
     )
+
+
+async def _with_sources_described(jobs: Sequence[PlannedJob], storage: Storage) -> list[PlannedJob]:
+    """The jobs with each transfer's size and checksum as the instrument data cache has them
+    now; InvalidRequestError naming the sources it does not have."""
+    sources = [t.source for job in jobs for t in job.transfers]
+    described = await storage.describe_many(sources)
+    missing = [source for source in sources if described.get(source) is None]
+    if missing:
+        raise InvalidRequestError(
+            f"cannot retry: {registration.SOURCE_NOT_FOUND}: {', '.join(missing[:20])}"
+            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        )
+    return [
+        job.model_copy(
+            update={
+                "transfers": [
+                    t.model_copy(update={"checksum": found.checksum, "filesize": found.size})
+                    for t in job.transfers
+                    if (found := described[t.source]) is not None
+                ]
+            }
+        )
+        for job in jobs
+    ]
 
 
 async def set_archival_state(envelope: Envelope[ArchivalStateSet], *, catalogue: Catalogue) -> None:
