@@ -3,10 +3,13 @@ admin; an archive only by an admin forcing it; others hear 404; an ended request
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
+from datastore_common.messages import FileState, TransferStatus, wrap
+from datastore_gateway.ledger_feed import follow
 from tests.support.factories import seed_body
 from tests.unit.gateway.conftest import Gateway, build_gateway
 from tests.unit.gateway.test_jobs import ALICE, alices_restore, on_fts, roots_archive
@@ -119,3 +122,35 @@ def test_a_job_fts_does_not_hold_yet_is_named_pending(gateway: Gateway) -> None:
 def test_cancel_needs_a_session(gateway: Gateway) -> None:
     assert gateway.client.delete(f"/requests/{uuid.uuid4()}").status_code == 401
     assert gateway.client.delete(f"/job/{uuid.uuid4()}").status_code == 401
+
+
+async def _report(gateway: Gateway, request_id: str, job_id: str) -> None:
+    """What the status-poller publishes once FTS says the job is CANCELED."""
+    job = gateway.transfers.states[job_id]
+    status = TransferStatus(
+        request_id=request_id,
+        kind="restore",
+        job_id=job_id,
+        fts_endpoint=gateway.transfers.endpoint,
+        job_state=job.state,
+        reason=job.reason,
+        files=[
+            FileState(source=f.source, destination=f.destination, state=f.state, reason=f.reason)
+            for f in job.files
+        ],
+    )
+    ledger = gateway.app.state.gateway.ledger
+    await follow(wrap(status, source="status-poller", correlation_id=request_id), ledger=ledger)
+
+
+def test_the_request_ends_canceled_in_the_ledger_once_reported(gateway: Gateway) -> None:
+    job_id = alices_restore(gateway)
+    gateway.transfers.set_state(job_id, "ACTIVE", ["FINISHED", "ACTIVE"])
+    request_id = request_of(gateway, job_id)
+    assert delete(gateway, f"/requests/{request_id}", ALICE)[0] == 202
+    asyncio.run(_report(gateway, request_id, job_id))
+    shown = gateway.client.get(f"/requests/{request_id}", headers=gateway.bearer(**ALICE)).json()
+    assert shown["state"] == "CANCELED"
+    assert shown["jobs"][0]["files_done"] == 1 and shown["jobs"][0]["files_failed"] == 1
+    code, body = delete(gateway, f"/requests/{request_id}", ALICE)
+    assert code == 409 and "has ended CANCELED" in body["detail"]
