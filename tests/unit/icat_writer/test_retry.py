@@ -142,3 +142,15 @@ async def test_sources_are_checked_again_and_a_missing_one_refuses_the_retry(
     [job] = world.registered()[-1].jobs
     assert all(t.checksum == sources[t.source].checksum for t in job.transfers)
     assert all(t.filesize == sources[t.source].size for t in job.transfers)
+
+
+async def test_a_retry_replaces_what_an_earlier_attempt_left_on_tape(world: World) -> None:
+    from datastore_common.adapters.fts3.transfer_service import job_params
+
+    dataset_id, ids = await finished_dirty(world)
+    _, failed, canceled = sorted(ids.values())
+    await world.writer.retry_archive(retry_of(dataset_id, [failed, canceled]))
+    [first, retried] = world.registered()
+    assert [job.overwrite for job in first.jobs] == [False]  # a first archive never does
+    assert [job.overwrite for job in retried.jobs] == [True]
+    assert job_params(retried.jobs[0], world.settings.fts3).overwrite is True

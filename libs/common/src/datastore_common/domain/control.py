@@ -174,8 +174,16 @@ def plan_retry(
     jobs = []
     for index, batch in enumerate(pack_groups([transfers], max_files_per_job)):
         sid = retry_sid(request_id, index)
+        # The earlier attempt may have left its copy on tape (failed while archiving,
+        # cancelled): ours, never FINISHED, so it is replaced.
         jobs.append(
-            PlannedJob(job_id=fts_job_id(vo, sid), sid=sid, kind="archive", transfers=batch)
+            PlannedJob(
+                job_id=fts_job_id(vo, sid),
+                sid=sid,
+                kind="archive",
+                transfers=batch,
+                overwrite=True,
+            )
         )
     return jobs
 

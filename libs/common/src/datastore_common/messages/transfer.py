@@ -44,6 +44,11 @@ class PlannedJob(_Part):
     sid: str
     kind: TransferKind
     transfers: list[PlannedTransfer]
+    overwrite: bool = Field(
+        default=False,
+        description="Replace what is at the destination: a retry's, whose earlier attempt may "
+        "have left its copy there (failed while archiving, cancelled).",
+    )
 
 
 class ArchiveRequested(Payload):
