@@ -15,7 +15,13 @@ SEEDED = {
     "FacilityCycle": ["20XX"],
     "DatasetType": ["scan"],
     "DatafileFormat": ["nexus"],
-    "ParameterType": ["Archival endpoint", "Archival failure", "Archival ids", "Archival state"],
+    "ParameterType": [
+        "Archival endpoint",
+        "Archival failure",
+        "Archival ids",
+        "Archival state",
+        "Deletion date",
+    ],
 }
 
 
@@ -82,6 +88,7 @@ def test_parameter_types_as_the_services_use_them(seeded):
         ("Archival ids", "N/A", "STRING", True, True, "facility"),
         ("Archival endpoint", "N/A", "STRING", True, True, "facility"),
         ("Archival failure", "N/A", "STRING", True, True, "facility"),
+        ("Deletion date", "N/A", "STRING", True, True, "facility"),
     }
 
 

@@ -7,6 +7,7 @@ import threading
 import icat
 import pytest
 
+from datastore_common.domain.archival import ARCHIVAL_PARAMETERS
 from tests.support.icat_fixtures import IcatEmulator, run_icat_script
 
 from .conftest import ingest_args, login
@@ -22,7 +23,8 @@ def test_restart_keeps_data_and_sessions(icat_emulator_factory):
     emulator.restart()
     again = login(emulator.url, "simple", "root", "pw")
     assert again.search("SELECT o.name FROM Facility o") == ["facility"]
-    assert len(again.search("SELECT o FROM ParameterType o")) == 4
+    # example.yaml's: one per archival parameter (state, ids, endpoint, failure, deletion date)
+    assert len(again.search("SELECT o FROM ParameterType o")) == len(ARCHIVAL_PARAMETERS)
     resumed = icat.Client(emulator.url)
     resumed.sessionId = session_id
     assert resumed.getUserName() == "simple/root"

@@ -77,6 +77,12 @@ class InvalidRequestError(PermanentError):
     """The peer refused the request as malformed or invalid."""
 
 
+class ConflictError(InvalidRequestError):
+    """What is asked cannot be done in the state its object is in (cancel an ended request,
+    retry a dataset in flight): the reason says which state and why (HTTP 409; the caller's
+    doing, so a user error when a worker gives it up)."""
+
+
 class InvalidMessageError(PermanentError):
     """A message body that is not a valid envelope of a known type."""
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from datastore_common.messages import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     Payload,
     RequestCompleted,
     RequestDelayed,
@@ -148,10 +150,16 @@ class QueueRole:
 
 #: Which message types reach which queue, and who consumes each: the one place it is written.
 QUEUES: tuple[QueueRole, ...] = (
-    QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested,)),
+    QueueRole(ICAT_WRITER_ARCHIVE, "icat-writer", (ArchiveRequested, ArchiveRetryRequested)),
     # Replicas stand by rather than share: recording a status reads, decides and writes, and
     # ICAT has no conditional update.
-    QueueRole(ICAT_WRITER_STATUS, "icat-writer", (TransferStatus,), single_active_consumer=True),
+    # An admin's state set by hand goes the same way: it must not race a status being recorded.
+    QueueRole(
+        ICAT_WRITER_STATUS,
+        "icat-writer",
+        (TransferStatus, ArchivalStateSet),
+        single_active_consumer=True,
+    ),
     QueueRole(FTS_SUBMITTER, "fts-submitter", (ArchiveRegistered, RestoreRequested)),
     QueueRole(
         STATUS_POLLER_POLL,
@@ -166,6 +174,7 @@ QUEUES: tuple[QueueRole, ...] = (
         "gateway",
         (
             ArchiveRequested,
+            ArchiveRetryRequested,
             ArchiveRegistered,
             RestoreRequested,
             TransferSubmitted,
@@ -180,11 +189,13 @@ QUEUES: tuple[QueueRole, ...] = (
 #: the AsyncAPI document and architecture.md's table; "instrument" is outside this code).
 PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     ArchiveRequested: ("gateway", "instrument"),
+    ArchiveRetryRequested: ("gateway",),
     ArchiveRegistered: ("icat-writer",),
     RestoreRequested: ("gateway",),
     TransferSubmitted: ("fts-submitter",),
     TransferStatus: ("fts-submitter", "status-poller", "icat-writer"),
     TransferTracked: ("status-poller",),
+    ArchivalStateSet: ("gateway",),
     RequestFailed: ("icat-writer", "fts-submitter", "status-poller"),
     RequestDelayed: ("icat-writer", "fts-submitter", "status-poller"),
     # Once per request, from the ledger's outbox; no queue of ours consumes it (it is for

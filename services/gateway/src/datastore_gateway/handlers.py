@@ -33,7 +33,13 @@ from datastore_common.errors import (
     TooLargeError,
 )
 from datastore_common.logging import get_logger
-from datastore_common.messages import ArchiveRequested, NotifyTargets, RestoreRequested
+from datastore_common.messages import (
+    ArchivalStateSet,
+    ArchiveRequested,
+    ArchiveRetryRequested,
+    NotifyTargets,
+    RestoreRequested,
+)
 from datastore_common.ports import (
     VOCABULARY_KINDS,
     JobProgress,
@@ -215,12 +221,18 @@ async def request_status(
 
 
 async def publish_confirmed(
-    publisher: Publisher, message: ArchiveRequested | RestoreRequested, *, user: str
+    publisher: Publisher,
+    message: ArchiveRequested | ArchiveRetryRequested | ArchivalStateSet | RestoreRequested,
+    *,
+    user: str,
 ) -> None:
     """Publish and wait for the broker's confirm; any failure is a 503, never a 202."""
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-            await publisher.publish(message, correlation_id=message.request_id, user=user)
+            correlation_id = (
+                message.change_id if isinstance(message, ArchivalStateSet) else message.request_id
+            )
+            await publisher.publish(message, correlation_id=correlation_id, user=user)
     except TimeoutError as exc:
         raise PeerTimeoutError(
             f"the broker did not confirm within {PUBLISH_TIMEOUT_SECONDS:g} s"

@@ -11,6 +11,7 @@ from datastore_common.logging import get_logger
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     Envelope,
     RequestDelayed,
     RequestFailed,
@@ -32,7 +33,7 @@ UNKNOWN_REQUEST_GRACE_SECONDS = 600.0
 async def follow(envelope: Envelope[Any], *, ledger: Ledger) -> None:
     """Apply one event; a request's own event records it, the others move it forward."""
     data = envelope.data
-    if isinstance(data, ArchiveRequested | RestoreRequested):
+    if isinstance(data, ArchiveRequested | ArchiveRetryRequested | RestoreRequested):
         source = "http" if envelope.source == GATEWAY_SOURCE else "broker"
         await ledger.record(new_request(data, owner=envelope.user, source=source))
         return

@@ -6,11 +6,11 @@ and the selections on another, so a large restore selection never starves logins
 idempotency store, the one FTS port for job status and the VO) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-409, TooLargeError 413, other PermanentError 422, TransientError 503 (a selection past
-``icat.selection_deadline_seconds`` included) — each with ``{"detail": "<reason>"}``. A
-peer refusing *our* credential (``CredentialError``, or any other ``AuthenticationError``:
-FTS, the broker, ICAT's functional account) is a 503 with an alarm, never a 401 telling the
-caller their session is bad.
+and ConflictError 409, TooLargeError 413, other PermanentError 422, TransientError 503 (a
+selection past ``icat.selection_deadline_seconds`` included) — each with
+``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
+other ``AuthenticationError``: FTS, the broker, ICAT's functional account) is a 503 with an
+alarm, never a 401 telling the caller their session is bad.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     CredentialError,
     DatastoreError,
     ForbiddenError,
@@ -332,6 +333,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(NotArchivedError, conflict)
+    app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)

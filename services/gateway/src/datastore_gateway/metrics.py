@@ -41,3 +41,8 @@ NOTIFICATIONS = Counter(
     "(sent, retried, given_up)",
     ["channel", "outcome"],
 )
+RETRY_REQUESTS = Counter(
+    "datastore_gateway_retry_requests_total",
+    "Dataset retries answered 202, by outcome (accepted = published, replayed = idempotent)",
+    ["outcome"],
+)

@@ -8,7 +8,7 @@ bodies verbatim. The archive body's investigations reuse the message models of
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +17,7 @@ from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
 from datastore_common.messages import (
     InvestigationSpec,
     NotifyTargets,
+    SettableState,
     check_unique_investigations,
 )
 
@@ -96,6 +97,60 @@ class RestoreRequest(_Shape):
 
 class RestoreAccepted(ArchiveAccepted):
     """The same answer as an archive: the request id and the FTS job ids (tape to user cache)."""
+
+
+class CancelAccepted(_Shape):
+    """A cancel sent to FTS: the request then ends CANCELED as FTS reports it."""
+
+    request_id: str
+    canceled_job_ids: list[str] = Field(
+        description="The jobs FTS was asked to cancel (files not yet done end CANCELED, "
+        "partial copies removed)."
+    )
+    pending_job_ids: list[str] = Field(
+        default_factory=list,
+        description="Jobs FTS does not hold yet (still being submitted): cancel again shortly.",
+    )
+
+
+class RetryAccepted(ArchiveAccepted):
+    """A retry accepted: follow ``request_id`` as any request; its jobs are named once the
+    icat-writer has checked the files in ICAT (``GET /requests/{request_id}`` lists them)."""
+
+    dataset_id: int
+    datafile_ids: list[int] = Field(description="The datafiles sent again.")
+
+
+class DatasetStateSet(_Shape):
+    """An admin sets a dataset's "Archival state" by hand (``PUT /datasets/{id}/status``)."""
+
+    state: SettableState = Field(examples=["FAILED"])
+    reason: str = Field(
+        min_length=1, max_length=1000, examples=["tape lost in the library; data to re-archive"]
+    )
+    datafiles: bool = Field(
+        default=True, description="Set every datafile of the dataset to the state too."
+    )
+    deletion_date: date | None = Field(
+        default=None,
+        description='Recorded as the dataset\'s "Deletion date" parameter (ISO date), as the '
+        "original Datastore's later API does.",
+        examples=["2030-01-01"],
+    )
+
+
+class DatasetStateSetAccepted(_Shape):
+    """The change as the audit trail keeps it; ICAT shows it once the icat-writer wrote it."""
+
+    change_id: str
+    dataset_id: int
+    old_state: str | None = Field(description="The state before, from its datafiles in ICAT.")
+    state: str
+    datafiles: bool
+    deletion_date: date | None
+    set_by: str
+    at: datetime
+    reason: str
 
 
 class JobFile(_Shape):

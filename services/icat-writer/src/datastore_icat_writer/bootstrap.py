@@ -15,12 +15,18 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.adapters.xrootd.storage import XRootDStorage
-from datastore_common.messages import Envelope
+from datastore_common.messages import ArchivalStateSet, ArchiveRetryRequested, Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
 from datastore_common.worker import Owned, Route, Service, required
-from datastore_icat_writer.handlers import planned_jobs, record_transfer_status, register_archive
+from datastore_icat_writer.handlers import (
+    planned_jobs,
+    record_transfer_status,
+    register_archive,
+    retry_archive,
+    set_archival_state,
+)
 
 #: ICAT clients (built on first need): status changes of many files are one ICAT ``update``
 #: each, which the catalogue spreads over the pool's clients.
@@ -32,7 +38,9 @@ class IcatWriter(Service):
     """The two handlers with their dependencies bound (routes and clean-up: ``Service``)."""
 
     register_archive: Handler
+    retry_archive: Handler
     record_transfer_status: Handler
+    set_archival_state: Handler
 
 
 def one_at_a_time_per_job(handler: Handler) -> Handler:
@@ -89,23 +97,50 @@ def bootstrap(
         )
         owned.add(icat_catalogue.close)
         catalogue = icat_catalogue
+    describer = _describer(settings) if storage is None else storage
     register = partial(
         register_archive,
         catalogue=catalogue,
-        storage=_describer(settings) if storage is None else storage,
+        storage=describer,
         publisher=publisher,
         settings=settings,
     )
+    retry = partial(
+        retry_archive,
+        catalogue=catalogue,
+        storage=describer,
+        publisher=publisher,
+        settings=settings,
+    )
+
+    async def archive_queue(envelope: Envelope[Any]) -> None:
+        """The archive queue brings requests and retries: each to its handler."""
+        if isinstance(envelope.data, ArchiveRetryRequested):
+            await retry(envelope)
+        else:
+            await register(envelope)
+
     record = one_at_a_time_per_job(
         partial(record_transfer_status, catalogue=catalogue, settings=settings)
     )
+    set_state = partial(set_archival_state, catalogue=catalogue)
+
+    async def status_queue(envelope: Envelope[Any]) -> None:
+        """The status queue brings FTS's states and admins' states set by hand."""
+        if isinstance(envelope.data, ArchivalStateSet):
+            await set_state(envelope)
+        else:
+            await record(envelope)
+
     return IcatWriter(
         register_archive=register,
+        retry_archive=retry,
         record_transfer_status=record,
+        set_archival_state=set_state,
         routes=(
             Route(
                 ICAT_WRITER_ARCHIVE,
-                register,
+                archive_queue,
                 prefetch=settings.broker.archive_prefetch,
                 on_give_up=give_up_reporter(
                     publisher,
@@ -117,7 +152,7 @@ def bootstrap(
             # A status event that cannot be recorded has nothing to report: it is
             # dead-lettered (logged at error level) for an operator to replay; the ledger
             # still has the request.
-            Route(ICAT_WRITER_STATUS, record),
+            Route(ICAT_WRITER_STATUS, status_queue),
         ),
         close=owned.close,
     )

@@ -17,14 +17,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from datastore_common.domain import claims, progress, registration, trust
-from datastore_common.domain.archival import ARCHIVAL_IDS, CatalogueDatafile, CatalogueDataset
+from datastore_common.domain import claims, control, progress, registration, trust
+from datastore_common.domain.archival import (
+    ARCHIVAL_ENDPOINT,
+    ARCHIVAL_IDS,
+    ARCHIVAL_STATE,
+    CatalogueDatafile,
+    CatalogueDataset,
+    split_job_ids,
+)
 from datastore_common.domain.plan import plan_archive
-from datastore_common.errors import PermanentError
+from datastore_common.domain.states import aggregate_dataset_state
+from datastore_common.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermanentError,
+)
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     DatasetSpec,
     Envelope,
     FileState,
@@ -191,6 +206,160 @@ async def _register_dataset(
     await catalogue.set_archival("Datafile", result.file_values)
     await catalogue.set_archival("Dataset", {record.dataset_id: result.dataset_values})
     return result
+
+
+async def retry_archive(
+    envelope: Envelope[ArchiveRetryRequested],
+    *,
+    catalogue: Catalogue,
+    storage: Storage,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+) -> None:
+    """Archive again the datafiles FAILED or CANCELED of a dataset whose archive ended: claim
+    the dataset for the retry's jobs (atomically, as any archive), record its files SUBMITTED
+    in them, then publish ``archive.registered`` so the fts-submitter sends them.
+
+    A redelivery finds the dataset claimed with its own (deterministic) job ids and only
+    fills what the first delivery left undone; a retry that ICAT no longer allows (the
+    dataset in flight again, FINISHED, the files changed) is refused (ConflictError: the
+    request ends FAILED with the reason, nothing in ICAT changes)."""
+    retry = envelope.data
+    name = f"dataset {retry.dataset_id}"
+    datasets = await catalogue.datasets_by_id([retry.dataset_id])
+    if not datasets:
+        raise NotFoundError(f"cannot retry: no {name} in ICAT")
+    [dataset] = datasets
+    files = await catalogue.datafiles_of([retry.dataset_id])
+    wanted = set(retry.datafile_ids)
+    chosen = [f for f in files if f.datafile_id in wanted]
+    missing = sorted(wanted - {f.datafile_id for f in chosen})
+    if missing:
+        raise NotFoundError(f"cannot retry: datafiles {missing} are not in {name}")
+    if not settings.fts3.vo:
+        raise PermanentError("fts3.vo is not configured: cannot name the retry's FTS jobs")
+    jobs = control.plan_retry(
+        retry.request_id,
+        chosen,
+        instrument_data_cache=settings.instrument_data_cache,
+        tape_archive=settings.tape_archive,
+        tape_root_dir=settings.tape_root_dir,
+        vo=settings.fts3.vo,
+        max_files_per_job=settings.fts3.max_files_per_job,
+    )
+    jobs = await _with_sources_described(jobs, storage)
+    job_ids = [job.job_id for job in jobs]
+    endpoint = str(settings.fts3.endpoint)
+    values = control.retry_values(jobs, endpoint=endpoint)
+    standing = claims.standing(dataset.archival, job_ids)
+    if not standing.ours:
+        decision = control.retry_decision(
+            {f.datafile_id: f.archival.get(ARCHIVAL_STATE) for f in files}, name
+        )
+        changed = sorted(wanted - set(decision.datafile_ids))
+        if decision.refused or changed:
+            why = decision.reason or f"datafiles {changed} are no longer FAILED or CANCELED"
+            raise ConflictError(f"retry refused: {why}")
+        if standing.action == "claim":
+            holder = await catalogue.claim_dataset(
+                retry.dataset_id, claims.claim_ids(job_ids), replacing=standing.replacing
+            )
+            standing = claims.after_claim(holder, job_ids)
+        if standing.action == "refuse":
+            raise ConflictError(
+                f"retry refused: {name} is {standing.state}, held by jobs "
+                f"{', '.join(standing.job_ids) or '(being claimed)'}"
+            )
+    else:
+        # Redelivered: states recorded since (ACTIVE, FINISHED...) must not go back.
+        current = {f.datafile_id: f.archival for f in chosen}
+        values = {
+            i: dict(registration.fill_gaps(current[i], v))
+            if split_job_ids(current[i].get(ARCHIVAL_IDS)) == [v[ARCHIVAL_IDS]]
+            else v
+            for i, v in values.items()
+        }
+    await catalogue.set_archival("Datafile", values)
+    # The dataset's state over all its files as they now stand: SUBMITTED while the retried
+    # ones are in flight, and on a late redelivery whatever they reached since.
+    states = [
+        values.get(f.datafile_id, {}).get(ARCHIVAL_STATE) or f.archival.get(ARCHIVAL_STATE)
+        for f in files
+    ]
+    dataset_values: dict[str, str | None] = {
+        ARCHIVAL_STATE: aggregate_dataset_state(s for s in states if s is not None),
+        ARCHIVAL_ENDPOINT: endpoint,
+    }
+    await catalogue.set_archival("Dataset", {retry.dataset_id: dataset_values})
+    await publisher.publish(
+        ArchiveRegistered(request_id=retry.request_id, jobs=jobs),
+        correlation_id=envelope.correlation_id,
+        user=envelope.user,
+    )
+    log.info(
+        "archive_retry_registered",
+        request_id=retry.request_id,
+        dataset_id=retry.dataset_id,
+        jobs=job_ids,
+        datafiles=len(values),
+        redelivered=standing.ours,
+    )
+
+
+async def _with_sources_described(jobs: Sequence[PlannedJob], storage: Storage) -> list[PlannedJob]:
+    """The jobs with each transfer's size and checksum as the instrument data cache has them
+    now; InvalidRequestError naming the sources it does not have."""
+    sources = [t.source for job in jobs for t in job.transfers]
+    described = await storage.describe_many(sources)
+    missing = [source for source in sources if described.get(source) is None]
+    if missing:
+        raise InvalidRequestError(
+            f"cannot retry: {registration.SOURCE_NOT_FOUND}: {', '.join(missing[:20])}"
+            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        )
+    return [
+        job.model_copy(
+            update={
+                "transfers": [
+                    t.model_copy(update={"checksum": found.checksum, "filesize": found.size})
+                    for t in job.transfers
+                    if (found := described[t.source]) is not None
+                ]
+            }
+        )
+        for job in jobs
+    ]
+
+
+async def set_archival_state(envelope: Envelope[ArchivalStateSet], *, catalogue: Catalogue) -> None:
+    """Write the state an admin set by hand on the dataset (and every datafile of it, when
+    asked), with who and why in "Archival failure" and the deletion date; the gateway has
+    kept the audit trail. Setting a value again writes nothing, so a redelivery is harmless.
+    Runs on the status queue: never at the same time as a status being recorded."""
+    change = envelope.data
+    if not await catalogue.datasets_by_id([change.dataset_id]):
+        raise NotFoundError(f"cannot set the state of dataset {change.dataset_id}: not in ICAT")
+    dataset_values, datafile_values = control.state_set_values(
+        change.state, change.reason, set_by=change.set_by, deletion_date=change.deletion_date
+    )
+    written = 0
+    if change.datafiles:
+        files = await catalogue.datafiles_of([change.dataset_id])
+        if files:
+            written += await catalogue.set_archival(
+                "Datafile", {f.datafile_id: datafile_values for f in files}
+            )
+    written += await catalogue.set_archival("Dataset", {change.dataset_id: dataset_values})
+    log.warning(
+        "archival_state_set_by_hand",
+        change_id=change.change_id,
+        dataset_id=change.dataset_id,
+        state=change.state,
+        datafiles=change.datafiles,
+        set_by=change.set_by,
+        reason=change.reason,
+        written=written,
+    )
 
 
 async def record_transfer_status(

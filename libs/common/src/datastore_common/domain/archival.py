@@ -14,8 +14,15 @@ ARCHIVAL_STATE: Final = "Archival state"  # SUBMITTED, then FTS states
 ARCHIVAL_IDS: Final = "Archival ids"  # comma-joined FTS job ids (provenance, kept for good)
 ARCHIVAL_ENDPOINT: Final = "Archival endpoint"  # the FTS endpoint that ran the jobs
 ARCHIVAL_FAILURE: Final = "Archival failure"  # "<user|system> error: <reason>" when FAILED
+DELETION_DATE: Final = "Deletion date"  # ISO date an admin set (the original's later API)
 PARAMETER_UNITS: Final = "N/A"
-ARCHIVAL_PARAMETERS: Final = (ARCHIVAL_STATE, ARCHIVAL_IDS, ARCHIVAL_ENDPOINT, ARCHIVAL_FAILURE)
+ARCHIVAL_PARAMETERS: Final = (
+    ARCHIVAL_STATE,
+    ARCHIVAL_IDS,
+    ARCHIVAL_ENDPOINT,
+    ARCHIVAL_FAILURE,
+    DELETION_DATE,
+)
 
 
 def join_job_ids(job_ids: list[str] | tuple[str, ...]) -> str:

@@ -15,6 +15,7 @@ from datastore_common.errors import InvalidRequestError, NotFoundError
 from datastore_common.messages import (
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     FailureClass,
     Payload,
     PlannedJob,
@@ -68,6 +69,17 @@ def give_up_events(
             )
         )
         return events
+    if isinstance(data, ArchiveRetryRequested):
+        # A retry refused (the dataset in flight again, on tape, gone) fails the retry alone:
+        # its files keep what ICAT records, which may be another request's work.
+        return [
+            RequestFailed(
+                request_id=data.request_id,
+                kind="archive",
+                failure_class=failure_class,
+                reason=reason,
+            )
+        ]
     if isinstance(data, TransferSubmitted | TransferTracked):
         # The job exists at FTS but nobody can follow it any more: say so rather than
         # leave it ACTIVE for ever (FTS may still finish it; an operator can resync).

@@ -26,6 +26,7 @@ from datastore_common.domain.states import (
 )
 from datastore_common.messages import (
     ArchiveRequested,
+    ArchiveRetryRequested,
     PlannedJob,
     RestoreRequested,
     TransferKind,
@@ -75,10 +76,24 @@ def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
 
 
 def new_request(
-    data: ArchiveRequested | RestoreRequested, *, owner: str | None, source: str
+    data: ArchiveRequested | ArchiveRetryRequested | RestoreRequested,
+    *,
+    owner: str | None,
+    source: str,
 ) -> NewRequest:
     """The ledger entry of an accepted request (its plan may still be empty: an instrument's
-    archive request is planned by the icat-writer, and its jobs arrive with registration)."""
+    archive request and a retry are planned by the icat-writer, and their jobs arrive with
+    registration). A retry is an archive of one dataset."""
+    if isinstance(data, ArchiveRetryRequested):
+        shown = {"dataset_id": data.dataset_id, **data.dataset, "datafiles": len(data.datafile_ids)}
+        return NewRequest(
+            request_id=data.request_id,
+            kind="archive",
+            owner=owner,
+            source=source,
+            datasets=(shown,),
+            jobs=(),
+        )
     if isinstance(data, ArchiveRequested):
         datasets = tuple(
             {

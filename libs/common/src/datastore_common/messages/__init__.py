@@ -19,8 +19,10 @@ from datastore_common.messages.metadata import (
 )
 from datastore_common.messages.notify import NotifyTargets, check_email, check_webhook
 from datastore_common.messages.transfer import (
+    ArchivalStateSet,
     ArchiveRegistered,
     ArchiveRequested,
+    ArchiveRetryRequested,
     DatafileKey,
     FailureClass,
     FileState,
@@ -29,6 +31,7 @@ from datastore_common.messages.transfer import (
     RequestDelayed,
     RequestFailed,
     RestoreRequested,
+    SettableState,
     TransferKind,
     TransferStatus,
     TransferSubmitted,
@@ -41,6 +44,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for model in (
         ArchiveRequested,
         ArchiveRegistered,
+        ArchiveRetryRequested,
+        ArchivalStateSet,
         RestoreRequested,
         TransferSubmitted,
         TransferStatus,
@@ -53,8 +58,10 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
 
 __all__ = [
     "PAYLOAD_TYPES",
+    "ArchivalStateSet",
     "ArchiveRegistered",
     "ArchiveRequested",
+    "ArchiveRetryRequested",
     "DatafileKey",
     "DatafileSpec",
     "DatasetSpec",
@@ -73,6 +80,7 @@ __all__ = [
     "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
+    "SettableState",
     "TransferKind",
     "TransferStatus",
     "TransferSubmitted",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +45,11 @@ class PlannedJob(_Part):
     sid: str
     kind: TransferKind
     transfers: list[PlannedTransfer]
+    overwrite: bool = Field(
+        default=False,
+        description="Replace what is at the destination: a retry's, whose earlier attempt may "
+        "have left its copy there (failed while archiving, cancelled).",
+    )
 
 
 class ArchiveRequested(Payload):
@@ -69,6 +74,47 @@ class ArchiveRegistered(Payload):
     TYPE: ClassVar[str] = "datastore.archive.registered.v1"
     request_id: str
     jobs: list[PlannedJob]
+
+
+class ArchiveRetryRequested(Payload):
+    """An archiver (or an operator, through the gateway) asks for the datafiles FAILED or
+    CANCELED of an ended archive of a dataset to be archived again. The icat-writer checks
+    them against ICAT, claims the dataset for new jobs named from ``request_id`` (a redelivery
+    names the same ones) and announces them with ``archive.registered``."""
+
+    TYPE: ClassVar[str] = "datastore.archive.retry.requested.v1"
+    request_id: str
+    dataset_id: int = Field(description="ICAT Dataset id")
+    datafile_ids: list[int] = Field(
+        min_length=1,
+        description="The datafiles to send again (FAILED or CANCELED when the retry was "
+        "accepted); the icat-writer refuses the retry if ICAT says otherwise by then.",
+    )
+    dataset: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="How the ledger shows the dataset: its id and, where ICAT gave them, "
+        "its investigation, visit id and name.",
+    )
+
+
+SettableState = Literal["FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"]
+
+
+class ArchivalStateSet(Payload):
+    """An admin sets a dataset's "Archival state" by hand (and its datafiles', with
+    ``datafiles``), with a reason kept in the gateway's audit trail; the icat-writer writes it.
+    ``change_id`` names the change (the correlation id)."""
+
+    TYPE: ClassVar[str] = "datastore.archival.state.set.v1"
+    change_id: str
+    dataset_id: int = Field(description="ICAT Dataset id")
+    state: SettableState
+    reason: str = Field(min_length=1, max_length=1000)
+    datafiles: bool = Field(description="Set every datafile of the dataset to the state too.")
+    deletion_date: date | None = Field(
+        default=None, description='Recorded as the dataset\'s "Deletion date" (ISO date).'
+    )
+    set_by: str = Field(description="The admin's ICAT user name (plugin/name).")
 
 
 class RestoreRequested(Payload):

@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from datastore_common.errors import ConfigurationError
 from datastore_common.ops.broker_users import (
@@ -38,7 +42,8 @@ from datastore_common.ops.dlq import (
     resolve_dlq,
     show_dlq,
 )
-from datastore_common.settings import command_line, settings_from
+from datastore_common.ops.retry import Gateway, RetryReport, bulk_retry, parse_since
+from datastore_common.settings import DatastoreSettings, command_line, settings_from
 from datastore_common.topology import Topology
 from datastore_common.worker import topology_from
 
@@ -59,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     # top-level value when it is given there.
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    groups = parser.add_subparsers(dest="group", metavar="{dlq,broker-accounts}", required=True)
+    groups = parser.add_subparsers(
+        dest="group", metavar="{dlq,retry,broker-accounts}", required=True
+    )
     dlq = groups.add_parser(
         "dlq",
         help="dead-letter queues",
@@ -141,7 +148,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also import them into the RabbitMQ on this host (rabbitmqctl import_definitions)",
     )
+    retry = groups.add_parser(
+        "retry",
+        help="retry in bulk the datasets of archives that ended badly",
+        description="Retry, through the gateway (POST /datasets/{id}/retry), every dataset of "
+        "the archive requests that ended in --state since --since with a failure of --class. "
+        f"The session (--session or ${SESSION_ENV}) must be an admin's (gateway.admins: "
+        "everyone's requests) and an archiver's. Exit codes: 0 ok, 2 usage, 1 failure.",
+        parents=[config],
+    )
+    retry.add_argument(
+        "--state",
+        action="append",
+        choices=("FAILED", "FINISHEDDIRTY", "CANCELED"),
+        help="the requests' end state (repeatable; default FAILED)",
+    )
+    retry.add_argument(
+        "--class",
+        dest="failure_class",
+        action="append",
+        choices=("user", "system"),
+        help="the failure class (repeatable; default both); FTS failures count as system",
+    )
+    retry.add_argument(
+        "--since",
+        required=True,
+        help="requests accepted since: a duration back from now (30m, 12h, 2d, 1w) or an ISO date",
+    )
+    retry.add_argument("--dry-run", action="store_true", help="only list what would be retried")
+    retry.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="the gateway's URL (default http://<gateway.host>:<gateway.port>)",
+    )
+    retry.add_argument("--session", metavar="ID", help=f"the ICAT session (default ${SESSION_ENV})")
     return parser
+
+
+#: Where ``retry`` reads the operator's ICAT session from when --session is not given.
+SESSION_ENV = "DATASTORE_SESSION"
 
 
 def write_broker_accounts(args: argparse.Namespace) -> int:
@@ -185,6 +230,8 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         if args.group == "broker-accounts":
             return write_broker_accounts(args)
         settings = settings_from(args)
+        if args.group == "retry":
+            return await _retry(args, settings)
         topology = topology_from(settings)
         dlq = resolve_dlq(topology, args.queue) if getattr(args, "queue", None) else ""
         async with connect(settings.broker.url.get_secret_value()) as connection:
@@ -241,6 +288,44 @@ async def _dispatch(
         print(f"purged {purged} message(s) from {dlq}")
         return 0
     raise UsageError(f"unknown action {args.action!r}")  # argparse makes this unreachable
+
+
+async def _retry(args: argparse.Namespace, settings: DatastoreSettings) -> int:
+    session = args.session or os.environ.get(SESSION_ENV)
+    if not session:
+        raise UsageError(f"retry needs an ICAT session: --session or ${SESSION_ENV}")
+    since = parse_since(args.since, datetime.now(UTC))
+    url = args.gateway or f"http://{settings.gateway.host}:{settings.gateway.port}"
+    headers = {"Authorization": f"Bearer {session}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60.0) as client:
+        report = await bulk_retry(
+            Gateway(client),
+            states=args.state or ["FAILED"],
+            failure_classes=args.failure_class or [],
+            since=since,
+            dry_run=args.dry_run,
+        )
+    return _print_retry(report, dry_run=args.dry_run)
+
+
+def _print_retry(report: RetryReport, *, dry_run: bool) -> int:
+    if dry_run:
+        print(f"would retry {len(report.planned)} dataset(s)")
+        for planned in report.planned:
+            print(f"    {planned}")
+    else:
+        print(f"retried {len(report.retried)} dataset(s)")
+        for label, request_id in report.retried:
+            print(f"    {label}: request {request_id}")
+    if report.refused:
+        print(f"not retried {len(report.refused)} dataset(s):")
+        for label, why in report.refused:
+            print(f"    {label}: {why}")
+    if report.missing:
+        print(f"not found {len(report.missing)} dataset(s):")
+        for label, why in report.missing:
+            print(f"    {label}: {why}")
+    return 0
 
 
 def _print_json(value: object) -> None:

@@ -60,6 +60,7 @@ from datastore_gateway.ledger.database import (
 )
 from datastore_gateway.ledger.records import (
     REQUEST_COLUMNS,
+    AuditEntry,
     Channel,
     Delivery,
     Failure,
@@ -74,6 +75,7 @@ __all__ = [
     "ADDED_COLUMNS",
     "ADDED_TABLES",
     "SCHEMA",
+    "AuditEntry",
     "Channel",
     "Delivery",
     "Failure",
@@ -303,6 +305,58 @@ class Ledger:
                 db.execute("DELETE FROM ledger_outbox WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
+
+    async def audit(self, change: AuditEntry) -> None:
+        """Keep an admin's state set by hand (a change recorded before is kept as it was)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                db.execute(
+                    "INSERT INTO ledger_audit (change_id, at, who, dataset_id, old_state,"
+                    " new_state, datafiles, deletion_date, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (change_id) DO NOTHING",
+                    (
+                        change.change_id,
+                        change.at,
+                        change.who,
+                        change.dataset_id,
+                        change.old_state,
+                        change.new_state,
+                        int(change.datafiles),
+                        change.deletion_date,
+                        change.reason,
+                    ),
+                )
+
+        await self._run(work, "audit")
+
+    async def audit_trail(self, dataset_id: int) -> list[AuditEntry]:
+        """The states set by hand on a dataset, oldest first."""
+
+        def work() -> list[AuditEntry]:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT change_id, at, who, dataset_id, old_state, new_state, datafiles,"
+                    " deletion_date, reason FROM ledger_audit WHERE dataset_id = ?"
+                    " ORDER BY at, change_id",
+                    (dataset_id,),
+                )
+            return [
+                AuditEntry(
+                    change_id=row[0],
+                    at=float(row[1]),
+                    who=row[2],
+                    dataset_id=int(row[3]),
+                    old_state=row[4],
+                    new_state=row[5],
+                    datafiles=bool(row[6]),
+                    deletion_date=row[7],
+                    reason=row[8],
+                )
+                for row in rows
+            ]
+
+        return await self._run(work, "read")
 
     async def job_owner(self, job_id: str) -> JobOwner | None:
         """Who asked for the request an FTS job belongs to; None for a job the ledger does not

@@ -85,6 +85,19 @@ SCHEMA = (
         PRIMARY KEY (request_id, channel)
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_outbox_due ON ledger_outbox (state, due)",
+    # Admins' archival states set by hand: who, when, old -> new and why (never purged).
+    """CREATE TABLE IF NOT EXISTS ledger_audit (
+        change_id     TEXT PRIMARY KEY,
+        at            DOUBLE PRECISION NOT NULL,
+        who           TEXT NOT NULL,
+        dataset_id    BIGINT NOT NULL,
+        old_state     TEXT,
+        new_state     TEXT NOT NULL,
+        datafiles     INTEGER NOT NULL,
+        deletion_date TEXT,
+        reason        TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_audit_dataset ON ledger_audit (dataset_id, at)",
 )
 
 

@@ -58,6 +58,22 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """An admin's archival state set by hand on a dataset: who, when (epoch seconds),
+    old -> new, whether its datafiles too, the deletion date set, and why."""
+
+    change_id: str
+    at: float
+    who: str
+    dataset_id: int
+    old_state: str | None
+    new_state: str
+    datafiles: bool
+    deletion_date: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """A request as ``GET /requests/{id}`` shows it."""
 

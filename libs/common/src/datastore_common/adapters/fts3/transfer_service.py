@@ -64,6 +64,7 @@ def job_params(job: PlannedJob, fts3: Fts3Settings) -> JobParams:
     metadata = {"request_id": request_id_of(job.sid), "kind": job.kind, "sid": job.sid}
     common = JobParams(
         verify_checksum=fts3.verify_checksum,
+        overwrite=job.overwrite,
         retry=fts3.retry,
         priority=fts3.priority,
         job_metadata=metadata,

@@ -7,14 +7,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from datastore_gateway import following
-from datastore_gateway.api.deps import CurrentUser, LookupPageDep, SelectionsDep
+from datastore_gateway import control, following
+from datastore_gateway.api.deps import (
+    CurrentUser,
+    IdempotencyDep,
+    IdempotencyKeyHeader,
+    LedgerDep,
+    LookupPageDep,
+    OptionalLedgerDep,
+    PublisherDep,
+    SelectionsDep,
+    SettingsDep,
+    VoDep,
+)
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
 from datastore_gateway.schemas import (
     DatasetComplete,
     DatasetPercentage,
     DatasetsFound,
+    DatasetStateSet,
+    DatasetStateSetAccepted,
     DatasetStatus,
+    RetryAccepted,
 )
 
 router = APIRouter(prefix="/datasets", tags=["Datasets"])
@@ -133,3 +147,109 @@ async def dataset_percentage(
         dataset_id, user=user, selections=selections, list_files=False
     )
     return DatasetPercentage(dataset_id=dataset_id, percentage_complete=status.percentage_complete)
+
+
+RETRY_RESPONSES: Responses = {
+    **RESPONSES,
+    403: problem(
+        "Not an archiver (gateway.archivers)",
+        "user 'db/alice' may not archive: not one of gateway.archivers",
+    ),
+    409: problem(
+        "Nothing to retry: the dataset's archive is in flight, FINISHED, or was never made",
+        "retry refused: dataset 42 is ACTIVE: its archive is still in flight; cancel it or "
+        "wait for it to end",
+        "retry refused: dataset 42 is FINISHED: every file is on tape",
+    ),
+    422: problem(
+        "A datafile to retry has no safe location in ICAT",
+        "cannot retry: datafile 7: it is empty",
+    ),
+    503: problem(
+        "ICAT or the broker unavailable: nothing accepted",
+        "icat dataset_archival: <urlopen error [Errno 111] Connection refused>",
+        "the broker did not confirm within 10 s",
+    ),
+}
+
+
+@router.post("/{dataset_id}/retry", status_code=202, responses=RETRY_RESPONSES)
+async def retry_dataset(
+    dataset_id: int,
+    user: CurrentUser,
+    selections: SelectionsDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    vo: VoDep,
+    idempotency: IdempotencyDep,
+    ledger: OptionalLedgerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RetryAccepted:
+    """Archive again the datafiles FAILED or CANCELED of a dataset whose archive ended
+    (FAILED, CANCELED, FINISHEDDIRTY); files already on tape stay. Archivers only; the dataset
+    is read with your ICAT session (404 if it does not let you). 409 with why while the
+    dataset is in flight or once FINISHED. The retry is a request of its own: follow
+    `request_id` with `GET /requests/{request_id}`; the files travel under new FTS jobs
+    (`job_ids`), recorded in the dataset's "Archival ids"."""
+    return await control.retry_dataset(
+        dataset_id,
+        user=user,
+        selections=selections,
+        publisher=publisher,
+        settings=settings,
+        vo=vo,
+        ledger=ledger,
+        idempotency=idempotency,
+        idempotency_key=idempotency_key,
+    )
+
+
+SET_RESPONSES: Responses = {
+    401: UNAUTHENTICATED,
+    404: problem(
+        "Not an admin (gateway.admins), or no such dataset ICAT lets you read",
+        "no dataset 42 whose state you may set",
+        "not found, or not readable with your ICAT session: Dataset 42",
+    ),
+    422: invalid(
+        "The body is not valid: a state that cannot be set by hand, no reason",
+        (
+            "body.state",
+            "literal_error",
+            "Input should be 'FINISHED', 'FINISHEDDIRTY', 'FAILED' or 'CANCELED'",
+        ),
+        ("body.reason", "missing", "Field required"),
+    ),
+    503: problem(
+        "ICAT, the broker or the ledger unavailable: nothing changed in ICAT",
+        "icat dataset_archival: <urlopen error [Errno 111] Connection refused>",
+        "the broker did not confirm within 10 s",
+    ),
+}
+
+
+@router.put("/{dataset_id}/status", status_code=202, responses=SET_RESPONSES)
+async def set_dataset_status(
+    dataset_id: int,
+    body: DatasetStateSet,
+    user: CurrentUser,
+    selections: SelectionsDep,
+    publisher: PublisherDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> DatasetStateSetAccepted:
+    """gateway.admins only (anyone else: 404): set the dataset's 'Archival state' by hand
+    (and every datafile's, unless `datafiles` is false), optionally with a 'Deletion date'.
+    Who, when, old -> new and the reason are kept in the audit trail (the ledger's database
+    and the log); the icat-writer writes ICAT in a moment (`GET /datasets/{id}/status` shows
+    it). A state with failures records "set <state> by hand by <admin>: <reason>" as the
+    'Archival failure'."""
+    return await control.set_dataset_state(
+        dataset_id,
+        body,
+        user=user,
+        selections=selections,
+        publisher=publisher,
+        ledger=ledger,
+        settings=settings,
+    )

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from datastore_common.ports import JobProgress
-from datastore_gateway import handlers
+from datastore_gateway import control, handlers
 from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep, TransfersDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, problem
-from datastore_gateway.schemas import JobComplete, JobPercentage, JobState, JobStatus
+from datastore_gateway.schemas import (
+    CancelAccepted,
+    JobComplete,
+    JobPercentage,
+    JobState,
+    JobStatus,
+)
 
 router = APIRouter(prefix="/job", tags=["Jobs"])
 
@@ -72,3 +78,33 @@ async def job_complete(progress: ProgressDep) -> JobComplete:
 async def job_percentage(progress: ProgressDep) -> JobPercentage:
     """Files whose transfer ended (failures included) / all files x 100; 100 for no files."""
     return handlers.job_percentage(progress)
+
+
+CANCEL_RESPONSES: Responses = {
+    **RESPONSES,
+    409: problem(
+        "Not cancelled: the job has ended, or it is an archive's (admins: force=true)",
+        "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70: the job has ended FINISHED: nothing to cancel",
+        "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70: an archive job is not cancelled: its files "
+        "may already be on tape and ICAT records them; only an admin may force it",
+    ),
+}
+
+
+@router.delete("/{job_id}", status_code=202, responses=CANCEL_RESPONSES)
+async def cancel_job(
+    job_id: str,
+    user: CurrentUser,
+    transfers: TransfersDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+    force: Annotated[
+        bool, Query(description="gateway.admins only: cancel an archive's job too")
+    ] = False,
+) -> CancelAccepted:
+    """Cancel a restore's job (as `DELETE /requests/{request_id}` does for all of them): FTS
+    ends its files not yet done CANCELED and removes partial copies. An archive's job is
+    refused (409) unless an admin passes `force=true`; an ended job is a 409 with its state."""
+    return await control.cancel_job(
+        job_id, force=force, user=user, ledger=ledger, transfers=transfers, settings=settings
+    )

@@ -6,10 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from datastore_gateway import following, handlers
-from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep
+from datastore_gateway import control, following, handlers
+from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep, TransfersDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, invalid, problem
-from datastore_gateway.schemas import Problem, RequestFilter, RequestPage, RequestStatus
+from datastore_gateway.schemas import (
+    CancelAccepted,
+    Problem,
+    RequestFilter,
+    RequestPage,
+    RequestStatus,
+)
 
 router = APIRouter(prefix="/requests", tags=["Requests"])
 
@@ -71,3 +77,48 @@ async def request_status(
     Kept for `gateway.ledger_retention_days` after it ends, also once FTS forgot its jobs.
     """
     return await handlers.request_status(request_id, user=user, ledger=ledger, settings=settings)
+
+
+#: ``?force=true``: an admin cancels an archive (anyone else's force is ignored).
+ForceQuery = Annotated[
+    bool,
+    Query(
+        description="gateway.admins only: cancel an archive too (ICAT then records its files "
+        "CANCELED); ignored for anyone else"
+    ),
+]
+
+CANCEL_RESPONSES: Responses = {
+    401: UNAUTHENTICATED,
+    404: problem(
+        "No such request of yours (owner and gateway.admins only), or it was forgotten",
+        "no request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10 of yours in the ledger",
+    ),
+    409: problem(
+        "Not cancelled: it has ended, or it is an archive (admins: force=true)",
+        "request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10: the request has ended FINISHED: "
+        "nothing to cancel",
+        "request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10: an archive request is not cancelled: "
+        "its files may already be on tape and ICAT records them; only an admin may force it",
+    ),
+    503: problem("FTS or the ledger's database unavailable", "request ledger (read): ..."),
+}
+
+
+@router.delete("/{request_id}", status_code=202, responses=CANCEL_RESPONSES)
+async def cancel_request(
+    request_id: str,
+    user: CurrentUser,
+    ledger: LedgerDep,
+    transfers: TransfersDep,
+    settings: SettingsDep,
+    force: ForceQuery = False,
+) -> CancelAccepted:
+    """Cancel a restore in flight: FTS cancels its jobs (files not yet done end CANCELED,
+    partial copies are removed) and the request ends CANCELED as the status-poller reports it.
+    An archive is refused (409) unless an admin passes `force=true`; an ended request is a 409
+    with its state; cancelling twice is harmless. The owner's and admins' only (others: 404).
+    """
+    return await control.cancel_request(
+        request_id, force=force, user=user, ledger=ledger, transfers=transfers, settings=settings
+    )
