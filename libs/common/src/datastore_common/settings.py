@@ -192,6 +192,11 @@ class GatewaySettings(_Section):
     ledger_retention_days: float = Field(
         default=90.0, gt=0, description="How long an ended request stays in the ledger."
     )
+    cors_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins (scheme://host[:port], or '*') whose browser pages may call the "
+        "API (CORS); empty: no CORS headers, browsers allow same-origin pages only.",
+    )
     vocabulary_cache_seconds: float = Field(
         default=60.0,
         ge=0,
