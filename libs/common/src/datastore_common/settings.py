@@ -109,6 +109,18 @@ class IcatSettings(_Section):
         'datafile\'s "Archival state" only when this account wrote it.',
     )
 
+    embargo_period_years: int = Field(
+        default=2,
+        ge=0,
+        description="A new Investigation without releaseDate is released this many years after "
+        "its endDate (else startDate, else the day it is created), as the original API did.",
+    )
+    embargo_types: tuple[str, ...] = Field(
+        default=(),
+        description="InvestigationType names whose new Investigations get no releaseDate at "
+        "all (even one the request gives), as the original API's list.",
+    )
+
     @property
     def functional_user(self) -> str:
         """Who ICAT says wrote what the functional account writes (``modId``)."""

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from datastore_common.domain.archival import (
     ARCHIVAL_IDS,
@@ -17,6 +18,7 @@ from datastore_common.domain.archival import (
     CatalogueDataset,
     active_jobs_of,
 )
+from datastore_common.domain.embargo import release_date
 from datastore_common.errors import InvalidRequestError, NotFoundError
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
 from datastore_common.ports import ArchivalEntity, Catalogue, NewDatafile
@@ -30,6 +32,7 @@ class FakeInvestigation:
     facility_cycles: set[str] = field(default_factory=set)
     file_size: int | None = None
     file_count: int | None = None
+    release_date: datetime | None = None
 
 
 @dataclass
@@ -63,8 +66,14 @@ class FakeCatalogue(Catalogue):
         facility_cycles: Collection[str] = ("20XX",),
         dataset_types: Collection[str] = ("scan",),
         datafile_formats: Collection[tuple[str, str]] = (("nexus", "3"),),
+        embargo_years: int = 2,
+        embargo_types: Collection[str] = (),
+        today: datetime | None = None,
     ) -> None:
         self.facility = facility
+        self._embargo_years = embargo_years
+        self._embargo_types = frozenset(embargo_types)
+        self._today = today  # None: the real date, as the ICAT adapter uses
         self._references = {
             "Instrument": set(instruments),
             "InvestigationType": set(investigation_types),
@@ -114,7 +123,13 @@ class FakeCatalogue(Catalogue):
             None,
         )
         if found is None:
-            found = FakeInvestigation(next(self._ids), investigation)
+            released = release_date(
+                investigation,
+                embargo_years=self._embargo_years,
+                embargo_types=self._embargo_types,
+                today=self._today or datetime.now(UTC),
+            )
+            found = FakeInvestigation(next(self._ids), investigation, release_date=released)
             self.investigations[found.id] = found
             self.writes += 1
         for links, name in (

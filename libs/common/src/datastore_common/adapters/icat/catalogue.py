@@ -9,6 +9,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from datastore_common.adapters.icat.get_or_create import (
@@ -42,6 +43,7 @@ from datastore_common.domain.archival import (
     CatalogueDataset,
     active_jobs_of,
 )
+from datastore_common.domain.embargo import release_date
 from datastore_common.domain.states import TERMINAL
 from datastore_common.errors import InvalidRequestError
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
@@ -108,9 +110,17 @@ class IcatCatalogue(Catalogue):
         def new_investigation() -> Any:
             fields = {
                 k: getattr(spec, k)
-                for k in ("summary", "doi", "startDate", "endDate", "releaseDate")
+                for k in ("summary", "doi", "startDate", "endDate")
                 if getattr(spec, k) is not None
             }
+            released = release_date(
+                spec,
+                embargo_years=self._settings.embargo_period_years,
+                embargo_types=self._settings.embargo_types,
+                today=datetime.now(UTC),
+            )
+            if released is not None:
+                fields["releaseDate"] = released
             return client.new(
                 "Investigation",
                 name=spec.name,
