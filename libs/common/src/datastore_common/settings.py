@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from datastore_common.errors import ConfigurationError
+from datastore_common.original_config import translate as translate_original
 
 CONFIG_ENV = "DATASTORE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -272,6 +273,18 @@ class DatastoreSettings(BaseSettings):
     x509_user_cert: Path | None = None
     x509_user_key: Path | None = None
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics server.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _original_keys(cls, data: Any) -> Any:
+        """The original Datastore API's keys: read as ours, or refused naming ours
+        (``original_config.RULES``)."""
+        if not isinstance(data, dict):
+            return data
+        translation = translate_original(data)  # OriginalKeyRefused is a ValueError
+        for notice in translation.notices:
+            warnings.warn(notice, FutureWarning, stacklevel=2)
+        return translation.values
 
     @field_validator("instrument_data_cache", "user_data_cache", "tape_archive")
     @classmethod
