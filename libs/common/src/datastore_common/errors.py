@@ -75,6 +75,10 @@ class GaveUpError(PermanentError):
     """A message was delivered ``delivery_limit`` times without its handler ever answering."""
 
 
+class ConflictError(PermanentError):
+    """The request conflicts with what the thing asked about is (an archive job to cancel)."""
+
+
 class NotArchivedError(PermanentError):
     """Some selected datafiles are not (yet) safely on tape: their "Archival state" is not
     FINISHED (or they have no location). ``states`` maps datafile id -> state (None = none)."""

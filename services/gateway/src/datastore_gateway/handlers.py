@@ -21,6 +21,7 @@ from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
+    ConflictError,
     CredentialError,
     DatastoreError,
     ForbiddenError,
@@ -437,6 +438,31 @@ async def job_progress(
     if progress is None:
         raise NotFoundError(f"FTS at {transfers.endpoint} knows no job {job_id}")
     return progress
+
+
+async def cancel_job(
+    job_id: str,
+    transfers: TransferService,
+    *,
+    user: UserSession,
+    ledger: Ledger,
+    settings: DatastoreSettings,
+) -> JobProgress:
+    """Cancel a restore job in FTS, for the owner of its request or an admin (the original
+    API's DELETE /job/{id}). An archive job is refused (409): cancelling it would leave ICAT
+    saying files are on their way to tape. A job the ledger does not know is a 404 to everyone:
+    Datastore cancels only its own jobs. FTS leaves an ended job as it was."""
+    if not _JOB_ID.match(job_id):
+        raise NotFoundError(f"no such job: {job_id!r} is not an FTS job id")
+    known = await ledger.job_owner(job_id)
+    if known is None or not may_see(known.owner, user, settings):
+        raise NotFoundError(f"no job {job_id} of yours")
+    if known.kind != "restore":
+        raise ConflictError(
+            f"job {job_id} is an archive job: archive jobs cannot be cancelled (ICAT records "
+            "its files' archival); only restore jobs can"
+        )
+    return await transfers.cancel(job_id)
 
 
 def percentage_of(progress: JobProgress) -> float:

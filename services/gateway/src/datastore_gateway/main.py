@@ -5,10 +5,11 @@ injected (the bus publisher, the ICAT sessions, selections and vocabulary adapte
 shared client pool, the idempotency store, the one FTS port for job status and the VO) and
 closes what it opened. Errors raised anywhere below become HTTP answers here, once:
 SessionRefusedError (the caller's own session or login) 401, ForbiddenError 403,
-NotFoundError 404, NotArchivedError 409, RequestTooLargeError 413, other PermanentError 422,
-TransientError 503 — each with ``{"detail": "<reason>"}``. A peer refusing *our* credential
-(``CredentialError``, or any other ``AuthenticationError``: FTS, the broker, ICAT's functional
-account) is a 503 with an alarm, never a 401 telling the caller their session is bad.
+NotFoundError 404, NotArchivedError and ConflictError 409, RequestTooLargeError 413, other
+PermanentError 422, TransientError 503 — each with ``{"detail": "<reason>"}``. A peer
+refusing *our* credential (``CredentialError``, or any other ``AuthenticationError``: FTS, the
+broker, ICAT's functional account) is a 503 with an alarm, never a 401 telling the caller
+their session is bad.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     CredentialError,
     DatastoreError,
     ForbiddenError,
@@ -132,6 +134,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(requests.router)
     app.include_router(datasets.router)
+    app.include_router(datasets.original_router)
     app.include_router(investigations.router)
     app.include_router(health.router)
     _add_error_handlers(app)
@@ -293,6 +296,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(NotArchivedError, conflict)
+    app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(RequestTooLargeError, too_large)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)

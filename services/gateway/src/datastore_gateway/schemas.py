@@ -132,6 +132,16 @@ class JobState(_Shape):
     complete: bool = Field(description="True once the job is in a final state.")
 
 
+class JobCancelled(_Shape):
+    """The original API's cancel answer: the job's state once FTS cancelled it."""
+
+    job_id: str
+    state: str = Field(
+        description="CANCELED, or the final state FTS had already reached (it leaves an ended "
+        "job as it was)."
+    )
+
+
 class JobComplete(_Shape):
     job_id: str
     complete: bool = Field(

@@ -1,5 +1,6 @@
 """GET /job/{job_id}[/status|/complete|/percentage]: an FTS job (archive or restore) as FTS
-sees it now, to the owner of its request and to ``gateway.admins`` only (others: 404)."""
+sees it now, to the owner of its request and to ``gateway.admins`` only (others: 404);
+DELETE /job/{job_id} cancels a restore job (the original API's cancel)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from datastore_common.ports import JobProgress
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import CurrentUser, LedgerDep, SettingsDep, TransfersDep
 from datastore_gateway.api.problems import UNAUTHENTICATED, Responses, problem
-from datastore_gateway.schemas import JobComplete, JobPercentage, JobState, JobStatus
+from datastore_gateway.schemas import (
+    JobCancelled,
+    JobComplete,
+    JobPercentage,
+    JobState,
+    JobStatus,
+)
 
 router = APIRouter(prefix="/job", tags=["Jobs"])
 
@@ -72,3 +79,30 @@ async def job_complete(progress: ProgressDep) -> JobComplete:
 async def job_percentage(progress: ProgressDep) -> JobPercentage:
     """Files whose transfer ended (failures included) / all files x 100; 100 for no files."""
     return handlers.job_percentage(progress)
+
+
+CANCEL_RESPONSES: Responses = {
+    **RESPONSES,
+    409: problem(
+        "An archive job: only restore jobs can be cancelled",
+        "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70 is an archive job: archive jobs cannot be "
+        "cancelled (ICAT records its files' archival); only restore jobs can",
+    ),
+}
+
+
+@router.delete("/{job_id}", responses=CANCEL_RESPONSES)
+async def cancel_job(
+    job_id: str,
+    user: CurrentUser,
+    transfers: TransfersDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+) -> JobCancelled:
+    """Cancel a restore job (its files not yet copied stay where they are); archive jobs are
+    refused. Owner of the request or ``gateway.admins`` only; FTS leaves an ended job as it
+    was, and the answer says its state."""
+    progress = await handlers.cancel_job(
+        job_id, transfers, user=user, ledger=ledger, settings=settings
+    )
+    return JobCancelled(job_id=progress.job_id, state=progress.state)
