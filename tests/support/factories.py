@@ -149,7 +149,8 @@ RICH_TECHNIQUES = {"diffraction"}
 
 def with_rich_metadata(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` (a seed body) with the original API's later metadata on its first dataset and
-    first datafile: parameters of each value kind, a sample, a technique, an instrument."""
+    first datafile: parameters of each value kind, a sample with a parameter, a technique, an
+    instrument."""
     dataset = body["investigations"][0]["datasets"][0]
     dataset["parameters"] = [
         {
@@ -162,6 +163,9 @@ def with_rich_metadata(body: dict[str, Any]) -> dict[str, Any]:
     dataset["sample"] = {
         "name": "sample_1",
         "sample_type": {"name": "crystal", "molecularFormula": "NaCl"},
+        "parameters": [
+            {"parameter_type": {"name": "temperature", "units": "K"}, "numericValue": 293.0}
+        ],
     }
     dataset["datasetTechniques"] = [{"name": "diffraction"}]
     dataset["datasetInstruments"] = [{"name": "instrument"}]

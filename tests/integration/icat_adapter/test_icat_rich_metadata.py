@@ -49,6 +49,7 @@ def root(seeded_icat: IcatEmulator) -> Iterator[icat.Client]:
             valueType=kind,
             applicableToDataset=True,
             applicableToDatafile=True,
+            applicableToSample=True,
             facility=facility,
         )
         for name, units, kind in PARAMETER_TYPES
@@ -112,6 +113,11 @@ async def test_rich_metadata_is_written_once(root: icat.Client, catalogue: IcatC
         )
         == 1
     )
+    sample_values = root.search(
+        "SELECT o.numericValue FROM SampleParameter o JOIN o.sample s JOIN s.investigation i "
+        f"WHERE i.id = {ids['investigation']}"
+    )
+    assert [float(v) for v in sample_values] == [293.0]
     datafile_id = ids["scan_0000/file_0000.nxs"]
     values = root.search(
         "SELECT o.stringValue FROM DatafileParameter o JOIN o.datafile df JOIN o.type t "

@@ -9,6 +9,7 @@ from datastore_common.domain.metadata import (
     has_dataset_metadata,
     missing_links,
     parameter_values,
+    samples_by_name,
     samples_to_set,
     wanted_parameters,
 )
@@ -62,3 +63,12 @@ def test_the_seed_dataset_has_no_rich_metadata() -> None:
     seed = DatasetSpec.model_validate(seed_body()["investigations"][0]["datasets"][0])
     assert not has_dataset_metadata(seed)
     assert has_dataset_metadata(rich_dataset())
+
+
+def test_one_sample_per_name_described_by_the_first_dataset_naming_it() -> None:
+    first, second = rich_dataset(), rich_dataset().model_copy(update={"name": "scan_0001"})
+    other_type = second.sample.model_copy(update={"pid": "pid:2"}) if second.sample else None
+    second = second.model_copy(update={"sample": other_type})
+    found = samples_by_name({1: first, 2: second})
+    assert list(found) == ["sample_1"]
+    assert found["sample_1"].pid is None  # the first dataset's description

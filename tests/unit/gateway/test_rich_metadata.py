@@ -80,6 +80,12 @@ UNKNOWN: dict[str, tuple[Change, str]] = {
         lambda b: first_dataset(b)["sample"]["sample_type"].update(molecularFormula="KCl"),
         "unknown sampleType 'crystal' molecularFormula 'KCl' in facility 'facility'",
     ),
+    "sample parameterType": (
+        lambda b: first_dataset(b)["sample"]["parameters"][0]["parameter_type"].update(
+            name="pressure"
+        ),
+        "unknown parameterType 'pressure' units 'K' in facility 'facility'",
+    ),
     "technique": (
         lambda b: first_dataset(b)["datasetTechniques"].append({"name": "SANS"}),
         "unknown technique 'SANS'",
@@ -148,6 +154,19 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         "duplicate technique of dataset 'scan_0000'",
     ),
     "sample without type": (dataset_with(sample={"name": "s"}), "sample_type"),
+    "sample parameter type twice": (
+        dataset_with(
+            sample={
+                "name": "s",
+                "sample_type": {"name": "crystal", "molecularFormula": "NaCl"},
+                "parameters": [
+                    {"parameter_type": TEMPERATURE, "numericValue": 1},
+                    {"parameter_type": TEMPERATURE, "numericValue": 2},
+                ],
+            }
+        ),
+        "duplicate parameter type of sample 's'",
+    ),
 }
 
 

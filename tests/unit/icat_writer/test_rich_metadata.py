@@ -78,6 +78,8 @@ async def test_every_piece_of_rich_metadata_lands_on_its_entity(world: World) ->
     sample = catalogue.samples[dataset.sample_id]
     assert (sample.name, sample.sample_type) == ("sample_1", ("crystal", "NaCl"))
     assert sample.investigation_id == dataset.investigation_id
+    sample_parameters = catalogue.metadata[("Sample", sample.id)]
+    assert sample_parameters[("temperature", "K")].numericValue == 293.0
 
     files = catalogue.datafiles_in(dataset_id)
     first = catalogue.metadata[("Datafile", files["file_0000.nxs"].id)]

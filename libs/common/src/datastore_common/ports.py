@@ -270,6 +270,8 @@ def terms_of(investigations: Sequence[InvestigationSpec]) -> dict[VocabularyKind
             if dataset.sample is not None:
                 kind = dataset.sample.sample_type
                 add("sampleType", (kind.name, kind.molecularFormula))
+                for parameter in dataset.sample.parameters:
+                    add("parameterType", parameter.type_key)
             for technique in dataset.datasetTechniques:
                 add("technique", technique.name)
             for instrument in dataset.datasetInstruments:

@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from datastore_common.messages import DatafileSpec, DatasetSpec, ParameterSpec
+from datastore_common.messages import DatafileSpec, DatasetSpec, ParameterSpec, SampleSpec
 
 K = TypeVar("K", bound=Hashable)
 TypeKey = tuple[str, str]  # a ParameterType's (name, units)
+#: The entities a request's parameters go on ({entity}Parameter in ICAT).
+ParameterOwner = Literal["Dataset", "Datafile", "Sample"]
 
 #: The value fields of a parameter ICAT stores, in the order they are written.
 PARAMETER_FIELDS = (
@@ -55,7 +57,7 @@ def parameter_values(parameter: ParameterSpec) -> dict[str, str | float | dateti
 
 
 def wanted_parameters(
-    specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec],
+    specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec] | Mapping[int, SampleSpec],
 ) -> dict[tuple[int, TypeKey], ParameterSpec]:
     """Every parameter asked for, by (owner id, type key)."""
     return {
@@ -80,6 +82,16 @@ def dataset_links(specs: Mapping[int, DatasetSpec]) -> DatasetLinks:
         instruments=[(i, n.name) for i, s in specs.items() for n in s.datasetInstruments],
         samples={i: s.sample.name for i, s in specs.items() if s.sample is not None},
     )
+
+
+def samples_by_name(specs: Mapping[int, DatasetSpec]) -> dict[str, SampleSpec]:
+    """The samples the datasets name, one per name (ICAT's key in an investigation): the first
+    dataset naming it describes it."""
+    found: dict[str, SampleSpec] = {}
+    for spec in specs.values():
+        if spec.sample is not None:
+            found.setdefault(spec.sample.name, spec.sample)
+    return found
 
 
 def samples_to_set(wanted: Mapping[int, str], with_sample: Iterable[int]) -> dict[int, str]:

@@ -241,10 +241,12 @@ class SampleSpec(_Entity):
     name: str = Field(min_length=1, max_length=255)
     pid: str | None = Field(default=None, max_length=255)
     sample_type: SampleTypeRef
+    parameters: list[ParameterSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _printable(self) -> SampleSpec:
         check_reference_name(self.name, "sample name")
+        _unique_parameter_types(self.parameters, f"sample {self.name!r}")
         return self
 
 

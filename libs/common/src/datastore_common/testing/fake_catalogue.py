@@ -20,10 +20,12 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.embargo import release_date
 from datastore_common.domain.metadata import (
+    ParameterOwner,
     TypeKey,
     dataset_links,
     has_dataset_metadata,
     missing_links,
+    samples_by_name,
     samples_to_set,
     wanted_parameters,
 )
@@ -34,6 +36,7 @@ from datastore_common.messages import (
     DatasetSpec,
     InvestigationSpec,
     ParameterSpec,
+    SampleSpec,
 )
 from datastore_common.ports import ArchivalEntity, Catalogue, NewDatafile
 
@@ -113,7 +116,7 @@ class FakeCatalogue(Catalogue):
         self._sample_types = set(sample_types)
         self._techniques = set(techniques)
         #: The request's own parameters (not the archival ones) by entity, id and type key.
-        self.metadata: dict[tuple[ArchivalEntity, int], dict[TypeKey, ParameterSpec]] = {}
+        self.metadata: dict[tuple[ParameterOwner, int], dict[TypeKey, ParameterSpec]] = {}
         self.samples: dict[int, FakeSample] = {}
         self._ids = itertools.count(1)
         self.investigations: dict[int, FakeInvestigation] = {}
@@ -272,8 +275,8 @@ class FakeCatalogue(Catalogue):
 
     def _write_parameters(
         self,
-        entity: ArchivalEntity,
-        specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec],
+        entity: ParameterOwner,
+        specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec] | Mapping[int, SampleSpec],
     ) -> None:
         wanted = wanted_parameters(specs)
         # Types are looked up, never created: all are checked before any parameter is written.
@@ -315,22 +318,26 @@ class FakeCatalogue(Catalogue):
             for dataset_id, name in missing_links(wanted, existing):
                 getattr(self.datasets[dataset_id], attribute).add(name)
                 self.writes += 1
+        if not links.samples:
+            return
+        by_name = samples_by_name(specs)
+        samples = {name: self._sample(investigation_id, spec) for name, spec in by_name.items()}
+        with_parameters = {samples[n].id: spec for n, spec in by_name.items() if spec.parameters}
+        if with_parameters:
+            self._write_parameters("Sample", with_parameters)
         with_sample = [d for d in links.samples if self.datasets[d].sample_id is not None]
-        for dataset_id in samples_to_set(links.samples, with_sample):
-            sample = self._sample(investigation_id, specs[dataset_id])
-            self.datasets[dataset_id].sample_id = sample.id
+        for dataset_id, name in samples_to_set(links.samples, with_sample).items():
+            self.datasets[dataset_id].sample_id = samples[name].id
             self.writes += 1
 
-    def _sample(self, investigation_id: int, spec: DatasetSpec) -> FakeSample:
+    def _sample(self, investigation_id: int, spec: SampleSpec) -> FakeSample:
         """The investigation's sample of that name, created when missing (ICAT's key)."""
-        if spec.sample is None:
-            raise ValueError(f"dataset {spec.name!r} names no sample")
         for sample in self.samples.values():
-            if (sample.investigation_id, sample.name) == (investigation_id, spec.sample.name):
+            if (sample.investigation_id, sample.name) == (investigation_id, spec.name):
                 return sample
-        kind = spec.sample.sample_type
+        kind = spec.sample_type
         created = FakeSample(
-            next(self._ids), investigation_id, spec.sample.name, (kind.name, kind.molecularFormula)
+            next(self._ids), investigation_id, spec.name, (kind.name, kind.molecularFormula)
         )
         self.samples[created.id] = created
         self.writes += 1

@@ -17,10 +17,12 @@ from datastore_common.adapters.icat.pool import IcatClient
 from datastore_common.adapters.icat.references import FacilityReferences
 from datastore_common.adapters.icat.wire import CREATE_CHUNK
 from datastore_common.domain.metadata import (
+    ParameterOwner,
     TypeKey,
     dataset_links,
     missing_links,
     parameter_values,
+    samples_by_name,
     samples_to_set,
     wanted_parameters,
 )
@@ -39,8 +41,8 @@ class RichMetadata:
     def write_parameters(
         self,
         client: IcatClient,
-        entity: str,
-        specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec],
+        entity: ParameterOwner,
+        specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec] | Mapping[int, SampleSpec],
     ) -> int:
         """The missing ``{entity}Parameter``s of ``specs`` (by owner id); how many created."""
         wanted = wanted_parameters(specs)
@@ -120,11 +122,7 @@ class RichMetadata:
         specs: Mapping[int, DatasetSpec],
         wanted: Mapping[int, str],
     ) -> int:
-        by_name: dict[str, SampleSpec] = {}
-        for dataset_id in wanted:
-            sample = specs[dataset_id].sample
-            if sample is not None:
-                by_name.setdefault(sample.name, sample)  # one Sample per name (ICAT's key)
+        by_name = samples_by_name(specs)
 
         def new_sample(sample: SampleSpec) -> Any:
             kind = sample.sample_type
@@ -153,6 +151,10 @@ class RichMetadata:
             create_many=client.createMany,
             create=client.create,
         )
+        sample_parameters = {
+            sample_ids[name]: sample for name, sample in by_name.items() if sample.parameters
+        }
+        created = self.write_parameters(client, "Sample", sample_parameters)
         with_sample: list[int] = []
         for chunk in chunks(sorted(wanted), IN_CHUNK):
             query = (
@@ -164,7 +166,7 @@ class RichMetadata:
             dataset = client.get("Dataset INCLUDE 1", dataset_id)
             dataset.sample = client.new("Sample", id=sample_ids[name])
             client.update(dataset)
-        return len(linked)
+        return created + len(linked)
 
     # ------------------------------------------------------------ references
 
