@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from datastore_common.errors import ConfigurationError
+from datastore_common.original_config import translate as translate_original
 
 CONFIG_ENV = "DATASTORE_CONFIG"
 #: The service roles a broker user can have (``broker.users``); see ``topology.PUBLISHERS``.
@@ -146,6 +147,18 @@ class IcatSettings(_Section):
         'datafile\'s "Archival state" only when this account wrote it.',
     )
 
+    embargo_period_years: int = Field(
+        default=2,
+        ge=0,
+        description="A new Investigation without releaseDate is released this many years after "
+        "its endDate (else startDate, else the day it is created), as the original API did.",
+    )
+    embargo_types: tuple[str, ...] = Field(
+        default=(),
+        description="InvestigationType names whose new Investigations get no releaseDate at "
+        "all (even one the request gives), as the original API's list.",
+    )
+
     @property
     def functional_user(self) -> str:
         """Who ICAT says wrote what the functional account writes (``modId``)."""
@@ -249,6 +262,11 @@ class GatewaySettings(_Section):
     )
     ledger_retention_days: float = Field(
         default=90.0, gt=0, description="How long an ended request stays in the ledger."
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins (scheme://host[:port], or '*') whose browser pages may call the "
+        "API (CORS); empty: no CORS headers, browsers allow same-origin pages only.",
     )
     vocabulary_cache_seconds: float = Field(
         default=60.0,
@@ -430,6 +448,18 @@ class DatastoreSettings(BaseSettings):
             )
         if problems:
             raise ConfigurationError("refusing to start: " + "; ".join(problems))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _original_keys(cls, data: Any) -> Any:
+        """The original Datastore API's keys: read as ours, or refused naming ours
+        (``original_config.RULES``)."""
+        if not isinstance(data, dict):
+            return data
+        translation = translate_original(data)  # OriginalKeyRefused is a ValueError
+        for notice in translation.notices:
+            warnings.warn(notice, FutureWarning, stacklevel=2)
+        return translation.values
 
     @field_validator("instrument_data_cache", "user_data_cache", "tape_archive")
     @classmethod

@@ -41,6 +41,7 @@ from datastore_common.messages import (
     RestoreRequested,
 )
 from datastore_common.ports import (
+    SECOND_KEY,
     VOCABULARY_KINDS,
     JobProgress,
     Publisher,
@@ -160,10 +161,13 @@ def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str)
                 )
                 phrases.append(f"unknown facility {term!r}: {why}")
             elif isinstance(term, tuple):
-                name, version = term
+                name, second = term
                 phrases.append(
-                    f"unknown {kind} {name!r} version {version!r} in facility {facility!r}"
+                    f"unknown {kind} {name!r} {SECOND_KEY[kind]} {second!r} in facility "
+                    f"{facility!r}"
                 )
+            elif kind == "technique":  # Techniques are not a facility's: ICAT-wide names
+                phrases.append(f"unknown technique {term!r}")
             else:
                 phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
     return phrases
@@ -171,8 +175,9 @@ def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str)
 
 async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None:
     """Refuse (422) a request naming a facility, investigation type, instrument, facility
-    cycle, dataset type or datafile format ICAT does not know, as the icat-writer would
-    later; 503 when ICAT cannot say (nothing is accepted unchecked)."""
+    cycle, dataset type, datafile format, parameter type, sample type or technique ICAT does
+    not know, as the icat-writer would later; 503 when ICAT cannot say (nothing is accepted
+    unchecked)."""
     try:
         async with asyncio.timeout(VOCABULARY_TIMEOUT_SECONDS):
             unknown = await vocabulary.unknown(terms_of(body.investigations))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
@@ -179,6 +180,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(requests.router)
     app.include_router(datasets.router)
+    app.include_router(datasets.original_router)
     app.include_router(investigations.router)
     app.include_router(health.router)
     _add_error_handlers(app)
@@ -192,6 +194,16 @@ def create_app(
         limits={"/login": (settings.gateway.max_login_body_bytes, "gateway.max_login_body_bytes")},
     )
     app.add_middleware(RequestContext)
+    if settings.gateway.cors_origins:
+        # Outermost: a browser's preflight (OPTIONS, no session) is answered before the
+        # session check, and every answer, errors included, carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.gateway.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After", "Location"],
+        )
     return app
 
 

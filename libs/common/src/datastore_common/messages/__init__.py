@@ -15,6 +15,10 @@ from datastore_common.messages.metadata import (
     DatasetSpec,
     InvestigationSpec,
     NamedRef,
+    ParameterSpec,
+    ParameterTypeRef,
+    SampleSpec,
+    SampleTypeRef,
     check_unique_investigations,
 )
 from datastore_common.messages.notify import NotifyTargets, check_email, check_webhook
@@ -73,6 +77,8 @@ __all__ = [
     "InvestigationSpec",
     "NamedRef",
     "NotifyTargets",
+    "ParameterSpec",
+    "ParameterTypeRef",
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
@@ -80,6 +86,8 @@ __all__ = [
     "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
+    "SampleSpec",
+    "SampleTypeRef",
     "SettableState",
     "TransferKind",
     "TransferStatus",

@@ -253,3 +253,22 @@ async def set_dataset_status(
         ledger=ledger,
         settings=settings,
     )
+
+
+#: The original Datastore API's paths (``/dataset/{id}/...``, singular): the same answers.
+original_router = APIRouter(prefix="/dataset", tags=["Datasets"])
+for _suffix, _endpoint in (
+    ("status", dataset_status),
+    ("complete", dataset_complete),
+    ("percentage", dataset_percentage),
+):
+    original_router.add_api_route(
+        f"/{{dataset_id}}/{_suffix}",
+        _endpoint,
+        methods=["GET"],
+        responses=RESPONSES,
+        summary=f"Dataset {_suffix} (the original API's path)",
+        description=f"The same as `GET /datasets/{{dataset_id}}/{_suffix}`, at the original "
+        "Datastore API's path.",
+        operation_id=f"original_dataset_{_suffix}",
+    )
