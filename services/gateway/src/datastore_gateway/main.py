@@ -30,6 +30,7 @@ from datastore_common.errors import (
     CredentialError,
     DatastoreError,
     ForbiddenError,
+    InsecureKeyFileError,
     NotArchivedError,
     NotFoundError,
     PermanentError,
@@ -186,6 +187,8 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
 
         try:
             fts = Fts3TransferService.from_settings(settings)
+        except InsecureKeyFileError:
+            raise  # a key others can read: refuse to start, as the workers do
         except ConfigurationError as exc:
             # Archive and restore still work; the job endpoints answer 503 saying why.
             log.warning("fts_status_unavailable", error=str(exc))
