@@ -9,9 +9,11 @@ Settings are read once, by ``load_settings`` in each service's entry point, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -533,3 +535,13 @@ def settings_from(args: argparse.Namespace) -> DatastoreSettings:
     if args.config:
         os.environ[CONFIG_ENV] = str(args.config)
     return load_settings()
+
+
+@contextlib.contextmanager
+def refusing_to_start(prog: str) -> Iterator[None]:
+    """A ``ConfigurationError`` while starting ends the process with one line naming the
+    program and the reason (exit status 1), not a traceback an operator must read through."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None

@@ -161,9 +161,10 @@ RETRY_RESPONSES: Responses = {
         "wait for it to end",
         "retry refused: dataset 42 is FINISHED: every file is on tape",
     ),
-    422: problem(
-        "A datafile to retry has no safe location in ICAT",
-        "cannot retry: datafile 7: it is empty",
+    422: invalid(
+        "A parameter or header is not valid, or a datafile to retry has no safe location",
+        ("path.dataset_id", "int_parsing", "Input should be a valid integer"),
+        details=("cannot retry: datafile 7: it is empty",),
     ),
     503: problem(
         "ICAT or the broker unavailable: nothing accepted",
