@@ -66,14 +66,8 @@ def test_expired_session(tmp_path):
             "session_lifetime_minutes: 120", "session_lifetime_minutes: 0.02"
         )
     )
-    emulator = IcatEmulator(database=tmp_path / "icat.sqlite")
-    import tests.support.icat_fixtures as fx
-
-    original, fx.CONFIG = fx.CONFIG, config
-    try:
-        emulator.start()
-    finally:
-        fx.CONFIG = original
+    emulator = IcatEmulator(database=tmp_path / "icat.sqlite", config=config)
+    emulator.start()
     try:
         client = icat.Client(emulator.url)
         client.autoLogout = False

@@ -25,6 +25,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
 )
+from datastore_common.domain.senders import HEADER_SENDER
 from datastore_common.errors import PermanentError
 from datastore_common.messages import PAYLOAD_TYPES, Envelope, TransferStatus, wrap
 from datastore_common.ops.cli import run_cli
@@ -145,6 +146,8 @@ def assert_fresh(message: aio_pika.abc.AbstractIncomingMessage, replays: int = 1
     """A replayed message carries no failure history, only the replay count."""
     headers = dict(message.headers or {})
     assert headers.pop(HEADER_REPLAYS) == replays
+    # Published now by the operator, on behalf of the message's original sender.
+    assert headers.pop(HEADER_SENDER) == "guest"
     assert not [key for key in headers if key.startswith("x-datastore-")]
     assert "x-death" not in headers
     assert not any(key.startswith(("x-first-death", "x-last-death")) for key in headers)
