@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.support.icat_fixtures import IcatEmulator, run_icat_script
+import yaml
+
+from tests.support.icat_fixtures import EXAMPLE_YAML, IcatEmulator, run_icat_script
 
 from .conftest import ingest_args, login
 
@@ -52,26 +54,40 @@ def _dump(url: str) -> str:
     return re.sub(r"^# (Date|Service):.*$", "", result.stdout, flags=re.MULTILINE)
 
 
-def test_icatingest_twice_with_duplicate_ignore_creates_nothing_new(icat_emulator_factory):
+def _seed_rules() -> int:
+    docs = list(yaml.safe_load_all(EXAMPLE_YAML.read_text("utf-8")))
+    return sum(len(doc.get("rule") or {}) for doc in docs)
+
+
+def test_icatingest_twice_with_duplicate_ignore_creates_only_the_rules_again(
+    icat_emulator_factory,
+):
     emulator: IcatEmulator = icat_emulator_factory()
+    rules = _seed_rules()
     first = run_icat_script("icatingest.py", *ingest_args(emulator.url))
     assert first.returncode == 0, first.stderr
     assert _names(emulator.url) == SEEDED
-    creates_after_first = emulator.server_stats()["create"]
-    assert creates_after_first["count"] == 10  # one create per object of example.yaml
+    # One create per object of example.yaml: 11 catalogue objects, the functional account's
+    # User, its Grouping and UserGroup, and the rules.
+    assert emulator.server_stats()["create"]["count"] == 14 + rules
 
     second = run_icat_script("icatingest.py", *ingest_args(emulator.url))
     assert second.returncode == 0, second.stderr
     assert _names(emulator.url) == SEEDED
     client = login(emulator.url, "simple", "root", "pw")
     total = sum(client.search(f"SELECT COUNT(o) FROM {bean} o")[0] for bean in SEEDED)
-    assert total == 10
+    assert total == 11
+    # Each object is tried again: the 14 with a uniqueness constraint fail OBJECT_ALREADY_EXISTS
+    # (and are found); ICAT has no uniqueness constraint on Rule, so the rules are added again.
+    assert emulator.server_stats()["create"]["count"] == 2 * (14 + rules)
+    assert client.search("SELECT COUNT(o) FROM Rule o") == [2 * rules]
+    assert client.search("SELECT COUNT(o) FROM UserGroup o") == [1]
 
 
 def test_parameter_types_as_the_services_use_them(seeded):
     client = login(seeded.url, "simple", "root", "pw")
     types = client.search(
-        "SELECT o FROM ParameterType o WHERE o.name LIKE 'Archival %' INCLUDE o.facility"
+        "SELECT o FROM ParameterType o WHERE o.facility.name = 'facility' INCLUDE o.facility"
     )
     assert {
         (

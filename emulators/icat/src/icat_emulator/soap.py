@@ -8,8 +8,10 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from . import concise
 from .config import EmulatorConfig
 from .errors import IcatError
+from .jpql import QueryError
 from .model import ATTRIBUTE, MANY, META_FIELDS, ONE, Entity, Model
 from .sessions import Sessions
 from .sqlgen import Principal
@@ -130,17 +132,6 @@ class IcatService:
 
     def _principal(self, args: dict[str, list[etree._Element]]) -> Principal:
         return self.sessions.principal(self._text(args, "sessionId"))
-
-    def _writer(
-        self, args: dict[str, list[etree._Element]], action: str, beans: list[BeanIn]
-    ) -> Principal:
-        principal = self._principal(args)
-        if not principal.is_root:
-            name = beans[0].entity.name if beans else "entity"
-            raise IcatError(
-                "INSUFFICIENT_PRIVILEGES", f"{action} access to this {name} is not allowed."
-            )
-        return principal
 
     # -- beans -------------------------------------------------------------------------------
     def decode_bean(self, elem: etree._Element, declared: Entity | None) -> BeanIn:
@@ -268,34 +259,34 @@ class IcatService:
 
     # -- entity operations -------------------------------------------------------------------
     def create(self, args: dict[str, list[etree._Element]]) -> str:
+        principal = self._principal(args)
         beans = self._beans(args, "bean")
-        principal = self._writer(args, "CREATE", beans)
         if len(beans) != 1:
             raise IcatError("BAD_PARAMETER", "create needs exactly one bean")
         (new_id,) = self.store.create_many(principal, beans)
         return _ret(new_id)
 
     def create_many(self, args: dict[str, list[etree._Element]]) -> str:
+        principal = self._principal(args)
         beans = self._beans(args, "beans")
-        principal = self._writer(args, "CREATE", beans)
         return "".join(_ret(i) for i in self.store.create_many(principal, beans))
 
     def update(self, args: dict[str, list[etree._Element]]) -> str:
+        principal = self._principal(args)
         beans = self._beans(args, "bean")
-        principal = self._writer(args, "UPDATE", beans)
+        if len(beans) != 1:
+            raise IcatError("BAD_PARAMETER", "update needs exactly one bean")
         self.store.update(principal, beans[0])
         return ""
 
     def delete(self, args: dict[str, list[etree._Element]]) -> str:
-        beans = self._beans(args, "bean")
-        self._writer(args, "DELETE", beans)
-        self.store.delete_many(beans)
+        principal = self._principal(args)
+        self.store.delete_many(principal, self._beans(args, "bean"))
         return ""
 
     def delete_many(self, args: dict[str, list[etree._Element]]) -> str:
-        beans = self._beans(args, "beans")
-        self._writer(args, "DELETE", beans)
-        self.store.delete_many(beans)
+        principal = self._principal(args)
+        self.store.delete_many(principal, self._beans(args, "beans"))
         return ""
 
     def search(self, args: dict[str, list[etree._Element]]) -> str:
@@ -325,7 +316,7 @@ class IcatService:
         return "".join(out)
 
     _GET_QUERY = re.compile(
-        r"^\s*(\w+)(?:\s+(?!INCLUDE\b)(\w+))?\s*(.*)$", re.IGNORECASE | re.DOTALL
+        r"^\s*(\w+)(?:\s+(?:AS\s+)?(?!INCLUDE\b)([\w$]+))?\s*(.*)$", re.IGNORECASE | re.DOTALL
     )
 
     def get(self, args: dict[str, list[etree._Element]]) -> str:
@@ -335,6 +326,12 @@ class IcatService:
             primary_key = int(self._text(args, "primaryKey"))
         except ValueError as exc:
             raise IcatError("BAD_PARAMETER", "primaryKey must be an integer") from exc
+        words = query.split()
+        if len(words) > 1 and words[1].upper() == "INCLUDE":  # icat.server: the concise syntax
+            try:
+                query = concise.get_to_jpql(self.model, query)
+            except QueryError as exc:
+                raise IcatError("BAD_PARAMETER", exc.message, exc.offset) from exc
         m = self._GET_QUERY.match(query)
         if not m:
             raise IcatError("BAD_PARAMETER", f"Bad get query {query!r}", 0)
@@ -342,13 +339,15 @@ class IcatService:
         entity = self.model.entities.get(bean)
         if entity is None or entity.abstract:
             raise IcatError("BAD_PARAMETER", f"{bean} is not an ICAT entity", 0)
+        if not self.store.exists(entity, primary_key):
+            raise IcatError("NO_SUCH_OBJECT_FOUND", f"{bean}[id:{primary_key}] not found.")
+        if not self.store.is_allowed(principal, entity, "R", primary_key):
+            raise IcatError(
+                "INSUFFICIENT_PRIVILEGES", f"READ access to this {bean} is not allowed."
+            )
         text = f"SELECT {alias} FROM {bean} {alias} WHERE {alias}.id = {primary_key} {rest}"
         result = self.store.search(principal, text)
-        if not result.items:
-            if self.store.exists(entity, primary_key):
-                raise IcatError(
-                    "INSUFFICIENT_PRIVILEGES", f"READ access to this {bean} is not allowed."
-                )
+        if not result.items:  # deleted meanwhile
             raise IcatError("NO_SUCH_OBJECT_FOUND", f"{bean}[id:{primary_key}] not found.")
         return self.encode_obj("return", result.items[0], True)  # type: ignore[arg-type]
 
@@ -356,10 +355,25 @@ class IcatService:
         principal = self._principal(args)
         (bean,) = self._beans(args, "bean")
         access = self._text(args, "accessType")
+        flags = {"CREATE": "C", "READ": "R", "UPDATE": "U", "DELETE": "D"}
+        if access not in flags:
+            raise IcatError(
+                "BAD_PARAMETER",
+                "invalid access type, must be 'READ', 'UPDATE', 'DELETE' or 'CREATE'",
+            )
         if principal.is_root:
             allowed = True
-        elif access == "READ" and bean.id is not None:
-            allowed = self.store.is_readable(principal, bean.entity, bean.id)
+        elif access == "CREATE":
+            # As icat.server: create it in a transaction, check, roll back.
+            try:
+                self.store.create_many(principal, [bean], dry_run=True)
+                allowed = True
+            except IcatError as exc:
+                if exc.type != "INSUFFICIENT_PRIVILEGES":
+                    raise
+                allowed = False
+        elif bean.id is None:
+            raise IcatError("NO_SUCH_OBJECT_FOUND", f"{bean.entity.name} has null primary key.")
         else:
-            allowed = False
+            allowed = self.store.is_allowed(principal, bean.entity, flags[access], bean.id)
         return _ret("true" if allowed else "false")

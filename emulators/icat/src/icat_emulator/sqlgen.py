@@ -3,13 +3,15 @@
 Tables are one per entity, named like the entity; attribute columns are named like the field,
 a many-to-one relation is a column of the same name holding the related id. Implicit path
 navigation (``o.dataset.investigation.name``) becomes INNER JOINs, as in JPQL. Read authorisation
-for ordinary users is a condition on the selected alias (see :func:`read_condition`).
+is a condition per entity the SELECT names, given by a :class:`ReadFilter` (rules.py), as
+icat.server adds its rules' queries to the WHERE clause.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from . import jpql
 from .jpql import QueryError
@@ -25,83 +27,16 @@ class Principal:
     is_root: bool
 
 
-# Entities every authenticated user may read (what ICAT sites usually grant via PublicTables rules).
-PUBLIC_ENTITIES = frozenset(
-    {
-        "Application",
-        "DataPublicationType",
-        "DatafileFormat",
-        "DatasetType",
-        "Facility",
-        "FacilityCycle",
-        "FundingReference",
-        "Instrument",
-        "InvestigationType",
-        "ParameterType",
-        "PermissibleStringValue",
-        "SampleType",
-        "Technique",
-        "User",
-    }
-)
-
-# Entities readable through an investigation: the chain of many-to-one fields leading to it.
-INVESTIGATION_PATHS: dict[str, list[str]] = {
-    "Investigation": [],
-    "Dataset": ["investigation"],
-    "Datafile": ["dataset", "investigation"],
-    "DatasetParameter": ["dataset", "investigation"],
-    "DatafileParameter": ["datafile", "dataset", "investigation"],
-    "SampleParameter": ["sample", "investigation"],
-    "DatasetInstrument": ["dataset", "investigation"],
-    "DatasetTechnique": ["dataset", "investigation"],
-    "RelatedDatafile": ["sourceDatafile", "dataset", "investigation"],
-    **{
-        name: ["investigation"]
-        for name in (
-            "InvestigationParameter",
-            "InvestigationUser",
-            "InvestigationInstrument",
-            "InvestigationFacilityCycle",
-            "InvestigationGroup",
-            "InvestigationFunding",
-            "Keyword",
-            "Publication",
-            "Sample",
-            "Shift",
-            "StudyInvestigation",
-        )
-    },
-}
+# Stands for ``:user`` among the parameters of a compiled rule; bound to the caller's name.
+USER_PARAM = "\x00:user"
 
 
-def read_condition(
-    model: Model, entity: Entity, alias: str, principal: Principal, params: list[object]
-) -> str | None:
-    """SQL condition restricting ``alias`` (a row of ``entity``) to what ``principal`` may read.
+class ReadFilter(Protocol):
+    """Who may read what (:class:`icat_emulator.rules.Access`); ``None`` filters nothing."""
 
-    Ordinary users read the public catalogue entities, and investigations they are an
-    InvestigationUser of (matched on User.name == their ``plugin/name``) with everything below.
-    """
-    if principal.is_root or entity.name in PUBLIC_ENTITIES:
-        return None
-    chain = INVESTIGATION_PATHS.get(entity.name)
-    if chain is None:
-        return "0"
-    expr = f"{alias}.id"
-    current = entity
-    for step in chain:
-        f = current.fields[step]
-        if expr == f"{alias}.id":
-            expr = f'{alias}."{step}"'
-        else:
-            expr = f'(SELECT x."{step}" FROM "{current.name}" x WHERE x.id = {expr})'
-        current = model.entities[f.type]
-    params.append(principal.name)
-    return (
-        f'{expr} IN (SELECT iu."investigation" FROM "InvestigationUser" iu '
-        f'JOIN "User" u ON u.id = iu."user" WHERE u."name" = ?)'
-    )
+    def condition(self, entity: str, id_sql: str, params: list[object]) -> str | None:
+        """SQL keeping rows whose ``id_sql`` (an object of ``entity``) may be read, or None."""
+        ...
 
 
 @dataclass
@@ -135,10 +70,19 @@ _SQL_FUNCTIONS = {
 
 
 class _Compiler:
-    def __init__(self, model: Model, query: jpql.Query, principal: Principal) -> None:
+    def __init__(
+        self,
+        model: Model,
+        query: jpql.Query,
+        user: str,
+        reads: ReadFilter | None = None,
+        prefix: str = "t",
+    ) -> None:
         self.model = model
         self.q = query
-        self.principal = principal
+        self.user = user  # what :user stands for
+        self.reads = reads
+        self.prefix = prefix
         self.params: list[object] = []
         self.joins: list[str] = []
         self.implicit: dict[tuple[str, str], str] = {}
@@ -147,7 +91,7 @@ class _Compiler:
 
     def new_alias(self) -> str:
         self.counter += 1
-        return f"t{self.counter}"
+        return f"{self.prefix}{self.counter}"
 
     def entity(self, name: str, offset: int = -1) -> Entity:
         entity = self.model.entities.get(name)
@@ -240,7 +184,7 @@ class _Compiler:
     def literal(self, lit: jpql.Literal, java_type: str | None) -> str:
         if lit.kind == "null":
             return "NULL"
-        value: object = self.principal.name if lit.kind == "user" else lit.value
+        value: object = self.user if lit.kind == "user" else lit.value
         if java_type is not None and java_type not in self.model.entities:
             with contextlib.suppress(ValueError_):  # else compare as given: it will not match
                 value = to_db(java_type, value)
@@ -320,6 +264,32 @@ class _Compiler:
             return f"{lsql} {'NOT ' if node.negated else ''}BETWEEN {low} AND {high}"
         raise QueryError(f"Unsupported condition {node!r}")
 
+    def authz_targets(self, items: list[object]) -> list[tuple[str, Entity]]:
+        """(SQL of an object id, its entity) per entity a SELECT item names, as icat.server's
+        FromClause: ``o`` -> o; ``o.name`` -> o; ``o.dataset``, ``o.dataset.id`` and
+        ``o.dataset.name`` -> the dataset. Aggregates and DISTINCT look at their argument."""
+        out: list[tuple[str, Entity]] = []
+        for item in items:
+            while isinstance(item, jpql.Func):
+                item = item.args[0]
+            if not isinstance(item, jpql.Path):
+                continue
+            sql_alias, entity = self.start(item)
+            parts = item.parts[1:]
+            target = (f"{sql_alias}.id", entity)
+            for i, part in enumerate(parts):
+                f = entity.fields[part]
+                if f.rel_type != ONE:
+                    break
+                related = self.model.entities[f.type]
+                if i == len(parts) - 1 or (i == len(parts) - 2 and parts[-1] == "id"):
+                    target = (f'{sql_alias}."{part}"', related)
+                    break
+                sql_alias, entity = self.navigate_one(sql_alias, entity, part)
+                target = (f"{sql_alias}.id", entity)
+            out.append(target)
+        return out
+
     # -- select ------------------------------------------------------------------------------
     def select_item(self, item: object) -> tuple[str, str, str]:
         """-> (SQL, Java type or entity name, kind: entity|attr|aggregate)."""
@@ -382,7 +352,7 @@ class _Compiler:
     def compile(self) -> CompiledQuery:
         q = self.q
         root = self.entity(q.bean, q.bean_offset)
-        self.aliases[q.alias] = ("t0", root)
+        self.aliases[q.alias] = (f"{self.prefix}0", root)
         for join in q.joins:
             self.join(join)
         where = [self.condition(q.where)] if q.where is not None else []
@@ -412,25 +382,29 @@ class _Compiler:
         if (q.includes or q.include_all_one) and out_kind != "entity":
             raise QueryError("INCLUDE may only be used when selecting entities")
 
-        # Authorisation: only rows the principal may read take part. These conditions come
-        # first in WHERE, so their parameters come first too.
+        # Authorisation as icat.server: every entity the SELECT names (o, the owner of o.name,
+        # o.dataset) must be readable. These conditions come first in WHERE, so their
+        # parameters come first too.
         auth_params: list[object] = []
         auth_conds: list[str] = []
-        root_cond = read_condition(self.model, root, "t0", self.principal, auth_params)
-        if root_cond:
-            auth_conds.append(root_cond)
-        if result_entity is not None and sql_item != "t0.id":
-            # Selecting a joined/related entity: it must exist and be readable too.
-            auth_conds.append(f"{sql_item} IS NOT NULL")
-            sel_cond = read_condition(self.model, result_entity, "r", self.principal, auth_params)
-            if sel_cond:
-                auth_conds.append(
-                    f'{sql_item} IN (SELECT r.id FROM "{result_entity.name}" r WHERE {sel_cond})'
-                )
+        if result_entity is not None and sql_item != f"{self.prefix}0.id":
+            auth_conds.append(f"{sql_item} IS NOT NULL")  # a selected relation must be set
+        if self.reads is not None:
+            seen: set[str] = set()
+            for id_sql, entity in self.authz_targets(q.select):
+                if id_sql in seen:
+                    continue
+                seen.add(id_sql)
+                cond = self.reads.condition(entity.name, id_sql, auth_params)
+                if cond:
+                    auth_conds.append(cond)
         where = auth_conds + where
 
         select_sql = ", ".join(i[0] for i in items)
-        sql = f'SELECT {"DISTINCT " if distinct else ""}{select_sql} FROM "{root.name}" t0'
+        sql = (
+            f"SELECT {'DISTINCT ' if distinct else ''}{select_sql} "
+            f'FROM "{root.name}" {self.prefix}0'
+        )
         if self.joins:
             sql += " " + " ".join(self.joins)
         if where:
@@ -449,5 +423,49 @@ class _Compiler:
         )
 
 
-def compile_query(model: Model, query: jpql.Query, principal: Principal) -> CompiledQuery:
-    return _Compiler(model, query, principal).compile()
+def compile_query(
+    model: Model, query: jpql.Query, principal: Principal, reads: ReadFilter | None = None
+) -> CompiledQuery:
+    """``reads`` restricts the rows to what the principal may read (None: everything)."""
+    return _Compiler(model, query, principal.name, reads).compile()
+
+
+_RULE_PREFIXES = iter(range(1, 1 << 62))
+
+
+def compile_rule_what(
+    model: Model, query: jpql.Query
+) -> tuple[str, str | None, str, list[object], bool]:
+    """A Rule's ``what`` (``SELECT x[.attr] FROM ... [WHERE ...]``, icat.server's RuleWhat) ->
+    (entity, attribute, ``SELECT <ids of x> ...`` SQL, its parameters, restricted). ``:user`` is
+    :data:`USER_PARAM` among the parameters."""
+    if len(query.select) != 1 or not isinstance(query.select[0], jpql.Path):
+        raise QueryError("Rule must have an entity reference in the SELECT clause")
+    if query.order or query.includes or query.include_all_one or query.limit or query.distinct:
+        raise QueryError("A rule may only have SELECT, FROM and WHERE clauses")
+    path = query.select[0]
+    if len(path.parts) > 2:
+        raise QueryError(
+            "Rule must have an entity reference possibly followed by an attribute in the "
+            f"SELECT clause rather than {'.'.join(path.parts)}",
+            path.offset,
+        )
+    # Unique aliases, so a rule's subquery never captures an alias of the query around it.
+    compiler = _Compiler(model, query, USER_PARAM, None, prefix=f"r{next(_RULE_PREFIXES)}_")
+    id_path = jpql.Path(path.parts[:1], path.offset)
+    compiler.q = jpql.Query(
+        bean=query.bean,
+        alias=query.alias,
+        select=[id_path],
+        joins=query.joins,
+        where=query.where,
+        bean_offset=query.bean_offset,
+    )
+    compiled = compiler.compile()
+    if compiled.entity is None:
+        raise QueryError("Rule must select an entity")
+    attribute = path.parts[1] if len(path.parts) == 2 else None
+    if attribute is not None and attribute not in compiled.entity.fields:
+        raise QueryError(f"{compiled.entity.name} does not have attribute {attribute}")
+    sql = compiled.sql.rsplit(" ORDER BY ", 1)[0]
+    return compiled.entity.name, attribute, sql, compiled.params, query.where is not None

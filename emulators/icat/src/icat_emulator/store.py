@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jpql
+from . import concise, jpql
 from .errors import IcatError
 from .model import ATTRIBUTE, META_FIELDS, ONE, Entity, Model
-from .sqlgen import CompiledQuery, IncludeNode, Principal, compile_query, read_condition
+from .rules import RULE_TABLES, Access, RuleCache, RuleSet, validate_rule
+from .sqlgen import CompiledQuery, IncludeNode, Principal, compile_query
 from .values import now_db
 
 _SQL_TYPES = {"Long": "INTEGER", "Integer": "INTEGER", "Double": "REAL", "boolean": "INTEGER"}
@@ -65,6 +66,8 @@ class Store:
         self.model = model
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._write_lock = threading.Lock()
+        self.rule_cache = RuleCache(model)
+        self.rule_generation = 0  # bumped after each write that may change who may do what
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._create_schema()
@@ -89,8 +92,9 @@ class Store:
             self._pool.put(conn)
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction: all or nothing."""
+    def write(self, affects_rules: bool = False) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction: all or nothing. ``affects_rules``: it may change who
+        may do what (rules are reloaded after it)."""
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -99,6 +103,14 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if affects_rules:
+                self.rule_generation += 1  # after COMMIT: a reload then sees the change
+
+    def access(self, conn: sqlite3.Connection, principal: Principal) -> Access:
+        """What ``principal`` may do, under the rules in force (read on ``conn``)."""
+        if principal.is_root:
+            return Access(_NO_RULES, principal)
+        return Access(self.rule_cache.get(conn, self.rule_generation), principal)
 
     def _create_schema(self) -> None:
         conn = self._connect()
@@ -171,29 +183,49 @@ class Store:
             conn.execute("DELETE FROM icat_session WHERE id = ?", (session_id,))
 
     # -- writes ----------------------------------------------------------------------------
-    def create_many(self, principal: Principal, beans: list[BeanIn]) -> list[int]:
-        """Create all beans (with their one-to-many children) in one transaction."""
-        with self.write() as conn:
-            (next_id,) = conn.execute("SELECT next_id FROM icat_sequence").fetchone()
-            writer = _Writer(conn, self.model, principal, next_id)
-            ids = []
-            for offset, bean in enumerate(beans):
-                writer.offset = offset
-                ids.append(writer.insert(bean, None))
-            conn.execute("UPDATE icat_sequence SET next_id = ?", (writer.next_id,))
+    def create_many(
+        self, principal: Principal, beans: list[BeanIn], dry_run: bool = False
+    ) -> list[int]:
+        """Create all beans (with their one-to-many children) in one transaction; each needs
+        CREATE access, checked on the new row as icat.server does (``dry_run``: check, then
+        roll back: isAccessAllowed CREATE)."""
+        affects = any(b.entity.name in RULE_TABLES for b in beans)
+        ids: list[int] = []
+        try:
+            with self.write(affects_rules=affects and not dry_run) as conn:
+                (next_id,) = conn.execute("SELECT next_id FROM icat_sequence").fetchone()
+                access = self.access(conn, principal)
+                writer = _Writer(conn, self.model, principal, next_id)
+                for offset, bean in enumerate(beans):
+                    writer.offset = offset
+                    new_id = writer.insert(bean, None)
+                    if not principal.is_root:
+                        try:
+                            access.require(conn, bean.entity.name, "C", new_id)
+                        except IcatError as exc:
+                            exc.offset = offset
+                            raise
+                    ids.append(new_id)
+                if dry_run:
+                    raise _RollBack
+                conn.execute("UPDATE icat_sequence SET next_id = ?", (writer.next_id,))
+        except _RollBack:
+            pass
         return ids
 
     def update(self, principal: Principal, bean: BeanIn) -> None:
         entity = bean.entity
         if bean.id is None:
             raise IcatError("BAD_PARAMETER", f"{entity.name}: id must be set to update")
-        with self.write() as conn:
+        with self.write(affects_rules=entity.name in RULE_TABLES) as conn:
             writer = _Writer(conn, self.model, principal, 0)
             existing = conn.execute(
                 f"SELECT * FROM {_q(entity.name)} WHERE id = ?", (bean.id,)
             ).fetchone()
             if existing is None:
                 raise IcatError("NO_SUCH_OBJECT_FOUND", f"{entity.name}[id:{bean.id}] not found.")
+            access = self.access(conn, principal)
+            access.require(conn, entity.name, "U", bean.id)
             # As ICAT: every updatable field takes the bean's value, absent means null.
             row: dict[str, object] = {}
             for f in entity.fields.values():
@@ -204,6 +236,10 @@ class Store:
                 elif f.rel_type == ONE:
                     row[f.name] = bean.ones.get(f.name)
             writer.validate(entity, row, None)
+            # Changing the identity (the uniqueness key) is a delete and a create, for ICAT.
+            identity_change = any(row.get(k) != existing[k] for k in entity.constraint)
+            if identity_change:
+                access.require(conn, entity.name, "D", bean.id)
             row["modId"] = principal.name
             row["modTime"] = now_db()
             assignments = ", ".join(f"{_q(k)} = ?" for k in row)
@@ -214,34 +250,84 @@ class Store:
                 )
             except sqlite3.IntegrityError as exc:
                 raise writer.integrity_fault(entity, row, exc) from exc
+            if identity_change:
+                access.require(conn, entity.name, "C", bean.id)
 
-    def delete_many(self, beans: list[BeanIn]) -> None:
-        with self.write() as conn:
-            for bean in beans:
+    def delete_many(self, principal: Principal, beans: list[BeanIn]) -> None:
+        """Delete all beans (cascading) in one transaction; the principal needs DELETE access
+        to each and to everything the delete cascades to, as in icat.server."""
+        # Any delete may cascade to UserGroups or Rules: reload the rules after it.
+        with self.write(affects_rules=True) as conn:
+            access = self.access(conn, principal)
+            for offset, bean in enumerate(beans):
                 name = bean.entity.name
                 if bean.id is None:
-                    raise IcatError("BAD_PARAMETER", f"{name}: id must be set to delete")
+                    raise IcatError("BAD_PARAMETER", f"{name}: id must be set to delete", offset)
+                if not principal.is_root and self._exists(conn, bean.entity, bean.id):
+                    try:
+                        self._require_delete(conn, access, bean.entity, [bean.id])
+                    except IcatError as exc:
+                        exc.offset = offset
+                        raise
                 cur = conn.execute(f"DELETE FROM {_q(name)} WHERE id = ?", (bean.id,))
                 if cur.rowcount == 0:
-                    raise IcatError("NO_SUCH_OBJECT_FOUND", f"{name}[id:{bean.id}] not found.")
+                    raise IcatError(
+                        "NO_SUCH_OBJECT_FOUND", f"{name}[id:{bean.id}] not found.", offset
+                    )
+
+    def _require_delete(
+        self, conn: sqlite3.Connection, access: Access, entity: Entity, ids: list[int]
+    ) -> None:
+        """DELETE access to ``ids`` and, recursively, to their one-to-many dependents."""
+        if not ids:
+            return
+        allowed = access.allowed_ids(conn, entity.name, "D", ids)
+        if len(allowed) < len(set(ids)):
+            raise IcatError(
+                "INSUFFICIENT_PRIVILEGES", f"DELETE access to this {entity.name} is not allowed."
+            )
+        for f in entity.manies():
+            target = self.model.entities[f.type]
+            children: list[int] = []
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                children.extend(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM {_q(target.name)} WHERE {_q(f.mapped_by or '')} "
+                        f"IN ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+            self._require_delete(conn, access, target, children)
 
     # -- reads -----------------------------------------------------------------------------
     def search(self, principal: Principal, text: str) -> SearchResult:
+        """Run a query (JPQL or ICAT's concise syntax); rows filtered by the READ rules."""
         try:
-            compiled = compile_query(self.model, jpql.parse(text), principal)
+            if concise.is_concise(text):
+                text = concise.to_jpql(self.model, text)
+            query = jpql.parse(text)
         except jpql.QueryError as exc:
             raise IcatError("BAD_PARAMETER", exc.message, exc.offset) from exc
         with self.connection() as conn:
             conn.execute("BEGIN")  # one consistent snapshot for the rows and their includes
             try:
-                return self._run(conn, principal, compiled)
+                access = self.access(conn, principal)
+                try:
+                    compiled = compile_query(
+                        self.model, query, principal, None if principal.is_root else access
+                    )
+                except jpql.QueryError as exc:
+                    raise IcatError("BAD_PARAMETER", exc.message, exc.offset) from exc
+                return self._run(conn, access, compiled)
             except sqlite3.Error as exc:
                 raise IcatError("BAD_PARAMETER", f"Query failed: {exc}") from exc
             finally:
                 conn.execute("COMMIT")
 
     def _run(
-        self, conn: sqlite3.Connection, principal: Principal, compiled: CompiledQuery
+        self, conn: sqlite3.Connection, access: Access, compiled: CompiledQuery
     ) -> SearchResult:
         rows = conn.execute(compiled.sql, compiled.params).fetchall()
         if compiled.kind == "scalar":
@@ -250,45 +336,50 @@ class Store:
             return SearchResult("fields", [tuple(r) for r in rows], compiled.value_types)
         assert compiled.entity is not None
         ids = [r[0] for r in rows]
-        loaded = self.load(conn, principal, compiled.entity, set(ids))
+        loaded = self.load(conn, compiled.entity, set(ids))  # already filtered by the rules
         objs: list[object] = [loaded[i] for i in ids if i in loaded]
         if compiled.includes is not None:
-            self._include(
-                conn, principal, compiled.entity, list(loaded.values()), compiled.includes
-            )
+            self._include(conn, access, compiled.entity, list(loaded.values()), compiled.includes)
         return SearchResult("entity", objs, [])
 
     def load(
-        self, conn: sqlite3.Connection, principal: Principal, entity: Entity, ids: set[int]
+        self,
+        conn: sqlite3.Connection,
+        entity: Entity,
+        ids: set[int],
+        access: Access | None = None,
     ) -> dict[int, Obj]:
+        """The rows of ``ids``; with ``access``, only those it may read."""
         out: dict[int, Obj] = {}
         id_list = sorted(i for i in ids if i is not None)
         for start in range(0, len(id_list), _CHUNK):
             chunk = id_list[start : start + _CHUNK]
-            params: list[object] = []
-            cond = read_condition(self.model, entity, "o", principal, params)
+            params: list[object] = list(chunk)
             sql = f"SELECT * FROM {_q(entity.name)} o WHERE o.id IN ({', '.join('?' * len(chunk))})"
+            cond = access.condition(entity.name, "o.id", params) if access else None
             if cond:
                 sql += f" AND {cond}"
-            for row in conn.execute(sql, [*chunk, *params]):
+            for row in conn.execute(sql, params):
                 out[row["id"]] = Obj(entity, dict(row))
         return out
 
     def _include(
         self,
         conn: sqlite3.Connection,
-        principal: Principal,
+        access: Access,
         entity: Entity,
         objs: list[Obj],
         node: IncludeNode,
     ) -> None:
+        """Load the INCLUDEd relations, pruned to readable objects unless the step is public."""
         if not objs:
             return
         for rel, child in node.children.items():
             f = entity.fields[rel]
             target = self.model.entities[f.type]
+            step_access = None if access.step_public(entity.name, rel, target.name) else access
             if f.rel_type == ONE:
-                loaded = self.load(conn, principal, target, {o.row[rel] for o in objs})  # type: ignore[misc]
+                loaded = self.load(conn, target, {o.row[rel] for o in objs}, step_access)  # type: ignore[misc]
                 for o in objs:
                     ref = o.row[rel]
                     o.related[rel] = loaded.get(ref) if isinstance(ref, int) else None
@@ -300,7 +391,9 @@ class Store:
                 for start in range(0, len(parent_ids), _CHUNK):
                     chunk = parent_ids[start : start + _CHUNK]
                     params: list[object] = list(chunk)
-                    cond = read_condition(self.model, target, "c", principal, params)
+                    cond = (
+                        step_access.condition(target.name, "c.id", params) if step_access else None
+                    )
                     sql = (
                         f"SELECT * FROM {_q(target.name)} c WHERE c.{_q(f.mapped_by or '')} "
                         f"IN ({', '.join('?' * len(chunk))})"
@@ -314,18 +407,34 @@ class Store:
                 for o in objs:
                     o.related[rel] = by_parent[o.row["id"]]  # type: ignore[index]
             if child.children:
-                self._include(conn, principal, target, children, child)
+                self._include(conn, access, target, children, child)
 
-    def is_readable(self, principal: Principal, entity: Entity, obj_id: int) -> bool:
+    def is_allowed(self, principal: Principal, entity: Entity, flag: str, obj_id: int) -> bool:
+        """isAccessAllowed for an existing object (READ, UPDATE or DELETE)."""
         with self.connection() as conn:
-            return bool(self.load(conn, principal, entity, {obj_id}))
+            conn.execute("BEGIN")
+            try:
+                return bool(
+                    self.access(conn, principal).allowed_ids(conn, entity.name, flag, [obj_id])
+                )
+            finally:
+                conn.execute("COMMIT")
 
     def exists(self, entity: Entity, obj_id: int) -> bool:
         with self.connection() as conn:
-            return (
-                conn.execute(f"SELECT 1 FROM {_q(entity.name)} WHERE id = ?", (obj_id,)).fetchone()
-                is not None
-            )
+            return self._exists(conn, entity, obj_id)
+
+    @staticmethod
+    def _exists(conn: sqlite3.Connection, entity: Entity, obj_id: int) -> bool:
+        sql = f"SELECT 1 FROM {_q(entity.name)} WHERE id = ?"
+        return conn.execute(sql, (obj_id,)).fetchone() is not None
+
+
+class _RollBack(Exception):
+    """Raised inside a write transaction to undo it (isAccessAllowed CREATE)."""
+
+
+_NO_RULES = RuleSet(rules=[], groups_of={}, public_tables=frozenset(), public_steps=frozenset())
 
 
 class _Writer:
@@ -344,6 +453,12 @@ class _Writer:
         self.sql_cache: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def validate(self, entity: Entity, row: dict[str, object], back_ref: str | None) -> None:
+        if entity.name == "Rule":
+            try:
+                validate_rule(self.model, row.get("crudFlags"), row.get("what"))
+            except IcatError as exc:
+                exc.offset = self.offset
+                raise
         for f in entity.fields.values():
             if f.name == "id" or f.name in META_FIELDS or f.name == back_ref:
                 continue
