@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import RestoreRequested
+from datastore_common.ports import StoredFile
 from datastore_common.testing.fake_selections import place_of
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
@@ -46,7 +48,8 @@ class TestAccepted:
         answer = restore(gateway, {"dataset_ids": [10]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
-        assert set(accepted) == {"request_id", "job_ids"}
+        assert set(accepted) == {"request_id", "job_ids", "already_online"}
+        assert accepted["already_online"] == []
 
         message = only_message(gateway)
         [published] = gateway.publisher.published
@@ -300,3 +303,83 @@ class TestIdempotency:
         headers = {**gateway.bearer(), **key}
         assert gateway.client.post("/archive", json=seed_body(), headers=headers).status_code == 202
         assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 422
+
+
+def put_copies(gateway: Gateway, datafile_ids: list[int], *, checksum: str | None = None) -> None:
+    """Copies of these datafiles on the user data cache: the catalogue's own (size 1024,
+    adler32 from the id, as FakeSelections has them) unless ``checksum`` says otherwise."""
+    for datafile_id in datafile_ids:
+        datafile = gateway.selections.datafiles[datafile_id]
+        url = f"{gateway.settings.user_data_cache.rstrip('/')}//{datafile.location}"
+        gateway.user_cache.files[url] = StoredFile(1024, checksum or str(datafile.checksum))
+
+
+class TestRepeatable:
+    def test_files_already_online_are_not_recalled_and_the_request_ends_at_once(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived)
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert accepted["job_ids"] == []
+        assert accepted["already_online"] == archived
+
+        message = only_message(gateway)
+        assert message.jobs == []  # FTS is asked for nothing
+        assert [t.datafile_id for t in message.already_online] == archived
+        shown = gateway.client.get(
+            f"/requests/{accepted['request_id']}", headers=gateway.bearer()
+        ).json()
+        assert shown["state"] == "FINISHED"
+        [job] = shown["jobs"]
+        assert (job["files_done"], job["files_total"]) == (4, 4)
+        ledger = gateway.app.state.gateway.ledger
+        outbox = asyncio.run(ledger.deliveries(accepted["request_id"]))
+        assert [(d.channel, d.state) for d in outbox] == [("broker", "PENDING")]
+
+    def test_only_the_files_not_online_are_recalled(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived[:3])
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        assert accepted["already_online"] == archived[:3]
+        [job] = only_message(gateway).jobs
+        assert accepted["job_ids"] == [job.job_id]
+        assert [t.datafile_id for t in job.transfers] == archived[3:]
+        assert not job.overwrite  # nothing there to replace
+        shown = gateway.client.get(
+            f"/requests/{accepted['request_id']}", headers=gateway.bearer()
+        ).json()
+        assert shown["state"] == "SUBMITTED"  # until FTS has the job
+        assert sum(j["files_total"] for j in shown["jobs"]) == 4
+
+    def test_a_different_file_at_the_destination_is_replaced(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived[:1], checksum="adler32:deadbeef")
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        assert accepted["already_online"] == []
+        [job] = only_message(gateway).jobs
+        assert [t.datafile_id for t in job.transfers] == archived
+        assert job.overwrite
+
+    def test_the_user_data_cache_down_is_a_503_and_nothing_is_accepted(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        gateway.user_cache.fail_with = PeerUnavailableError("udc: connection refused")
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 503
+        assert "user data cache" in answer.json()["detail"]
+        assert "Retry-After" in answer.headers
+        assert gateway.publisher.published == []
+
+    def test_a_second_restore_after_the_first_finished_finds_its_files_online(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        first = restore(gateway, {"dataset_ids": [10]}).json()
+        assert first["already_online"] == []
+        put_copies(gateway, archived)  # what FTS wrote for the first
+        second = restore(gateway, {"dataset_ids": [10], "datafile_ids": [archived[0]]}).json()
+        assert second["request_id"] != first["request_id"]
+        assert (second["job_ids"], second["already_online"]) == ([], archived)

@@ -3,7 +3,8 @@
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
 injected (the bus publisher; the ICAT sessions and vocabulary adapters on one client pool
 and the selections on another, so a large restore selection never starves logins; the
-idempotency store, the one FTS port for job status and the VO) and closes what it opened.
+idempotency store, the one FTS port for job status and the VO; the user data cache a
+restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
 and ConflictError 409, TooLargeError 413, other PermanentError 422, TransientError 503 (a
@@ -43,7 +44,14 @@ from datastore_common.errors import (
 )
 from datastore_common.logging import get_logger
 from datastore_common.metrics import CREDENTIAL_FAILURES
-from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
+from datastore_common.ports import (
+    Publisher,
+    Selections,
+    Sessions,
+    Storage,
+    TransferService,
+    Vocabulary,
+)
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import Route, make_bus, subscribe
@@ -138,6 +146,7 @@ def create_app(
     transfers: TransferService | None = None,
     vocabulary: Vocabulary | None = None,
     ledger: Ledger | None = None,
+    user_cache: Storage | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -152,6 +161,7 @@ def create_app(
     state.ledger = ledger
     state.selections = selections
     state.transfers = transfers
+    state.user_cache = user_cache
     if vocabulary is not None:
         state.vocabulary = CachedVocabulary(
             vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
@@ -220,6 +230,10 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
             state.vocabulary = CachedVocabulary(
                 icat.vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
             )
+    if state.user_cache is None:
+        from datastore_common.adapters.xrootd.storage import XRootDStorage
+
+        state.user_cache = XRootDStorage.from_settings(settings)  # connects per call
     if state.transfers is None:
         from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 

@@ -96,7 +96,15 @@ class RestoreRequest(_Shape):
 
 
 class RestoreAccepted(ArchiveAccepted):
-    """The same answer as an archive: the request id and the FTS job ids (tape to user cache)."""
+    """As an archive's answer: the request id and the FTS job ids (tape to user cache), plus
+    the datafiles not recalled because their copy is already online."""
+
+    already_online: list[int] = Field(
+        default_factory=list,
+        description="Datafile ids whose copy on the user data cache already has the "
+        "catalogue's size and adler32: not recalled, counted done. Every file online: no "
+        "job, and the request is FINISHED at once.",
+    )
 
 
 class CancelAccepted(_Shape):

@@ -148,17 +148,21 @@ class Ledger:
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
+            if any(job.state is not None for job in request.jobs):
+                # Files already online are done from the start: a restore of nothing else
+                # ends FINISHED here, and its request.completed is written at once.
+                self._refresh(db, request.request_id)
 
     def _add_jobs(self, db: Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
         db.executemany(
-            "INSERT INTO ledger_jobs (job_id, request_id, position) VALUES (?, ?, ?)"
+            "INSERT INTO ledger_jobs (job_id, request_id, position, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (job_id) DO NOTHING",
-            [(job.job_id, request_id, position) for position, job in enumerate(jobs)],
+            [(job.job_id, request_id, position, job.state) for position, job in enumerate(jobs)],
         )
         db.executemany(
             "INSERT INTO ledger_files (job_id, destination, bytes, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (job_id, destination) DO NOTHING",
-            [(job.job_id, f.destination, f.bytes, "SUBMITTED") for job in jobs for f in job.files],
+            [(job.job_id, f.destination, f.bytes, f.state) for job in jobs for f in job.files],
         )
 
     async def registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:

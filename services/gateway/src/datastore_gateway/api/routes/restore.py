@@ -13,6 +13,7 @@ from datastore_gateway.api.deps import (
     PublisherDep,
     SelectionsDep,
     SettingsDep,
+    UserCacheDep,
     VoDep,
 )
 from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreRequest
@@ -38,13 +39,17 @@ router = APIRouter(tags=["Restore"])
             "unsafe (absolute, '..', control characters, ...) or not where its investigation, "
             "dataset and name put it (each named, with why)"
         },
-        503: {"model": Problem, "description": "ICAT or the broker unavailable; nothing accepted"},
+        503: {
+            "model": Problem,
+            "description": "ICAT, the user data cache or the broker unavailable; nothing accepted",
+        },
     },
 )
 async def restore(
     body: RestoreRequest,
     user: CurrentUser,
     selections: SelectionsDep,
+    user_cache: UserCacheDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     vo: VoDep,
@@ -58,13 +63,16 @@ async def restore(
     restore; every datafile named directly or through its dataset or investigation must be
     FINISHED on tape (a state Datastore wrote), and is restored only from the place its
     investigation, dataset and name give (its location in ICAT must be that one). FTS stages
-    then copies them under the returned job ids (follow them with ``GET /job/{job_id}``). A
-    restore changes nothing in ICAT.
+    then copies them under the returned job ids (follow them with ``GET /job/{job_id}``).
+    Files whose copy on the user data cache already has the catalogue's size and adler32 are
+    not recalled (``already_online``; all of them: no job, FINISHED at once); a different
+    file there is replaced. A restore changes nothing in ICAT.
     """
     return await handlers.request_restore(
         body,
         user=user,
         selections=selections,
+        user_cache=user_cache,
         publisher=publisher,
         settings=settings,
         vo=vo,
