@@ -10,7 +10,7 @@ import pytest
 
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.errors import PeerUnavailableError
-from datastore_common.messages import RestoreRequested
+from datastore_common.messages import LeftOutFile, RestoreRequested
 from datastore_common.ports import StoredFile
 from datastore_common.testing.fake_selections import place_of
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
@@ -48,7 +48,7 @@ class TestAccepted:
         answer = restore(gateway, {"dataset_ids": [10]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
-        assert set(accepted) == {"request_id", "job_ids", "already_online"}
+        assert set(accepted) == {"request_id", "job_ids", "already_online", "left_out"}
         assert accepted["already_online"] == []
 
         message = only_message(gateway)
@@ -383,3 +383,72 @@ class TestRepeatable:
         second = restore(gateway, {"dataset_ids": [10], "datafile_ids": [archived[0]]}).json()
         assert second["request_id"] != first["request_id"]
         assert (second["job_ids"], second["already_online"]) == ([], archived)
+
+
+class TestPartial:
+    @pytest.fixture
+    def half_archived(self, gateway: Gateway, archived: list[int]) -> list[int]:
+        """The seed's dataset with its last two files not on tape: one in flight, one never."""
+        gateway.selections.datafiles[archived[2]].state = "ACTIVE"
+        gateway.selections.datafiles[archived[3]].state = None
+        return archived
+
+    def test_without_partial_a_dataset_not_all_on_tape_is_409_naming_the_files(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 409
+        assert f"{half_archived[2]} (ACTIVE)" in answer.json()["detail"]
+        assert gateway.publisher.published == []
+
+    def test_partial_restores_the_archived_part_and_lists_what_was_left_out(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        bearer = gateway.bearer()
+        answer = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=bearer
+        )
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert [f["datafile_id"] for f in accepted["left_out"]] == half_archived[2:]
+        assert "still in flight (ACTIVE)" in accepted["left_out"][0]["reason"]
+        assert accepted["left_out"][1]["reason"] == "never archived"
+
+        message = only_message(gateway)
+        [job] = message.jobs
+        assert [t.datafile_id for t in job.transfers] == half_archived[:2]
+        assert message.left_out == [LeftOutFile.model_validate(f) for f in accepted["left_out"]]
+        shown = gateway.client.get(f"/requests/{accepted['request_id']}", headers=bearer).json()
+        assert shown["left_out"] == accepted["left_out"]
+
+    def test_partial_with_nothing_archived_is_still_409(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        for datafile_id in archived:
+            gateway.selections.datafiles[datafile_id].state = "SUBMITTED"
+        answer = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=gateway.bearer()
+        )
+        assert answer.status_code == 409
+        assert gateway.publisher.published == []
+
+    def test_partial_and_files_already_online_combine(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        put_copies(gateway, half_archived[:2])
+        accepted = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=gateway.bearer()
+        ).json()
+        assert (accepted["job_ids"], accepted["already_online"]) == ([], half_archived[:2])
+        assert len(accepted["left_out"]) == 2
+
+    def test_one_key_with_and_without_partial_is_not_replayed_across(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        headers = {**gateway.bearer(), "Idempotency-Key": "partial-or-not"}
+        first = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=headers
+        )
+        assert first.status_code == 202
+        again = gateway.client.post("/restore", json={"dataset_ids": [10]}, headers=headers)
+        assert again.status_code == 422  # the key names another request

@@ -26,7 +26,7 @@ from datastore_common.domain.plan import (
     plan_restore_jobs,
     restore_transfers,
 )
-from datastore_common.domain.restore import sort_by_destination
+from datastore_common.domain.restore import left_out, sort_by_destination
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -34,6 +34,7 @@ from datastore_common.errors import (
     DatastoreError,
     ForbiddenError,
     InvalidRequestError,
+    NotArchivedError,
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
@@ -44,6 +45,7 @@ from datastore_common.messages import (
     ArchivalStateSet,
     ArchiveRequested,
     ArchiveRetryRequested,
+    LeftOutFile,
     NotifyTargets,
     PlannedTransfer,
     RestoreRequested,
@@ -273,16 +275,20 @@ async def accept_once(
     idempotency_key: str | None,
     requests: Counter,
     ledger: Ledger | None = None,
+    variant: str = "",
 ) -> Accepted:
     """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
-    a repeat gets the first answer and publishes nothing."""
+    a repeat gets the first answer and publishes nothing. ``variant`` (a query flag that
+    changes the answer, e.g. a partial restore) is part of the request's fingerprint."""
 
     async def answer_json(request_id: str) -> str:
         return (await work(request_id)).model_dump_json()
 
     # Archive and restore bodies never serialize alike (their fields differ), so one key
     # reused across the two endpoints is a mismatch (422), never a wrong replay.
-    fingerprint = fingerprint_of(body.model_dump_json().encode())
+    fingerprint = fingerprint_of(
+        body.model_dump_json().encode() + (f"?{variant}".encode() if variant else b"")
+    )
 
     async def not_failed(answer: str) -> bool:
         """A replayed answer stands unless the ledger says its request FAILED."""
@@ -431,6 +437,7 @@ async def request_restore(
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None = None,
     ledger: Ledger | None = None,
+    partial: bool = False,
 ) -> RestoreAccepted:
     """Resolve the selection in ICAT *as the user*, look at the user data cache, plan
     tape -> user data cache jobs for what is not there yet, publish ``restore.requested``
@@ -441,12 +448,15 @@ async def request_restore(
     has the catalogue's size and adler32 is not recalled (``already_online``, done at once);
     a different file there is overwritten (``domain.restore``). Repeats replay as for
     archive; a restore of the same files later is a new request and finds them online.
+    ``partial``: datafiles not FINISHED on tape are left out (``left_out``, with why) and the
+    rest restored; 409 still when none is.
     """
     check_restore_limits(body, None, settings)
     check_notify(body.notify, settings)
 
     async def restore(request_id: str) -> RestoreAccepted:
         limit = settings.gateway.max_datafiles_per_request
+        not_restored: tuple[LeftOutFile, ...] = ()
         try:
             # ICAT is read up to one datafile past the limit, never further.
             items = await selections.resolve(
@@ -458,6 +468,10 @@ async def request_restore(
             )
         except TooLargeError as exc:
             raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
+        except NotArchivedError as exc:
+            if not partial or not exc.restorable:
+                raise
+            items, not_restored = exc.restorable, left_out(exc.states)
         if not items:
             raise InvalidRequestError("the selection holds no datafiles to restore")
         check_restore_limits(body, items, settings)
@@ -479,6 +493,7 @@ async def request_restore(
             request_id=request_id,
             jobs=jobs,
             already_online=list(online.already_online),
+            left_out=list(not_restored),
             notify=body.notify,
         )
         await publish_confirmed(publisher, message, user=user.user_name)
@@ -491,6 +506,7 @@ async def request_restore(
             datafiles=len(items),
             already_online=len(online.already_online),
             replaced=len(online.to_replace),
+            left_out=len(not_restored),
             jobs=len(jobs),
         )
         return RestoreAccepted(
@@ -499,6 +515,7 @@ async def request_restore(
             already_online=sorted(
                 t.datafile_id for t in online.already_online if t.datafile_id is not None
             ),
+            left_out=list(not_restored),
         )
 
     return await accept_once(
@@ -506,6 +523,7 @@ async def request_restore(
         body,
         restore,
         shape=RestoreAccepted,
+        variant="partial" if partial else "",
         user=user,
         settings=settings,
         idempotency=idempotency,

@@ -87,6 +87,8 @@ class NewRequest:
     jobs: tuple[LedgerJob, ...]
     #: Who is told when it ends: {"email": ..., "webhook": ...} (what was given).
     notify: Mapping[str, str] | None = None
+    #: A partial restore's datafiles not restored: {"datafile_id": ..., "reason": ...}.
+    left_out: tuple[Mapping[str, Any], ...] = ()
 
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
@@ -141,6 +143,9 @@ def new_request(
         datasets=datasets,
         jobs=jobs,
         notify=data.notify.model_dump(exclude_none=True) if data.notify is not None else None,
+        left_out=tuple(f.model_dump() for f in data.left_out)
+        if isinstance(data, RestoreRequested)
+        else (),
     )
 
 

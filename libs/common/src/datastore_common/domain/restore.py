@@ -20,7 +20,7 @@ from typing import Protocol
 
 from datastore_common.domain.plan import is_real_checksum
 from datastore_common.domain.states import normalise
-from datastore_common.messages import PlannedTransfer
+from datastore_common.messages import LeftOutFile, PlannedTransfer
 
 
 class FileFacts(Protocol):
@@ -73,14 +73,6 @@ def sort_by_destination(
     return OnlineCheck(tuple(online), tuple(recall), frozenset(replace))
 
 
-@dataclass(frozen=True)
-class LeftOut:
-    """A datafile a partial restore leaves out, and why, in words."""
-
-    datafile_id: int
-    reason: str
-
-
 #: Why a datafile in this "Archival state" is not on tape yet, in words.
 _NOT_YET = "its archive is still in flight ({state}): restore it once it is FINISHED"
 
@@ -98,6 +90,8 @@ def left_out_reason(state: str | None) -> str:
     return f'"Archival state" {shown}: not on tape as far as Datastore knows'
 
 
-def left_out(states: Mapping[int, str | None]) -> tuple[LeftOut, ...]:
+def left_out(states: Mapping[int, str | None]) -> tuple[LeftOutFile, ...]:
     """Each datafile not restorable (id -> its state), by id, with why."""
-    return tuple(LeftOut(i, left_out_reason(states[i])) for i in sorted(states))
+    return tuple(
+        LeftOutFile(datafile_id=i, reason=left_out_reason(states[i])) for i in sorted(states)
+    )

@@ -38,6 +38,13 @@ class PlannedTransfer(_Part):
     filesize: int | None = Field(default=None, ge=0)
 
 
+class LeftOutFile(_Part):
+    """A datafile of a partial restore's selection that is not restored, and why."""
+
+    datafile_id: int = Field(description="ICAT Datafile id")
+    reason: str
+
+
 class PlannedJob(_Part):
     """One FTS job: its deterministic id and sid, and the files it moves."""
 
@@ -131,6 +138,11 @@ class RestoreRequested(Payload):
         default_factory=list,
         description="Files whose copy on the user data cache already has the catalogue's "
         "size and adler32: not recalled, counted done.",
+    )
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list,
+        description="A partial restore's datafiles not (yet) archived: not restored, each "
+        "with why.",
     )
     notify: NotifyTargets | None = Field(
         default=None, description="Who is told when the request ends (request.completed)."

@@ -133,7 +133,8 @@ class Ledger:
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?)"
+                " state, datasets, notify, left_out)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -144,6 +145,7 @@ class Ledger:
                     now,
                     json.dumps(list(request.datasets)),
                     json.dumps(dict(request.notify)) if request.notify else None,
+                    json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
                 ),
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import (
@@ -30,7 +32,8 @@ router = APIRouter(tags=["Restore"])
         409: {
             "model": Problem,
             "description": 'Datafiles not (yet) FINISHED on tape (named): their "Archival '
-            "state\" is not FINISHED, or was not written by Datastore's own ICAT account",
+            "state\" is not FINISHED, or was not written by Datastore's own ICAT account "
+            "(with partial=true: only when none is)",
         },
         413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
         422: {
@@ -56,6 +59,13 @@ async def restore(
     idempotency: IdempotencyDep,
     ledger: OptionalLedgerDep,
     idempotency_key: IdempotencyKeyHeader = None,
+    partial: Annotated[
+        bool,
+        Query(
+            description="Restore the archived part of the selection: datafiles not (yet) "
+            "FINISHED on tape are left out and listed in left_out with why, instead of a 409."
+        ),
+    ] = False,
 ) -> RestoreAccepted:
     """Restore archived datafiles from tape to the user data cache (same relative paths).
 
@@ -79,4 +89,5 @@ async def restore(
         idempotency=idempotency,
         idempotency_key=idempotency_key,
         ledger=ledger,
+        partial=partial,
     )
