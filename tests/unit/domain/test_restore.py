@@ -8,9 +8,12 @@ import pytest
 from datastore_common.domain.ledger import already_online_job_id, new_request
 from datastore_common.domain.plan import plan_restore_jobs
 from datastore_common.domain.restore import (
+    Usage,
     copy_matches,
     left_out,
     left_out_reason,
+    over_quota,
+    recall_usage,
     sort_by_destination,
 )
 from datastore_common.domain.states import FINISHED
@@ -134,3 +137,33 @@ def test_the_ledger_counts_files_already_online_done_from_the_start() -> None:
 def test_a_restore_names_some_file() -> None:
     with pytest.raises(ValueError, match="at least one job or one file already online"):
         RestoreRequested(request_id="req")
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "asked", "limits", "refused"),
+    [
+        pytest.param(Usage(), Usage(5, 500), (None, None), None, id="no-limits"),
+        pytest.param(Usage(5, 500), Usage(5, 500), (10, 1000), None, id="exactly-at-the-limits"),
+        pytest.param(Usage(6, 0), Usage(5, 0), (10, None), "max_user_files_in_flight",
+                     id="one-file-too-many"),
+        pytest.param(Usage(1, 600), Usage(1, 401), (None, 1000), "max_user_bytes_in_flight",
+                     id="one-byte-too-many"),
+        pytest.param(Usage(), Usage(11, 0), (10, None), "max_user_files_in_flight",
+                     id="one-request-over-the-limit-alone"),
+        pytest.param(Usage(50, 10**9), Usage(0, 0), (10, 1000), None,
+                     id="all-already-online-recalls-nothing"),
+    ],
+)  # fmt: skip
+def test_over_quota(
+    in_flight: Usage, asked: Usage, limits: tuple[int | None, int | None], refused: str | None
+) -> None:
+    max_files, max_bytes = limits
+    why = over_quota(in_flight, asked, max_files=max_files, max_bytes=max_bytes)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and refused in why
+
+
+def test_recall_usage_counts_unknown_sizes_as_nothing() -> None:
+    assert recall_usage([transfer("a", size=10), transfer("b", size=None)]) == Usage(2, 10)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.errors import PeerUnavailableError
-from datastore_common.messages import LeftOutFile, RestoreRequested
+from datastore_common.messages import FileState, LeftOutFile, RestoreRequested, TransferStatus
 from datastore_common.ports import StoredFile
+from datastore_common.settings import RestoreSettings
 from datastore_common.testing.fake_selections import place_of
+from datastore_gateway.main import create_app
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -452,3 +457,89 @@ class TestPartial:
         assert first.status_code == 202
         again = gateway.client.post("/restore", json={"dataset_ids": [10]}, headers=headers)
         assert again.status_code == 422  # the key names another request
+
+
+class TestFairShare:
+    @pytest.fixture
+    def limited(self, tmp_path: Path) -> Iterator[Gateway]:
+        """At most 6 files, and 10 KiB, of one user's being recalled at once."""
+        gateway = build_gateway(tmp_path)
+        settings = gateway.settings.model_copy(
+            update={
+                "restore": RestoreSettings(
+                    max_user_files_in_flight=6, max_user_bytes_in_flight=10 * 1024
+                )
+            }
+        )
+        app = create_app(
+            settings,
+            sessions=gateway.sessions,
+            publisher=gateway.publisher,
+            vo=TEST_VO,
+            selections=gateway.selections,
+            transfers=gateway.transfers,
+            vocabulary=gateway.vocabulary,
+            user_cache=gateway.user_cache,
+        )
+        gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
+        for dataset in (10, 20):
+            gateway.selections.add_dataset(
+                dataset // 10,
+                dataset,
+                [loc.replace("ABC123", f"ABC{dataset}") for loc in LOCATIONS],
+                first_datafile_id=dataset * 10,
+            )
+        with gateway.client:
+            yield gateway
+
+    def end(self, gateway: Gateway, request_id: str) -> None:
+        """FTS reports every job of the request FINISHED."""
+        ledger = gateway.app.state.gateway.ledger
+        for published in gateway.publisher.published:
+            data = published.data
+            if isinstance(data, RestoreRequested) and data.request_id == request_id:
+                for job in data.jobs:
+                    status = TransferStatus(
+                        request_id=request_id,
+                        kind="restore",
+                        job_id=job.job_id,
+                        fts_endpoint="https://fts",
+                        job_state="FINISHED",
+                        files=[
+                            FileState(source=t.source, destination=t.destination, state="FINISHED")
+                            for t in job.transfers
+                        ],
+                    )
+                    asyncio.run(ledger.apply_status(status))
+
+    def test_a_user_past_their_share_waits_until_their_restores_end(self, limited: Gateway) -> None:
+        first = restore(limited, {"dataset_ids": [10]})
+        assert first.status_code == 202, first.text
+        refused = restore(limited, {"dataset_ids": [20]})
+        assert refused.status_code == 429, refused.text
+        assert "restore.max_user_files_in_flight" in refused.json()["detail"]
+        assert "4 being recalled" in refused.json()["detail"]
+        assert refused.headers["Retry-After"]
+        assert len(limited.publisher.published) == 1  # nothing accepted
+
+        self.end(limited, first.json()["request_id"])
+        assert restore(limited, {"dataset_ids": [20]}).status_code == 202
+
+    def test_bytes_count_too(self, limited: Gateway) -> None:
+        for datafile in limited.selections.datafiles.values():
+            datafile.filesize = 2048
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202  # 8 KiB
+        refused = restore(limited, {"datafile_ids": [200, 201]})  # 6 files, but 12 KiB
+        assert refused.status_code == 429
+        assert "restore.max_user_bytes_in_flight" in refused.json()["detail"]
+
+    def test_files_already_online_take_no_share(self, limited: Gateway) -> None:
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
+        put_copies(limited, [200, 201, 202, 203])  # dataset 20 is on the user data cache
+        accepted = restore(limited, {"dataset_ids": [20]})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["job_ids"] == []
+
+    def test_another_users_restores_do_not_count(self, limited: Gateway) -> None:
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
+        assert restore(limited, {"dataset_ids": [20]}, user="alice").status_code == 202

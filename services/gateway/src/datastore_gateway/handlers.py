@@ -26,7 +26,13 @@ from datastore_common.domain.plan import (
     plan_restore_jobs,
     restore_transfers,
 )
-from datastore_common.domain.restore import left_out, sort_by_destination
+from datastore_common.domain.restore import (
+    Usage,
+    left_out,
+    over_quota,
+    recall_usage,
+    sort_by_destination,
+)
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -38,6 +44,7 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
+    PermanentError,
     TooLargeError,
 )
 from datastore_common.logging import get_logger
@@ -105,6 +112,10 @@ MAX_UNKNOWN_NAMED = 20
 
 class RequestTooLargeError(TooLargeError):
     """The request is over one of the configured gateway limits (413)."""
+
+
+class QuotaExceededError(PermanentError):
+    """A restore would take its user past their share of the tape drives (429): not now."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -425,6 +436,28 @@ async def online_copies(
         ) from exc
 
 
+async def check_quota(
+    ledger: Ledger | None, user: UserSession, asked: Usage, settings: DatastoreSettings
+) -> None:
+    """Refuse (429, saying why) a restore that would take its user past
+    ``restore.max_user_files_in_flight`` or ``max_user_bytes_in_flight`` with what their
+    restores not yet ended are recalling (the ledger's count). A soft limit: two requests
+    checked at the same moment may both pass."""
+    limits = settings.restore
+    if ledger is None or (
+        limits.max_user_files_in_flight is None and limits.max_user_bytes_in_flight is None
+    ):
+        return
+    why = over_quota(
+        await ledger.in_flight(user.user_name),
+        asked,
+        max_files=limits.max_user_files_in_flight,
+        max_bytes=limits.max_user_bytes_in_flight,
+    )
+    if why is not None:
+        raise QuotaExceededError(why)
+
+
 async def request_restore(
     body: RestoreRequest,
     *,
@@ -482,6 +515,7 @@ async def request_restore(
             user_data_cache=settings.user_data_cache,
         )
         online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
+        await check_quota(ledger, user, recall_usage(online.to_recall), settings)
         jobs = plan_restore_jobs(
             request_id,
             online.to_recall,

@@ -7,8 +7,9 @@ idempotency store, the one FTS port for job status and the VO; the user data cac
 restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-and ConflictError 409, TooLargeError 413, other PermanentError 422, TransientError 503 (a
-selection past ``icat.selection_deadline_seconds`` included) — each with
+and ConflictError 409, TooLargeError 413, QuotaExceededError 429, other PermanentError
+422, TransientError 503 (a selection past ``icat.selection_deadline_seconds`` included) —
+each with
 ``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
 other ``AuthenticationError``: FTS, the broker, ICAT's functional account) is a 503 with an
 alarm, never a 401 telling the caller their session is bad.
@@ -66,6 +67,7 @@ from datastore_gateway.api.routes import (
     requests,
     restore,
 )
+from datastore_gateway.handlers import QuotaExceededError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -90,6 +92,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SERVICE = "gateway"
+#: When a user over their restore quota may try again: their restores take minutes to end.
+QUOTA_RETRY_AFTER_SECONDS = 300
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
 
@@ -311,6 +315,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
 
+    async def over_quota(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(429, str(exc), {"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)})
+
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         return _problem(422, str(exc))
 
@@ -349,6 +356,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
+    app.add_exception_handler(QuotaExceededError, over_quota)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

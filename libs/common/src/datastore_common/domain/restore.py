@@ -95,3 +95,47 @@ def left_out(states: Mapping[int, str | None]) -> tuple[LeftOutFile, ...]:
     return tuple(
         LeftOutFile(datafile_id=i, reason=left_out_reason(states[i])) for i in sorted(states)
     )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Files and bytes being recalled (a user's restores not yet ended, or one request)."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.files + other.files, self.bytes + other.bytes)
+
+
+def recall_usage(transfers: Sequence[PlannedTransfer]) -> Usage:
+    """What recalling these transfers takes (a file of unknown size counts 0 bytes)."""
+    return Usage(len(transfers), sum(t.filesize or 0 for t in transfers))
+
+
+def over_quota(
+    in_flight: Usage,
+    asked: Usage,
+    *,
+    max_files: int | None,
+    max_bytes: int | None,
+) -> str | None:
+    """Why a user recalling ``in_flight`` already may not start ``asked`` more, in words
+    naming the setting; None when it fits (or asks nothing of tape: files already online
+    never count). Limits are None when not set."""
+    if asked.files == 0:
+        return None
+    after = in_flight + asked
+    if max_files is not None and after.files > max_files:
+        return (
+            f"this restore recalls {asked.files} files and you have {in_flight.files} being "
+            f"recalled; at most {max_files} at once (restore.max_user_files_in_flight): "
+            "retry once some have ended"
+        )
+    if max_bytes is not None and after.bytes > max_bytes:
+        return (
+            f"this restore recalls {asked.bytes} bytes and you have {in_flight.bytes} being "
+            f"recalled; at most {max_bytes} at once (restore.max_user_bytes_in_flight): "
+            "retry once some have ended"
+        )
+    return None

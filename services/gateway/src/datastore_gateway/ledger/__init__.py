@@ -41,6 +41,7 @@ from datastore_common.domain.ledger import (
     RequestQuery,
     investigations_of,
 )
+from datastore_common.domain.restore import Usage
 from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
@@ -376,6 +377,27 @@ class Ledger:
                     (job_id,),
                 )
             return JobOwner(request_id=rows[0][0], owner=rows[0][1]) if rows else None
+
+        return await self._run(work, "read")
+
+    async def in_flight(self, owner: str) -> Usage:
+        """Files (and bytes) of ``owner``'s restores not yet ended that FTS has not ended
+        either: what they are having recalled from tape now (files already online, and
+        files ended, do not count)."""
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+
+        def work() -> Usage:
+            with self._db.transaction() as db:
+                [(files, size)] = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_requests r"
+                    " JOIN ledger_jobs j ON j.request_id = r.request_id"
+                    " JOIN ledger_files f ON f.job_id = j.job_id"
+                    f" WHERE r.owner = ? AND r.kind = 'restore' AND r.state NOT IN ({marks})"
+                    f" AND f.state NOT IN ({marks})",
+                    (owner, *ended, *ended),
+                )
+            return Usage(int(files), int(size))
 
         return await self._run(work, "read")
 

@@ -36,6 +36,11 @@ router = APIRouter(tags=["Restore"])
             "(with partial=true: only when none is)",
         },
         413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
+        429: {
+            "model": Problem,
+            "description": "It would take you past your share of files or bytes being "
+            "recalled at once (restore.max_user_*_in_flight; why, and Retry-After)",
+        },
         422: {
             "description": "The body is not a valid restore request (reason given), or a "
             "selected datafile's location in ICAT is not the one Datastore archived it at: "
