@@ -285,6 +285,20 @@ def restore(
     for i in range(4):
         run("xrdfs", udc, "query", "checksum", f"/{folder}/file_000{i}.nxs")
 
+    say("Restore again: every file is already on the user data cache with its checksum")
+    again = http.post(
+        "/restore",
+        json=body,
+        # A new request (the same body alone would replay the first answer for a while).
+        headers={**headers, "Idempotency-Key": f"demo-restore-again-{time.time_ns()}"},
+    )
+    print(f"POST /restore -> {again.status_code}")
+    print(json.dumps(again.json(), indent=2))
+    if again.status_code != 202 or again.json()["job_ids"]:
+        sys.exit("the second restore should recall nothing")
+    shown = http.get(f"/requests/{again.json()['request_id']}", headers=headers).json()
+    print(f"GET /requests/{again.json()['request_id']} -> state {shown['state']} (no FTS job)")
+
     unchanged = states(client, visit_id) == before
     say(
         f"Restored: {len(before) - 1} files of scan_0000 on the user data cache "

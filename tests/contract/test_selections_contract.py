@@ -121,8 +121,11 @@ async def test_datafiles_not_finished_on_tape_are_refused_by_id_and_state(
     with pytest.raises(NotArchivedError) as refused:
         await world.selections.resolve(session, [], archived.dataset_ids, [])
     assert refused.value.states == {ids[1]: "ACTIVE", ids[2]: None}
+    # ... holding what a partial restore would go on with: the FINISHED one.
+    assert [i.datafile_id for i in refused.value.restorable] == [ids[0]]
     [item] = await world.selections.resolve(session, [], [], [ids[0]])
     assert item.datafile_id == ids[0]
+    assert refused.value.restorable == [item]
 
 
 async def test_a_finished_datafile_without_a_location_is_refused(

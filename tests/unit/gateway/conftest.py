@@ -18,6 +18,7 @@ from datastore_common.testing.fake_selections import FakeSelections
 from datastore_common.testing.fake_vocabulary import FakeVocabulary
 from datastore_common.testing.fakes import (
     FakeSessions,
+    FakeStorage,
     FakeTransferService,
     RecordingPublisher,
 )
@@ -44,6 +45,7 @@ class Gateway:
     selections: FakeSelections
     transfers: FakeTransferService
     vocabulary: FakeVocabulary
+    user_cache: FakeStorage
 
     def login(self, username: str = "root", password: str = "pw", auth: str = "simple") -> str:
         answer = self.client.post(
@@ -65,6 +67,7 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
     selections = FakeSelections(user_of=sessions.sessions.get)
     transfers = FakeTransferService(vo_name=TEST_VO)
     vocabulary = FakeVocabulary()  # the seed's names (deploy/local/icat/example.yaml)
+    user_cache = FakeStorage()  # the user data cache: empty until a test puts copies there
     app = create_app(
         settings,
         sessions=sessions,
@@ -73,9 +76,18 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
         selections=selections,
         transfers=transfers,
         vocabulary=vocabulary,
+        user_cache=user_cache,
     )
     return Gateway(
-        app, TestClient(app), settings, sessions, publisher, selections, transfers, vocabulary
+        app,
+        TestClient(app),
+        settings,
+        sessions,
+        publisher,
+        selections,
+        transfers,
+        vocabulary,
+        user_cache,
     )
 
 

@@ -386,6 +386,7 @@ def _with_notify(gateway: Any, tmp_path: Path, **configured: Any) -> Any:
         selections=gateway.selections,
         transfers=gateway.transfers,
         vocabulary=gateway.vocabulary,
+        user_cache=gateway.user_cache,
     )
     gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
     return gateway

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from datastore_common.domain.plan import RestoreItem, plan_restore
 from datastore_common.errors import PeerUnavailableError
-from datastore_common.messages import RestoreRequested
+from datastore_common.messages import FileState, LeftOutFile, RestoreRequested, TransferStatus
+from datastore_common.ports import StoredFile
+from datastore_common.settings import RestoreSettings
 from datastore_common.testing.fake_selections import place_of
+from datastore_gateway.main import create_app
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -46,7 +53,8 @@ class TestAccepted:
         answer = restore(gateway, {"dataset_ids": [10]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
-        assert set(accepted) == {"request_id", "job_ids"}
+        assert set(accepted) == {"request_id", "job_ids", "already_online", "left_out"}
+        assert accepted["already_online"] == []
 
         message = only_message(gateway)
         [published] = gateway.publisher.published
@@ -300,3 +308,238 @@ class TestIdempotency:
         headers = {**gateway.bearer(), **key}
         assert gateway.client.post("/archive", json=seed_body(), headers=headers).status_code == 202
         assert restore(gateway, {"dataset_ids": [10]}, **key).status_code == 422
+
+
+def put_copies(gateway: Gateway, datafile_ids: list[int], *, checksum: str | None = None) -> None:
+    """Copies of these datafiles on the user data cache: the catalogue's own (size 1024,
+    adler32 from the id, as FakeSelections has them) unless ``checksum`` says otherwise."""
+    for datafile_id in datafile_ids:
+        datafile = gateway.selections.datafiles[datafile_id]
+        url = f"{gateway.settings.user_data_cache.rstrip('/')}//{datafile.location}"
+        gateway.user_cache.files[url] = StoredFile(1024, checksum or str(datafile.checksum))
+
+
+class TestRepeatable:
+    def test_files_already_online_are_not_recalled_and_the_request_ends_at_once(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived)
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert accepted["job_ids"] == []
+        assert accepted["already_online"] == archived
+
+        message = only_message(gateway)
+        assert message.jobs == []  # FTS is asked for nothing
+        assert [t.datafile_id for t in message.already_online] == archived
+        shown = gateway.client.get(
+            f"/requests/{accepted['request_id']}", headers=gateway.bearer()
+        ).json()
+        assert shown["state"] == "FINISHED"
+        [job] = shown["jobs"]
+        assert (job["files_done"], job["files_total"]) == (4, 4)
+        ledger = gateway.app.state.gateway.ledger
+        outbox = asyncio.run(ledger.deliveries(accepted["request_id"]))
+        assert [(d.channel, d.state) for d in outbox] == [("broker", "PENDING")]
+
+    def test_only_the_files_not_online_are_recalled(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived[:3])
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        assert accepted["already_online"] == archived[:3]
+        [job] = only_message(gateway).jobs
+        assert accepted["job_ids"] == [job.job_id]
+        assert [t.datafile_id for t in job.transfers] == archived[3:]
+        assert not job.overwrite  # nothing there to replace
+        shown = gateway.client.get(
+            f"/requests/{accepted['request_id']}", headers=gateway.bearer()
+        ).json()
+        assert shown["state"] == "SUBMITTED"  # until FTS has the job
+        assert sum(j["files_total"] for j in shown["jobs"]) == 4
+
+    def test_a_different_file_at_the_destination_is_replaced(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        put_copies(gateway, archived[:1], checksum="adler32:deadbeef")
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        assert accepted["already_online"] == []
+        [job] = only_message(gateway).jobs
+        assert [t.datafile_id for t in job.transfers] == archived
+        assert job.overwrite
+
+    def test_the_user_data_cache_down_is_a_503_and_nothing_is_accepted(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        gateway.user_cache.fail_with = PeerUnavailableError("udc: connection refused")
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 503
+        assert "user data cache" in answer.json()["detail"]
+        assert "Retry-After" in answer.headers
+        assert gateway.publisher.published == []
+
+    def test_a_second_restore_after_the_first_finished_finds_its_files_online(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        first = restore(gateway, {"dataset_ids": [10]}).json()
+        assert first["already_online"] == []
+        put_copies(gateway, archived)  # what FTS wrote for the first
+        second = restore(gateway, {"dataset_ids": [10], "datafile_ids": [archived[0]]}).json()
+        assert second["request_id"] != first["request_id"]
+        assert (second["job_ids"], second["already_online"]) == ([], archived)
+
+
+class TestPartial:
+    @pytest.fixture
+    def half_archived(self, gateway: Gateway, archived: list[int]) -> list[int]:
+        """The seed's dataset with its last two files not on tape: one in flight, one never."""
+        gateway.selections.datafiles[archived[2]].state = "ACTIVE"
+        gateway.selections.datafiles[archived[3]].state = None
+        return archived
+
+    def test_without_partial_a_dataset_not_all_on_tape_is_409_naming_the_files(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        answer = restore(gateway, {"dataset_ids": [10]})
+        assert answer.status_code == 409
+        assert f"{half_archived[2]} (ACTIVE)" in answer.json()["detail"]
+        assert gateway.publisher.published == []
+
+    def test_partial_restores_the_archived_part_and_lists_what_was_left_out(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        bearer = gateway.bearer()
+        answer = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=bearer
+        )
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        assert [f["datafile_id"] for f in accepted["left_out"]] == half_archived[2:]
+        assert "still in flight (ACTIVE)" in accepted["left_out"][0]["reason"]
+        assert accepted["left_out"][1]["reason"] == "never archived"
+
+        message = only_message(gateway)
+        [job] = message.jobs
+        assert [t.datafile_id for t in job.transfers] == half_archived[:2]
+        assert message.left_out == [LeftOutFile.model_validate(f) for f in accepted["left_out"]]
+        shown = gateway.client.get(f"/requests/{accepted['request_id']}", headers=bearer).json()
+        assert shown["left_out"] == accepted["left_out"]
+
+    def test_partial_with_nothing_archived_is_still_409(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        for datafile_id in archived:
+            gateway.selections.datafiles[datafile_id].state = "SUBMITTED"
+        answer = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=gateway.bearer()
+        )
+        assert answer.status_code == 409
+        assert gateway.publisher.published == []
+
+    def test_partial_and_files_already_online_combine(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        put_copies(gateway, half_archived[:2])
+        accepted = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=gateway.bearer()
+        ).json()
+        assert (accepted["job_ids"], accepted["already_online"]) == ([], half_archived[:2])
+        assert len(accepted["left_out"]) == 2
+
+    def test_one_key_with_and_without_partial_is_not_replayed_across(
+        self, gateway: Gateway, half_archived: list[int]
+    ) -> None:
+        headers = {**gateway.bearer(), "Idempotency-Key": "partial-or-not"}
+        first = gateway.client.post(
+            "/restore?partial=true", json={"dataset_ids": [10]}, headers=headers
+        )
+        assert first.status_code == 202
+        again = gateway.client.post("/restore", json={"dataset_ids": [10]}, headers=headers)
+        assert again.status_code == 422  # the key names another request
+
+
+class TestFairShare:
+    @pytest.fixture
+    def limited(self, tmp_path: Path) -> Iterator[Gateway]:
+        """At most 6 files, and 10 KiB, of one user's being recalled at once."""
+        gateway = build_gateway(tmp_path)
+        settings = gateway.settings.model_copy(
+            update={
+                "restore": RestoreSettings(
+                    max_user_files_in_flight=6, max_user_bytes_in_flight=10 * 1024
+                )
+            }
+        )
+        app = create_app(
+            settings,
+            sessions=gateway.sessions,
+            publisher=gateway.publisher,
+            vo=TEST_VO,
+            selections=gateway.selections,
+            transfers=gateway.transfers,
+            vocabulary=gateway.vocabulary,
+            user_cache=gateway.user_cache,
+        )
+        gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
+        for dataset in (10, 20):
+            gateway.selections.add_dataset(
+                dataset // 10,
+                dataset,
+                [loc.replace("ABC123", f"ABC{dataset}") for loc in LOCATIONS],
+                first_datafile_id=dataset * 10,
+            )
+        with gateway.client:
+            yield gateway
+
+    def end(self, gateway: Gateway, request_id: str) -> None:
+        """FTS reports every job of the request FINISHED."""
+        ledger = gateway.app.state.gateway.ledger
+        for published in gateway.publisher.published:
+            data = published.data
+            if isinstance(data, RestoreRequested) and data.request_id == request_id:
+                for job in data.jobs:
+                    status = TransferStatus(
+                        request_id=request_id,
+                        kind="restore",
+                        job_id=job.job_id,
+                        fts_endpoint="https://fts",
+                        job_state="FINISHED",
+                        files=[
+                            FileState(source=t.source, destination=t.destination, state="FINISHED")
+                            for t in job.transfers
+                        ],
+                    )
+                    asyncio.run(ledger.apply_status(status))
+
+    def test_a_user_past_their_share_waits_until_their_restores_end(self, limited: Gateway) -> None:
+        first = restore(limited, {"dataset_ids": [10]})
+        assert first.status_code == 202, first.text
+        refused = restore(limited, {"dataset_ids": [20]})
+        assert refused.status_code == 429, refused.text
+        assert "restore.max_user_files_in_flight" in refused.json()["detail"]
+        assert "4 being recalled" in refused.json()["detail"]
+        assert refused.headers["Retry-After"]
+        assert len(limited.publisher.published) == 1  # nothing accepted
+
+        self.end(limited, first.json()["request_id"])
+        assert restore(limited, {"dataset_ids": [20]}).status_code == 202
+
+    def test_bytes_count_too(self, limited: Gateway) -> None:
+        for datafile in limited.selections.datafiles.values():
+            datafile.filesize = 2048
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202  # 8 KiB
+        refused = restore(limited, {"datafile_ids": [200, 201]})  # 6 files, but 12 KiB
+        assert refused.status_code == 429
+        assert "restore.max_user_bytes_in_flight" in refused.json()["detail"]
+
+    def test_files_already_online_take_no_share(self, limited: Gateway) -> None:
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
+        put_copies(limited, [200, 201, 202, 203])  # dataset 20 is on the user data cache
+        accepted = restore(limited, {"dataset_ids": [20]})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["job_ids"] == []
+
+    def test_another_users_restores_do_not_count(self, limited: Gateway) -> None:
+        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
+        assert restore(limited, {"dataset_ids": [20]}, user="alice").status_code == 202

@@ -8,7 +8,11 @@ recorded as FAILED) at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datastore_common.domain.plan import RestoreItem
 
 
 class DatastoreError(Exception):
@@ -98,10 +102,14 @@ class GaveUpError(PermanentError):
 
 class NotArchivedError(PermanentError):
     """Some selected datafiles are not (yet) safely on tape: their "Archival state" is not
-    FINISHED (or they have no location). ``states`` maps datafile id -> state (None = none)."""
+    FINISHED (or they have no location). ``states`` maps datafile id -> state (None = none);
+    ``restorable`` holds the rest of the selection, which a partial restore goes on with."""
 
-    def __init__(self, states: Mapping[int, str | None]) -> None:
+    def __init__(
+        self, states: Mapping[int, str | None], restorable: Sequence[RestoreItem] = ()
+    ) -> None:
         self.states = dict(states)
+        self.restorable = list(restorable)
         shown = sorted(self.states.items())[:20]
         listed = ", ".join(f"{i} ({s or 'never archived'})" for i, s in shown)
         more = f" and {len(self.states) - len(shown)} more" if len(self.states) > len(shown) else ""

@@ -345,7 +345,8 @@ class Selections(ABC):
         Raises TooLargeError as soon as more than ``max_datafiles`` datafiles are found (no
         more are read), NotFoundError naming the ids the user cannot read (or that do not
         exist), NotArchivedError when any resolved datafile's "Archival state" is not
-        FINISHED or was not written by the functional account (ICAT's ``modId``),
+        FINISHED or was not written by the functional account (ICAT's ``modId``), holding
+        the datafiles that are (``restorable``, ordered as above: a partial restore's),
         SessionRefusedError when the session is refused, DeadlineExceededError when reading
         outlasts the adapter's deadline.
         """

@@ -345,6 +345,15 @@ class PollerSettings(_Section):
     batch_wait_seconds: float = Field(default=0.5, ge=0)
 
 
+class RestoreSettings(_Section):
+    """Fair use of the tape drives: what one user may have being recalled at once (files
+    and bytes of their restores not yet ended; files already online do not count). None:
+    no limit. A restore that would take a user past a limit is refused with 429 and why."""
+
+    max_user_files_in_flight: int | None = Field(default=None, ge=1)
+    max_user_bytes_in_flight: int | None = Field(default=None, ge=1)
+
+
 class XRootDSettings(_Section):
     """How the services talk to XRootD storage (the instrument data cache's checks)."""
 
@@ -396,6 +405,7 @@ class DatastoreSettings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     notify: NotifySettings = NotifySettings()
     poller: PollerSettings = PollerSettings()
+    restore: RestoreSettings = RestoreSettings()
     xrootd: XRootDSettings = XRootDSettings()
     log: LogSettings = LogSettings()
     instrument_data_cache: str = "root://127.0.0.1:11094//"

@@ -32,7 +32,7 @@ from datastore_common.domain.following import (
 )
 from datastore_common.domain.ledger import Position, RequestQuery, listed_owner
 from datastore_common.errors import InvalidRequestError
-from datastore_common.messages import NotifyTargets
+from datastore_common.messages import LeftOutFile, NotifyTargets
 from datastore_common.ports import Selections, UserSession
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.ledger import Ledger, RequestRecord
@@ -83,6 +83,7 @@ def request_status_of(record: RequestRecord) -> RequestStatus:
             )
             for n in record.notifications
         ],
+        left_out=[LeftOutFile.model_validate(f) for f in record.left_out],
     )
 
 

@@ -13,13 +13,26 @@ import asyncio
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import Counter
 from pydantic import BaseModel
 
 from datastore_common.domain.completion import host_allowed
 from datastore_common.domain.ledger import new_request
-from datastore_common.domain.plan import RestoreItem, plan_archive, plan_restore
+from datastore_common.domain.plan import (
+    RestoreItem,
+    plan_archive,
+    plan_restore_jobs,
+    restore_transfers,
+)
+from datastore_common.domain.restore import (
+    Usage,
+    left_out,
+    over_quota,
+    recall_usage,
+    sort_by_destination,
+)
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -27,9 +40,11 @@ from datastore_common.errors import (
     DatastoreError,
     ForbiddenError,
     InvalidRequestError,
+    NotArchivedError,
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
+    PermanentError,
     TooLargeError,
 )
 from datastore_common.logging import get_logger
@@ -37,7 +52,9 @@ from datastore_common.messages import (
     ArchivalStateSet,
     ArchiveRequested,
     ArchiveRetryRequested,
+    LeftOutFile,
     NotifyTargets,
+    PlannedTransfer,
     RestoreRequested,
 )
 from datastore_common.ports import (
@@ -46,6 +63,8 @@ from datastore_common.ports import (
     JobProgress,
     Publisher,
     Selections,
+    Storage,
+    StoredFile,
     Term,
     TransferService,
     UserSession,
@@ -78,16 +97,26 @@ from datastore_gateway.schemas import (
 
 log = get_logger(__name__)
 
+#: What ``accept_once`` answers: an archive's or a restore's 202.
+Accepted = TypeVar("Accepted", bound=ArchiveAccepted)
+
 #: The broker must confirm within this time, or the client hears 503 (never a 202 unconfirmed).
 PUBLISH_TIMEOUT_SECONDS = 10.0
 #: ICAT must say within this time whether the request's names exist, or the client hears 503.
 VOCABULARY_TIMEOUT_SECONDS = 10.0
+#: The user data cache must say within this time which copies of a restore are already
+#: there (stat, and adler32 of those present), or the client hears 503.
+ONLINE_CHECK_TIMEOUT_SECONDS = 60.0
 #: At most this many unknown names are listed in a 422 (the rest are counted).
 MAX_UNKNOWN_NAMED = 20
 
 
 class RequestTooLargeError(TooLargeError):
     """The request is over one of the configured gateway limits (413)."""
+
+
+class QuotaExceededError(PermanentError):
+    """A restore would take its user past their share of the tape drives (429): not now."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -253,30 +282,35 @@ async def publish_confirmed(
 async def accept_once(
     kind: str,
     body: BaseModel,
-    work: Callable[[str], Awaitable[ArchiveAccepted]],
+    work: Callable[[str], Awaitable[Accepted]],
     *,
+    shape: type[Accepted],
     user: UserSession,
     settings: DatastoreSettings,
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None,
     requests: Counter,
     ledger: Ledger | None = None,
-) -> ArchiveAccepted:
+    variant: str = "",
+) -> Accepted:
     """Run ``work`` once per (user, Idempotency-Key or body) within the idempotency window;
-    a repeat gets the first answer and publishes nothing."""
+    a repeat gets the first answer and publishes nothing. ``variant`` (a query flag that
+    changes the answer, e.g. a partial restore) is part of the request's fingerprint."""
 
     async def answer_json(request_id: str) -> str:
         return (await work(request_id)).model_dump_json()
 
     # Archive and restore bodies never serialize alike (their fields differ), so one key
     # reused across the two endpoints is a mismatch (422), never a wrong replay.
-    fingerprint = fingerprint_of(body.model_dump_json().encode())
+    fingerprint = fingerprint_of(
+        body.model_dump_json().encode() + (f"?{variant}".encode() if variant else b"")
+    )
 
     async def not_failed(answer: str) -> bool:
         """A replayed answer stands unless the ledger says its request FAILED."""
         if ledger is None:
             return True
-        request_id = ArchiveAccepted.model_validate_json(answer).request_id
+        request_id = shape.model_validate_json(answer).request_id
         record = await ledger.get(request_id)
         return record is None or record.state != FAILED
 
@@ -288,7 +322,7 @@ async def accept_once(
         window=settings.gateway.idempotency_window_seconds,
         still_valid=not_failed,
     )
-    accepted = ArchiveAccepted.model_validate_json(answer)
+    accepted = shape.model_validate_json(answer)
     if replayed:
         log.info(f"{kind}_replayed", correlation_id=accepted.request_id, user=user.user_name)
     requests.labels(outcome="replayed" if replayed else "accepted").inc()
@@ -350,6 +384,7 @@ async def request_archive(
         "archive",
         body,
         archive,
+        shape=ArchiveAccepted,
         user=user,
         settings=settings,
         idempotency=idempotency,
@@ -384,29 +419,82 @@ def check_restore_limits(
         )
 
 
+async def online_copies(
+    user_cache: Storage, transfers: Sequence[PlannedTransfer]
+) -> Mapping[str, StoredFile | None]:
+    """What the user data cache holds at each transfer's destination (size and adler32);
+    503 when it cannot say in time (nothing is accepted: without knowing, a restore would
+    either recall needlessly or fail on a file that is there)."""
+    try:
+        async with asyncio.timeout(ONLINE_CHECK_TIMEOUT_SECONDS):
+            return await user_cache.describe_many([t.destination for t in transfers])
+    except TimeoutError as exc:
+        raise PeerTimeoutError(
+            f"the user data cache did not say within {ONLINE_CHECK_TIMEOUT_SECONDS:g} s which "
+            "files are already there; nothing accepted"
+        ) from exc
+    except (CredentialError, AuthenticationError):
+        raise
+    except DatastoreError as exc:
+        raise PeerUnavailableError(
+            f"cannot check which files are already on the user data cache; nothing accepted: {exc}"
+        ) from exc
+
+
+async def check_quota(
+    ledger: Ledger | None, user: UserSession, asked: Usage, settings: DatastoreSettings
+) -> None:
+    """Refuse (429, saying why) a restore that would take its user past
+    ``restore.max_user_files_in_flight`` or ``max_user_bytes_in_flight`` with what their
+    restores not yet ended are recalling (the ledger's count). A soft limit: two requests
+    checked at the same moment may both pass."""
+    limits = settings.restore
+    if ledger is None or (
+        limits.max_user_files_in_flight is None and limits.max_user_bytes_in_flight is None
+    ):
+        return
+    why = over_quota(
+        await ledger.in_flight(user.user_name),
+        asked,
+        max_files=limits.max_user_files_in_flight,
+        max_bytes=limits.max_user_bytes_in_flight,
+    )
+    if why is not None:
+        raise QuotaExceededError(why)
+
+
 async def request_restore(
     body: RestoreRequest,
     *,
     user: UserSession,
     selections: Selections,
+    user_cache: Storage,
     publisher: Publisher,
     settings: DatastoreSettings,
     vo: str,
     idempotency: IdempotencyStore | None,
     idempotency_key: str | None = None,
     ledger: Ledger | None = None,
+    partial: bool = False,
 ) -> RestoreAccepted:
-    """Resolve the selection in ICAT *as the user*, plan tape -> user data cache jobs, publish
-    ``restore.requested`` (confirmed), answer the plan. Nothing in ICAT changes.
+    """Resolve the selection in ICAT *as the user*, look at the user data cache, plan
+    tape -> user data cache jobs for what is not there yet, publish ``restore.requested``
+    (confirmed), answer the plan. Nothing in ICAT changes.
 
     Any authenticated user may restore what ICAT lets them read; ids they cannot read are a
-    404, datafiles not yet FINISHED on tape a 409. Repeats replay as for archive.
+    404, datafiles not yet FINISHED on tape a 409. A file whose copy on the user data cache
+    has the catalogue's size and adler32 is not recalled (``already_online``, done at once);
+    a different file there is overwritten (``domain.restore``). Repeats replay as for
+    archive; a restore of the same files later is a new request and finds them online.
+    ``partial``: datafiles not FINISHED on tape are left out (``left_out``, with why) and the
+    rest restored; 409 still when none is.
     """
     check_restore_limits(body, None, settings)
     check_notify(body.notify, settings)
 
-    async def restore(request_id: str) -> ArchiveAccepted:
+    async def restore(request_id: str) -> RestoreAccepted:
         limit = settings.gateway.max_datafiles_per_request
+        not_restored: tuple[LeftOutFile, ...] = ()
         try:
             # ICAT is read up to one datafile past the limit, never further.
             items = await selections.resolve(
@@ -418,35 +506,63 @@ async def request_restore(
             )
         except TooLargeError as exc:
             raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
+        except NotArchivedError as exc:
+            if not partial or not exc.restorable:
+                raise
+            items, not_restored = exc.restorable, left_out(exc.states)
         if not items:
             raise InvalidRequestError("the selection holds no datafiles to restore")
         check_restore_limits(body, items, settings)
-        jobs = plan_restore(
-            request_id,
+        transfers = restore_transfers(
             items,
             tape_archive=settings.tape_archive,
             tape_root_dir=settings.tape_root_dir,
             user_data_cache=settings.user_data_cache,
+        )
+        online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
+        await check_quota(ledger, user, recall_usage(online.to_recall), settings)
+        jobs = plan_restore_jobs(
+            request_id,
+            online.to_recall,
             vo=vo,
             max_files_per_job=settings.fts3.max_files_per_job,
+            replace=online.to_replace,
         )
-        message = RestoreRequested(request_id=request_id, jobs=jobs, notify=body.notify)
+        message = RestoreRequested(
+            request_id=request_id,
+            jobs=jobs,
+            already_online=list(online.already_online),
+            left_out=list(not_restored),
+            notify=body.notify,
+        )
         await publish_confirmed(publisher, message, user=user.user_name)
         await record_accepted(ledger, message, user=user.user_name)
-        RESTORED_DATAFILES.inc(len(items))
+        RESTORED_DATAFILES.inc(len(online.to_recall))
         log.info(
             "restore_requested",
             correlation_id=request_id,
             user=user.user_name,
             datafiles=len(items),
+            already_online=len(online.already_online),
+            replaced=len(online.to_replace),
+            left_out=len(not_restored),
             jobs=len(jobs),
         )
-        return RestoreAccepted(request_id=request_id, job_ids=[job.job_id for job in jobs])
+        return RestoreAccepted(
+            request_id=request_id,
+            job_ids=[job.job_id for job in jobs],
+            already_online=sorted(
+                t.datafile_id for t in online.already_online if t.datafile_id is not None
+            ),
+            left_out=list(not_restored),
+        )
 
-    accepted = await accept_once(
+    return await accept_once(
         "restore",
         body,
         restore,
+        shape=RestoreAccepted,
+        variant="partial" if partial else "",
         user=user,
         settings=settings,
         idempotency=idempotency,
@@ -454,7 +570,6 @@ async def request_restore(
         requests=RESTORE_REQUESTS,
         ledger=ledger,
     )
-    return RestoreAccepted(request_id=accepted.request_id, job_ids=accepted.job_ids)
 
 
 # ---------------------------------------------------------------- job status

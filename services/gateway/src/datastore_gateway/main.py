@@ -3,11 +3,13 @@
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
 injected (the bus publisher; the ICAT sessions and vocabulary adapters on one client pool
 and the selections on another, so a large restore selection never starves logins; the
-idempotency store, the one FTS port for job status and the VO) and closes what it opened.
+idempotency store, the one FTS port for job status and the VO; the user data cache a
+restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-and ConflictError 409, TooLargeError 413, other PermanentError 422, TransientError 503 (a
-selection past ``icat.selection_deadline_seconds`` included) — each with
+and ConflictError 409, TooLargeError 413, QuotaExceededError 429, other PermanentError
+422, TransientError 503 (a selection past ``icat.selection_deadline_seconds`` included) —
+each with
 ``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
 other ``AuthenticationError``: FTS, the broker, ICAT's functional account) is a 503 with an
 alarm, never a 401 telling the caller their session is bad.
@@ -47,7 +49,14 @@ from datastore_common.errors import (
 )
 from datastore_common.logging import get_logger
 from datastore_common.metrics import CREDENTIAL_FAILURES
-from datastore_common.ports import Publisher, Selections, Sessions, TransferService, Vocabulary
+from datastore_common.ports import (
+    Publisher,
+    Selections,
+    Sessions,
+    Storage,
+    TransferService,
+    Vocabulary,
+)
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import GATEWAY_LEDGER
 from datastore_common.worker import Route, make_bus, subscribe
@@ -62,6 +71,7 @@ from datastore_gateway.api.routes import (
     requests,
     restore,
 )
+from datastore_gateway.handlers import QuotaExceededError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -86,6 +96,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SERVICE = "gateway"
+#: When a user over their restore quota may try again: their restores take minutes to end.
+QUOTA_RETRY_AFTER_SECONDS = 300
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
 
@@ -142,6 +154,7 @@ def create_app(
     transfers: TransferService | None = None,
     vocabulary: Vocabulary | None = None,
     ledger: Ledger | None = None,
+    user_cache: Storage | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -156,6 +169,7 @@ def create_app(
     state.ledger = ledger
     state.selections = selections
     state.transfers = transfers
+    state.user_cache = user_cache
     if vocabulary is not None:
         state.vocabulary = CachedVocabulary(
             vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
@@ -235,6 +249,10 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
             state.vocabulary = CachedVocabulary(
                 icat.vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
             )
+    if state.user_cache is None:
+        from datastore_common.adapters.xrootd.storage import XRootDStorage
+
+        state.user_cache = XRootDStorage.from_settings(settings)  # connects per call
     if state.transfers is None:
         from datastore_common.adapters.fts3.transfer_service import Fts3TransferService
 
@@ -314,6 +332,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
 
+    async def over_quota(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(429, str(exc), {"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)})
+
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         return _problem(422, str(exc))
 
@@ -361,6 +382,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
+    app.add_exception_handler(QuotaExceededError, over_quota)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

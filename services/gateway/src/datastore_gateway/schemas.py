@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
 from datastore_common.messages import (
     InvestigationSpec,
+    LeftOutFile,
     NotifyTargets,
     SettableState,
     check_unique_investigations,
@@ -116,7 +117,20 @@ class RestoreRequest(_Shape):
 
 
 class RestoreAccepted(ArchiveAccepted):
-    """The same answer as an archive: the request id and the FTS job ids (tape to user cache)."""
+    """As an archive's answer: the request id and the FTS job ids (tape to user cache), plus
+    the datafiles not recalled because their copy is already online."""
+
+    already_online: list[int] = Field(
+        default_factory=list,
+        description="Datafile ids whose copy on the user data cache already has the "
+        "catalogue's size and adler32: not recalled, counted done. Every file online: no "
+        "job, and the request is FINISHED at once.",
+    )
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list,
+        description="With partial=true: the selection's datafiles not (yet) archived, not "
+        "restored, each with why.",
+    )
 
 
 class CancelAccepted(_Shape):
@@ -289,6 +303,10 @@ class RequestStatus(_Shape):
     notifications: list[RequestNotification] = Field(
         default_factory=list,
         description="Once it ended: how telling each channel went (empty before).",
+    )
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list,
+        description="A partial restore's datafiles not (yet) archived: not restored, with why.",
     )
 
 

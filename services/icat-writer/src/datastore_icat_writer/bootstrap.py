@@ -13,7 +13,6 @@ from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.consumer import Handler
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
-from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.messages import ArchivalStateSet, ArchiveRetryRequested, Envelope
 from datastore_common.ports import Catalogue, Publisher, Storage
@@ -66,18 +65,6 @@ def one_at_a_time_per_job(handler: Handler) -> Handler:
     return serialised
 
 
-def _describer(settings: DatastoreSettings) -> XRootDStorage:
-    xrootd = settings.xrootd
-    return XRootDStorage(
-        XRootDClient(
-            timeout_seconds=xrootd.timeout_seconds,
-            checksum_concurrency=xrootd.checksum_concurrency,
-            checksum_bytes_per_second=xrootd.checksum_bytes_per_second,
-        ),
-        concurrency=xrootd.describe_concurrency,
-    )
-
-
 def bootstrap(
     settings: DatastoreSettings,
     *,
@@ -97,7 +84,7 @@ def bootstrap(
         )
         owned.add(icat_catalogue.close)
         catalogue = icat_catalogue
-    describer = _describer(settings) if storage is None else storage
+    describer = XRootDStorage.from_settings(settings) if storage is None else storage
     register = partial(
         register_archive,
         catalogue=catalogue,

@@ -28,6 +28,7 @@ from datastore_common.messages import (
     ArchiveRequested,
     ArchiveRetryRequested,
     PlannedJob,
+    PlannedTransfer,
     RestoreRequested,
     TransferKind,
 )
@@ -46,12 +47,32 @@ _WAITING_ON = {
 class PlannedFile:
     destination: str
     bytes: int | None
+    state: str = SUBMITTED
 
 
 @dataclass(frozen=True)
 class LedgerJob:
+    """A job of a request as the ledger follows it: an FTS job (``state`` None until FTS
+    reports it), or the restore's files already online (``already_online_job``)."""
+
     job_id: str
     files: tuple[PlannedFile, ...]
+    state: str | None = None
+
+
+def already_online_job_id(request_id: str) -> str:
+    """The ledger's name for a restore's files already on the user data cache: not an FTS
+    job (FTS never hears of it, and it is never an FTS job id: not a UUID)."""
+    return f"{request_id}:already-online"
+
+
+def already_online_job(request_id: str, transfers: Sequence[PlannedTransfer]) -> LedgerJob:
+    """A restore's files already online, FINISHED from the start: they count as done."""
+    return LedgerJob(
+        already_online_job_id(request_id),
+        tuple(PlannedFile(t.destination, t.filesize, FINISHED) for t in transfers),
+        state=FINISHED,
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,8 @@ class NewRequest:
     jobs: tuple[LedgerJob, ...]
     #: Who is told when it ends: {"email": ..., "webhook": ...} (what was given).
     notify: Mapping[str, str] | None = None
+    #: A partial restore's datafiles not restored: {"datafile_id": ..., "reason": ...}.
+    left_out: tuple[Mapping[str, Any], ...] = ()
 
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
@@ -107,24 +130,33 @@ def new_request(
         )
         kind: TransferKind = "archive"
     else:
-        datasets = restored_datasets(data.jobs)
+        datasets = restored_datasets(data.jobs, data.already_online)
         kind = "restore"
+    jobs = ledger_jobs(data.jobs)
+    if isinstance(data, RestoreRequested) and data.already_online:
+        jobs += (already_online_job(data.request_id, data.already_online),)
     return NewRequest(
         request_id=data.request_id,
         kind=kind,
         owner=owner,
         source=source,
         datasets=datasets,
-        jobs=ledger_jobs(data.jobs),
+        jobs=jobs,
         notify=data.notify.model_dump(exclude_none=True) if data.notify is not None else None,
+        left_out=tuple(f.model_dump() for f in data.left_out)
+        if isinstance(data, RestoreRequested)
+        else (),
     )
 
 
-def restored_datasets(jobs: Sequence[PlannedJob]) -> tuple[dict[str, Any], ...]:
+def restored_datasets(
+    jobs: Sequence[PlannedJob], already_online: Sequence[PlannedTransfer] = ()
+) -> tuple[dict[str, Any], ...]:
     """A restore's datasets by id, with their investigation and names where ICAT gave them
-    (``RestoreItem.key``), as an archive's are shown, and how many of their datafiles."""
+    (``RestoreItem.key``), as an archive's are shown, and how many of their datafiles (those
+    already online included)."""
     by_id: dict[int, dict[str, Any]] = {}
-    for transfer in (t for job in jobs for t in job.transfers):
+    for transfer in [*(t for job in jobs for t in job.transfers), *already_online]:
         if not transfer.dataset_id:
             continue
         shown = by_id.setdefault(transfer.dataset_id, {"dataset_id": transfer.dataset_id})

@@ -8,7 +8,7 @@ call and resubmitting it can never create a second job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -149,6 +149,58 @@ def trusted_locations(items: Sequence[RestoreItem]) -> dict[int, str]:
     return trusted
 
 
+def restore_transfers(
+    items: Sequence[RestoreItem],
+    *,
+    tape_archive: str,
+    user_data_cache: str,
+    tape_root_dir: str,
+) -> list[PlannedTransfer]:
+    """Each datafile from tape to the same relative place on the user cache, named by its
+    ICAT keys as an archive's are (the request ledger shows them), by (dataset, location).
+
+    Only from where Datastore archived it: a location that is unsafe or not the one its place
+    in ICAT's hierarchy gives refuses them all (UntrustedLocationError, naming each)."""
+    locations = trusted_locations(items)
+    return [
+        PlannedTransfer(
+            source=storage_url(tape_archive, locations[item.datafile_id], prefix=tape_root_dir),
+            destination=storage_url(user_data_cache, locations[item.datafile_id]),
+            datafile=item.key,
+            datafile_id=item.datafile_id,
+            dataset_id=item.dataset_id,
+            checksum=_real_checksum(item.checksum),
+            filesize=item.filesize,
+        )
+        for item in sorted(items, key=lambda i: (i.dataset_id, locations[i.datafile_id]))
+    ]
+
+
+def plan_restore_jobs(
+    request_id: str,
+    transfers: Sequence[PlannedTransfer],
+    *,
+    vo: str,
+    max_files_per_job: int,
+    replace: Collection[str] = (),
+) -> list[PlannedJob]:
+    """Restore jobs for these transfers, a dataset's kept together. A job overwrites only
+    when it carries a destination in ``replace`` (a different file is there): the others
+    leave FTS to refuse a file that appeared unasked."""
+    by_dataset: dict[int | None, list[PlannedTransfer]] = {}
+    for transfer in transfers:
+        by_dataset.setdefault(transfer.dataset_id, []).append(transfer)
+    jobs = _jobs(
+        request_id, "restore", vo, pack_groups(list(by_dataset.values()), max_files_per_job)
+    )
+    return [
+        job.model_copy(update={"overwrite": True})
+        if any(t.destination in replace for t in job.transfers)
+        else job
+        for job in jobs
+    ]
+
+
 def plan_restore(
     request_id: str,
     items: Sequence[RestoreItem],
@@ -159,29 +211,15 @@ def plan_restore(
     vo: str,
     max_files_per_job: int,
 ) -> list[PlannedJob]:
-    """Restore plan: each datafile from tape to the same relative place on the user cache,
-    named by its ICAT keys as an archive's are (the request ledger shows them).
-
-    Only from where Datastore archived it: a location that is unsafe or not the one its place
-    in ICAT's hierarchy gives refuses the whole plan (UntrustedLocationError, naming each)."""
-    locations = trusted_locations(items)
-    by_dataset: dict[int, list[PlannedTransfer]] = {}
-    for item in sorted(items, key=lambda i: (i.dataset_id, locations[i.datafile_id])):
-        location = locations[item.datafile_id]
-        by_dataset.setdefault(item.dataset_id, []).append(
-            PlannedTransfer(
-                source=storage_url(tape_archive, location, prefix=tape_root_dir),
-                destination=storage_url(user_data_cache, location),
-                datafile=item.key,
-                datafile_id=item.datafile_id,
-                dataset_id=item.dataset_id,
-                checksum=_real_checksum(item.checksum),
-                filesize=item.filesize,
-            )
-        )
-    return _jobs(
-        request_id, "restore", vo, pack_groups(list(by_dataset.values()), max_files_per_job)
+    """Restore plan of every item (``restore_transfers`` packed by ``plan_restore_jobs``),
+    nothing overwritten."""
+    transfers = restore_transfers(
+        items,
+        tape_archive=tape_archive,
+        tape_root_dir=tape_root_dir,
+        user_data_cache=user_data_cache,
     )
+    return plan_restore_jobs(request_id, transfers, vo=vo, max_files_per_job=max_files_per_job)
 
 
 def _real_checksum(value: str | None) -> str | None:

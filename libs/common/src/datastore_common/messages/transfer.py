@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datastore_common.messages.envelope import Payload
 from datastore_common.messages.metadata import InvestigationSpec
@@ -36,6 +36,13 @@ class PlannedTransfer(_Part):
     dataset_id: int | None = None
     checksum: str | None = Field(default=None, description="adler32:<hex>, once known.")
     filesize: int | None = Field(default=None, ge=0)
+
+
+class LeftOutFile(_Part):
+    """A datafile of a partial restore's selection that is not restored, and why."""
+
+    datafile_id: int = Field(description="ICAT Datafile id")
+    reason: str
 
 
 class PlannedJob(_Part):
@@ -122,10 +129,30 @@ class RestoreRequested(Payload):
 
     TYPE: ClassVar[str] = "datastore.restore.requested.v1"
     request_id: str
-    jobs: list[PlannedJob] = Field(min_length=1)
+    jobs: list[PlannedJob] = Field(
+        default_factory=list,
+        description="The files to stage from tape and copy; none when every file is "
+        "already online.",
+    )
+    already_online: list[PlannedTransfer] = Field(
+        default_factory=list,
+        description="Files whose copy on the user data cache already has the catalogue's "
+        "size and adler32: not recalled, counted done.",
+    )
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list,
+        description="A partial restore's datafiles not (yet) archived: not restored, each "
+        "with why.",
+    )
     notify: NotifyTargets | None = Field(
         default=None, description="Who is told when the request ends (request.completed)."
     )
+
+    @model_validator(mode="after")
+    def _some_files(self) -> RestoreRequested:
+        if not (self.jobs or self.already_online):
+            raise ValueError("a restore names at least one job or one file already online")
+        return self
 
 
 class TransferSubmitted(Payload):

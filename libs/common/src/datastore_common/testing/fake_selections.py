@@ -278,8 +278,10 @@ class FakeSelections(Selections):
                         place=self.place(f),
                     )
                 )
-        if refused:
-            raise NotArchivedError(refused)
+        if refused:  # with what could be restored, for a partial restore
+            raise NotArchivedError(
+                refused, sorted(items, key=lambda item: (item.dataset_id, item.location))
+            )
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
 
     # -- archival and look-ups -----------------------------------------------------------

@@ -21,6 +21,7 @@ from datastore_common.ports import (
     Publisher,
     Selections,
     Sessions,
+    Storage,
     TransferService,
     UserSession,
     Vocabulary,
@@ -49,6 +50,8 @@ class GatewayState:
     transfers: TransferService | None = None
     vocabulary: Vocabulary | None = None
     ledger: Ledger | None = None
+    #: The user data cache, where a restore looks for copies already online.
+    user_cache: Storage | None = None
     broker_check: Callable[[], bool] = lambda: False
     logins: Admission = field(init=False)
 
@@ -94,6 +97,10 @@ async def get_sessions(state: StateDep) -> Sessions:
 
 async def get_selections(state: StateDep) -> Selections:
     return _ready(state.selections, "ICAT selections are not available yet")
+
+
+async def get_user_cache(state: StateDep) -> Storage:
+    return _ready(state.user_cache, "the user data cache is not available yet")
 
 
 async def get_transfers(state: StateDep) -> TransferService:
@@ -147,6 +154,7 @@ SettingsDep = Annotated[DatastoreSettings, Depends(get_settings)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 SessionsDep = Annotated[Sessions, Depends(get_sessions)]
 SelectionsDep = Annotated[Selections, Depends(get_selections)]
+UserCacheDep = Annotated[Storage, Depends(get_user_cache)]
 TransfersDep = Annotated[TransferService, Depends(get_transfers)]
 VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]

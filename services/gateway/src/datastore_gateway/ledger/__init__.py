@@ -41,6 +41,7 @@ from datastore_common.domain.ledger import (
     RequestQuery,
     investigations_of,
 )
+from datastore_common.domain.restore import Usage
 from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
@@ -133,7 +134,8 @@ class Ledger:
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?)"
+                " state, datasets, notify, left_out)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -144,21 +146,26 @@ class Ledger:
                     now,
                     json.dumps(list(request.datasets)),
                     json.dumps(dict(request.notify)) if request.notify else None,
+                    json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
                 ),
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
+            if any(job.state is not None for job in request.jobs):
+                # Files already online are done from the start: a restore of nothing else
+                # ends FINISHED here, and its request.completed is written at once.
+                self._refresh(db, request.request_id)
 
     def _add_jobs(self, db: Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
         db.executemany(
-            "INSERT INTO ledger_jobs (job_id, request_id, position) VALUES (?, ?, ?)"
+            "INSERT INTO ledger_jobs (job_id, request_id, position, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (job_id) DO NOTHING",
-            [(job.job_id, request_id, position) for position, job in enumerate(jobs)],
+            [(job.job_id, request_id, position, job.state) for position, job in enumerate(jobs)],
         )
         db.executemany(
             "INSERT INTO ledger_files (job_id, destination, bytes, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (job_id, destination) DO NOTHING",
-            [(job.job_id, f.destination, f.bytes, "SUBMITTED") for job in jobs for f in job.files],
+            [(job.job_id, f.destination, f.bytes, f.state) for job in jobs for f in job.files],
         )
 
     async def registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:
@@ -373,6 +380,27 @@ class Ledger:
                 return None
             request_id, owner, kind = rows[0]
             return JobOwner(request_id=request_id, owner=owner, kind=kind)
+
+        return await self._run(work, "read")
+
+    async def in_flight(self, owner: str) -> Usage:
+        """Files (and bytes) of ``owner``'s restores not yet ended that FTS has not ended
+        either: what they are having recalled from tape now (files already online, and
+        files ended, do not count)."""
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+
+        def work() -> Usage:
+            with self._db.transaction() as db:
+                [(files, size)] = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_requests r"
+                    " JOIN ledger_jobs j ON j.request_id = r.request_id"
+                    " JOIN ledger_files f ON f.job_id = j.job_id"
+                    f" WHERE r.owner = ? AND r.kind = 'restore' AND r.state NOT IN ({marks})"
+                    f" AND f.state NOT IN ({marks})",
+                    (owner, *ended, *ended),
+                )
+            return Usage(int(files), int(size))
 
         return await self._run(work, "read")
 

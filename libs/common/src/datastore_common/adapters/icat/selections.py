@@ -299,8 +299,10 @@ class IcatSelections(Selections):
                         df_id, row.dataset_id, row.location, row.checksum, row.filesize, place=place
                     )
                 )
-        if refused:
-            raise NotArchivedError(refused)
+        if refused:  # with what could be restored, for a partial restore
+            raise NotArchivedError(
+                refused, sorted(items, key=lambda item: (item.dataset_id, item.location))
+            )
         log.info("restore_selection_resolved", datafiles=len(items))
         return sorted(items, key=lambda item: (item.dataset_id, item.location))
 

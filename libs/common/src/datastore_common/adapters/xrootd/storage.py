@@ -1,4 +1,5 @@
-"""The ``Storage`` port on XRootD: size and adler32 of files on the instrument data cache."""
+"""The ``Storage`` port on XRootD: size and adler32 of files (the instrument data cache's
+sources for the icat-writer, the user data cache's copies for a restore)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import OrderedDict
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.errors import NotFoundError
 from datastore_common.ports import Storage, StoredFile
+from datastore_common.settings import DatastoreSettings
 
 #: Checksums remembered per process, so that a request retried after a failure part-way
 #: through does not ask the server again for the files it already described.
@@ -28,6 +30,19 @@ class XRootDStorage(Storage):
         self._client = client or XRootDClient()
         self._slots = asyncio.Semaphore(concurrency)
         self._memo: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, settings: DatastoreSettings) -> XRootDStorage:
+        """Bounded as the ``xrootd`` section says (time-outs, checksums and stats at once)."""
+        xrootd = settings.xrootd
+        return cls(
+            XRootDClient(
+                timeout_seconds=xrootd.timeout_seconds,
+                checksum_concurrency=xrootd.checksum_concurrency,
+                checksum_bytes_per_second=xrootd.checksum_bytes_per_second,
+            ),
+            concurrency=xrootd.describe_concurrency,
+        )
 
     async def describe(self, url: str) -> StoredFile | None:
         async with self._slots:
