@@ -111,7 +111,9 @@
       cell(row, d.dataset);
       cell(row, String(d.datafiles));
       const actions = row.insertCell();
-      if (request.kind === "archive" && L.isEnded(request.state) && request.state !== "FINISHED") {
+      // The ledger names the datasets, not their states: the request's own state says
+      // whether some of its files ended badly (the gateway answers 409 for one that did not).
+      if (L.canRetry(request.kind, request.state)) {
         actions.append(button("Retry its failed files", () => retry(d), true));
       }
     }
