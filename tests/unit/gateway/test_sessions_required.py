@@ -14,7 +14,8 @@ from fastapi.routing import iter_route_contexts
 
 from tests.unit.gateway.conftest import Gateway, build_gateway
 
-#: Answered without a session: logging in, operators' probes, the API's documentation.
+#: Answered without a session: logging in, operators' probes, the API's documentation, the
+#: web page's static files (it logs in itself, with POST /login).
 PUBLIC = {
     ("POST", "/login"),
     ("GET", "/version"),
@@ -28,6 +29,10 @@ PUBLIC = {
     ("HEAD", "/redoc"),
     ("GET", "/openapi.json"),
     ("HEAD", "/openapi.json"),
+    ("GET", "/ui"),
+    ("GET", "/ui/app.js"),
+    ("GET", "/ui/logic.js"),
+    ("GET", "/ui/style.css"),
 }
 
 

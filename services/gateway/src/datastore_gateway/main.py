@@ -70,6 +70,7 @@ from datastore_gateway.api.routes import (
     login,
     requests,
     restore,
+    ui,
 )
 from datastore_gateway.handlers import QuotaExceededError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
@@ -200,6 +201,7 @@ def create_app(
     app.include_router(datasets.original_router)
     app.include_router(investigations.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
     _add_error_handlers(app)
     # Starlette runs the last added outermost: request context, then the body-size caps (a
     # declared size is refused before anything else), then the session every path but the

@@ -90,10 +90,11 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
 
-#: The only routes answered without a session: logging in, what operators' probes read, and
-#: the API's documentation (FastAPI's defaults). Every other route, one added later included,
-#: refuses a request without a valid session (401) before anything else happens; a path no
-#: route takes is the router's 404 either way.
+#: The only routes answered without a session: logging in, what operators' probes read, the
+#: API's documentation (FastAPI's defaults) and the web page's static files
+#: (api/routes/ui.py). Every other route, one added later included, refuses a request without
+#: a valid session (401) before anything else happens; a path no route takes is the router's
+#: 404 either way.
 PUBLIC_PATHS = frozenset(
     {
         "/login",
@@ -104,6 +105,10 @@ PUBLIC_PATHS = frozenset(
         "/docs/oauth2-redirect",
         "/redoc",
         "/openapi.json",
+        "/ui",
+        "/ui/app.js",
+        "/ui/logic.js",
+        "/ui/style.css",
     }
 )
 UNAUTHENTICATED_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}

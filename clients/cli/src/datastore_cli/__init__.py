@@ -1,0 +1,1 @@
+"""The `datastore` command: a client of the gateway over HTTP only."""

@@ -1,0 +1,248 @@
+// The page: log in, "My requests" polled every few seconds, one request's datasets, jobs and
+// files, restore a dataset after a size preview, cancel and retry where the gateway allows.
+// It talks to the gateway's JSON routes only (docs/openapi.json) with the ICAT session as
+// bearer, kept in sessionStorage (gone when the tab closes). Text goes in with textContent.
+(function () {
+  "use strict";
+  const L = window.DatastoreLogic;
+  const SESSION = "datastore.session";
+  const POLL_MS = 3000;
+  const $ = (id) => document.getElementById(id);
+
+  function say(text, isError) {
+    $("message").textContent = text;
+    $("message").className = isError ? "error" : "";
+  }
+
+  class SessionExpired extends Error {}
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(SESSION) || ""}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const parsed = await answer.json().catch(() => null);
+    if (answer.status === 401) {
+      sessionStorage.removeItem(SESSION);
+      throw new SessionExpired(L.reasonOf(401, parsed));
+    }
+    if (!answer.ok) throw new Error(L.reasonOf(answer.status, parsed));
+    return parsed;
+  }
+
+  function cell(row, text, className) {
+    const td = row.insertCell();
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function button(label, onClick, secondary) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    if (secondary) b.className = "secondary";
+    b.addEventListener("click", () => act(onClick));
+    return b;
+  }
+
+  async function act(action) {
+    try {
+      await action();
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  function failed(error) {
+    if (error instanceof SessionExpired) {
+      location.hash = "#/login";
+      say(`Your session expired or is not valid (${error.message}): log in again.`, true);
+    } else {
+      say(error.message, true);
+    }
+  }
+
+  function progressCell(row, request) {
+    const p = L.progressOf(request);
+    const td = row.insertCell();
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = p.percent;
+    bar.setAttribute("aria-label", `${p.percent}% of files ended`);
+    td.append(bar, ` ${p.done + p.failed}/${p.total} files, ${L.formatBytes(p.bytesDone)} / ${L.formatBytes(p.bytesTotal)}`);
+  }
+
+  // -- views --------------------------------------------------------------------------------
+  async function showRequests() {
+    const page = await api("GET", "/requests?limit=50");
+    const rows = $("requests-rows");
+    rows.replaceChildren();
+    for (const request of page.items) {
+      const row = rows.insertRow();
+      const link = document.createElement("a");
+      link.href = `#/requests/${encodeURIComponent(request.request_id)}`;
+      link.textContent = request.request_id;
+      row.insertCell().append(link);
+      row.cells[0].className = "id";
+      cell(row, request.kind);
+      cell(row, request.state, `state-${request.state}`);
+      progressCell(row, request);
+      cell(row, L.explain(request));
+      const actions = row.insertCell();
+      if (L.canCancel(request)) actions.append(button("Cancel", () => cancel(request.request_id), true));
+    }
+    if (!page.items.length) cell(rows.insertRow(), "No requests yet.");
+  }
+
+  async function showRequest(requestId) {
+    const request = await api("GET", `/requests/${encodeURIComponent(requestId)}`);
+    $("request-title").textContent = `${request.kind} ${request.request_id}`;
+    const p = L.progressOf(request);
+    $("request-summary").textContent =
+      `${request.state}: ${p.done} of ${p.total} files done, ${p.failed} failed, ` +
+      `${L.formatBytes(p.bytesDone)} of ${L.formatBytes(p.bytesTotal)}. ${L.explain(request)}`;
+    $("request-cancel").hidden = !L.canCancel(request);
+    $("request-cancel").onclick = () => act(() => cancel(request.request_id));
+    const datasets = $("request-datasets");
+    datasets.replaceChildren();
+    for (const d of request.datasets) {
+      const row = datasets.insertRow();
+      cell(row, `${d.investigation}-${d.visit_id}`);
+      cell(row, d.dataset);
+      cell(row, String(d.datafiles));
+      const actions = row.insertCell();
+      // The ledger names the datasets, not their states: the request's own state says
+      // whether some of its files ended badly (the gateway answers 409 for one that did not).
+      if (L.canRetry(request.kind, request.state)) {
+        actions.append(button("Retry its failed files", () => retry(d), true));
+      }
+    }
+    const jobs = $("request-jobs");
+    jobs.replaceChildren();
+    for (const job of request.jobs) {
+      const heading = document.createElement("h4");
+      heading.textContent = `Job ${job.job_id}: ${job.state}, ${job.files_done + job.files_failed}/${job.files_total} files ended`;
+      jobs.append(heading, await jobFiles(job.job_id));
+    }
+  }
+
+  async function jobFiles(jobId) {
+    const table = document.createElement("table");
+    try {
+      const job = await api("GET", `/job/${encodeURIComponent(jobId)}`);
+      const head = table.createTHead().insertRow();
+      for (const title of ["File", "State", "Reason"]) {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.textContent = title;
+        head.append(th);
+      }
+      const body = table.createTBody();
+      for (const file of job.files) {
+        const row = body.insertRow();
+        cell(row, file.destination, "id");
+        cell(row, file.state, `state-${file.state}`);
+        cell(row, file.reason || "");
+      }
+    } catch (error) {
+      if (error instanceof SessionExpired) throw error;
+      cell(table.insertRow(), `Files not available from FTS: ${error.message}`);
+    }
+    return table;
+  }
+
+  async function cancel(requestId) {
+    const answer = await api("DELETE", `/requests/${encodeURIComponent(requestId)}`);
+    say(`Canceling request ${answer.request_id}: ${answer.canceled_job_ids.length} jobs.`);
+    await refresh();
+  }
+
+  async function retry(dataset) {
+    const investigation = `${dataset.investigation}-${dataset.visit_id}`;
+    const found = await api("GET", `/datasets?investigation=${encodeURIComponent(investigation)}&name=${encodeURIComponent(dataset.dataset)}`);
+    if (!found.items.length) throw new Error(`no dataset ${dataset.dataset} in ${investigation} that you may read`);
+    const answer = await api("POST", `/datasets/${found.items[0].id}/retry`);
+    location.hash = `#/requests/${encodeURIComponent(answer.request_id)}`;
+    say(`Retrying ${answer.datafile_ids.length} datafiles: request ${answer.request_id}.`);
+  }
+
+  async function findDatasets(text) {
+    const parts = L.splitInvestigation(text);
+    if (!parts) throw new Error("give the investigation as name-visit, e.g. ABC123-1");
+    const found = await api("GET", `/datasets?investigation=${encodeURIComponent(text.trim())}&limit=500`);
+    const rows = $("restore-rows");
+    rows.replaceChildren();
+    for (const dataset of found.items) {
+      const row = rows.insertRow();
+      cell(row, `${dataset.name} (id ${dataset.id})`);
+      cell(row, dataset.state || "not archived", `state-${dataset.state}`);
+      const size = cell(row, "");
+      const actions = row.insertCell();
+      if (dataset.state === "FINISHED") {
+        actions.append(button("Preview size", () => preview(dataset.id, size), true));
+        actions.append(button("Restore", () => restore(dataset.id)));
+      }
+    }
+    if (!found.items.length) cell(rows.insertRow(), `No dataset in ${text} that you may read.`);
+  }
+
+  async function preview(datasetId, into) {
+    const status = await api("GET", `/datasets/${datasetId}/status?list_files=false`);
+    into.textContent = `${status.files_total} files`;
+  }
+
+  async function restore(datasetId) {
+    const answer = await api("POST", "/restore", { dataset_ids: [datasetId] });
+    location.hash = `#/requests/${encodeURIComponent(answer.request_id)}`;
+    say(`Restore accepted: request ${answer.request_id}.`);
+  }
+
+  // -- routing and polling -------------------------------------------------------------------
+  const VIEWS = ["login-view", "requests-view", "request-view", "restore-view"];
+
+  function show(view) {
+    for (const id of VIEWS) $(id).hidden = id !== view;
+    $("nav").hidden = view === "login-view";
+  }
+
+  async function refresh() {
+    const route = location.hash.replace(/^#\/?/, "");
+    if (!sessionStorage.getItem(SESSION) || route === "login") return show("login-view");
+    if (route.startsWith("requests/")) {
+      show("request-view");
+      return showRequest(decodeURIComponent(route.slice("requests/".length)));
+    }
+    if (route === "restore") return show("restore-view");
+    show("requests-view");
+    return showRequests();
+  }
+
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(async () => {
+      const answer = await api("POST", "/login", {
+        auth: $("auth").value, username: $("username").value, password: $("password").value,
+      });
+      sessionStorage.setItem(SESSION, answer.sessionId);
+      $("password").value = "";
+      say(`Logged in as ${$("auth").value}/${$("username").value}.`);
+      location.hash = "#/requests";
+      await refresh();
+    });
+  });
+  $("restore-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(() => findDatasets($("investigation").value));
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(SESSION);
+    location.hash = "#/login";
+  });
+  window.addEventListener("hashchange", () => act(refresh));
+  setInterval(() => {
+    // Not while the tab is hidden, nor under a keyboard user's focus inside a table.
+    if (document.hidden || document.activeElement?.closest("table")) return;
+    act(refresh);
+  }, POLL_MS);
+  act(refresh);
+})();

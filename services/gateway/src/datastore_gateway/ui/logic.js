@@ -1,0 +1,83 @@
+// The page's decisions, without the DOM: what a request's progress is, what it may be asked
+// to do, how to read what a person typed. Loaded by the page (window.DatastoreLogic) and by
+// tests/unit/gateway/test_ui.py under node (module.exports), so it is checked without a browser.
+(function (exports) {
+  "use strict";
+
+  // The states a request ends in (GET /requests/{id} `state`); it never moves on from them.
+  const ENDED = ["FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"];
+  // A dataset whose archive ended so may have its FAILED or CANCELED files sent again.
+  const RETRYABLE = ["FAILED", "FINISHEDDIRTY", "CANCELED"];
+
+  function isEnded(state) {
+    return ENDED.includes(state);
+  }
+
+  // Files and bytes over all of a request's jobs; `percent` counts files that ended.
+  function progressOf(request) {
+    const sum = (key) => request.jobs.reduce((total, job) => total + job[key], 0);
+    const done = sum("files_done");
+    const failed = sum("files_failed");
+    const total = sum("files_total");
+    const percent = total === 0 ? (isEnded(request.state) ? 100 : 0) : Math.round((100 * (done + failed)) / total);
+    return { done, failed, total, bytesDone: sum("bytes_done"), bytesTotal: sum("bytes_total"), percent };
+  }
+
+  // One line saying why it failed, or what it waits on now; "" once it ended well.
+  function explain(request) {
+    if (request.failure) {
+      return `${request.failure.class} error: ${request.failure.reason}`;
+    }
+    return request.waiting_on ? `waiting on ${request.waiting_on}` : "";
+  }
+
+  // The gateway refuses to cancel an archive (its files may be on tape) unless an admin
+  // forces it through the API: the page offers cancel for restores still going only.
+  function canCancel(request) {
+    return request.kind === "restore" && !isEnded(request.state);
+  }
+
+  function canRetry(kind, datasetState) {
+    return kind === "archive" && RETRYABLE.includes(datasetState);
+  }
+
+  // "ABC123-1" -> {name: "ABC123", visitId: "1"}: split at the last "-", as the gateway does.
+  function splitInvestigation(text) {
+    const given = text.trim();
+    const at = given.lastIndexOf("-");
+    if (at <= 0 || at === given.length - 1) {
+      return null;
+    }
+    return { name: given.slice(0, at), visitId: given.slice(at + 1) };
+  }
+
+  function formatBytes(count) {
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let amount = count;
+    let unit = 0;
+    while (amount >= 1000 && unit < units.length - 1) {
+      amount /= 1000;
+      unit += 1;
+    }
+    return unit === 0 ? `${count} B` : `${amount.toFixed(1)} ${units[unit]}`;
+  }
+
+  // The reason of a refused answer's body ({"detail": "..."} or a 422's {"reason": "..."}).
+  function reasonOf(status, body) {
+    if (body && typeof body.reason === "string") return body.reason;
+    if (body && typeof body.detail === "string") return body.detail;
+    return `HTTP ${status}`;
+  }
+
+  Object.assign(exports, {
+    ENDED,
+    isEnded,
+    progressOf,
+    explain,
+    canCancel,
+    canRetry,
+    splitInvestigation,
+    formatBytes,
+    reasonOf,
+  });
+})(typeof module !== "undefined" ? module.exports : (window.DatastoreLogic = {}));
