@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import Counter
 from pydantic import BaseModel
@@ -41,16 +41,14 @@ from datastore_common.messages import (
     RestoreRequested,
 )
 from datastore_common.ports import (
-    VOCABULARY_KINDS,
     JobProgress,
     Publisher,
     Selections,
-    Term,
     TransferService,
     UserSession,
     Vocabulary,
-    VocabularyKind,
     terms_of,
+    unknown_names_text,
 )
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.following import request_status_of
@@ -147,28 +145,6 @@ def check_notify(notify: NotifyTargets | None, settings: DatastoreSettings) -> N
             )
 
 
-def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str) -> list[str]:
-    """One phrase per unknown name, kinds in request order, names sorted."""
-    phrases = []
-    for kind in VOCABULARY_KINDS:
-        for term in sorted(unknown.get(kind, ()), key=str):
-            if kind == "facility":
-                why = (
-                    "it is not in ICAT (icat.facility)"
-                    if term == facility
-                    else f"this Datastore serves facility {facility!r} (icat.facility)"
-                )
-                phrases.append(f"unknown facility {term!r}: {why}")
-            elif isinstance(term, tuple):
-                name, version = term
-                phrases.append(
-                    f"unknown {kind} {name!r} version {version!r} in facility {facility!r}"
-                )
-            else:
-                phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
-    return phrases
-
-
 async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None:
     """Refuse (422) a request naming a facility, investigation type, instrument, facility
     cycle, dataset type or datafile format ICAT does not know, as the icat-writer would
@@ -190,11 +166,9 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
         raise PeerUnavailableError(
             f"cannot check the names the request uses in ICAT; nothing accepted: {exc}"
         ) from exc
-    phrases = describe_unknown(unknown, vocabulary.facility)
-    if phrases:
-        more = len(phrases) - MAX_UNKNOWN_NAMED
-        named = "; ".join(phrases[:MAX_UNKNOWN_NAMED])
-        raise UnknownNameError(f"{named}; and {more} more" if more > 0 else named)
+    named = unknown_names_text(unknown, vocabulary.facility, at_most=MAX_UNKNOWN_NAMED)
+    if named:
+        raise UnknownNameError(named)
 
 
 async def record_accepted(

@@ -25,6 +25,7 @@ from datastore_common.domain.states import (
     normalise,
 )
 from datastore_common.messages import (
+    ArchiveAccepted,
     ArchiveRequested,
     ArchiveRetryRequested,
     PlannedJob,
@@ -66,6 +67,8 @@ class NewRequest:
     jobs: tuple[LedgerJob, ...]
     #: Who is told when it ends: {"email": ..., "webhook": ...} (what was given).
     notify: Mapping[str, str] | None = None
+    #: The instrument account (its broker user) that published it straight to the broker.
+    instrument: str | None = None
 
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
@@ -117,6 +120,21 @@ def new_request(
         datasets=datasets,
         jobs=ledger_jobs(data.jobs),
         notify=data.notify.model_dump(exclude_none=True) if data.notify is not None else None,
+    )
+
+
+def accepted_request(accepted: ArchiveAccepted, *, owner: str | None) -> NewRequest:
+    """The ledger entry of an instrument's archive request, from the icat-writer's
+    ``archive.accepted`` (its jobs arrive with ``archive.registered``, just after)."""
+    return NewRequest(
+        request_id=accepted.request_id,
+        kind="archive",
+        owner=owner or accepted.owner,
+        source="broker",
+        datasets=tuple(accepted.datasets),
+        jobs=(),
+        notify=accepted.notify.model_dump(exclude_none=True) if accepted.notify else None,
+        instrument=accepted.instrument,
     )
 
 

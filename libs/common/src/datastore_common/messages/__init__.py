@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datastore_common.messages.answers import ArchiveAccepted, ArchiveRejected, RejectionClass
 from datastore_common.messages.completion import EndState, FailureSummary, RequestCompleted
 from datastore_common.messages.envelope import (
     Envelope,
     Payload,
+    binding_key,
     envelope_json_schema,
     parse_envelope,
     wrap,
@@ -53,13 +55,17 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RequestFailed,
         RequestDelayed,
         RequestCompleted,
+        ArchiveAccepted,
+        ArchiveRejected,
     )
 }
 
 __all__ = [
     "PAYLOAD_TYPES",
     "ArchivalStateSet",
+    "ArchiveAccepted",
     "ArchiveRegistered",
+    "ArchiveRejected",
     "ArchiveRequested",
     "ArchiveRetryRequested",
     "DatafileKey",
@@ -76,6 +82,7 @@ __all__ = [
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
+    "RejectionClass",
     "RequestCompleted",
     "RequestDelayed",
     "RequestFailed",
@@ -85,6 +92,7 @@ __all__ = [
     "TransferStatus",
     "TransferSubmitted",
     "TransferTracked",
+    "binding_key",
     "check_email",
     "check_unique_investigations",
     "check_webhook",

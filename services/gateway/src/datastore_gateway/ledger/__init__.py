@@ -133,7 +133,8 @@ class Ledger:
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify) VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?)"
+                " state, datasets, notify, instrument)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -144,6 +145,7 @@ class Ledger:
                     now,
                     json.dumps(list(request.datasets)),
                     json.dumps(dict(request.notify)) if request.notify else None,
+                    request.instrument,
                 ),
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
@@ -439,6 +441,7 @@ class Ledger:
             reasons=reasons,
             public_url=self._public_url,
             completed_at=datetime.fromtimestamp(now, UTC),
+            instrument=record.instrument,
         )
         targets = record.notify or {}
         channels: list[tuple[Channel, str | None]] = [("broker", None)]

@@ -37,7 +37,8 @@ SCHEMA = (
         failure_reason TEXT,
         retry_note     TEXT,
         datasets       TEXT NOT NULL,
-        notify         TEXT
+        notify         TEXT,
+        instrument     TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
     # Listings, newest first: a user's own requests, and everyone's (admins).
@@ -106,6 +107,7 @@ SCHEMA = (
 ADDED_COLUMNS = (
     ("ledger_requests", "retry_note", "TEXT"),
     ("ledger_requests", "notify", "TEXT"),
+    ("ledger_requests", "instrument", "TEXT"),
 )
 
 

@@ -29,7 +29,7 @@ from datastore_common.messages import FailureClass
 #: A request's own row, as ``record_of`` reads it.
 REQUEST_COLUMNS = (
     "request_id, kind, owner, source, created, updated, state, registered, failure_class,"
-    " failure_reason, datasets, retry_note, notify"
+    " failure_reason, datasets, retry_note, notify, instrument"
 )
 
 
@@ -92,6 +92,8 @@ class RequestRecord:
     #: ended (the outbox's rows, by channel).
     notify: dict[str, str] | None = None
     notifications: tuple[Delivery, ...] = ()
+    #: The instrument account (broker user) that published it straight to the broker.
+    instrument: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def record_of(
     (request_id, kind, owner, source, created, updated, stored, registered, f_class, f_reason) = (
         row[:10]
     )
-    datasets, note, notify = row[10:13]
+    datasets, note, notify, instrument = row[10:14]
     summaries = tuple(
         summarise_counts(job_id, state, counts.get(job_id, {})) for job_id, state in jobs
     )
@@ -182,4 +184,5 @@ def record_of(
         ),
         notify=json.loads(notify) if notify else None,
         notifications=tuple(notifications),
+        instrument=instrument,
     )
