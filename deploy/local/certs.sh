@@ -10,6 +10,9 @@ days=3650
 user_subject="${DATASTORE_USER_SUBJECT:-/C=UK/O=Datastore/OU=Users/CN=Datastore Local User}"
 mkdir -p "$out"
 cd "$out"
+# Keys are private from the moment they exist: the services refuse a key group or others may
+# read (as ssh does), and a chmod after writing leaves a window.
+umask 077
 
 if [[ ! -s ca.pem || ! -s ca.key ]]; then
     openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days "$days" \
@@ -19,11 +22,15 @@ if [[ ! -s ca.pem || ! -s ca.key ]]; then
         -keyout ca.key -out ca.pem 2>/dev/null
     rm -f hostcert.pem usercert.pem
 fi
+chmod 600 ca.key
 
 # sign <name> <subject> <extensions>: key <name>key.pem, certificate <name>cert.pem
 sign() {
     local name="$1" subject="$2" extensions="$3"
-    [[ -s "${name}cert.pem" && -s "${name}key.pem" ]] && return 0
+    if [[ -s "${name}cert.pem" && -s "${name}key.pem" ]]; then
+        chmod 600 "${name}key.pem"  # also a key made before the services checked
+        return 0
+    fi
     openssl req -new -newkey rsa:2048 -nodes -subj "$subject" \
         -keyout "${name}key.pem" -out "${name}.csr" 2>/dev/null
     printf '%b\n' "$extensions" > "${name}.ext"
@@ -31,6 +38,7 @@ sign() {
         -days "$days" -sha256 -extfile "${name}.ext" -out "${name}cert.pem" 2>/dev/null
     rm -f "${name}.csr" "${name}.ext"
     chmod 600 "${name}key.pem"
+    chmod 644 "${name}cert.pem"  # certificates are public (umask made them private)
 }
 
 sign host "/C=UK/O=Datastore/CN=127.0.0.1" \
@@ -40,6 +48,9 @@ sign user "$user_subject" \
 
 # A CA directory with OpenSSL hash links, for tools that want a capath (X509_CERT_DIR).
 mkdir -p ca
+chmod 755 ca
+chmod 644 ca.pem
 cp -f ca.pem ca/datastore-local-ca.pem
+chmod 644 ca/datastore-local-ca.pem
 ln -sf datastore-local-ca.pem "ca/$(openssl x509 -hash -noout -in ca.pem).0"
 echo "$out"

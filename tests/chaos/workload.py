@@ -27,6 +27,7 @@ import httpx
 from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.xrootd.client import XRootDClient
 from datastore_common.domain.archival import ARCHIVAL_STATE
+from datastore_common.ops.dlq import connect, show_dlq
 from datastore_common.topology import all_queue_names
 from datastore_common.worker import make_bus
 from tests.e2e.api_client import dataset_folder, icat_root
@@ -150,7 +151,10 @@ class Workload:
         states = {name: record["state"] for name, record in ended.items()}
         not_finished = {n: s for n, s in states.items() if s != "FINISHED"}
         assert not not_finished, f"ledger: not FINISHED: {list(not_finished.items())[:5]}"
-        assert self.dead_letters() == {}, "messages in dead-letter queues"
+        dead = self.dead_letters()
+        assert dead == {}, (
+            f"messages in dead-letter queues: {dead}: {self.dead_letter_reasons(dead)}"
+        )
         # ICAT follows the same events through the icat-writer's own queue: it may be a
         # moment behind the ledger, never further.
         deadline = time.monotonic() + 120
@@ -167,7 +171,10 @@ class Workload:
             for job in record["jobs"]:
                 answer = fts.get(f"/jobs/{job['job_id']}")
                 assert answer.status_code == 200 and answer.json()["job_state"] == "FINISHED"
-        assert self.dead_letters() == {}, "messages in dead-letter queues"
+        dead = self.dead_letters()
+        assert dead == {}, (
+            f"messages in dead-letter queues: {dead}: {self.dead_letter_reasons(dead)}"
+        )
 
     def _check_icat(self) -> None:
         client = icat_root(self.stack.icat_url)
@@ -228,6 +235,25 @@ class Workload:
                 await bus.close()
 
         return asyncio.run(count())
+
+    def dead_letter_reasons(self, queues: dict[str, int]) -> list[str]:
+        """Why each dead letter is there (type, who dead-lettered it and the reason): a failed
+        run explains itself even after its logs are gone."""
+
+        async def describe() -> list[str]:
+            async with connect(self.stack.settings.broker.url.get_secret_value()) as connection:
+                reasons = []
+                for queue in queues:
+                    report = await show_dlq(connection, queue, limit=20)
+                    reasons += [
+                        f"{queue}: {letter.type} {letter.correlation_id} attempt={letter.attempt} "
+                        f"by={letter.dead_lettered_by} death={letter.death_reason} "
+                        f"{letter.error_type}: {letter.error}"
+                        for letter in report.shown
+                    ]
+                return reasons
+
+        return asyncio.run(describe())
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -138,3 +138,38 @@ def seed_investigation(
         **changes,
     )
     return InvestigationSpec.model_validate(body["investigations"][0])
+
+
+#: Reference entities the rich metadata of ``with_rich_metadata`` names (FakeVocabulary and
+#: FakeCatalogue know them when given these; ICAT must hold them for the real thing).
+RICH_PARAMETER_TYPES = {("temperature", "K"), ("run_number", "N/A"), ("start_time", "N/A")}
+RICH_SAMPLE_TYPES = {("crystal", "NaCl")}
+RICH_TECHNIQUES = {"diffraction"}
+
+
+def with_rich_metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (a seed body) with the original API's later metadata on its first dataset and
+    first datafile: parameters of each value kind, a sample with a parameter, a technique, an
+    instrument."""
+    dataset = body["investigations"][0]["datasets"][0]
+    dataset["parameters"] = [
+        {
+            "parameter_type": {"name": "temperature", "units": "K"},
+            "numericValue": 4.2,
+            "error": 0.1,
+        },
+        {"parameter_type": {"name": "start_time", "units": "N/A"}, "dateTimeValue": SEED_TIME},
+    ]
+    dataset["sample"] = {
+        "name": "sample_1",
+        "sample_type": {"name": "crystal", "molecularFormula": "NaCl"},
+        "parameters": [
+            {"parameter_type": {"name": "temperature", "units": "K"}, "numericValue": 293.0}
+        ],
+    }
+    dataset["datasetTechniques"] = [{"name": "diffraction"}]
+    dataset["datasetInstruments"] = [{"name": "instrument"}]
+    dataset["datafiles"][0]["parameters"] = [
+        {"parameter_type": {"name": "run_number", "units": "N/A"}, "stringValue": "r-0001"}
+    ]
+    return body

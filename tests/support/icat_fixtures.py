@@ -41,6 +41,8 @@ class IcatEmulator:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: Its configuration (users and passwords): the local stack's unless a test needs others.
+    config: Path = CONFIG
 
     @property
     def url(self) -> str:
@@ -55,7 +57,7 @@ class IcatEmulator:
                     "-m",
                     "icat_emulator",
                     "--config",
-                    str(CONFIG),
+                    str(self.config),
                     "--port",
                     str(self.port),
                     "--database",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from datastore_common.errors import (
     AuthenticationError,
     ConfigurationError,
     CredentialError,
+    InsecureKeyFileError,
     InvalidRequestError,
     NotFoundError,
     PeerTimeoutError,
@@ -344,6 +346,13 @@ async def test_endpoint_trailing_slash_gives_single_slash_paths() -> None:
 # --- delegation -------------------------------------------------------------------------------
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """A key file as ssh and our services want it: mode 0600 from its creation."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
 def _name(*cns: str) -> x509.Name:
     attrs = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "XX"),
@@ -382,12 +391,13 @@ def user_credentials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     )
     cert_path, key_path, ca_path = folder / "user.pem", folder / "user.key", folder / "ca.pem"
     cert_path.write_bytes(user.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
+    write_private(
+        key_path,
         user_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
-        )
+        ),
     )
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path, ca_path
@@ -582,14 +592,15 @@ async def test_delegate_from_a_proxy_file(
     assert isinstance(user_key, rsa.RSAPrivateKey)
     first = build_proxy(x509.load_pem_x509_csr(pem), user_chain, user_key)
     proxy_file = tmp_path / "x509up"
-    proxy_file.write_bytes(
+    write_private(
+        proxy_file,
         first.public_bytes(serialization.Encoding.PEM)
         + proxy_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
-        + cert.read_bytes()
+        + cert.read_bytes(),
     )
     fake = FakeDelegation()
     client, _ = make_client(fake, token=None, cert=proxy_file)
@@ -602,9 +613,58 @@ async def test_delegate_from_a_proxy_file(
     assert new.not_valid_after_utc <= first.not_valid_after_utc
 
 
-def test_tls_context_loads_client_certificate(user_credentials: tuple[Path, Path, Path]) -> None:
+def test_tls_context_loads_client_certificate(
+    user_credentials: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     cert, key, ca = user_credentials
     Fts3Client(ENDPOINT, cert=cert, key=key, ca=ca)  # loads without error
     Fts3Client(ENDPOINT, cert=cert, key=key, verify=False)
-    with pytest.raises(ConfigurationError):
-        Fts3Client(ENDPOINT, cert=ca, key=ca)  # no key in there
+    not_a_key = tmp_path / "ca-as-key.pem"
+    write_private(not_a_key, ca.read_bytes())
+    with pytest.raises(ConfigurationError, match=r"cannot load X\.509 client certificate"):
+        Fts3Client(ENDPOINT, cert=ca, key=not_a_key)  # no key in there
+
+
+# --- key file permissions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_client_refuses_a_key_others_may_read(
+    user_credentials: tuple[Path, Path, Path], tmp_path: Path, mode: int
+) -> None:
+    cert, key, ca = user_credentials
+    exposed = tmp_path / "userkey.pem"
+    write_private(exposed, key.read_bytes())
+    exposed.chmod(mode)
+    with pytest.raises(InsecureKeyFileError) as refused:
+        Fts3Client(ENDPOINT, cert=cert, key=exposed, ca=ca)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(exposed) in message
+    assert f"chmod 600 {exposed}" in message
+    assert f"{mode:04o}" in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_client_accepts_a_key_only_its_owner_reads(
+    user_credentials: tuple[Path, Path, Path], tmp_path: Path, mode: int
+) -> None:
+    cert, key, ca = user_credentials
+    private = tmp_path / "userkey.pem"
+    write_private(private, key.read_bytes())
+    private.chmod(mode)
+    Fts3Client(ENDPOINT, cert=cert, key=private, ca=ca)
+
+
+def test_a_proxy_file_is_a_key_file_too(user_credentials: tuple[Path, Path, Path]) -> None:
+    """Without ``key``, the certificate file holds the key (X509_USER_PROXY): checked as one."""
+    cert, _, ca = user_credentials  # the certificate is 0644, as certificates are
+    with pytest.raises(InsecureKeyFileError, match="chmod 600"):
+        Fts3Client(ENDPOINT, cert=cert, ca=ca)
+
+
+def test_a_token_client_reads_no_key_file(tmp_path: Path) -> None:
+    unused = tmp_path / "world-readable-but-unused.pem"
+    unused.write_bytes(b"not read")
+    unused.chmod(0o644)
+    Fts3Client(ENDPOINT, token="t", key=unused)

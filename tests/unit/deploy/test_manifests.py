@@ -61,9 +61,8 @@ def test_compose_gives_each_service_only_its_own_secrets() -> None:
     assert {name: spec.get("env_file") for name, spec in services.items() if "command" in spec} == (
         COMPOSE_SECRETS
     )
-    for name in ("gateway", "icat-writer"):
-        mounts = " ".join(services[name].get("volumes", []))
-        assert "x509" not in mounts, f"{name} does not use the X.509 credential"
+    mounts = " ".join(services["icat-writer"].get("volumes", []))
+    assert "x509" not in mounts, "the icat-writer does not use the X.509 credential"
     example = env_lines((COMPOSE.parent / "env.example").read_text())
     assert not any("PASSWORD" in key or "BROKER__URL" in key for key in example)
 
@@ -151,15 +150,47 @@ def test_kubernetes_config_map_is_a_valid_configuration(
     assert settings.tape_archive == "root://tape.example.org:1094//"
 
 
-def test_kubernetes_gives_each_service_only_its_own_secrets() -> None:
+#: What each service reads (docs/security.md, "Secrets"): the broker URL, the ICAT functional
+#: password, the X.509 credential for FTS; each service its own broker user.
+SECRETS_READ = {
+    "datastore-gateway": {"datastore-gateway-broker", "datastore-icat", "datastore-x509"},
+    "datastore-icat-writer": {"datastore-icat-writer-broker", "datastore-icat"},
+    "datastore-fts-submitter": {"datastore-fts-submitter-broker", "datastore-x509"},
+    "datastore-status-poller": {"datastore-status-poller-broker", "datastore-x509"},
+}
+
+
+def test_kubernetes_gives_each_service_only_the_secrets_it_reads() -> None:
+    given = {}
     for deployment in (d for d in kubernetes_documents() if d["kind"] == "Deployment"):
-        name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
-        [container] = pod["containers"]
-        assert container["envFrom"] == [{"secretRef": {"name": name}}]
-        secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-        uses_x509 = name in ("datastore-fts-submitter", "datastore-status-poller")
-        assert secrets == ({"datastore-x509"} if uses_x509 else set()), name
+        env_secrets = {
+            source["secretRef"]["name"]
+            for container in pod["containers"]
+            for source in container.get("envFrom", [])
+        }
+        volume_secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        given[deployment["metadata"]["name"]] = env_secrets | volume_secrets
+    assert given == SECRETS_READ
+
+
+def test_kubernetes_x509_key_reaches_the_services_private() -> None:
+    """A Secret volume is group-readable under fsGroup, which the services refuse: an init
+    container copies the files 0600 into the memory volume the service reads them from."""
+    config_map = next(d for d in kubernetes_documents() if d["kind"] == "ConfigMap")
+    key_path = yaml.safe_load(config_map["data"]["config.yaml"])["x509_user_key"]
+    for deployment in (d for d in kubernetes_documents() if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        if not any(
+            v.get("secret", {}).get("secretName") == "datastore-x509" for v in pod["volumes"]
+        ):
+            continue
+        [init] = pod["initContainers"]
+        assert init["command"][:3] == ["install", "-m", "0600"]
+        assert init["command"][-1] == str(Path(key_path).parent) + "/"
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "x509"]
+        assert key_path.startswith(mount["mountPath"] + "/")
+        assert {"name": "x509", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
 
 
 def test_kubernetes_serves_the_api_over_tls() -> None:

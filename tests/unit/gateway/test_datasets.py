@@ -332,3 +332,13 @@ class TestPaged:
     ) -> None:
         gateway.selections.investigations[3].facility = "another facility"
         assert look_up(gateway, "/datasets?investigation=PAGED-1") == (200, [])
+
+
+@pytest.mark.parametrize("suffix", ["status", "complete", "percentage", "status?list_files=false"])
+def test_the_original_apis_singular_paths_answer_the_same(
+    gateway: Gateway, in_flight: list[int], suffix: str
+) -> None:
+    ours = get(gateway, f"/datasets/10/{suffix}")
+    assert ours[0] == 200
+    assert get(gateway, f"/dataset/10/{suffix}") == ours
+    assert get(gateway, "/dataset/10/status", ALICE)[0] == 404  # the same rules, too

@@ -37,6 +37,11 @@ class ConfigurationError(PermanentError):
     """A setting is missing or invalid; the message names the key."""
 
 
+class InsecureKeyFileError(ConfigurationError):
+    """A private key file others than its owner may read (as ssh refuses one): every service
+    that would load it refuses to start, the gateway included."""
+
+
 class PeerTimeoutError(TransientError):
     """A peer did not answer in time."""
 

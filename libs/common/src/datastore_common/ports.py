@@ -233,6 +233,9 @@ VocabularyKind = Literal[
     "facilityCycle",
     "datasetType",
     "datafileFormat",
+    "parameterType",
+    "sampleType",
+    "technique",
 ]
 VOCABULARY_KINDS: tuple[VocabularyKind, ...] = (
     "facility",
@@ -241,9 +244,19 @@ VOCABULARY_KINDS: tuple[VocabularyKind, ...] = (
     "facilityCycle",
     "datasetType",
     "datafileFormat",
+    "parameterType",
+    "sampleType",
+    "technique",
 )
-#: A name of the vocabulary: a name, or (name, version) for a datafileFormat.
+#: A name of the vocabulary: a name, or its two-part ICAT key for a datafileFormat
+#: (name, version), a parameterType (name, units) and a sampleType (name, molecularFormula).
 Term = str | tuple[str, str]
+#: What the second part of a two-part term is called, by kind.
+SECOND_KEY: dict[VocabularyKind, str] = {
+    "datafileFormat": "version",
+    "parameterType": "units",
+    "sampleType": "molecularFormula",
+}
 
 
 def terms_of(investigations: Sequence[InvestigationSpec]) -> dict[VocabularyKind, set[Term]]:
@@ -260,10 +273,23 @@ def terms_of(investigations: Sequence[InvestigationSpec]) -> dict[VocabularyKind
         add("facilityCycle", inv.facilityCycle.name)
         for dataset in inv.datasets:
             add("datasetType", dataset.datasetType.name)
+            for parameter in dataset.parameters:
+                add("parameterType", parameter.type_key)
+            if dataset.sample is not None:
+                kind = dataset.sample.sample_type
+                add("sampleType", (kind.name, kind.molecularFormula))
+                for parameter in dataset.sample.parameters:
+                    add("parameterType", parameter.type_key)
+            for technique in dataset.datasetTechniques:
+                add("technique", technique.name)
+            for instrument in dataset.datasetInstruments:
+                add("instrument", instrument.name)
             for datafile in dataset.datafiles:
                 form = datafile.datafileFormat
                 if form is not None:
                     add("datafileFormat", (form.name, form.version))
+                for parameter in datafile.parameters:
+                    add("parameterType", parameter.type_key)
     return terms
 
 
@@ -280,10 +306,13 @@ def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str)
                 )
                 phrases.append(f"unknown facility {term!r}: {why}")
             elif isinstance(term, tuple):
-                name, version = term
+                name, second = term
                 phrases.append(
-                    f"unknown {kind} {name!r} version {version!r} in facility {facility!r}"
+                    f"unknown {kind} {name!r} {SECOND_KEY[kind]} {second!r} in facility "
+                    f"{facility!r}"
                 )
+            elif kind == "technique":  # Techniques are not a facility's: ICAT-wide names
+                phrases.append(f"unknown technique {term!r}")
             else:
                 phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
     return phrases

@@ -9,9 +9,11 @@ Settings are read once, by ``load_settings`` in each service's entry point, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -35,6 +37,7 @@ from pydantic_settings import (
 )
 
 from datastore_common.errors import ConfigurationError
+from datastore_common.original_config import translate as translate_original
 
 CONFIG_ENV = "DATASTORE_CONFIG"
 #: The service roles a broker user can have (``broker.users``); see ``topology.PUBLISHERS``.
@@ -146,6 +149,18 @@ class IcatSettings(_Section):
         'datafile\'s "Archival state" only when this account wrote it.',
     )
 
+    embargo_period_years: int = Field(
+        default=2,
+        ge=0,
+        description="A new Investigation without releaseDate is released this many years after "
+        "its endDate (else startDate, else the day it is created), as the original API did.",
+    )
+    embargo_types: tuple[str, ...] = Field(
+        default=(),
+        description="InvestigationType names whose new Investigations get no releaseDate at "
+        "all (even one the request gives), as the original API's list.",
+    )
+
     @property
     def functional_user(self) -> str:
         """Who ICAT says wrote what the functional account writes (``modId``)."""
@@ -249,6 +264,11 @@ class GatewaySettings(_Section):
     )
     ledger_retention_days: float = Field(
         default=90.0, gt=0, description="How long an ended request stays in the ledger."
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins (scheme://host[:port], or '*') whose browser pages may call the "
+        "API (CORS); empty: no CORS headers, browsers allow same-origin pages only.",
     )
     vocabulary_cache_seconds: float = Field(
         default=60.0,
@@ -431,6 +451,18 @@ class DatastoreSettings(BaseSettings):
         if problems:
             raise ConfigurationError("refusing to start: " + "; ".join(problems))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _original_keys(cls, data: Any) -> Any:
+        """The original Datastore API's keys: read as ours, or refused naming ours
+        (``original_config.RULES``)."""
+        if not isinstance(data, dict):
+            return data
+        translation = translate_original(data)  # OriginalKeyRefused is a ValueError
+        for notice in translation.notices:
+            warnings.warn(notice, FutureWarning, stacklevel=2)
+        return translation.values
+
     @field_validator("instrument_data_cache", "user_data_cache", "tape_archive")
     @classmethod
     def _storage_root(cls, value: str) -> str:
@@ -503,3 +535,13 @@ def settings_from(args: argparse.Namespace) -> DatastoreSettings:
     if args.config:
         os.environ[CONFIG_ENV] = str(args.config)
     return load_settings()
+
+
+@contextlib.contextmanager
+def refusing_to_start(prog: str) -> Iterator[None]:
+    """A ``ConfigurationError`` while starting ends the process with one line naming the
+    program and the reason (exit status 1), not a traceback an operator must read through."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None

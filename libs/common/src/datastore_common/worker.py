@@ -31,7 +31,7 @@ from datastore_common.domain.senders import InstrumentGrant, SenderPolicy, publi
 from datastore_common.errors import ConfigurationError
 from datastore_common.logging import configure_logging, get_logger
 from datastore_common.metrics import UP, start_metrics_server
-from datastore_common.settings import DatastoreSettings
+from datastore_common.settings import DatastoreSettings, refusing_to_start
 from datastore_common.topology import (
     PUBLISHERS,
     Topology,
@@ -228,7 +228,8 @@ class Worker:
         await run_until_signalled([stop])
 
     def run(self, settings: DatastoreSettings) -> None:
-        asyncio.run(self.serve(settings))
+        with refusing_to_start(f"datastore-{self.name}"):
+            asyncio.run(self.serve(settings))
 
 
 async def run_until_signalled(stop_hooks: Sequence[Callable[[], Awaitable[None]]]) -> None:

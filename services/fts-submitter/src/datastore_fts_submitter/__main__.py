@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datastore_common.settings import command_line, settings_from
+from datastore_common.settings import command_line, refusing_to_start, settings_from
 from datastore_fts_submitter.app import main_run
 
 
@@ -10,7 +10,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = command_line(
         "datastore-fts-submitter", "Submit planned archive and restore jobs to FTS3."
     )
-    main_run(settings_from(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    with refusing_to_start("datastore-fts-submitter"):
+        settings = settings_from(args)
+    main_run(settings)
 
 
 if __name__ == "__main__":

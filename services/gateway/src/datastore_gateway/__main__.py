@@ -7,8 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from datastore_common.adapters.fts3.transfer_service import require_private_credentials
 from datastore_common.logging import configure_logging
-from datastore_common.settings import DatastoreSettings, command_line, settings_from
+from datastore_common.settings import (
+    DatastoreSettings,
+    command_line,
+    refusing_to_start,
+    settings_from,
+)
 
 DEFAULT_OPENAPI_PATH = Path("docs/openapi.json")
 
@@ -33,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         args.output.write_text(openapi_document())
         print(f"wrote {args.output}", file=sys.stderr)
         return
-    settings = settings_from(args)
+    with refusing_to_start("datastore-gateway"):
+        settings = settings_from(args)
+        # Before uvicorn: its lifespan would bury the reason in a traceback.
+        require_private_credentials(settings)
     configure_logging("gateway", level=settings.log.level, fmt=settings.log.format)
 
     import uvicorn

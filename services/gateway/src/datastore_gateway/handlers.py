@@ -147,8 +147,9 @@ def check_notify(notify: NotifyTargets | None, settings: DatastoreSettings) -> N
 
 async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None:
     """Refuse (422) a request naming a facility, investigation type, instrument, facility
-    cycle, dataset type or datafile format ICAT does not know, as the icat-writer would
-    later; 503 when ICAT cannot say (nothing is accepted unchecked)."""
+    cycle, dataset type, datafile format, parameter type, sample type or technique ICAT does
+    not know, as the icat-writer would later; 503 when ICAT cannot say (nothing is accepted
+    unchecked)."""
     try:
         async with asyncio.timeout(VOCABULARY_TIMEOUT_SECONDS):
             unknown = await vocabulary.unknown(terms_of(body.investigations))

@@ -22,9 +22,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
@@ -34,6 +37,7 @@ from datastore_common.errors import (
     CredentialError,
     DatastoreError,
     ForbiddenError,
+    InsecureKeyFileError,
     NotArchivedError,
     NotFoundError,
     PermanentError,
@@ -179,6 +183,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(requests.router)
     app.include_router(datasets.router)
+    app.include_router(datasets.original_router)
     app.include_router(investigations.router)
     app.include_router(health.router)
     _add_error_handlers(app)
@@ -192,6 +197,16 @@ def create_app(
         limits={"/login": (settings.gateway.max_login_body_bytes, "gateway.max_login_body_bytes")},
     )
     app.add_middleware(RequestContext)
+    if settings.gateway.cors_origins:
+        # Outermost: a browser's preflight (OPTIONS, no session) is answered before the
+        # session check, and every answer, errors included, carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.gateway.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After", "Location"],
+        )
     return app
 
 
@@ -225,6 +240,8 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
 
         try:
             fts = Fts3TransferService.from_settings(settings)
+        except InsecureKeyFileError:
+            raise  # a key others can read: refuse to start, as the workers do
         except ConfigurationError as exc:
             # Archive and restore still work; the job endpoints answer 503 saying why.
             log.warning("fts_status_unavailable", error=str(exc))
@@ -327,6 +344,15 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return JSONResponse(validation_problem(exc.errors()), status_code=422)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI's bare 400 for a JSON body that is not UTF-8: an invalid body like any
+            # other, so the documented 422 with a reason.
+            error = {"type": "json_invalid", "loc": ("body",), "msg": "body is not UTF-8 JSON"}
+            return JSONResponse(validation_problem([error]), status_code=422)
+        return await http_exception_handler(request, exc)
+
     # Most specific first is not needed: Starlette picks the handler by the exception's MRO.
     # Only the caller's own session is a 401; any other refused authentication is a peer's.
     app.add_exception_handler(SessionRefusedError, unauthenticated)
@@ -340,6 +366,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 #: Validation errors are trimmed to these keys: never echo the input back (it can be 64 MiB).

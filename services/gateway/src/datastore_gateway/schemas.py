@@ -33,6 +33,26 @@ class LoginRequest(_Shape):
     username: str = Field(min_length=1, examples=["root"])
     password: str = Field(min_length=1, examples=["pw"])
 
+    @property
+    def credentials_for_icat(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password}
+
+
+class OriginalCredentials(_Shape):
+    username: str = Field(min_length=1, examples=["root"])
+    password: str = Field(min_length=1, examples=["pw"])
+
+
+class OriginalLoginRequest(_Shape):
+    """The original Datastore API's login body: the credentials nested as ICAT takes them."""
+
+    auth: str = Field(min_length=1, examples=["simple"])
+    credentials: OriginalCredentials
+
+    @property
+    def credentials_for_icat(self) -> dict[str, str]:
+        return {"username": self.credentials.username, "password": self.credentials.password}
+
 
 class LoginAccepted(_Shape):
     sessionId: str = Field(description="ICAT session id; send it as 'Authorization: Bearer ...'.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datastore_common.settings import command_line, settings_from
+from datastore_common.settings import command_line, refusing_to_start, settings_from
 from datastore_icat_writer.app import main_run
 
 
@@ -11,7 +11,10 @@ def main(argv: list[str] | None = None) -> None:
         "datastore-icat-writer",
         "Register archive requests in ICAT and record transfer states there.",
     )
-    main_run(settings_from(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    with refusing_to_start("datastore-icat-writer"):
+        settings = settings_from(args)
+    main_run(settings)
 
 
 if __name__ == "__main__":

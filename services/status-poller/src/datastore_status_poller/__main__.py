@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from datastore_common.settings import command_line, settings_from
+from datastore_common.settings import command_line, refusing_to_start, settings_from
 from datastore_status_poller.app import main_run, resync_from_icat
 
 
@@ -27,9 +27,11 @@ def main(argv: list[str] | None = None) -> None:
         "--force", action="store_true", help="resync even if the poller queues are not empty"
     )
     args = parser.parse_args(argv)
-    settings = settings_from(args)
+    with refusing_to_start("datastore-status-poller"):
+        settings = settings_from(args)
     if args.command == "resync":
-        jobs = asyncio.run(resync_from_icat(settings, force=args.force))
+        with refusing_to_start("datastore-status-poller resync"):
+            jobs = asyncio.run(resync_from_icat(settings, force=args.force))
         print(f"resync: {jobs} jobs back in the poller's delay queue")
         return
     main_run(settings)

@@ -17,6 +17,10 @@ from datastore_common.messages.metadata import (
     DatasetSpec,
     InvestigationSpec,
     NamedRef,
+    ParameterSpec,
+    ParameterTypeRef,
+    SampleSpec,
+    SampleTypeRef,
     check_unique_investigations,
 )
 from datastore_common.messages.notify import NotifyTargets, check_email, check_webhook
@@ -79,6 +83,8 @@ __all__ = [
     "InvestigationSpec",
     "NamedRef",
     "NotifyTargets",
+    "ParameterSpec",
+    "ParameterTypeRef",
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
@@ -87,6 +93,8 @@ __all__ = [
     "RequestDelayed",
     "RequestFailed",
     "RestoreRequested",
+    "SampleSpec",
+    "SampleTypeRef",
     "SettableState",
     "TransferKind",
     "TransferStatus",

@@ -25,6 +25,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from datastore_common.domain.archival import ARCHIVAL_PARAMETERS
+
 #: The characters of a safe name (a whole-name match; ``.``/``..`` and ``..`` are refused too).
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9._+-]+$"
 SAFE_NAME_RULE = (
@@ -166,6 +168,88 @@ class DatafileFormatRef(_Entity):
     version: FormatVersion
 
 
+class ParameterTypeRef(_Entity):
+    """An existing ParameterType of the facility, by its ICAT key (name and units)."""
+
+    name: ReferenceName
+    units: ReferenceName
+
+
+class ParameterSpec(_Entity):
+    """A DatasetParameter or DatafileParameter, as the original API's later versions take it:
+    its type (which must exist in ICAT) and exactly one of its three values."""
+
+    parameter_type: ParameterTypeRef
+    stringValue: str | None = Field(default=None, max_length=4000)
+    numericValue: float | None = Field(default=None, allow_inf_nan=False)
+    dateTimeValue: datetime | None = None
+    error: float | None = Field(default=None, allow_inf_nan=False)
+    rangeBottom: float | None = Field(default=None, allow_inf_nan=False)
+    rangeTop: float | None = Field(default=None, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_value(self) -> ParameterSpec:
+        kind = self.parameter_type
+        given = [
+            name
+            for name in ("stringValue", "numericValue", "dateTimeValue")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"parameter {kind.name!r} ({kind.units}) needs exactly one of stringValue, "
+                f"numericValue, dateTimeValue; got {given or 'none'}"
+            )
+        numeric_only = [
+            n for n in ("error", "rangeBottom", "rangeTop") if getattr(self, n) is not None
+        ]
+        if numeric_only and given != ["numericValue"]:
+            raise ValueError(
+                f"parameter {kind.name!r}: {', '.join(numeric_only)} only go with numericValue"
+            )
+        if kind.name in ARCHIVAL_PARAMETERS:
+            raise ValueError(
+                f"parameter {kind.name!r} is Datastore's own (it records archival there): "
+                "a request cannot set it"
+            )
+        return self
+
+    @property
+    def type_key(self) -> tuple[str, str]:
+        return (self.parameter_type.name, self.parameter_type.units)
+
+
+def _unique_parameter_types(parameters: Iterable[ParameterSpec], owner: str) -> None:
+    """ICAT keeps one parameter per entity and type (DatasetParameter UNIQUE[dataset, type])."""
+    _reject_duplicates(
+        (f"{p.parameter_type.name} ({p.parameter_type.units})" for p in parameters),
+        f"parameter type of {owner}",
+    )
+
+
+class SampleTypeRef(_Entity):
+    """An existing SampleType of the facility, by its ICAT key."""
+
+    name: ReferenceName
+    molecularFormula: ReferenceName
+
+
+class SampleSpec(_Entity):
+    """The dataset's Sample: found by name in the investigation, created when missing (with
+    its SampleType, which must exist), as the original API does."""
+
+    name: str = Field(min_length=1, max_length=255)
+    pid: str | None = Field(default=None, max_length=255)
+    sample_type: SampleTypeRef
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _printable(self) -> SampleSpec:
+        check_reference_name(self.name, "sample name")
+        _unique_parameter_types(self.parameters, f"sample {self.name!r}")
+        return self
+
+
 class DatafileSpec(_Entity):
     name: DatafileName
     description: str | None = Field(default=None, max_length=255)
@@ -175,6 +259,12 @@ class DatafileSpec(_Entity):
     datafileCreateTime: datetime | None = None
     datafileModTime: datetime | None = None
     datafileFormat: DatafileFormatRef | None = None
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_parameters(self) -> DatafileSpec:
+        _unique_parameter_types(self.parameters, f"datafile {self.name!r}")
+        return self
 
 
 class DatasetSpec(_Entity):
@@ -187,10 +277,26 @@ class DatasetSpec(_Entity):
     endDate: datetime | None = None
     datasetType: PathRef
     datafiles: list[DatafileSpec] = Field(min_length=1)
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+    sample: SampleSpec | None = None
+    datasetTechniques: list[NamedRef] = Field(
+        default_factory=list, description="Existing Techniques (by name) the dataset used."
+    )
+    datasetInstruments: list[NamedRef] = Field(
+        default_factory=list,
+        description="Existing Instruments of the facility (by name) the dataset came from.",
+    )
 
     @model_validator(mode="after")
     def _unique_datafiles(self) -> DatasetSpec:
         _reject_duplicates((f.name for f in self.datafiles), f"datafile in dataset {self.name!r}")
+        _unique_parameter_types(self.parameters, f"dataset {self.name!r}")
+        _reject_duplicates(
+            (t.name for t in self.datasetTechniques), f"technique of dataset {self.name!r}"
+        )
+        _reject_duplicates(
+            (i.name for i in self.datasetInstruments), f"instrument of dataset {self.name!r}"
+        )
         return self
 
 

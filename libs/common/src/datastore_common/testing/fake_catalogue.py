@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from datastore_common.domain.archival import (
     ARCHIVAL_IDS,
@@ -17,8 +18,26 @@ from datastore_common.domain.archival import (
     CatalogueDataset,
     active_jobs_of,
 )
+from datastore_common.domain.embargo import release_date
+from datastore_common.domain.metadata import (
+    ParameterOwner,
+    TypeKey,
+    dataset_links,
+    has_dataset_metadata,
+    missing_links,
+    samples_by_name,
+    samples_to_set,
+    wanted_parameters,
+)
 from datastore_common.errors import InvalidRequestError, NotFoundError
-from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
+from datastore_common.messages import (
+    DatafileKey,
+    DatafileSpec,
+    DatasetSpec,
+    InvestigationSpec,
+    ParameterSpec,
+    SampleSpec,
+)
 from datastore_common.ports import ArchivalEntity, Catalogue, NewDatafile
 
 
@@ -30,6 +49,7 @@ class FakeInvestigation:
     facility_cycles: set[str] = field(default_factory=set)
     file_size: int | None = None
     file_count: int | None = None
+    release_date: datetime | None = None
 
 
 @dataclass
@@ -39,6 +59,17 @@ class FakeDataset:
     spec: DatasetSpec
     file_size: int | None = None
     file_count: int | None = None
+    sample_id: int | None = None
+    techniques: set[str] = field(default_factory=set)
+    instruments: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FakeSample:
+    id: int
+    investigation_id: int
+    name: str
+    sample_type: tuple[str, str]  # (name, molecularFormula)
 
 
 @dataclass
@@ -63,8 +94,17 @@ class FakeCatalogue(Catalogue):
         facility_cycles: Collection[str] = ("20XX",),
         dataset_types: Collection[str] = ("scan",),
         datafile_formats: Collection[tuple[str, str]] = (("nexus", "3"),),
+        embargo_years: int = 2,
+        embargo_types: Collection[str] = (),
+        today: datetime | None = None,
+        parameter_types: Collection[tuple[str, str]] = (),
+        sample_types: Collection[tuple[str, str]] = (),
+        techniques: Collection[str] = (),
     ) -> None:
         self.facility = facility
+        self._embargo_years = embargo_years
+        self._embargo_types = frozenset(embargo_types)
+        self._today = today  # None: the real date, as the ICAT adapter uses
         self._references = {
             "Instrument": set(instruments),
             "InvestigationType": set(investigation_types),
@@ -72,6 +112,12 @@ class FakeCatalogue(Catalogue):
             "DatasetType": set(dataset_types),
         }
         self._datafile_formats = set(datafile_formats)
+        self._parameter_types = set(parameter_types)
+        self._sample_types = set(sample_types)
+        self._techniques = set(techniques)
+        #: The request's own parameters (not the archival ones) by entity, id and type key.
+        self.metadata: dict[tuple[ParameterOwner, int], dict[TypeKey, ParameterSpec]] = {}
+        self.samples: dict[int, FakeSample] = {}
         self._ids = itertools.count(1)
         self.investigations: dict[int, FakeInvestigation] = {}
         self.datasets: dict[int, FakeDataset] = {}
@@ -114,7 +160,13 @@ class FakeCatalogue(Catalogue):
             None,
         )
         if found is None:
-            found = FakeInvestigation(next(self._ids), investigation)
+            released = release_date(
+                investigation,
+                embargo_years=self._embargo_years,
+                embargo_types=self._embargo_types,
+                today=self._today or datetime.now(UTC),
+            )
+            found = FakeInvestigation(next(self._ids), investigation, release_date=released)
             self.investigations[found.id] = found
             self.writes += 1
         for links, name in (
@@ -154,6 +206,10 @@ class FakeCatalogue(Catalogue):
                 self.datasets[found.id] = found
                 self.writes += 1
             result[spec.name] = self._dataset_record(found)
+        rich = {result[s.name].dataset_id: s for s in datasets if has_dataset_metadata(s)}
+        if rich:
+            self._write_parameters("Dataset", rich)
+            self._write_dataset_links(investigation_id, rich)
         await asyncio.sleep(0)  # the answer travels back: others may write meanwhile
         return result
 
@@ -208,7 +264,84 @@ class FakeCatalogue(Catalogue):
                         changed = True
                 self.writes += changed
             result[item.spec.name] = self._datafile_record(found)
+        with_parameters = {
+            result[i.spec.name].datafile_id: i.spec for i in datafiles if i.spec.parameters
+        }
+        if with_parameters:
+            self._write_parameters("Datafile", with_parameters)
         return result
+
+    # ------------------------------------------------------------ rich metadata
+
+    def _write_parameters(
+        self,
+        entity: ParameterOwner,
+        specs: Mapping[int, DatasetSpec] | Mapping[int, DatafileSpec] | Mapping[int, SampleSpec],
+    ) -> None:
+        wanted = wanted_parameters(specs)
+        # Types are looked up, never created: all are checked before any parameter is written.
+        for type_key in sorted({key for _, key in wanted}):
+            if type_key not in self._parameter_types:
+                raise NotFoundError(
+                    f"ParameterType with name={type_key[0]!r}, units={type_key[1]!r} not found "
+                    f"in facility {self.facility!r}"
+                )
+        existing = [
+            (i, key) for (e, i), found in self.metadata.items() if e == entity for key in found
+        ]
+        for owner_id, type_key in missing_links(wanted, existing):
+            self.metadata.setdefault((entity, owner_id), {})[type_key] = wanted[
+                (owner_id, type_key)
+            ]
+            self.writes += 1
+
+    def _write_dataset_links(self, investigation_id: int, specs: Mapping[int, DatasetSpec]) -> None:
+        links = dataset_links(specs)
+        for name in sorted({n for _, n in links.techniques}):
+            if name not in self._techniques:
+                raise NotFoundError(f"Technique with name={name!r} not found")
+        for name in sorted({n for _, n in links.instruments}):
+            self._reference("Instrument", name)
+        for spec in specs.values():
+            if spec.sample is not None:
+                kind = spec.sample.sample_type
+                if (kind.name, kind.molecularFormula) not in self._sample_types:
+                    raise NotFoundError(
+                        f"SampleType with name={kind.name!r}, molecularFormula="
+                        f"{kind.molecularFormula!r} not found in facility {self.facility!r}"
+                    )
+        for attribute, wanted in (
+            ("techniques", links.techniques),
+            ("instruments", links.instruments),
+        ):
+            existing = [(d, name) for d in specs for name in getattr(self.datasets[d], attribute)]
+            for dataset_id, name in missing_links(wanted, existing):
+                getattr(self.datasets[dataset_id], attribute).add(name)
+                self.writes += 1
+        if not links.samples:
+            return
+        by_name = samples_by_name(specs)
+        samples = {name: self._sample(investigation_id, spec) for name, spec in by_name.items()}
+        with_parameters = {samples[n].id: spec for n, spec in by_name.items() if spec.parameters}
+        if with_parameters:
+            self._write_parameters("Sample", with_parameters)
+        with_sample = [d for d in links.samples if self.datasets[d].sample_id is not None]
+        for dataset_id, name in samples_to_set(links.samples, with_sample).items():
+            self.datasets[dataset_id].sample_id = samples[name].id
+            self.writes += 1
+
+    def _sample(self, investigation_id: int, spec: SampleSpec) -> FakeSample:
+        """The investigation's sample of that name, created when missing (ICAT's key)."""
+        for sample in self.samples.values():
+            if (sample.investigation_id, sample.name) == (investigation_id, spec.name):
+                return sample
+        kind = spec.sample_type
+        created = FakeSample(
+            next(self._ids), investigation_id, spec.name, (kind.name, kind.molecularFormula)
+        )
+        self.samples[created.id] = created
+        self.writes += 1
+        return created
 
     # ------------------------------------------------------------ reads
 

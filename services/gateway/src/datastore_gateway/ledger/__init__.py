@@ -367,11 +367,14 @@ class Ledger:
         def work() -> JobOwner | None:
             with self._db.transaction() as db:
                 rows = db.execute(
-                    "SELECT r.request_id, r.owner FROM ledger_jobs j"
+                    "SELECT r.request_id, r.owner, r.kind FROM ledger_jobs j"
                     " JOIN ledger_requests r ON r.request_id = j.request_id WHERE j.job_id = ?",
                     (job_id,),
                 )
-            return JobOwner(request_id=rows[0][0], owner=rows[0][1]) if rows else None
+            if not rows:
+                return None
+            request_id, owner, kind = rows[0]
+            return JobOwner(request_id=request_id, owner=owner, kind=kind)
 
         return await self._run(work, "read")
 

@@ -110,6 +110,7 @@ class JobOwner:
 
     request_id: str
     owner: str | None
+    kind: str = "archive"  # archive or restore: the request's kind
 
 
 def listing_query(query: RequestQuery) -> tuple[str, list[Any]]:

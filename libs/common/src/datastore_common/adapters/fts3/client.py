@@ -43,7 +43,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from datastore_common.adapters.fts3.proxy import build_proxy, load_credentials, proxy_chain_pem
+from datastore_common.adapters.fts3.proxy import (
+    build_proxy,
+    load_credentials,
+    proxy_chain_pem,
+    require_private_key_file,
+)
 from datastore_common.adapters.fts3.wire import (
     DelegationRequiredError,
     FileStatus,
@@ -145,6 +150,8 @@ class Fts3Client:
         self._key = None if key is None else Path(key)
         if self._cert is not None and self._key is None:
             self._key = self._cert  # a proxy file holds certificate and key together
+        if self._cert is not None and self._key is not None:
+            require_private_key_file(self._key)
         self._token = token
         self._retry_attempts = retry_attempts
         self._retry_backoff = retry_backoff

@@ -4,6 +4,7 @@ a short-lived proxy for its key with our certificate's key, as the official clie
 from __future__ import annotations
 
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from datastore_common.errors import ConfigurationError, PeerUnavailableError
+from datastore_common.errors import (
+    ConfigurationError,
+    InsecureKeyFileError,
+    PeerUnavailableError,
+)
 
 #: RFC 3820 proxyCertInfo extension and its "inherit all" policy language.
 PROXY_CERT_INFO_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
@@ -22,6 +27,22 @@ INHERIT_ALL_OID = "1.3.6.1.5.5.7.21.1"
 _PROXY_CERT_INFO_INHERIT_ALL = bytes.fromhex("300c300a06082b06010505071501")
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def require_private_key_file(path: Path) -> None:
+    """Refuse a private key file its group or others may read, as ssh does: whoever can read
+    it can act as us at FTS. A missing file is left to whoever loads it to report."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read X.509 private key {path}: {exc}") from exc
+    if mode & 0o077:
+        raise InsecureKeyFileError(
+            f"X.509 private key {path} is readable by group or others (mode {mode:04o}): "
+            f"run `chmod 600 {path}` (x509_user_key must be private to the service's user)"
+        )
 
 
 def load_credentials(cert_path: Path, key_path: Path) -> tuple[list[x509.Certificate], SigningKey]:

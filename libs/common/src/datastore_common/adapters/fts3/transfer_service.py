@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.proxy import require_private_key_file
 from datastore_common.adapters.fts3.wire import FileStatus, JobParams, JobStatus, TransferSpec
 from datastore_common.errors import (
     ConfigurationError,
@@ -95,6 +96,14 @@ def job_progress(status: JobStatus) -> JobProgress:
         reason=status.reason,
         files=tuple(file_progress(f) for f in status.files),
     )
+
+
+def require_private_credentials(settings: DatastoreSettings) -> None:
+    """Refuse an X.509 key file others may read (``x509_user_key``, or the proxy file in
+    ``x509_user_cert`` when no key is set) before anything connects; unused with a token."""
+    if settings.fts3.token is not None or settings.x509_user_cert is None:
+        return
+    require_private_key_file(settings.x509_user_key or settings.x509_user_cert)
 
 
 class Fts3TransferService(TransferService):

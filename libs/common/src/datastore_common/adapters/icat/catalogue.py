@@ -9,6 +9,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from datastore_common.adapters.icat.get_or_create import (
@@ -25,6 +26,7 @@ from datastore_common.adapters.icat.jpql import (
     optional_int,
     optional_text,
 )
+from datastore_common.adapters.icat.metadata import RichMetadata
 from datastore_common.adapters.icat.parameters import ArchivalParameters
 from datastore_common.adapters.icat.pool import (
     FunctionalSession,
@@ -42,6 +44,8 @@ from datastore_common.domain.archival import (
     CatalogueDataset,
     active_jobs_of,
 )
+from datastore_common.domain.embargo import release_date
+from datastore_common.domain.metadata import has_dataset_metadata
 from datastore_common.domain.states import TERMINAL
 from datastore_common.errors import InvalidRequestError
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
@@ -69,6 +73,7 @@ class IcatCatalogue(Catalogue):
         self._session = FunctionalSession(settings)
         self._references = FacilityReferences(settings.facility)
         self._archival = ArchivalParameters(self._references)
+        self._metadata = RichMetadata(self._references)
 
     @property
     def facility(self) -> str:
@@ -108,9 +113,17 @@ class IcatCatalogue(Catalogue):
         def new_investigation() -> Any:
             fields = {
                 k: getattr(spec, k)
-                for k in ("summary", "doi", "startDate", "endDate", "releaseDate")
+                for k in ("summary", "doi", "startDate", "endDate")
                 if getattr(spec, k) is not None
             }
+            released = release_date(
+                spec,
+                embargo_years=self._settings.embargo_period_years,
+                embargo_types=self._settings.embargo_types,
+                today=datetime.now(UTC),
+            )
+            if released is not None:
+                fields["releaseDate"] = released
             return client.new(
                 "Investigation",
                 name=spec.name,
@@ -184,6 +197,12 @@ class IcatCatalogue(Catalogue):
             create_many=client.createMany,
             create=client.create,
         )
+        # The rich metadata of every dataset named, new or not: a redelivery (or a request
+        # after an interrupted one) fills what is missing and creates nothing twice.
+        rich = {ids[spec.name]: spec for spec in specs if has_dataset_metadata(spec)}
+        if rich:
+            self._metadata.write_parameters(client, "Dataset", rich)
+            self._metadata.write_dataset_links(client, investigation_id, rich)
         archival = self._archival.values_of(client, "Dataset", list(ids.values()))
         return {
             name: CatalogueDataset(dataset_id, investigation_id, name, archival.get(dataset_id, {}))
@@ -286,6 +305,11 @@ class IcatCatalogue(Catalogue):
                     file_size=optional_int(bean.fileSize),
                     checksum=optional_text(bean.checksum),
                 )
+        with_parameters = {
+            records[item.spec.name].datafile_id: item.spec for item in items if item.spec.parameters
+        }
+        if with_parameters:
+            self._metadata.write_parameters(client, "Datafile", with_parameters)
         return records
 
     def _datafile_rows(

@@ -1,5 +1,6 @@
 """``Vocabulary`` on ICAT: which facility, investigation type, instrument, facility cycle,
-dataset type and datafile format names exist, asked as the functional account.
+dataset type, datafile format, parameter type, sample type and technique names exist, asked
+as the functional account.
 
 The same look-ups as :class:`~datastore_common.adapters.icat.catalogue.IcatCatalogue` makes when it
 registers a request (by name, or name and version, within ``icat.facility``), but many names
@@ -21,21 +22,26 @@ from datastore_common.adapters.icat.pool import (
 )
 from datastore_common.errors import DatastoreError
 from datastore_common.logging import get_logger
-from datastore_common.ports import Term, Vocabulary, VocabularyKind
+from datastore_common.ports import SECOND_KEY, Term, Vocabulary, VocabularyKind
 from datastore_common.settings import IcatSettings
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
-#: The ICAT entity of each kind scoped to the facility (the facility itself is asked apart).
+#: The ICAT entity of each kind (the facility itself is asked apart); all are scoped to the
+#: facility but Technique, whose names are ICAT-wide.
 _ENTITIES: dict[VocabularyKind, str] = {
     "investigationType": "InvestigationType",
     "instrument": "Instrument",
     "facilityCycle": "FacilityCycle",
     "datasetType": "DatasetType",
     "datafileFormat": "DatafileFormat",
+    "parameterType": "ParameterType",
+    "sampleType": "SampleType",
+    "technique": "Technique",
 }
+_NOT_IN_A_FACILITY: frozenset[VocabularyKind] = frozenset({"technique"})
 
 
 class IcatVocabulary(Vocabulary):
@@ -97,19 +103,21 @@ class IcatVocabulary(Vocabulary):
             wanted = asked.get(kind)
             if not wanted:
                 continue
-            versioned = kind == "datafileFormat"
+            second = SECOND_KEY.get(kind)
             names = sorted({term[0] if isinstance(term, tuple) else term for term in wanted})
-            columns = "o.name, o.version" if versioned else "o.name"
+            columns = f"o.name, o.{second}" if second else "o.name"
+            scope = (
+                "WHERE"
+                if kind in _NOT_IN_A_FACILITY
+                else f"JOIN o.facility f WHERE {in_facility} AND"
+            )
             found: set[Term] = set()
             for chunk in chunks(names, IN_CHUNK):
-                query = (
-                    f"SELECT {columns} FROM {entity} o JOIN o.facility f "
-                    f"WHERE {in_facility} AND o.name IN ({in_list(chunk)})"
-                )
+                query = f"SELECT {columns} FROM {entity} o {scope} o.name IN ({in_list(chunk)})"
                 for row in self._search(client, query):
-                    if versioned:
-                        name, version = row
-                        found.add((str(name), str(version)))
+                    if second:
+                        name, value = row
+                        found.add((str(name), str(value)))
                     else:
                         found.add(str(row))
             # Exact matches only: the workers use the request's names in paths as given.

@@ -161,9 +161,10 @@ RETRY_RESPONSES: Responses = {
         "wait for it to end",
         "retry refused: dataset 42 is FINISHED: every file is on tape",
     ),
-    422: problem(
-        "A datafile to retry has no safe location in ICAT",
-        "cannot retry: datafile 7: it is empty",
+    422: invalid(
+        "A parameter or header is not valid, or a datafile to retry has no safe location",
+        ("path.dataset_id", "int_parsing", "Input should be a valid integer"),
+        details=("cannot retry: datafile 7: it is empty",),
     ),
     503: problem(
         "ICAT or the broker unavailable: nothing accepted",
@@ -252,4 +253,23 @@ async def set_dataset_status(
         publisher=publisher,
         ledger=ledger,
         settings=settings,
+    )
+
+
+#: The original Datastore API's paths (``/dataset/{id}/...``, singular): the same answers.
+original_router = APIRouter(prefix="/dataset", tags=["Datasets"])
+for _suffix, _endpoint in (
+    ("status", dataset_status),
+    ("complete", dataset_complete),
+    ("percentage", dataset_percentage),
+):
+    original_router.add_api_route(
+        f"/{{dataset_id}}/{_suffix}",
+        _endpoint,
+        methods=["GET"],
+        responses=RESPONSES,
+        summary=f"Dataset {_suffix} (the original API's path)",
+        description=f"The same as `GET /datasets/{{dataset_id}}/{_suffix}`, at the original "
+        "Datastore API's path.",
+        operation_id=f"original_dataset_{_suffix}",
     )

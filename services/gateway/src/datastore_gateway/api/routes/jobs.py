@@ -1,5 +1,6 @@
 """GET /job/{job_id}[/status|/complete|/percentage]: an FTS job (archive or restore) as FTS
-sees it now, to the owner of its request and to ``gateway.admins`` only (others: 404)."""
+sees it now, to the owner of its request and to ``gateway.admins`` only (others: 404);
+DELETE /job/{job_id} cancels a restore job (the original API's cancel)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from datastore_gateway.api.deps import LoginsDep, SessionsDep
-from datastore_gateway.schemas import LoginAccepted, LoginRequest, Problem
+from datastore_gateway.schemas import LoginAccepted, LoginRequest, OriginalLoginRequest, Problem
 
 router = APIRouter(tags=["Login"])
 
@@ -22,10 +22,13 @@ router = APIRouter(tags=["Login"])
         },
     },
 )
-async def login(body: LoginRequest, sessions: SessionsDep, logins: LoginsDep) -> LoginAccepted:
-    """Log in to ICAT with an authenticator plugin; the session id is the bearer token."""
+async def login(
+    body: LoginRequest | OriginalLoginRequest, sessions: SessionsDep, logins: LoginsDep
+) -> LoginAccepted:
+    """Log in to ICAT with an authenticator plugin; the session id is the bearer token.
+
+    The body is ``{"auth", "username", "password"}``, or the original Datastore API's
+    ``{"auth", "credentials": {"username", "password"}}``."""
     async with logins.slot():
-        session_id = await sessions.login(
-            body.auth, {"username": body.username, "password": body.password}
-        )
+        session_id = await sessions.login(body.auth, body.credentials_for_icat)
     return LoginAccepted(sessionId=session_id)
