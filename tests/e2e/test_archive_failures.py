@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import uuid
 
 import httpx
 import pytest
 
-from datastore_common.domain.plan import plan_archive
-from datastore_common.domain.senders import INSTRUMENT
-from datastore_common.messages import ArchiveRequested, InvestigationSpec
-from datastore_common.worker import make_bus
 from tests.e2e.api_client import (
     ARCHIVAL_STATE,
     archival_parameters,
@@ -69,67 +64,6 @@ def test_fts_refusing_our_credential_waits_with_an_alarm_and_fails_nothing(
     assert params["Dataset:scan_0000"][ARCHIVAL_STATE] == "SUBMITTED"
     assert params["Datafile:file_0000.nxs"][ARCHIVAL_STATE] == "SUBMITTED"
     assert "message_dead_lettered" not in stack.logs("fts-submitter")
-
-
-def test_a_request_the_icat_writer_cannot_register_ends_failed_visibly(
-    datastore_stack: DatastoreStack,
-) -> None:
-    """An instrument publishes straight to the broker (no gateway check) a request naming a
-    dataset type ICAT does not know: the icat-writer gives it up, and the ledger says why
-    (nothing of it reached ICAT to mark). Nothing ends in silence."""
-    stack = datastore_stack
-    name = f"GUP{uuid.uuid4().hex[:8].upper()}"
-    body = seed_body(name, files=2)
-    body["investigations"][0]["datasets"][0]["datasetType"]["name"] = "no-such-type"
-    request_id = str(uuid.uuid4())
-
-    async def publish() -> None:
-        bus = make_bus(stack.settings_as(INSTRUMENT), "instrument-e2e")
-        await bus.connect(attempts=3)
-        try:
-            investigations = [InvestigationSpec.model_validate(i) for i in body["investigations"]]
-            settings = stack.settings
-            jobs = plan_archive(  # as the instrument's software plans with our library
-                request_id,
-                investigations,
-                instrument_data_cache=settings.instrument_data_cache,
-                tape_archive=settings.tape_archive,
-                tape_root_dir=settings.tape_root_dir,
-                vo="instrument-vo",
-                max_files_per_job=settings.fts3.max_files_per_job,
-            )
-            message = ArchiveRequested(
-                request_id=request_id, investigations=investigations, jobs=jobs
-            )
-            await bus.publish_payload(message, correlation_id=request_id, user="simple/root")
-        finally:
-            await bus.close()
-
-    asyncio.run(publish())
-    headers = login(stack)
-    request = wait_for(
-        lambda: (
-            (
-                r := httpx.get(
-                    f"{stack.gateway_url}/requests/{request_id}", headers=headers, timeout=30
-                )
-            ).status_code
-            == 200
-            and r.json()["state"] == "FAILED"
-            and r.json()["failure"] is not None  # the jobs' FAILED may come first
-            and r.json()
-        ),
-        60,
-        "the ledger to show the request FAILED",
-    )
-    assert request["source"] == "broker"
-    assert request["failure"]["class"] == "user"
-    assert "no-such-type" in request["failure"]["reason"]
-    assert request["waiting_on"] is None
-    assert all(job["state"] == "FAILED" for job in request["jobs"])
-    # The operator sees it in the icat-writer's log (and the message, with it, in its DLQ).
-    assert "request_given_up" in stack.logs("icat-writer")
-    assert "no-such-type" in stack.logs("icat-writer")
 
 
 def test_two_replicas_of_each_worker_archive_without_duplicates(

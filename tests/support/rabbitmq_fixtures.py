@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -143,6 +144,26 @@ class BrokerAccounts:
         }
 
 
+#: Each e2e stack has an exchange of its own (``e2e-<run>``, tests/support/stack_fixtures.py).
+STACK_EXCHANGES = "e2e-[0-9a-f]{8}"
+
+
+def widen_to_stack_exchanges(document: dict[str, Any], exchange: str) -> dict[str, Any]:
+    """The instrument may publish on (and bind from) every e2e stack's exchange too, not the
+    session's one only: its vhost permissions name the exchange. Topic permissions are per
+    exchange and none are given for the stacks' (RabbitMQ then checks no routing key there);
+    every consumer's own check of the sender still holds."""
+    named = f"^({re.escape(exchange)}|"
+    for permission in document["permissions"]:
+        for kind in ("write", "read"):
+            value = permission[kind]
+            if value.startswith(named):
+                permission[kind] = (
+                    f"^({re.escape(exchange)}|{STACK_EXCHANGES}|" + value[len(named) :]
+                )
+    return document
+
+
 @pytest.fixture(scope="session")
 def broker_accounts(
     rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -152,7 +173,8 @@ def broker_accounts(
     accounts = local_accounts(folder / "secrets", instruments=["instrument"], prefix=prefix)
     definitions_file = folder / "definitions.json"
     exchange = f"{prefix}exchange"
-    definitions_file.write_text(json.dumps(definitions(accounts, exchange=exchange)))
+    document = widen_to_stack_exchanges(definitions(accounts, exchange=exchange), exchange)
+    definitions_file.write_text(json.dumps(document))
     try:
         import_definitions(definitions_file)
     except OpsError as exc:

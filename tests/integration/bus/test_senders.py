@@ -7,6 +7,8 @@ permissions; our consumers refuse what the sender's role may not publish (domain
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,7 +28,7 @@ from datastore_common.domain.senders import (
     publishers_by_type,
 )
 from datastore_common.errors import TransientError
-from datastore_common.messages import PAYLOAD_TYPES, Envelope
+from datastore_common.messages import PAYLOAD_TYPES, ArchiveAccepted, ArchiveRejected, Envelope
 from datastore_common.metrics import MESSAGES_REFUSED
 from datastore_common.topology import PUBLISHERS, QueueSpec, Topology, all_queue_names, dlq_name
 from tests.integration.bus.test_bus import get_one, status
@@ -202,3 +204,66 @@ async def test_an_instrument_reaches_no_queue_and_publishes_only_archive_request
     with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=r"restore\.requested"):
         await publish(topology.exchange, "datastore.restore.requested.v1")
     await publish(topology.exchange, "datastore.archive.requested.v1")  # confirmed
+
+
+async def test_an_instrument_hears_its_own_answers_and_may_bind_nothing_else(
+    buses: BusAs, broker_accounts: BrokerAccounts
+) -> None:
+    """ops/broker_users.py: the instrument declares and binds its own answer queue to its
+    own answers (archive.accepted / archive.rejected / request.completed + its user) only."""
+    topology = status_topology(exchange=broker_accounts.exchange)
+    operator = await buses(OPERATOR, topology)  # stands in for the icat-writer
+    url = broker_accounts.url(INSTRUMENT)
+    user = broker_accounts.user(INSTRUMENT)
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(topology.exchange, ensure=False)
+        queue = await channel.declare_queue(
+            f"{user}.answers.{uuid.uuid4().hex[:8]}", exclusive=True
+        )
+        await queue.bind(exchange, routing_key=f"{ArchiveRejected.TYPE}.{user}")
+        answer = ArchiveRejected(
+            request_id="r", instrument=user, rejection="unknown_names", reason="unknown x"
+        )
+        await operator.publish_payload(answer, correlation_id="r")
+        # An answer to nobody listening is no error (not mandatory) and reaches nobody else.
+        await operator.publish_payload(
+            answer.model_copy(update={"instrument": "nobody"}), correlation_id="r"
+        )
+        heard = await queue.get(timeout=10, fail=True)
+        assert heard is not None
+        assert Envelope[ArchiveRejected].model_validate_json(heard.body).data == answer
+        await heard.ack()
+        assert await queue.get(fail=False) is None
+
+        async def refused(attempt: Callable[[aio_pika.abc.AbstractChannel], Any]) -> None:
+            other = await connection.channel()
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await attempt(other)
+
+        async def bind(key: str) -> Callable[[aio_pika.abc.AbstractChannel], Any]:
+            async def attempt(other: aio_pika.abc.AbstractChannel) -> None:
+                mine = await other.declare_queue(f"{user}.answers.{uuid.uuid4().hex[:8]}")
+                try:
+                    await mine.bind(topology.exchange, routing_key=key)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await mine.delete()
+
+            return attempt
+
+        # Another instrument's answers, every answer, anything else: refused.
+        for key in (
+            f"{ArchiveAccepted.TYPE}.someone-else",
+            f"{ArchiveAccepted.TYPE}.#",
+            "datastore.transfer.status.v1",
+        ):
+            await refused(await bind(key))
+
+        async def foreign_queue(other: aio_pika.abc.AbstractChannel) -> None:
+            await other.declare_queue(f"not-{user}.answers")
+
+        await refused(foreign_queue)
+    finally:
+        await connection.close()

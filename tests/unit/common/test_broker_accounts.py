@@ -63,13 +63,42 @@ def test_definitions_fence_instruments_in_and_leave_the_operator_free() -> None:
     ]
     document = definitions(accounts, exchange="datastore")
     permissions = {p["user"]: p for p in document["permissions"]}
-    assert permissions["daq"]["configure"] == "^$"
-    assert permissions["daq"]["read"] == "^$"
-    assert permissions["daq"]["write"] == "^datastore$"  # not amq.default: no queue reachable
+    daq = {kind: re.compile(permissions["daq"][kind]) for kind in ("configure", "write", "read")}
+    # Its own answer queues only: declare, bind (write on the queue), consume (read).
+    for kind in ("configure", "write", "read"):
+        assert daq[kind].fullmatch("daq.answers")
+        assert daq[kind].fullmatch("daq.answers.7f3e")
+        for other in ("icat-writer.archive", "gateway.ledger", "dlq.icat-writer.archive"):
+            assert not daq[kind].fullmatch(other), (kind, other)
+        assert not daq[kind].fullmatch("daqx.answers")
+        assert not daq[kind].fullmatch("other.answers")
+        assert not daq[kind].fullmatch("amq.default")  # no queue through the default exchange
+    assert not daq["configure"].fullmatch("datastore")  # cannot redeclare the exchange
+    assert daq["write"].fullmatch("datastore") and daq["read"].fullmatch("datastore")
     assert permissions["ops"]["write"] == ".*"
     topics = {t["user"]: t for t in document["topic_permissions"]}
     assert set(topics) == {"gw", "daq"}  # the operator replays through the default exchange
     assert topics["daq"]["write"] == "^(datastore\\.archive\\.requested\\.v1)$"
+    # It may bind its queues to its own answers, and to nothing else.
+    read = re.compile(topics["daq"]["read"])
+    for own in (
+        "datastore.archive.accepted.v1.daq",
+        "datastore.archive.rejected.v1.daq",
+        "datastore.request.completed.v1.daq",
+    ):
+        assert read.fullmatch(own), own
+    for other in (
+        "datastore.archive.accepted.v1.other",
+        "datastore.archive.accepted.v1.#",
+        "datastore.archive.accepted.v1.*",
+        "datastore.request.completed.v1",
+        "datastore.archive.requested.v1",
+        "datastore.transfer.status.v1",
+        "#",
+        "datastore.archive.accepted.v1.daq.x",
+    ):
+        assert not read.fullmatch(other), other
+    assert topics["gw"]["read"] == ".*"
     assert all("password" not in user for user in document["users"])  # hashes only
 
 

@@ -130,6 +130,15 @@ def test_an_instruments_request_carries_its_icat_identity() -> None:
     assert authorise(POLICY, archive_request(user="simple/daq"), "daq", None).user == "simple/daq"
 
 
+def test_an_instruments_request_names_its_account_as_source_whatever_it_wrote() -> None:
+    """The handlers answer, and the ledger records, the account RabbitMQ checked: a source
+    "gateway" written by an instrument does not pass for the gateway's."""
+    forged = archive_request().model_copy(update={"source": "gateway"})
+    assert authorise(POLICY, forged, "daq", None).source == "daq"
+    # A service's message keeps its source.
+    assert authorise(POLICY, archive_request(), "gw", None).source == "t"
+
+
 def test_every_message_type_has_publishers_and_no_instrument_publishes_more_than_archive() -> None:
     roles = publishers_by_type(PUBLISHERS)
     assert all(roles.values())

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from datastore_common.domain.answers import accepted as accepted_answer
 from datastore_common.domain.failures import give_up_events
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
@@ -17,8 +18,11 @@ from datastore_common.messages import (
     ArchiveRequested,
     Envelope,
     FileState,
+    InvestigationSpec,
     Payload,
+    RequestCompleted,
     RequestDelayed,
+    RequestFailed,
     TransferStatus,
     TransferSubmitted,
     wrap,
@@ -248,3 +252,63 @@ async def test_a_ledger_made_by_an_earlier_release_gets_the_new_columns(tmp_path
         await ledger.delayed(delayed)  # writes retry_note: the column exists now
     finally:
         await ledger.close()
+
+
+async def test_an_instruments_request_enters_the_ledger_once_accepted(gateway: Gateway) -> None:
+    """Published straight to the broker: the ledger skips the request itself (it may yet
+    be rejected) and records it from the icat-writer's archive.accepted, with its
+    instrument; its completion is addressed to that instrument."""
+    ledger = ledger_of(gateway)
+    body = seed_body()
+    request = ArchiveRequested(
+        request_id="daq-1",
+        investigations=[InvestigationSpec.model_validate(i) for i in body["investigations"]],
+    )
+    requested: Envelope[Any] = wrap(request, source="daq", correlation_id="daq-1", user="db/alice")
+    await follow(requested, ledger=ledger, instruments={"daq"})
+    assert get(gateway, "daq-1")[0] == 404  # not accepted yet: maybe never
+    accepted = accepted_answer(
+        request,
+        instrument="daq",
+        owner="db/alice",
+        job_ids=["j-1"],
+        public_url="https://ds.example.org",
+        request_message_id=str(requested.id),
+    )
+    envelope: Envelope[Any] = wrap(
+        accepted, source="icat-writer", correlation_id="daq-1", user="db/alice"
+    )
+    await follow(envelope, ledger=ledger, instruments={"daq"})
+    await follow(envelope, ledger=ledger, instruments={"daq"})  # redelivered: harmless
+    code, shown = get(gateway, "daq-1", username="alice", password="alice-pw", auth="db")
+    assert code == 200
+    assert (shown["owner"], shown["source"], shown["instrument"]) == ("db/alice", "broker", "daq")
+    assert shown["datasets"] == [
+        {"investigation": "ABC123", "visit_id": "1", "dataset": "scan_0000", "datafiles": 4}
+    ]
+    listed = gateway.client.get(
+        "/requests", headers=gateway.bearer(username="alice", password="alice-pw", auth="db")
+    ).json()
+    assert [item["request_id"] for item in listed["items"]] == ["daq-1"]
+    await ledger.fail(
+        RequestFailed(request_id="daq-1", kind="archive", failure_class="user", reason="gone")
+    )
+    [delivery] = await ledger.deliveries("daq-1")
+    completed = RequestCompleted.model_validate_json(delivery.payload)
+    assert completed.instrument == "daq"
+    assert completed.routing_key() == "datastore.request.completed.v1.daq"
+    assert not completed.mandatory()  # an instrument not listening does not stall the outbox
+
+
+async def test_a_gateway_request_keeps_its_plain_completion(gateway: Gateway) -> None:
+    request = archive(gateway)
+    await ledger_of(gateway).fail(
+        RequestFailed(
+            request_id=request.request_id, kind="archive", failure_class="user", reason="x"
+        )
+    )
+    [delivery] = await ledger_of(gateway).deliveries(request.request_id)
+    completed = RequestCompleted.model_validate_json(delivery.payload)
+    assert completed.instrument is None
+    assert completed.routing_key() == "datastore.request.completed.v1"
+    assert get(gateway, request.request_id)[1]["instrument"] is None

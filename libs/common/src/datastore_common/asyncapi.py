@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datastore_common.messages import PAYLOAD_TYPES, Payload, envelope_json_schema
+from datastore_common.messages.examples import examples as message_examples
 from datastore_common.topology import PUBLISHERS, QUEUES, QueueRole, datastore_topology
 
 #: The lines between which ``--table`` writes the message table into a Markdown file.
@@ -43,8 +44,22 @@ def _name(message_type: str) -> str:
     return "".join(part.capitalize() for part in middle)
 
 
+#: The last word of an addressed message's routing key (``Payload.ADDRESSED``).
+INSTRUMENT_PARAMETER = {
+    "description": "The broker user of the instrument account the message is for (an "
+    "instrument may bind only its own; docs/instruments.md). request.completed of a request "
+    "no instrument published has no such word: bind <type>.# to receive every one."
+}
+
+
+def address(payload: type[Payload]) -> str:
+    """A channel's address: the routing key, with ``{instrument}`` for an addressed type."""
+    return f"{payload.TYPE}.{{instrument}}" if payload.ADDRESSED else payload.TYPE
+
+
 def build_asyncapi() -> dict[str, Any]:
     topology = datastore_topology()
+    examples = message_examples()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
@@ -54,16 +69,17 @@ def build_asyncapi() -> dict[str, Any]:
         for def_name, definition in schema.pop("$defs", {}).items():
             schemas[def_name] = definition
         schemas[f"{name}Envelope"] = schema
+        message: dict[str, Any] = {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}Envelope"},
+        }
+        if message_type in examples:
+            message["examples"] = examples[message_type]
         channels[name] = {
-            "address": message_type,
+            "address": address(payload),
             "description": (payload.__doc__ or "").strip(),
-            "messages": {
-                name: {
-                    "name": name,
-                    "contentType": "application/json",
-                    "payload": {"$ref": f"#/components/schemas/{name}Envelope"},
-                }
-            },
+            "messages": {name: message},
             "bindings": {
                 "amqp": {
                     "is": "routingKey",
@@ -71,6 +87,8 @@ def build_asyncapi() -> dict[str, Any]:
                 }
             },
         }
+        if payload.ADDRESSED:
+            channels[name]["parameters"] = {"instrument": INSTRUMENT_PARAMETER}
         consumers = _consumers(payload)
         delayed_only = bool(consumers) and all(delayed for _, delayed in consumers)
         for producer in _publishers(payload):
@@ -101,7 +119,10 @@ def build_asyncapi() -> dict[str, Any]:
                 "title": "Datastore messages",
                 "version": "1.0.0",
                 "description": "Every message travels in one envelope; its `type` is the routing "
-                "key on the topic exchange. Publish persistent messages with publisher confirms.",
+                "key on the topic exchange (messages addressed to an instrument: `<type>."
+                "<instrument's broker user>`). Publish persistent messages with publisher "
+                "confirms and `user_id` set to your broker user. Instruments: "
+                "docs/instruments.md.",
             },
             "defaultContentType": "application/json",
             "servers": {"local": {"host": "127.0.0.1:5672", "protocol": "amqp"}},
@@ -135,7 +156,7 @@ def message_table() -> str:
             via = f", through `{_delay_queue(spec)}`" if delayed else ""
             queues.append(f"`{topology.queue(spec.role)}` ({spec.consumer}{via})")
         publishers = ", ".join(_publishers(payload)) or "-"
-        lines.append(f"| `{payload.TYPE}` | {publishers} | {', '.join(queues) or '-'} |")
+        lines.append(f"| `{address(payload)}` | {publishers} | {', '.join(queues) or '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -293,6 +293,41 @@ def terms_of(investigations: Sequence[InvestigationSpec]) -> dict[VocabularyKind
     return terms
 
 
+def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str) -> list[str]:
+    """One phrase per unknown name, kinds in request order, names sorted."""
+    phrases = []
+    for kind in VOCABULARY_KINDS:
+        for term in sorted(unknown.get(kind, ()), key=str):
+            if kind == "facility":
+                why = (
+                    "it is not in ICAT (icat.facility)"
+                    if term == facility
+                    else f"this Datastore serves facility {facility!r} (icat.facility)"
+                )
+                phrases.append(f"unknown facility {term!r}: {why}")
+            elif isinstance(term, tuple):
+                name, second = term
+                phrases.append(
+                    f"unknown {kind} {name!r} {SECOND_KEY[kind]} {second!r} in facility "
+                    f"{facility!r}"
+                )
+            elif kind == "technique":  # Techniques are not a facility's: ICAT-wide names
+                phrases.append(f"unknown technique {term!r}")
+            else:
+                phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
+    return phrases
+
+
+def unknown_names_text(
+    unknown: Mapping[VocabularyKind, set[Term]], facility: str, *, at_most: int = 20
+) -> str:
+    """``describe_unknown`` in one line, naming at most ``at_most`` ("" when none)."""
+    phrases = describe_unknown(unknown, facility)
+    more = len(phrases) - at_most
+    named = "; ".join(phrases[:at_most])
+    return f"{named}; and {more} more" if more > 0 else named
+
+
 class Vocabulary(ABC):
     """ICAT's reference entities (facility, types, instruments, cycles, formats): which of
     the names a request uses exist, so a request the workers would refuse is refused first."""

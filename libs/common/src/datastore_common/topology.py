@@ -26,7 +26,9 @@ from typing import Any
 
 from datastore_common.messages import (
     ArchivalStateSet,
+    ArchiveAccepted,
     ArchiveRegistered,
+    ArchiveRejected,
     ArchiveRequested,
     ArchiveRetryRequested,
     Payload,
@@ -37,6 +39,7 @@ from datastore_common.messages import (
     TransferStatus,
     TransferSubmitted,
     TransferTracked,
+    binding_key,
 )
 
 
@@ -135,7 +138,8 @@ class QueueRole:
 
     role: str
     consumer: str
-    #: Bound on the topic exchange by their type (the routing key).
+    #: Bound on the topic exchange by their type (the routing key; ``<type>.#`` for a type
+    #: addressed to instruments, ``messages.binding_key``).
     receives: tuple[type[Payload], ...]
     #: Put by the consumer itself into its delay queue ``delay``, which hands them back here.
     delayed: tuple[type[Payload], ...] = ()
@@ -174,6 +178,8 @@ QUEUES: tuple[QueueRole, ...] = (
         "gateway",
         (
             ArchiveRequested,
+            # An instrument's request enters the ledger once the icat-writer accepted it.
+            ArchiveAccepted,
             ArchiveRetryRequested,
             ArchiveRegistered,
             RestoreRequested,
@@ -189,6 +195,9 @@ QUEUES: tuple[QueueRole, ...] = (
 #: the AsyncAPI document and architecture.md's table; "instrument" is outside this code).
 PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     ArchiveRequested: ("gateway", "instrument"),
+    # The answer to an instrument's request, addressed to it (``<type>.<its broker user>``).
+    ArchiveAccepted: ("icat-writer",),
+    ArchiveRejected: ("icat-writer",),
     ArchiveRetryRequested: ("gateway",),
     ArchiveRegistered: ("icat-writer",),
     RestoreRequested: ("gateway",),
@@ -199,7 +208,8 @@ PUBLISHERS: dict[type[Payload], tuple[str, ...]] = {
     RequestFailed: ("icat-writer", "fts-submitter", "status-poller"),
     RequestDelayed: ("icat-writer", "fts-submitter", "status-poller"),
     # Once per request, from the ledger's outbox; no queue of ours consumes it (it is for
-    # whoever wants to know: bind a queue to datastore.request.completed.v1).
+    # whoever wants to know: bind a queue to datastore.request.completed.v1.#; an
+    # instrument's request's goes to datastore.request.completed.v1.<its broker user>).
     RequestCompleted: ("gateway",),
 }
 
@@ -239,7 +249,7 @@ def datastore_topology(
         queues=tuple(
             QueueSpec(
                 q(spec.role),
-                tuple(model.TYPE for model in spec.receives),
+                tuple(binding_key(model) for model in spec.receives),
                 single_active_consumer=spec.single_active_consumer,
             )
             for spec in QUEUES

@@ -24,6 +24,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     BatchHandler,
     GiveUpHandler,
     Handler,
+    RefusalHandler,
     RetryHandler,
 )
 from datastore_common.domain.senders import InstrumentGrant, SenderPolicy, publishers_by_type
@@ -63,6 +64,9 @@ class Route:
     prefetch: int | None = None
     on_give_up: GiveUpHandler | None = None
     on_retry: RetryHandler | None = None
+    #: Told of a message refused before the handler (unreadable, or from a sender who may
+    #: not send it), before it is dead-lettered.
+    on_refused: RefusalHandler | None = None
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
@@ -82,6 +86,7 @@ async def subscribe(bus: Bus, route: Route) -> None:
             max_wait=route.max_wait,
             on_give_up=route.on_give_up,
             on_retry=route.on_retry,
+            on_refused=route.on_refused,
         )
         return
     assert route.handler is not None
@@ -91,6 +96,7 @@ async def subscribe(bus: Bus, route: Route) -> None:
         accepted,
         on_give_up=route.on_give_up,
         on_retry=route.on_retry,
+        on_refused=route.on_refused,
         prefetch=route.prefetch,
     )
 

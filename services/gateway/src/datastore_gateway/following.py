@@ -62,6 +62,7 @@ def request_status_of(record: RequestRecord) -> RequestStatus:
         kind=record.kind,
         owner=record.owner,
         source=record.source,
+        instrument=record.instrument,
         created=datetime.fromtimestamp(record.created, UTC),
         updated=datetime.fromtimestamp(record.updated, UTC),
         state=record.state,

@@ -58,19 +58,16 @@ from datastore_common.messages import (
     RestoreRequested,
 )
 from datastore_common.ports import (
-    SECOND_KEY,
-    VOCABULARY_KINDS,
     JobProgress,
     Publisher,
     Selections,
     Storage,
     StoredFile,
-    Term,
     TransferService,
     UserSession,
     Vocabulary,
-    VocabularyKind,
     terms_of,
+    unknown_names_text,
 )
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.following import request_status_of
@@ -177,31 +174,6 @@ def check_notify(notify: NotifyTargets | None, settings: DatastoreSettings) -> N
             )
 
 
-def describe_unknown(unknown: Mapping[VocabularyKind, set[Term]], facility: str) -> list[str]:
-    """One phrase per unknown name, kinds in request order, names sorted."""
-    phrases = []
-    for kind in VOCABULARY_KINDS:
-        for term in sorted(unknown.get(kind, ()), key=str):
-            if kind == "facility":
-                why = (
-                    "it is not in ICAT (icat.facility)"
-                    if term == facility
-                    else f"this Datastore serves facility {facility!r} (icat.facility)"
-                )
-                phrases.append(f"unknown facility {term!r}: {why}")
-            elif isinstance(term, tuple):
-                name, second = term
-                phrases.append(
-                    f"unknown {kind} {name!r} {SECOND_KEY[kind]} {second!r} in facility "
-                    f"{facility!r}"
-                )
-            elif kind == "technique":  # Techniques are not a facility's: ICAT-wide names
-                phrases.append(f"unknown technique {term!r}")
-            else:
-                phrases.append(f"unknown {kind} {term!r} in facility {facility!r}")
-    return phrases
-
-
 async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None:
     """Refuse (422) a request naming a facility, investigation type, instrument, facility
     cycle, dataset type, datafile format, parameter type, sample type or technique ICAT does
@@ -224,11 +196,9 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
         raise PeerUnavailableError(
             f"cannot check the names the request uses in ICAT; nothing accepted: {exc}"
         ) from exc
-    phrases = describe_unknown(unknown, vocabulary.facility)
-    if phrases:
-        more = len(phrases) - MAX_UNKNOWN_NAMED
-        named = "; ".join(phrases[:MAX_UNKNOWN_NAMED])
-        raise UnknownNameError(f"{named}; and {more} more" if more > 0 else named)
+    named = unknown_names_text(unknown, vocabulary.facility, at_most=MAX_UNKNOWN_NAMED)
+    if named:
+        raise UnknownNameError(named)
 
 
 async def record_accepted(

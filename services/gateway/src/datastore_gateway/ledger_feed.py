@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
-from datastore_common.domain.ledger import ledger_jobs, new_request
+from datastore_common.domain.ledger import accepted_request, ledger_jobs, new_request
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.logging import get_logger
 from datastore_common.messages import (
+    ArchiveAccepted,
     ArchiveRegistered,
     ArchiveRequested,
     ArchiveRetryRequested,
@@ -30,10 +32,21 @@ GATEWAY_SOURCE = "gateway"
 UNKNOWN_REQUEST_GRACE_SECONDS = 600.0
 
 
-async def follow(envelope: Envelope[Any], *, ledger: Ledger) -> None:
-    """Apply one event; a request's own event records it, the others move it forward."""
+async def follow(
+    envelope: Envelope[Any], *, ledger: Ledger, instruments: Collection[str] = ()
+) -> None:
+    """Apply one event; a request's own event records it, the others move it forward.
+
+    An instrument account's request (its broker user in ``instruments``: the consumer set
+    the source to it, ``domain.senders``) is recorded once the icat-writer accepted it
+    (``archive.accepted``): one it rejects never enters the ledger."""
     data = envelope.data
+    if isinstance(data, ArchiveAccepted):
+        await ledger.record(accepted_request(data, owner=envelope.user))
+        return
     if isinstance(data, ArchiveRequested | ArchiveRetryRequested | RestoreRequested):
+        if envelope.source in instruments:
+            return
         source = "http" if envelope.source == GATEWAY_SOURCE else "broker"
         await ledger.record(new_request(data, owner=envelope.user, source=source))
         return

@@ -276,7 +276,9 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         state.broker_check = lambda: bus.connected
         # This gateway keeps the request ledger up to date (with any other replicas).
         ledger = state.ledger
-        await subscribe(bus, Route(GATEWAY_LEDGER, functools.partial(follow, ledger=ledger)))
+        instruments = frozenset(account.broker_user for account in settings.instruments)
+        feed = functools.partial(follow, ledger=ledger, instruments=instruments)
+        await subscribe(bus, Route(GATEWAY_LEDGER, feed))
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
         # ... and sends what its outbox holds for requests that ended (with any replicas).

@@ -285,6 +285,11 @@ class RequestStatus(_Shape):
     kind: Literal["archive", "restore"]
     owner: str | None = Field(description="The ICAT user (plugin/name) who asked.")
     source: Literal["http", "broker"]
+    instrument: str | None = Field(
+        default=None,
+        description="source broker: the instrument account (its broker user) that published "
+        "it (docs/instruments.md).",
+    )
     created: datetime
     updated: datetime
     state: str = Field(

@@ -9,16 +9,18 @@ from typing import Any
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.icat.pool import pool_from_settings
+from datastore_common.adapters.icat.vocabulary import IcatVocabulary
 from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.consumer import Handler
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.adapters.rabbitmq.reporters import give_up_reporter, retry_reporter
 from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.messages import ArchivalStateSet, ArchiveRetryRequested, Envelope
-from datastore_common.ports import Catalogue, Publisher, Storage
+from datastore_common.ports import Catalogue, Publisher, Storage, Vocabulary
 from datastore_common.settings import DatastoreSettings
 from datastore_common.topology import ICAT_WRITER_ARCHIVE, ICAT_WRITER_STATUS
 from datastore_common.worker import Owned, Route, Service, required
+from datastore_icat_writer.answers import give_up_answerer, refusal_answerer
 from datastore_icat_writer.handlers import (
     planned_jobs,
     record_transfer_status,
@@ -72,18 +74,22 @@ def bootstrap(
     publisher: Publisher | None = None,
     catalogue: Catalogue | None = None,
     storage: Storage | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> IcatWriter:
-    """Bind the handlers; a missing publisher is built on ``bus``, a missing catalogue or
-    storage from ``settings``."""
+    """Bind the handlers; a missing publisher is built on ``bus``, a missing catalogue,
+    storage or vocabulary (instruments' requests are checked with it) from ``settings``."""
     owned = Owned()
     if publisher is None:
         publisher = BusPublisher(required(bus, "a publisher"))
     if catalogue is None:
-        icat_catalogue = IcatCatalogue(
-            settings.icat, pool=pool_from_settings(settings.icat, size=ICAT_CLIENTS)
-        )
+        pool = pool_from_settings(settings.icat, size=ICAT_CLIENTS)
+        icat_catalogue = IcatCatalogue(settings.icat, pool=pool)
         owned.add(icat_catalogue.close)
         catalogue = icat_catalogue
+        if vocabulary is None and settings.instruments:
+            icat_vocabulary = IcatVocabulary(settings.icat, pool=pool)
+            owned.add(icat_vocabulary.close)  # closed first: the pool is the catalogue's
+            vocabulary = icat_vocabulary
     describer = XRootDStorage.from_settings(settings) if storage is None else storage
     register = partial(
         register_archive,
@@ -91,6 +97,7 @@ def bootstrap(
         storage=describer,
         publisher=publisher,
         settings=settings,
+        vocabulary=vocabulary,
     )
     retry = partial(
         retry_archive,
@@ -129,12 +136,19 @@ def bootstrap(
                 ICAT_WRITER_ARCHIVE,
                 archive_queue,
                 prefetch=settings.broker.archive_prefetch,
-                on_give_up=give_up_reporter(
+                on_give_up=give_up_answerer(
+                    give_up_reporter(
+                        publisher,
+                        fts_endpoint=str(settings.fts3.endpoint),
+                        planner=lambda data: planned_jobs(data, settings),
+                    ),
                     publisher,
-                    fts_endpoint=str(settings.fts3.endpoint),
-                    planner=lambda data: planned_jobs(data, settings),
+                    settings,
                 ),
                 on_retry=retry_reporter(publisher),
+                # An instrument's message refused unread, or from an account that may not
+                # send it, is answered archive.rejected before it is dead-lettered.
+                on_refused=refusal_answerer(publisher, settings),
             ),
             # A status event that cannot be recorded has nothing to report: it is
             # dead-lettered (logged at error level) for an operator to replay; the ledger

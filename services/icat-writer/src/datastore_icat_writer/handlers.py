@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from datastore_common.domain import claims, control, progress, registration, trust
+from datastore_common.domain.answers import TooLargeError, check_size
 from datastore_common.domain.archival import (
     ARCHIVAL_ENDPOINT,
     ARCHIVAL_IDS,
@@ -45,6 +47,7 @@ from datastore_common.messages import (
     FileState,
     InvestigationSpec,
     PlannedJob,
+    RejectionClass,
     TransferStatus,
 )
 from datastore_common.ports import (
@@ -53,8 +56,12 @@ from datastore_common.ports import (
     Publisher,
     Storage,
     StoredFile,
+    Vocabulary,
+    terms_of,
+    unknown_names_text,
 )
 from datastore_common.settings import DatastoreSettings
+from datastore_icat_writer import answers
 
 log = get_logger(__name__)
 
@@ -124,17 +131,113 @@ async def register_archive(
     storage: Storage,
     publisher: Publisher,
     settings: DatastoreSettings,
+    vocabulary: Vocabulary | None = None,
 ) -> None:
-    """Register an archive request in ICAT, then publish ``archive.registered``."""
+    """Register an archive request in ICAT, then publish ``archive.registered``.
+
+    An instrument's request (published straight to the broker) is answered too
+    (``answers``): rejected, with nothing written, when it is too large, names what ICAT
+    does not know (asked of ``vocabulary``), carries a plan not ours, or every dataset it
+    names is another request's; else accepted once registered, before its jobs go on."""
+    instrument = answers.instrument_of(settings, envelope.source)
+    if instrument is not None:
+        await _register_for_instrument(
+            envelope,
+            instrument,
+            catalogue=catalogue,
+            storage=storage,
+            publisher=publisher,
+            settings=settings,
+            vocabulary=vocabulary,
+        )
+        return
+    jobs = _plan(envelope.data, settings)
+    announcement = await _register(envelope.data, jobs, catalogue, storage, settings)
+    await _announce(envelope, announcement.announcement, publisher)
+
+
+async def _register_for_instrument(
+    envelope: Envelope[ArchiveRequested],
+    instrument: str,
+    *,
+    catalogue: Catalogue,
+    storage: Storage,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vocabulary: Vocabulary | None,
+) -> None:
     request = envelope.data
+    limits = settings.gateway
+    refusal: tuple[RejectionClass, str] | None = None
+    try:
+        check_size(
+            request.investigations,
+            max_datafiles=limits.max_datafiles_per_request,
+            max_bytes=limits.max_bytes_per_request,
+        )
+    except TooLargeError as exc:
+        refusal = ("too_large", str(exc))
+    if refusal is None and vocabulary is not None:
+        # Asked before anything is written; ICAT not answering is retried like any step.
+        unknown = await vocabulary.unknown(terms_of(request.investigations))
+        named = unknown_names_text(unknown, vocabulary.facility)
+        if named:
+            refusal = ("unknown_names", named)
+    jobs: list[PlannedJob] = []
+    if refusal is None:
+        try:
+            jobs = _plan(request, settings)
+        except trust.UntrustedMessageError as exc:
+            refusal = ("untrusted_plan", str(exc))
+    if refusal is not None:
+        await answers.reject_request(publisher, envelope, instrument, *refusal)
+        return
+    registered = await _register(request, jobs, catalogue, storage, settings)
+    if registered.datasets and all(r.refused for r in registered.datasets):
+        # Nothing of it was written: another request holds every dataset it names.
+        reasons = [f.reason for s in registered.announcement.statuses for f in s.files if f.reason]
+        await answers.reject_request(
+            publisher,
+            envelope,
+            instrument,
+            "duplicate_in_flight",
+            reasons[0] if reasons else "another request holds every dataset it names",
+        )
+        return
+    await answers.accept(publisher, envelope, instrument, [job.job_id for job in jobs], settings)
+    await _announce(envelope, registered.announcement, publisher)
+
+
+@dataclass(frozen=True)
+class _Registered:
+    announcement: registration.Announcement
+    datasets: list[registration.DatasetRegistration]
+
+
+async def _register(
+    request: ArchiveRequested,
+    jobs: list[PlannedJob],
+    catalogue: Catalogue,
+    storage: Storage,
+    settings: DatastoreSettings,
+) -> _Registered:
+    """Write the request's entities and "Archival" parameters; what to publish of it."""
     endpoint = str(settings.fts3.endpoint)
-    plan = registration.check_plan(request, _plan(request, settings), endpoint=endpoint)
+    plan = registration.check_plan(request, jobs, endpoint=endpoint)
     described = await storage.describe_many(plan.sources)
     registered: list[registration.DatasetRegistration] = []
     for investigation in request.investigations:
         registered += await _register_investigation(investigation, plan, described, catalogue)
+    return _Registered(registration.announce(plan, registered), registered)
 
-    announcement = registration.announce(plan, registered)
+
+async def _announce(
+    envelope: Envelope[ArchiveRequested],
+    announcement: registration.Announcement,
+    publisher: Publisher,
+) -> None:
+    """Publish the states of files left out, then ``archive.registered`` for the rest."""
+    request = envelope.data
     for status in announcement.statuses:
         await publisher.publish(status, correlation_id=envelope.correlation_id, user=envelope.user)
     if announcement.jobs:

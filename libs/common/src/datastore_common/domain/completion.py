@@ -78,6 +78,7 @@ def request_completed(
     reasons: Sequence[str],
     public_url: str,
     completed_at: datetime,
+    instrument: str | None = None,
 ) -> RequestCompleted:
     """The ``request.completed`` of a request that ended in ``state``, given its files
     counted by state ({state: (files, bytes)}) and the reasons of some that failed."""
@@ -95,6 +96,7 @@ def request_completed(
         failure=failure_summary(state, failure, files_failed, files_total, reasons),
         status_url=status_url(public_url, request_id),
         completed_at=completed_at,
+        instrument=instrument,
     )
 
 

@@ -25,6 +25,7 @@ from datastore_common.domain.states import (
     normalise,
 )
 from datastore_common.messages import (
+    ArchiveAccepted,
     ArchiveRequested,
     ArchiveRetryRequested,
     PlannedJob,
@@ -89,6 +90,8 @@ class NewRequest:
     notify: Mapping[str, str] | None = None
     #: A partial restore's datafiles not restored: {"datafile_id": ..., "reason": ...}.
     left_out: tuple[Mapping[str, Any], ...] = ()
+    #: The instrument account (its broker user) that published it straight to the broker.
+    instrument: str | None = None
 
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
@@ -146,6 +149,21 @@ def new_request(
         left_out=tuple(f.model_dump() for f in data.left_out)
         if isinstance(data, RestoreRequested)
         else (),
+    )
+
+
+def accepted_request(accepted: ArchiveAccepted, *, owner: str | None) -> NewRequest:
+    """The ledger entry of an instrument's archive request, from the icat-writer's
+    ``archive.accepted`` (its jobs arrive with ``archive.registered``, just after)."""
+    return NewRequest(
+        request_id=accepted.request_id,
+        kind="archive",
+        owner=owner or accepted.owner,
+        source="broker",
+        datasets=tuple(accepted.datasets),
+        jobs=(),
+        notify=accepted.notify.model_dump(exclude_none=True) if accepted.notify else None,
+        instrument=accepted.instrument,
     )
 
 

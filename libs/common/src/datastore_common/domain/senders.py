@@ -130,7 +130,9 @@ def authorise(
 ) -> Envelope[Payload]:
     """The envelope to hand to the handler, or ``RefusedSenderError``.
 
-    An instrument's request is checked against its grant and carries its ICAT identity.
+    An instrument's request is checked against its grant and carries its ICAT identity as
+    ``user`` and its broker user as ``source`` (whatever it wrote there): the handlers know
+    whom to answer (``archive.accepted`` / ``archive.rejected``) and the ledger records it.
     """
     sender = identify(policy, user_id, vouched_for)
     allowed = policy.publishers.get(envelope.type, frozenset())
@@ -165,7 +167,7 @@ def _instrument_request(grant: InstrumentGrant, envelope: Envelope[Payload]) -> 
             f"{', '.join(sorted(grant.instruments)) or 'no instrument'}, not for "
             f"{', '.join(foreign)}",
         )
-    return envelope.model_copy(update={"user": grant.icat_user})
+    return envelope.model_copy(update={"user": grant.icat_user, "source": grant.broker_user})
 
 
 def publishers_by_type(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datastore_common.messages.answers import ArchiveAccepted, ArchiveRejected, RejectionClass
 from datastore_common.messages.completion import EndState, FailureSummary, RequestCompleted
 from datastore_common.messages.envelope import (
     Envelope,
     Payload,
+    binding_key,
     envelope_json_schema,
     parse_envelope,
     wrap,
@@ -58,13 +60,17 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RequestFailed,
         RequestDelayed,
         RequestCompleted,
+        ArchiveAccepted,
+        ArchiveRejected,
     )
 }
 
 __all__ = [
     "PAYLOAD_TYPES",
     "ArchivalStateSet",
+    "ArchiveAccepted",
     "ArchiveRegistered",
+    "ArchiveRejected",
     "ArchiveRequested",
     "ArchiveRetryRequested",
     "DatafileKey",
@@ -84,6 +90,7 @@ __all__ = [
     "Payload",
     "PlannedJob",
     "PlannedTransfer",
+    "RejectionClass",
     "RequestCompleted",
     "RequestDelayed",
     "RequestFailed",
@@ -95,6 +102,7 @@ __all__ = [
     "TransferStatus",
     "TransferSubmitted",
     "TransferTracked",
+    "binding_key",
     "check_email",
     "check_unique_investigations",
     "check_webhook",

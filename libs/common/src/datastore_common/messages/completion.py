@@ -31,6 +31,8 @@ class RequestCompleted(Payload):
     outbox, at least once on the wire with one envelope id: de-duplicate by it)."""
 
     TYPE: ClassVar[str] = "datastore.request.completed.v1"
+    #: An instrument's request's completion goes to ``TYPE.<its broker user>``.
+    ADDRESSED: ClassVar[bool] = True
     request_id: str
     kind: TransferKind
     owner: str | None = Field(description="The ICAT user (plugin/name) who asked.")
@@ -45,3 +47,15 @@ class RequestCompleted(Payload):
         "answers for gateway.ledger_retention_days, also after FTS forgot the jobs."
     )
     completed_at: datetime
+    instrument: str | None = Field(
+        default=None,
+        description="The broker user of the instrument that published the request, if one "
+        "did (the routing key then ends with it).",
+    )
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.instrument}" if self.instrument else self.TYPE
+
+    def mandatory(self) -> bool:
+        # An instrument that does not listen for its completions must not stall the outbox.
+        return self.instrument is None

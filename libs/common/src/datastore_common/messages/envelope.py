@@ -20,6 +20,22 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     TYPE: ClassVar[str]
+    #: Routed to one instrument: the routing key is ``TYPE.<broker user>`` (``routing_key``),
+    #: and queues bind ``TYPE.#`` to receive them all.
+    ADDRESSED: ClassVar[bool] = False
+
+    def routing_key(self) -> str:
+        """The routing key on the topic exchange: the type, or ``TYPE.<instrument>``."""
+        return self.TYPE
+
+    def mandatory(self) -> bool:
+        """Whether a publish nobody's queue receives is an error (most messages: yes)."""
+        return True
+
+
+def binding_key(payload: type[Payload]) -> str:
+    """What a queue binds to receive every message of ``payload``'s type."""
+    return f"{payload.TYPE}.#" if payload.ADDRESSED else payload.TYPE
 
 
 P = TypeVar("P", bound=Payload)

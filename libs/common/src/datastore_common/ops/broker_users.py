@@ -10,8 +10,12 @@ when a permission is too wide.
 - A service may publish on the topic exchange only the message types ``PUBLISHERS`` gives its
   role (topic permission ``write``), and needs the vhost otherwise: it declares the topology
   and puts retries into its own delay queues through the default exchange.
-- An instrument may only write to the exchange, and there only ``archive.requested``: it
-  cannot declare, read, or reach a queue through the default exchange.
+- An instrument may only write to the exchange, and there only ``archive.requested``; it
+  may declare, bind and read only its own answer queues (``<broker user>.answers`` and
+  ``<broker user>.answers.<anything>``), bound only to its own answers
+  (``archive.accepted`` / ``archive.rejected`` / ``request.completed``, each ``.<broker
+  user>``: ``topic_read_pattern``). It cannot reach another queue, nor any through the
+  default exchange.
 - The operator (``datastore-ops``) may do anything on the vhost: it replays dead letters.
 """
 
@@ -35,6 +39,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from datastore_common.domain.senders import INSTRUMENT, OPERATOR, publishers_by_type
+from datastore_common.messages import PAYLOAD_TYPES
 from datastore_common.ops.dlq import OpsError
 from datastore_common.settings import SERVICE_ROLES
 from datastore_common.topology import PUBLISHERS
@@ -66,6 +71,17 @@ def topic_write_pattern(role: str) -> str:
     return f"^({'|'.join(re.escape(name) for name in types)})$" if types else "^$"
 
 
+def answer_queues_pattern(user: str) -> str:
+    """The queues an instrument may declare, bind and read: its own answer queues."""
+    return f"{re.escape(user)}\\.answers(\\..+)?"
+
+
+def topic_read_pattern(user: str) -> str:
+    """The routing keys an instrument may bind a queue to: its own answers only."""
+    types = sorted(model.TYPE for model in PAYLOAD_TYPES.values() if model.ADDRESSED)
+    return f"^({'|'.join(re.escape(name) for name in types)})\\.{re.escape(user)}$"
+
+
 def definitions(
     accounts: Sequence[BrokerAccount], *, exchange: str, vhost: str = "/"
 ) -> dict[str, Any]:
@@ -81,7 +97,14 @@ def definitions(
             }
         )
         if account.role == INSTRUMENT:
-            allowed = {"configure": "^$", "write": f"^{re.escape(exchange)}$", "read": "^$"}
+            own = answer_queues_pattern(account.user)
+            allowed = {
+                "configure": f"^{own}$",
+                # publish on the exchange; bind its own queues (write on the queue)
+                "write": f"^({re.escape(exchange)}|{own})$",
+                # bind from the exchange (read on it; topic read says which keys); consume
+                "read": f"^({re.escape(exchange)}|{own})$",
+            }
         else:
             allowed = {"configure": ".*", "write": ".*", "read": ".*"}
         permissions.append({"user": account.user, "vhost": vhost, **allowed})
@@ -92,7 +115,9 @@ def definitions(
                     "vhost": vhost,
                     "exchange": exchange,
                     "write": topic_write_pattern(account.role),
-                    "read": "^$" if account.role == INSTRUMENT else ".*",
+                    "read": topic_read_pattern(account.user)
+                    if account.role == INSTRUMENT
+                    else ".*",
                 }
             )
     return {"users": users, "permissions": permissions, "topic_permissions": topics}

@@ -134,8 +134,8 @@ class Ledger:
         with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify, left_out)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?)"
+                " state, datasets, notify, left_out, instrument)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -147,6 +147,7 @@ class Ledger:
                     json.dumps(list(request.datasets)),
                     json.dumps(dict(request.notify)) if request.notify else None,
                     json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
+                    request.instrument,
                 ),
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
@@ -470,6 +471,7 @@ class Ledger:
             reasons=reasons,
             public_url=self._public_url,
             completed_at=datetime.fromtimestamp(now, UTC),
+            instrument=record.instrument,
         )
         targets = record.notify or {}
         channels: list[tuple[Channel, str | None]] = [("broker", None)]

@@ -38,7 +38,8 @@ SCHEMA = (
         retry_note     TEXT,
         datasets       TEXT NOT NULL,
         notify         TEXT,
-        left_out       TEXT
+        left_out       TEXT,
+        instrument     TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_requests_updated ON ledger_requests (updated)",
     # Listings, newest first: a user's own requests, and everyone's (admins).
@@ -108,6 +109,7 @@ ADDED_COLUMNS = (
     ("ledger_requests", "retry_note", "TEXT"),
     ("ledger_requests", "notify", "TEXT"),
     ("ledger_requests", "left_out", "TEXT"),
+    ("ledger_requests", "instrument", "TEXT"),
 )
 
 

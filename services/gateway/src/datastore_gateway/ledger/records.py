@@ -29,7 +29,7 @@ from datastore_common.messages import FailureClass
 #: A request's own row, as ``record_of`` reads it.
 REQUEST_COLUMNS = (
     "request_id, kind, owner, source, created, updated, state, registered, failure_class,"
-    " failure_reason, datasets, retry_note, notify, left_out"
+    " failure_reason, datasets, retry_note, notify, left_out, instrument"
 )
 
 
@@ -94,6 +94,8 @@ class RequestRecord:
     notifications: tuple[Delivery, ...] = ()
     #: A partial restore's datafiles not restored ({"datafile_id", "reason"} each).
     left_out: tuple[dict[str, Any], ...] = ()
+    #: The instrument account (broker user) that published it straight to the broker.
+    instrument: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def record_of(
     (request_id, kind, owner, source, created, updated, stored, registered, f_class, f_reason) = (
         row[:10]
     )
-    datasets, note, notify, left_out = row[10:14]
+    datasets, note, notify, left_out, instrument = row[10:15]
     summaries = tuple(
         summarise_counts(job_id, state, counts.get(job_id, {})) for job_id, state in jobs
     )
@@ -186,4 +188,5 @@ def record_of(
         notify=json.loads(notify) if notify else None,
         notifications=tuple(notifications),
         left_out=tuple(json.loads(left_out)) if left_out else (),
+        instrument=instrument,
     )

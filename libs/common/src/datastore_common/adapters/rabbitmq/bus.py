@@ -21,6 +21,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     Consumer,
     GiveUpHandler,
     Handler,
+    RefusalHandler,
     RetryHandler,
 )
 from datastore_common.adapters.rabbitmq.declare import declare_topology
@@ -100,11 +101,19 @@ class Bus:
     async def publish(
         self, envelope: Envelope[Any], *, headers: Mapping[str, Any] | None = None
     ) -> None:
-        """Publish to the topic exchange; returns once the broker has stored it (confirm)."""
+        """Publish to the topic exchange; returns once the broker has stored it (confirm).
+
+        The routing key is the type, or ``<type>.<instrument>`` for a message addressed to an
+        instrument (``Payload.routing_key``)."""
         if self._exchange is None:
             raise PeerUnavailableError("bus is not connected")
+        data = envelope.data
         await self._confirmed(
-            self._exchange, envelope.type, _message(envelope, headers, user_id=self.user)
+            self._exchange,
+            data.routing_key(),
+            _message(envelope, headers, user_id=self.user),
+            mandatory=data.mandatory(),
+            label=envelope.type,
         )
 
     async def publish_payload(
@@ -143,10 +152,16 @@ class Bus:
         await self._confirmed(self._publish_channel.default_exchange, queue, message)
 
     async def _confirmed(
-        self, exchange: aio_pika.abc.AbstractExchange, routing_key: str, message: aio_pika.Message
+        self,
+        exchange: aio_pika.abc.AbstractExchange,
+        routing_key: str,
+        message: aio_pika.Message,
+        *,
+        mandatory: bool = True,
+        label: str | None = None,
     ) -> None:
         try:
-            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+            await exchange.publish(message, routing_key=routing_key, mandatory=mandatory)
         except aio_pika.exceptions.DeliveryError as exc:
             # Unroutable or nacked: nobody would ever see it, so the caller must not go on.
             raise PeerUnavailableError(
@@ -159,7 +174,8 @@ class Bus:
             aio_pika.exceptions.ChannelInvalidStateError,  # publishing on a closed channel
         ) as exc:
             raise PeerUnavailableError(f"publish to {routing_key} failed: {exc!r}") from exc
-        MESSAGES_PUBLISHED.labels(routing_key=routing_key).inc()
+        # Labelled by type, not by an addressed key: one series per message type.
+        MESSAGES_PUBLISHED.labels(routing_key=label or routing_key).inc()
 
     # -- consuming -------------------------------------------------------------------------
     async def consume(
@@ -170,6 +186,7 @@ class Bus:
         *,
         on_give_up: GiveUpHandler | None = None,
         on_retry: RetryHandler | None = None,
+        on_refused: RefusalHandler | None = None,
         prefetch: int | None = None,
     ) -> Consumer:
         consumer = Consumer(
@@ -179,6 +196,7 @@ class Bus:
             handler=handler,
             on_give_up=on_give_up,
             on_retry=on_retry,
+            on_refused=on_refused,
             prefetch=prefetch,
         )
         await consumer.start()
@@ -195,6 +213,7 @@ class Bus:
         max_wait: float = 0.5,
         on_give_up: GiveUpHandler | None = None,
         on_retry: RetryHandler | None = None,
+        on_refused: RefusalHandler | None = None,
     ) -> Consumer:
         consumer = Consumer(
             self,
@@ -205,6 +224,7 @@ class Bus:
             max_wait=max_wait,
             on_give_up=on_give_up,
             on_retry=on_retry,
+            on_refused=on_refused,
         )
         await consumer.start()
         self._consumers.append(consumer)

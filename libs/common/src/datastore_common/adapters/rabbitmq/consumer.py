@@ -15,7 +15,9 @@ Outcome policy, decided here once for every worker (handlers only raise):
 - a message whose sender may not send it (``domain.senders``: its AMQP ``user_id`` has no
   role allowed to publish its type) -> ``dlq.<queue>`` with the reason, counted in
   ``datastore_messages_refused_total``; it reaches no handler and is not reported FAILED (a
-  forger must not be able to fail someone else's request either).
+  forger must not be able to fail someone else's request either). Such a message, or one that
+  does not parse, is first shown to the consumer's ``on_refused`` (the icat-writer answers an
+  instrument's with ``archive.rejected``).
 Every re-publish is confirmed by the broker before the original is acked, so at each instant
 at least one copy of a message is safely stored; if reporting or dead-lettering fails, the
 message is returned to its queue and nothing is acked.
@@ -69,6 +71,26 @@ BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
 #: Called with the message and the reason before a message is given up: publishes what makes
 #: the failure visible (FAILED states, ``request.failed``). Raising keeps the message queued.
 GiveUpHandler = Callable[[Envelope[Any], str, BaseException], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RefusedMessage:
+    """A message refused before any handler ran: it did not parse, or its sender may not
+    send it (``domain.senders``)."""
+
+    body: bytes
+    #: Who sent it, as far as the consumer believes (RabbitMQ's ``user_id``, or the one a
+    #: service or operator vouched for: ``domain.senders.original_sender``).
+    sender: str | None
+    message_id: str | None
+    correlation_id: str | None
+    reason: str
+    error: PermanentError
+
+
+#: Called with a message refused before any handler ran, before it is dead-lettered: tells
+#: its sender why, where it can be told. Raising keeps the message queued.
+RefusalHandler = Callable[[RefusedMessage], Awaitable[None]]
 #: Called after a retry was scheduled, with the message, the error and the delay in seconds:
 #: tells the request's followers what it waits for. Best effort: a failure is only logged.
 RetryHandler = Callable[[Envelope[Any], str, float], Awaitable[None]]
@@ -87,6 +109,7 @@ class Consumer:
     max_wait: float = 0.5
     on_give_up: GiveUpHandler | None = None
     on_retry: RetryHandler | None = None
+    on_refused: RefusalHandler | None = None
     prefetch: int | None = None
     _channel: aio_pika.abc.AbstractChannel | None = None
     _queue: aio_pika.abc.AbstractQueue | None = None
@@ -203,15 +226,17 @@ class Consumer:
             policy, envelope, message.user_id, vouched if isinstance(vouched, str) else None
         )
 
-    def _name_sender(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
-        vouched = headers.get(HEADER_SENDER)
+    def _sender_of(self, message: AbstractIncomingMessage) -> str | None:
+        """Who sent the message, as far as we believe (see ``original_sender``)."""
+        vouched = (message.headers or {}).get(HEADER_SENDER)
         vouched = vouched if isinstance(vouched, str) else None
         policy = self.bus.senders
-        sender = (
-            original_sender(policy, message.user_id, vouched)
-            if policy is not None
-            else vouched or message.user_id
-        )
+        if policy is None:
+            return vouched or message.user_id
+        return original_sender(policy, message.user_id, vouched)
+
+    def _name_sender(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+        sender = self._sender_of(message)
         if sender:
             headers[HEADER_SENDER] = sender
         else:
@@ -300,6 +325,20 @@ class Consumer:
                     if isinstance(exc, PermanentError)
                     else f"gave up after {attempt} attempts: {_reason(exc)}"
                 )
+                if self.on_refused is not None and (
+                    envelope is None or isinstance(exc, RefusedSenderError)
+                ):
+                    assert isinstance(exc, PermanentError)  # how _accept refuses
+                    await self.on_refused(
+                        RefusedMessage(
+                            body=message.body,
+                            sender=self._sender_of(message),
+                            message_id=message.message_id,
+                            correlation_id=message.correlation_id,
+                            reason=reason,
+                            error=exc,
+                        )
+                    )
                 if isinstance(exc, RefusedSenderError):
                     MESSAGES_REFUSED.labels(queue=self.queue, reason=exc.kind).inc()
                     log.error(
