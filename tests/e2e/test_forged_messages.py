@@ -240,7 +240,7 @@ def test_forged_messages_are_refused_and_change_nothing(
             "the gateway vouches for the poller",
             "gateway",
             mark_failed,
-            "may not vouch",
+            "only copies put back into a queue may",
             both_status,
             vouch_for=stack.settings_as("status-poller").broker.user,
         ),

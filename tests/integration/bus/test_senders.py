@@ -158,6 +158,26 @@ async def test_rabbitmq_refuses_a_user_id_that_is_not_the_publishers(
         await connection.close()
 
 
+async def test_a_vouch_on_the_topic_exchange_is_refused_even_in_the_publishers_own_queue(
+    buses: BusAs,
+) -> None:
+    """The writer's own user may vouch only for copies it puts back into a queue: a message it
+    publishes on the topic exchange naming another sender is a forgery."""
+    topology = status_topology()
+    writer = await buses("icat-writer", topology, checked=True)
+
+    async def never(envelope: Envelope[Any]) -> None:
+        raise AssertionError("a forged status reached the handler")
+
+    queue = topology.queues[0].name
+    await writer.consume(queue, never, PAYLOAD_TYPES)
+    poller_user = (await buses("status-poller", topology)).user
+    await writer.publish(status("self-vouched"), headers={HEADER_SENDER: poller_user})
+    dead = await get_one(writer, dlq_name(queue))
+    assert "only copies put back into a queue may" in dead.headers[HEADER_ERROR]
+    assert dead.headers[HEADER_SENDER] == writer.user
+
+
 async def test_a_false_vouch_is_refused(buses: BusAs) -> None:
     topology = status_topology()
     writer = await buses("icat-writer", topology, checked=True)
@@ -169,7 +189,8 @@ async def test_a_false_vouch_is_refused(buses: BusAs) -> None:
     await writer.consume(queue, never, PAYLOAD_TYPES)
     gateway = await buses("gateway", topology)
     poller_user = (await buses("status-poller", topology)).user
-    await gateway.publish(status("vouched"), headers={HEADER_SENDER: poller_user})
+    # Straight into the writer's queue, as a retry copy comes: still not the gateway's to vouch.
+    await gateway.send_to_queue(queue, status("vouched"), headers={HEADER_SENDER: poller_user})
     dead = await get_one(writer, dlq_name(queue))
     assert "may not vouch" in dead.headers[HEADER_ERROR]
     # Not laundered: an operator replaying it would vouch for the gateway, not the poller.

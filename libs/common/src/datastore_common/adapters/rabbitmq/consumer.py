@@ -221,15 +221,20 @@ class Consumer:
         policy = self.bus.senders
         if policy is None:
             return envelope
-        vouched = (message.headers or {}).get(HEADER_SENDER)
-        return authorise(
-            policy, envelope, message.user_id, vouched if isinstance(vouched, str) else None
-        )
+        vouched = _vouched(message)
+        if vouched and vouched != message.user_id and message.exchange:
+            # Copies are put back through the default exchange (retries, delays, an operator's
+            # replay); on the topic exchange the header can only be a forgery.
+            raise RefusedSenderError(
+                "false_vouch",
+                f"refused: {message.user_id!r} published to {message.exchange!r} a message "
+                f"naming {vouched!r} as its sender; only copies put back into a queue may",
+            )
+        return authorise(policy, envelope, message.user_id, vouched)
 
     def _sender_of(self, message: AbstractIncomingMessage) -> str | None:
         """Who sent the message, as far as we believe (see ``original_sender``)."""
-        vouched = (message.headers or {}).get(HEADER_SENDER)
-        vouched = vouched if isinstance(vouched, str) else None
+        vouched = None if message.exchange else _vouched(message)
         policy = self.bus.senders
         if policy is None:
             return vouched or message.user_id
@@ -411,6 +416,11 @@ class Consumer:
                 await self.on_retry(envelope, _reason(exc), topology.retry_delay(attempt))
             except Exception as notice_error:  # the retry itself is safely stored
                 log.warning("retry_notice_failed", queue=self.queue, error=str(notice_error))
+
+
+def _vouched(message: AbstractIncomingMessage) -> str | None:
+    value = (message.headers or {}).get(HEADER_SENDER)
+    return value if isinstance(value, str) and value else None
 
 
 def _as_int(value: object) -> int:
