@@ -200,6 +200,17 @@ def _stack_maker(
     if ingest.returncode != 0:
         pytest.fail(f"icatingest.py failed: {ingest.stderr[-2000:]}")
     stacks: list[DatastoreStack] = []
+    # The VO our credential has at FTS, as a site writes it in fts3.vo: the icat-writer names
+    # the FTS jobs of requests that come without them (instruments) and checks those that do.
+    whoami = httpx.get(
+        f"{fts3_emulator.url}/whoami",
+        cert=(str(fts3_emulator.user_cert), str(fts3_emulator.user_key)),
+        verify=str(fts3_emulator.ca),
+        timeout=30,
+    )
+    if whoami.status_code != 200:
+        pytest.fail(f"FTS3 emulator /whoami: {whoami.status_code} {whoami.text[:300]}")
+    vo = whoami.json()["vos"][0]
 
     def make(replicas: int = 1, **overrides: Any) -> DatastoreStack:
         work = tmp_path_factory.mktemp("stack")
@@ -210,7 +221,11 @@ def _stack_maker(
                 "x509_user_cert": str(fts3_emulator.user_cert),
                 "x509_user_key": str(fts3_emulator.user_key),
                 "tape_root_dir": f"e2e-{run}/",
-                "fts3": {"endpoint": fts3_emulator.url, "ca_path": str(fts3_emulator.ca)},
+                "fts3": {
+                    "endpoint": fts3_emulator.url,
+                    "ca_path": str(fts3_emulator.ca),
+                    "vo": vo,
+                },
                 "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
                 # Every service as its own broker user, checked by every consumer; the
                 # config's own URL (tests' buses, clean-up) is the operator's.

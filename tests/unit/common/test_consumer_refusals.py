@@ -32,6 +32,7 @@ class Delivery:
     correlation_id: str | None = "c-1"
     type: str | None = ArchiveRequested.TYPE
     headers: dict[str, Any] = field(default_factory=dict)
+    exchange: str = "datastore"  # published on the topic exchange
     acked: bool = False
     requeued: bool = False
 

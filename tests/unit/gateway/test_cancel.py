@@ -98,7 +98,7 @@ def test_an_admin_cancels_an_archive_only_with_force(gateway: Gateway) -> None:
     code, body = delete(gateway, f"/requests/{request_id}")
     assert code == 409 and "force=true" in body["detail"]
     code, body = delete(gateway, f"/job/{job_id}")
-    assert code == 409 and "archive job is not cancelled" in body["detail"]
+    assert code == 409 and "archive job cannot be cancelled" in body["detail"]
     assert gateway.transfers.states[job_id].state == "SUBMITTED"
     code, body = delete(gateway, f"/requests/{request_id}?force=true")
     assert code == 202 and body["canceled_job_ids"] == [job_id]

@@ -67,8 +67,7 @@ def cancel_decision(
     """Whether a request (or one job of it, ``what``) of ``kind`` in ``state`` is cancelled
     for a caller already allowed to see it (its owner or an admin)."""
     state = normalise(state)
-    if state in TERMINAL:
-        return CancelDecision("ended", f"the {what} has ended {state}: nothing to cancel")
+    # An archive is refused whatever its state, as the original API did; then an ended one.
     if kind == "archive" and not (admin and force):
         why = (
             "pass force=true to cancel it anyway (ICAT then records its files CANCELED)"
@@ -77,9 +76,11 @@ def cancel_decision(
         )
         return CancelDecision(
             "refuse",
-            f"an archive {what} is not cancelled: its files may already be on tape and ICAT "
+            f"an archive {what} cannot be cancelled: its files may already be on tape and ICAT "
             f"records them; {why}",
         )
+    if state in TERMINAL:
+        return CancelDecision("ended", f"the {what} has ended {state}: nothing to cancel")
     return CancelDecision("cancel")
 
 

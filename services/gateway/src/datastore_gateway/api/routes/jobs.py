@@ -86,7 +86,7 @@ CANCEL_RESPONSES: Responses = {
     409: problem(
         "Not cancelled: the job has ended, or it is an archive's (admins: force=true)",
         "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70: the job has ended FINISHED: nothing to cancel",
-        "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70: an archive job is not cancelled: its files "
+        "job 8d0f6a8e-5b5e-5d2c-9a57-3c1e2f4b6a70: an archive job cannot be cancelled: its files "
         "may already be on tape and ICAT records them; only an admin may force it",
     ),
 }

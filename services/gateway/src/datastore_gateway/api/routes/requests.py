@@ -98,7 +98,7 @@ CANCEL_RESPONSES: Responses = {
         "Not cancelled: it has ended, or it is an archive (admins: force=true)",
         "request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10: the request has ended FINISHED: "
         "nothing to cancel",
-        "request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10: an archive request is not cancelled: "
+        "request 0b7c3f8e-2f4a-4c55-9d43-0e4bba1f7d10: an archive request cannot be cancelled: "
         "its files may already be on tape and ICAT records them; only an admin may force it",
     ),
     503: problem("FTS or the ledger's database unavailable", "request ledger (read): ..."),
