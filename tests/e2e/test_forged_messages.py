@@ -288,7 +288,7 @@ def test_forged_messages_are_refused_and_change_nothing(
     ).json()["sessionId"]
     mine = httpx.get(
         f"{gateway}/requests",
-        params={"investigation": f"{other_name}-1"},
+        params={"investigation": other_name, "mine": "false"},
         headers={"Authorization": f"Bearer {session}"},
         timeout=30,
     )

@@ -78,7 +78,7 @@ def login(stack: DatastoreStack) -> dict[str, str]:
 def ledger_items(stack: DatastoreStack, headers: dict[str, str], name: str) -> list[Any]:
     answer = httpx.get(
         f"{stack.gateway_url}/requests",
-        params={"investigation": f"{name}-1", "mine": "false"},
+        params={"investigation": name, "mine": "false"},
         headers=headers,
         timeout=30,
     )

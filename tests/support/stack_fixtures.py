@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import time
 import uuid
@@ -202,12 +203,9 @@ def _stack_maker(
     stacks: list[DatastoreStack] = []
     # The VO our credential has at FTS, as a site writes it in fts3.vo: the icat-writer names
     # the FTS jobs of requests that come without them (instruments) and checks those that do.
-    whoami = httpx.get(
-        f"{fts3_emulator.url}/whoami",
-        cert=(str(fts3_emulator.user_cert), str(fts3_emulator.user_key)),
-        verify=str(fts3_emulator.ca),
-        timeout=30,
-    )
+    tls = ssl.create_default_context(cafile=str(fts3_emulator.ca))
+    tls.load_cert_chain(str(fts3_emulator.user_cert), str(fts3_emulator.user_key))
+    whoami = httpx.get(f"{fts3_emulator.url}/whoami", verify=tls, timeout=30)
     if whoami.status_code != 200:
         pytest.fail(f"FTS3 emulator /whoami: {whoami.status_code} {whoami.text[:300]}")
     vo = whoami.json()["vos"][0]
