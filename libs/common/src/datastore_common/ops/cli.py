@@ -62,7 +62,11 @@ _QUEUE_HELP = "a role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_line(PROG, "Look at and redrive dead-lettered messages.")
+    parser = command_line(
+        PROG,
+        "Operate Datastore: dead letters, bulk retries, broker accounts, the catalogue-vs-tape "
+        "audit.",
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     # --config is also accepted after the sub-command; SUPPRESS keeps it from hiding the
