@@ -154,10 +154,12 @@ class FixityCheck:
 
     @property
     def reason(self) -> str:
+        # Recorded on the datafile itself: no need to repeat its location (and the 255
+        # characters of "Archival failure" keep both checksums whatever its length).
         if self.outcome == "missing":
-            return f"tape copy {self.location} vanished during the audit"
+            return "the tape copy vanished during the audit"
         return (
-            f"tape copy {self.location} has {self.found}, ICAT records {self.expected}"
+            f"the tape copy has {self.found}, ICAT records {self.expected}"
             if self.outcome == "mismatch"
             else "verified"
         )
@@ -303,7 +305,11 @@ def summary(report: AuditReport) -> str:
         ),
         (
             "fixity failed",
-            [f"datafile {c.datafile_id}: {c.reason}" for c in report.fixity if c.outcome != "ok"],
+            [
+                f"datafile {c.datafile_id}: {c.location}: {c.reason}"
+                for c in report.fixity
+                if c.outcome != "ok"
+            ],
         ),
     ]
     for title, items in sections:
