@@ -403,3 +403,38 @@ class TestReads:
             "file_0002.nxs",
             f"instrument/20XX/{spec.name}-1/scan/scan_0000/file_0002.nxs",
         )
+
+
+class TestArchived:
+    """What the audit reads: the datafiles the functional account recorded FINISHED."""
+
+    async def test_only_finished_datafiles_in_the_folder_by_id_page_after_page(
+        self, catalogue: Catalogue
+    ) -> None:
+        spec = seed_investigation(datasets=2, files=3)
+        ids = await register(catalogue, spec)
+        other = await register(catalogue, seed_investigation(files=2))
+        finished = [*ids.file_ids("scan_0000"), ids.file_ids("scan_0001")[0]]
+        states = {i: {ARCHIVAL_STATE: "FINISHED"} for i in [*finished, *other.file_ids()]}
+        states[ids.file_ids("scan_0001")[1]] = {ARCHIVAL_STATE: "FAILED"}
+        states[ids.file_ids("scan_0001")[2]] = {ARCHIVAL_STATE: "ACTIVE"}
+        await catalogue.set_archival("Datafile", states)
+        folder = f"instrument/20XX/{spec.name}-1"
+
+        whole = await catalogue.archived_datafiles(under=folder)
+        assert [r.datafile_id for r in whole] == sorted(finished)
+        assert all(r.location and r.location.startswith(folder + "/") for r in whole)
+        assert all(r.archival[ARCHIVAL_STATE] == "FINISHED" for r in whole)
+        assert whole[0].checksum == "adler32:0000000a" and whole[0].file_size is not None
+
+        paged: list[int] = []
+        after = 0
+        while page := await catalogue.archived_datafiles(under=folder, after=after, limit=2):
+            assert len(page) <= 2
+            paged += [r.datafile_id for r in page]
+            after = page[-1].datafile_id
+        assert paged == sorted(finished)
+
+        everything = {r.datafile_id for r in await catalogue.archived_datafiles(limit=100_000)}
+        assert set(finished) | set(other.file_ids()) <= everything
+        assert await catalogue.archived_datafiles(under=f"{folder}x") == []

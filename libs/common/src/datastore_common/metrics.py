@@ -37,6 +37,18 @@ RETRY_OLDEST_AGE = Gauge(
     "Age of the oldest first failure among messages this process is retrying",
     ["queue"],
 )
+AUDIT_FILES_HELP = (
+    "Figures of the last catalogue-vs-tape audit, by kind: archived_in_icat, files_on_tape, "
+    "unknown_to_icat, missing_on_tape, size_mismatch, bad_location, fixity_checked, "
+    "fixity_failed, fixity_vanished"
+)
+AUDIT_FILES = Gauge("datastore_audit_files", AUDIT_FILES_HELP, ["kind"])
+AUDIT_LAST_RUN_HELP = (
+    "When the last audit ended (Unix time), by outcome: clean, disagreements, failed"
+)
+AUDIT_LAST_RUN = Gauge(
+    "datastore_audit_last_run_timestamp_seconds", AUDIT_LAST_RUN_HELP, ["outcome"]
+)
 UP = Gauge("datastore_up", "1 while the service is connected and consuming", ["service"])
 
 

@@ -57,11 +57,17 @@ class StoredFile:
 
 
 class Storage(ABC):
-    """Read-only look at a storage endpoint (the instrument data cache)."""
+    """Read-only look at a storage endpoint (the instrument data cache; the tape, audited)."""
 
     @abstractmethod
     async def describe(self, url: str) -> StoredFile | None:
         """Size and adler32 of a file, or None when it does not exist."""
+
+    @abstractmethod
+    async def list_tree(self, url: str) -> dict[str, int]:
+        """Every file below the folder ``url``, at any depth, by its path relative to it
+        (``a/b/c.nxs``), with its size in bytes; {} when the folder does not exist (the
+        audit's look at the tape namespace)."""
 
     async def describe_many(self, urls: Sequence[str]) -> dict[str, StoredFile | None]:
         """``describe`` every URL concurrently (the adapter bounds how many at once). The
@@ -154,7 +160,7 @@ class NewDatafile:
 
 
 class Catalogue(ABC):
-    """ICAT as the functional account writes it (icat-writer; status-poller resync).
+    """ICAT as the functional account writes it (icat-writer; status-poller resync; audit).
 
     Get-or-create goes by ICAT's uniqueness keys and is safe when replicas race. Archival
     parameters are the STRING parameters of ``domain.archival`` on Dataset and Datafile.
@@ -218,6 +224,16 @@ class Catalogue(ABC):
     @abstractmethod
     async def find_datafiles(self, keys: Sequence[DatafileKey]) -> dict[DatafileKey, int]:
         """The ids of those datafiles that exist, by their ICAT keys (no error for others)."""
+
+    @abstractmethod
+    async def archived_datafiles(
+        self, *, under: str = "", after: int = 0, limit: int = 1000
+    ) -> list[CatalogueDatafile]:
+        """A page of the facility's archived datafiles, with archival parameters: those whose
+        "Archival state" is FINISHED as the functional account wrote it (ICAT's ``modId``;
+        one anyone else wrote does not count), by id from the first above ``after``, at
+        most ``limit``. ``under``: only those whose location lies in this folder (a relative
+        path of whole components, e.g. ``instrument/cycle``; "" for all). The audit."""
 
     @abstractmethod
     async def active_archival_jobs(self) -> list[ArchivalJob]:

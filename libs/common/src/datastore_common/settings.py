@@ -345,6 +345,36 @@ class PollerSettings(_Section):
     batch_wait_seconds: float = Field(default=0.5, ge=0)
 
 
+class AuditSettings(_Section):
+    """The audit of the catalogue against the tape (``datastore-ops audit``, and a loop in
+    the status-poller when ``interval_seconds`` is set): files on tape ICAT does not know,
+    archived datafiles the tape lacks or holds with another size, and the adler32 of a
+    random sample of tape files recomputed against ICAT's."""
+
+    interval_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="The status-poller audits every this many seconds; 0 (the default) = "
+        "never. Turn it on in one poller replica only: each replica would audit.",
+    )
+    sample_size: int = Field(
+        default=100, ge=0, description="Tape files whose adler32 is recomputed per run."
+    )
+    under: str = Field(
+        default="",
+        description="Audit only this folder below the tape root (a location prefix of whole "
+        "components, e.g. an instrument: 'LARMOR'); '' = everything.",
+    )
+    report_dir: Path | None = Field(
+        default=None,
+        description="Each run of the loop writes audit-<time>.json and .txt here; none = "
+        "the summary goes to the log only.",
+    )
+    page_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Archived datafiles read from ICAT per query."
+    )
+
+
 class RestoreSettings(_Section):
     """Fair use of the tape drives: what one user may have being recalled at once (files
     and bytes of their restores not yet ended; files already online do not count). None:
@@ -405,6 +435,7 @@ class DatastoreSettings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     notify: NotifySettings = NotifySettings()
     poller: PollerSettings = PollerSettings()
+    audit: AuditSettings = AuditSettings()
     restore: RestoreSettings = RestoreSettings()
     xrootd: XRootDSettings = XRootDSettings()
     log: LogSettings = LogSettings()

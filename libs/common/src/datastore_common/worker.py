@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +43,8 @@ from datastore_common.topology import (
 log = get_logger(__name__)
 
 Cleanup = Callable[[], Awaitable[None]]
+#: A loop a service runs beside its consumers until cancelled.
+BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 
 
 async def nothing() -> None:
@@ -110,6 +112,9 @@ class Service:
     close: Cleanup = nothing
     #: Awaited once before any route is subscribed: start-up checks and their log lines.
     before_start: Cleanup = nothing
+    #: Loops run beside the consumers once they are subscribed (the status-poller's audit),
+    #: cancelled before the adapters are closed. Each handles its own failures.
+    background: tuple[BackgroundLoop, ...] = ()
 
 
 #: ``bootstrap(settings, *, bus=None, **overrides) -> Service``: each service's own keywords.
@@ -204,7 +209,18 @@ class Worker:
         except BaseException:
             await service.close()
             raise
-        return service.close
+        loops: list[asyncio.Task[None]] = [
+            asyncio.create_task(loop(), name=f"{self.name}-background-{index}")
+            for index, loop in enumerate(service.background)
+        ]
+
+        async def close() -> None:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await service.close()
+
+        return close
 
     async def serve(self, settings: DatastoreSettings) -> None:
         """Connect, wire, run until SIGTERM/SIGINT, stop gracefully."""

@@ -1,6 +1,8 @@
 """``datastore-ops``: look at dead letters and redrive them (``dlq``: the operations; ``cli``:
-the command line).
+the command line); also bulk retries (``retry``), broker accounts (``broker_users``) and the
+audit of the catalogue against the tape (``audit``; docs/operations.md).
 
+    datastore-ops [--config PATH] audit [--under FOLDER] [--sample N] [--json] [--dry-run]
     datastore-ops [--config PATH] dlq list [--json]
     datastore-ops [--config PATH] dlq show QUEUE [--limit N] [--body] [--json]
     datastore-ops [--config PATH] dlq replay QUEUE [--limit N] [--id ID] [--correlation-id ID]

@@ -16,7 +16,11 @@ from typing import Any
 
 import httpx
 
+from datastore_common.adapters.icat.catalogue import IcatCatalogue
+from datastore_common.adapters.xrootd.storage import XRootDStorage
+from datastore_common.domain.audit import summary
 from datastore_common.errors import ConfigurationError
+from datastore_common.ops.audit import run_audit, write_metrics_file, write_report
 from datastore_common.ops.broker_users import (
     account_url,
     definitions,
@@ -43,6 +47,7 @@ from datastore_common.ops.dlq import (
     show_dlq,
 )
 from datastore_common.ops.retry import Gateway, RetryReport, bulk_retry, parse_since
+from datastore_common.ports import Catalogue, Storage
 from datastore_common.settings import DatastoreSettings, command_line, settings_from
 from datastore_common.topology import Topology
 from datastore_common.worker import topology_from
@@ -57,7 +62,11 @@ _QUEUE_HELP = "a role (icat-writer.archive) or its DLQ (dlq.icat-writer.archive)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_line(PROG, "Look at and redrive dead-lettered messages.")
+    parser = command_line(
+        PROG,
+        "Operate Datastore: dead letters, bulk retries, broker accounts, the catalogue-vs-tape "
+        "audit.",
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     # --config is also accepted after the sub-command; SUPPRESS keeps it from hiding the
@@ -65,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     groups = parser.add_subparsers(
-        dest="group", metavar="{dlq,retry,broker-accounts}", required=True
+        dest="group", metavar="{dlq,retry,broker-accounts,audit}", required=True
     )
     dlq = groups.add_parser(
         "dlq",
@@ -182,8 +191,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's URL (default http://<gateway.host>:<gateway.port>)",
     )
     retry.add_argument("--session", metavar="ID", help=f"the ICAT session (default ${SESSION_ENV})")
+    audit = groups.add_parser(
+        "audit",
+        help="compare ICAT's archived datafiles with the tape; re-verify a sample's adler32",
+        description='Compare the datafiles ICAT calls archived ("Archival state" FINISHED, '
+        "written by the functional account) with the files under the tape root "
+        "(tape_archive + tape_root_dir): files on tape ICAT does not know, files the tape "
+        "lacks or holds with another size. Then recompute on tape the adler32 of a random "
+        "sample and compare it with ICAT's checksum; a mismatch is recorded on the datafile "
+        'as an "Archival failure" of class fixity (unless --dry-run). Exit codes: 0 '
+        "catalogue and tape agree, 3 disagreements found, 2 usage, 1 failure.",
+        parents=[config],
+    )
+    audit.add_argument(
+        "--under",
+        metavar="FOLDER",
+        help="only this folder below the tape root, e.g. an instrument (default audit.under)",
+    )
+    audit.add_argument(
+        "--sample",
+        type=_not_negative,
+        metavar="N",
+        help="tape files whose adler32 is recomputed (default audit.sample_size)",
+    )
+    audit.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="write audit-<time>.json and .txt there (default audit.report_dir; none: print)",
+    )
+    audit.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="write the figures in Prometheus text format (node_exporter textfile collector)",
+    )
+    audit.add_argument("--dry-run", action="store_true", help="record nothing in ICAT, only report")
+    audit.add_argument("--json", action="store_true", help="print the JSON report")
     return parser
 
+
+#: ``datastore-ops audit``'s exit code when the catalogue and the tape disagree.
+EXIT_DISAGREEMENTS = 3
 
 #: Where ``retry`` reads the operator's ICAT session from when --session is not given.
 SESSION_ENV = "DATASTORE_SESSION"
@@ -219,8 +268,24 @@ def _positive(text: str) -> int:
     return value
 
 
-async def run_cli(argv: Sequence[str] | None = None) -> int:
-    """The whole command; returns the exit code and never raises (tests call this)."""
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+async def run_cli(
+    argv: Sequence[str] | None = None,
+    *,
+    catalogue: Catalogue | None = None,
+    tape: Storage | None = None,
+) -> int:
+    """The whole command; returns the exit code and never raises (tests call this, and may
+    give ``audit`` its ports)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -232,6 +297,8 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.group == "retry":
             return await _retry(args, settings)
+        if args.group == "audit":
+            return await _audit(args, settings, catalogue=catalogue, tape=tape)
         topology = topology_from(settings)
         dlq = resolve_dlq(topology, args.queue) if getattr(args, "queue", None) else ""
         async with connect(settings.broker.url.get_secret_value()) as connection:
@@ -306,6 +373,43 @@ async def _retry(args: argparse.Namespace, settings: DatastoreSettings) -> int:
             dry_run=args.dry_run,
         )
     return _print_retry(report, dry_run=args.dry_run)
+
+
+async def _audit(
+    args: argparse.Namespace,
+    settings: DatastoreSettings,
+    *,
+    catalogue: Catalogue | None,
+    tape: Storage | None,
+) -> int:
+    owned: IcatCatalogue | None = None
+    if catalogue is None:
+        catalogue = owned = IcatCatalogue(settings.icat)
+    try:
+        report = await run_audit(
+            catalogue=catalogue,
+            tape=tape if tape is not None else XRootDStorage.from_settings(settings),
+            tape_archive=settings.tape_archive,
+            tape_root_dir=settings.tape_root_dir,
+            under=settings.audit.under if args.under is None else args.under,
+            sample_size=settings.audit.sample_size if args.sample is None else args.sample,
+            page_size=settings.audit.page_size,
+            record=not args.dry_run,
+        )
+    finally:
+        if owned is not None:
+            await owned.close()
+    report_dir = args.report_dir or settings.audit.report_dir
+    if report_dir is not None:
+        data, text = write_report(report, report_dir)
+        print(f"report: {data}, {text}", file=sys.stderr)
+    if args.metrics_file is not None:
+        write_metrics_file(report, args.metrics_file)
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(summary(report))
+    return 0 if report.clean else EXIT_DISAGREEMENTS
 
 
 def _print_retry(report: RetryReport, *, dry_run: bool) -> int:

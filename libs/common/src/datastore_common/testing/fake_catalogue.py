@@ -29,6 +29,7 @@ from datastore_common.domain.metadata import (
     samples_to_set,
     wanted_parameters,
 )
+from datastore_common.domain.states import FINISHED
 from datastore_common.errors import InvalidRequestError, NotFoundError
 from datastore_common.messages import (
     DatafileKey,
@@ -125,6 +126,9 @@ class FakeCatalogue(Catalogue):
         self.parameters: dict[tuple[ArchivalEntity, int], dict[str, str]] = {}
         self.writes = 0  # creates, updates and deletes, as ICAT would count them
         self.fail_with: Exception | None = None
+        #: Archival parameters someone other than the functional account wrote last (ICAT's
+        #: ``modId``): ``write_by_hand`` adds, ``set_archival`` takes them back.
+        self.written_by_others: set[tuple[ArchivalEntity, int, str]] = set()
 
     def _check(self) -> None:
         if self.fail_with is not None:
@@ -430,6 +434,7 @@ class FakeCatalogue(Catalogue):
         for entity_id, wanted in values.items():
             current = self.parameters.setdefault((entity, entity_id), {})
             for name, value in wanted.items():
+                self.written_by_others.discard((entity, entity_id, name))
                 if value is None:
                     written += current.pop(name, None) is not None
                 elif current.get(name) != value:
@@ -469,7 +474,27 @@ class FakeCatalogue(Catalogue):
             ]
         )
 
+    async def archived_datafiles(
+        self, *, under: str = "", after: int = 0, limit: int = 1000
+    ) -> list[CatalogueDatafile]:
+        self._check()
+        folder = under.strip("/") + "/" if under.strip("/") else ""
+        found = [
+            self._datafile_record(d)
+            for d in sorted(self.datafiles.values(), key=lambda d: d.id)
+            if d.id > after
+            and self.parameters.get(("Datafile", d.id), {}).get(ARCHIVAL_STATE) == FINISHED
+            and ("Datafile", d.id, ARCHIVAL_STATE) not in self.written_by_others
+            and (d.location or "").startswith(folder)
+        ]
+        return found[:limit]
+
     # ------------------------------------------------------------ test helpers
+
+    def write_by_hand(self, entity: ArchivalEntity, entity_id: int, name: str, value: str) -> None:
+        """An archival parameter written by someone else than the functional account."""
+        self.parameters.setdefault((entity, entity_id), {})[name] = value
+        self.written_by_others.add((entity, entity_id, name))
 
     def find_dataset(self, investigation: str, dataset: str) -> FakeDataset:
         [found] = [

@@ -93,6 +93,16 @@ class FakeStorage(Storage):
             raise PeerTimeoutError(f"xrootd stat {url}: no answer")
         return self.files.get(url)
 
+    async def list_tree(self, url: str) -> dict[str, int]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        folder = url if url.endswith("/") else url + "/"
+        return {
+            name[len(folder) :]: stored.size
+            for name, stored in self.files.items()
+            if name.startswith(folder)
+        }
+
 
 #: FTS's reason for a job, and its files, cancelled by the user.
 CANCELED_BY_USER = "Job canceled by the user"

@@ -46,7 +46,7 @@ from datastore_common.domain.archival import (
 )
 from datastore_common.domain.embargo import release_date
 from datastore_common.domain.metadata import has_dataset_metadata
-from datastore_common.domain.states import TERMINAL
+from datastore_common.domain.states import FINISHED, TERMINAL
 from datastore_common.errors import InvalidRequestError
 from datastore_common.messages import DatafileKey, DatasetSpec, InvestigationSpec
 from datastore_common.ports import ArchivalEntity, Catalogue, NewDatafile
@@ -437,6 +437,43 @@ class IcatCatalogue(Catalogue):
                 f"WHERE i.id = {investigation_id}"
             )
             _write_totals(client, client.get("Investigation INCLUDE 1", investigation_id), where)
+
+    # ------------------------------------------------------------ audit
+
+    async def archived_datafiles(
+        self, *, under: str = "", after: int = 0, limit: int = 1000
+    ) -> list[CatalogueDatafile]:
+        return await self._call(
+            "archived_datafiles", lambda c: self._archived(c, under, after, limit)
+        )
+
+    def _archived(
+        self, client: IcatClient, under: str, after: int, limit: int
+    ) -> list[CatalogueDatafile]:
+        state_type = self._references.parameter_type_ids(client)[ARCHIVAL_STATE]
+        folder = under.strip("/")
+        # LIKE narrows the search; it may match more ("_" is a wildcard, and some databases
+        # compare without case), so the exact test follows, and pages go on until ``limit``
+        # exact matches are found or the search is exhausted.
+        inside = f"AND df.location LIKE {jpql_literal(folder + '/%')} " if folder else ""
+        found: list[CatalogueDatafile] = []
+        cursor = int(after)
+        while len(found) < limit:
+            query = (
+                "SELECT df.id FROM DatafileParameter p JOIN p.datafile df JOIN p.type t "
+                "JOIN df.dataset ds JOIN ds.investigation i JOIN i.facility f "
+                f"WHERE t.id = {state_type} AND p.stringValue = {jpql_literal(FINISHED)} "
+                f"AND p.modId = {jpql_literal(self._settings.functional_user)} "
+                f"AND f.name = {jpql_literal(self.facility)} AND df.id > {cursor} {inside}"
+                f"ORDER BY df.id LIMIT 0, {int(limit)}"
+            )
+            ids = [int(i) for i in wire_of(client).search(query)]
+            rows = sorted(self._datafile_rows(client, "o.id", ids), key=lambda r: r.datafile_id)
+            found += [r for r in rows if not folder or (r.location or "").startswith(folder + "/")]
+            if len(ids) < limit:
+                break
+            cursor = max(ids)
+        return found[:limit]
 
     # ------------------------------------------------------------ resync
 

@@ -1,4 +1,5 @@
-"""The XRootD client: stat, checksum, list, mkdir and remove over the root:// protocol.
+"""The XRootD client: stat, checksum, list (a folder, or a whole tree), mkdir and remove over
+the root:// protocol.
 
 Built on the ``XRootD.client`` bindings' asynchronous calls: each request is handed to the
 XRootD client threads with a callback that resolves an asyncio future, so hundreds of
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from XRootD import client as _untyped_client  # no type information: kept behind Any
 
-from datastore_common.adapters.xrootd.urls import XRootDUrl, split_url
+from datastore_common.adapters.xrootd.urls import XRootDUrl, join_url, split_url
 from datastore_common.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -196,6 +198,48 @@ class XRootDClient:
         listing = await self._call("dirlist", location, location.path)
         return sorted(str(entry.name) for entry in listing) if listing is not None else []
 
+    async def list_tree(self, url: str, *, concurrency: int = 16) -> dict[str, int]:
+        """Every file below the folder ``url``, at any depth, by its path relative to it,
+        with its size; {} when the folder does not exist. Folders are listed breadth-first,
+        ``concurrency`` listings (or stats) at once. Sizes come with the listing (``STAT``);
+        an entry without them (the bindings' asynchronous listing may leave them out) is
+        stat'ed on its own."""
+        root = split_url(url)
+        slots = asyncio.Semaphore(concurrency)
+        files: dict[str, int] = {}
+
+        async def kind_and_size(path: str) -> tuple[bool, int] | None:
+            async with slots:
+                stat = await self.stat(join_url(root.server, path))
+            return None if stat is None else (stat.is_dir, stat.size)
+
+        async def visit(relative: str) -> None:
+            path = f"{root.path.rstrip('/')}/{relative}" if relative else root.path
+            folder = XRootDUrl(root.server, path)
+            async with slots:
+                try:
+                    listing = await self._call("dirlist", folder, path, _flags.DirListFlags.STAT)
+                except NotFoundError:  # removed meanwhile, or no such root: nothing below
+                    return
+            entries = [] if listing is None else list(listing)
+            found = await asyncio.gather(
+                *(_entry_kind(entry) or kind_and_size(f"{path}/{entry.name}") for entry in entries)
+            )
+            below = []
+            for entry, kind in zip(entries, found, strict=True):
+                if kind is None:  # gone between the listing and the stat
+                    continue
+                name = f"{relative}/{entry.name}" if relative else str(entry.name)
+                is_dir, size = kind
+                if is_dir:
+                    below.append(name)
+                else:
+                    files[name] = size
+            await asyncio.gather(*(visit(name) for name in below))
+
+        await visit("")
+        return dict(sorted(files.items()))
+
     async def remove(self, url: str) -> None:
         """Remove a file (NotFoundError when missing)."""
         location = split_url(url)
@@ -243,6 +287,20 @@ class XRootDClient:
         if not status.ok:
             raise _error(status, method, location)
         return response
+
+
+def _entry_kind(entry: Any) -> Awaitable[tuple[bool, int] | None] | None:
+    """(is a folder, size) of a listing entry that came with its stat, as an awaitable;
+    None when it came without."""
+    info = getattr(entry, "statinfo", None)
+    if not info:
+        return None
+    is_dir = bool(int(info.flags) & int(_flags.StatInfoFlags.IS_DIR))
+    return _ready((is_dir, int(info.size)))
+
+
+async def _ready(value: tuple[bool, int]) -> tuple[bool, int] | None:
+    return value
 
 
 def _error(status: Any, operation: str, location: XRootDUrl) -> DatastoreError:

@@ -59,6 +59,9 @@ class XRootDStorage(Storage):
                 self._remember(key, checksum)
             return StoredFile(size=stat.size, checksum=checksum)
 
+    async def list_tree(self, url: str) -> dict[str, int]:
+        return await self._client.list_tree(url)
+
     def _remember(self, key: tuple[str, int, int], checksum: str) -> None:
         self._memo[key] = checksum
         if len(self._memo) > MEMO_SIZE:
