@@ -1,6 +1,8 @@
 """Prometheus metrics every service exposes, and the tiny server for workers.
 
 The gateway serves ``/metrics`` from FastAPI; workers call ``start_metrics_server(port)``.
+deploy/monitoring/ alerts on these and charts them: tests/unit/deploy checks that every metric
+it names is defined here or in a service's metrics module.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ RETRY_OLDEST_AGE = Gauge(
 UP = Gauge("datastore_up", "1 while the service is connected and consuming", ["service"])
 
 
-def start_metrics_server(port: int, *, service: str) -> None:
-    """Serve /metrics on ``port`` (0 = disabled) in a background thread."""
+def start_metrics_server(port: int, *, address: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``address``:``port`` (port 0 = disabled) in a background thread.
+
+    Workers start it before they reach the broker: it answers their liveness probe while they
+    wait for one that is down (``datastore_up`` 0 until they consume)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
-    UP.labels(service=service).set(1)
+        start_http_server(port, addr=address)
