@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from datastore_common.adapters.fts3.client import Fts3Client
+from datastore_common.adapters.fts3.client import X509_CREDENTIAL, Fts3Client
 from datastore_common.adapters.fts3.proxy import PROXY_CERT_INFO_OID, build_proxy
 from datastore_common.adapters.fts3.wire import JobParams, JobStatus, TransferSpec, job_body
 from datastore_common.domain.job_ids import fts_job_id
@@ -31,7 +31,9 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
+    TransientError,
 )
+from datastore_common.metrics import CREDENTIAL_EXPIRY, PEER_CALLS
 
 ENDPOINT = "https://fts.test:8446"
 WHOAMI = {
@@ -668,3 +670,36 @@ def test_a_token_client_reads_no_key_file(tmp_path: Path) -> None:
     unused.write_bytes(b"not read")
     unused.chmod(0o644)
     Fts3Client(ENDPOINT, token="t", key=unused)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_the_certificate_expiry_is_exported_when_the_client_is_made(
+    user_credentials: tuple[Path, Path, Path],
+) -> None:
+    """What the alert "X.509 credential expires within 7 days" reads (deploy/monitoring)."""
+    cert, key, ca = user_credentials
+    expiry = CREDENTIAL_EXPIRY.labels(credential=X509_CREDENTIAL)
+    expiry.set(0)
+    make_client(FakeDelegation(), token=None, cert=cert, key=key, ca=ca)
+    user = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    assert expiry._value.get() == user.not_valid_after_utc.timestamp()
+
+
+async def test_calls_are_counted_ok_or_error_for_the_error_ratio() -> None:
+    answers = iter([httpx.Response(200, json=[]), error(404, "no such job")])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, error(503, "down"))
+
+    ok, failed = (PEER_CALLS.labels(peer="fts3", outcome=o) for o in ("ok", "error"))
+    ok_before, failed_before = ok._value.get(), failed._value.get()
+    client, _ = make_client(handler, retry_attempts=1)
+    async with client:
+        await client.files("j1")
+        with pytest.raises(NotFoundError):
+            await client.files("j2")  # an answer: the peer works
+        with pytest.raises(TransientError):
+            await client.files("j3")
+    assert (ok._value.get() - ok_before, failed._value.get() - failed_before) == (2, 1)

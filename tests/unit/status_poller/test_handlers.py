@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from datastore_common.messages import (
     TransferTracked,
     wrap,
 )
+from datastore_common.metrics import POLL_BATCHES, POLL_LAST_SUCCESS
 from datastore_common.ports import FileProgress, JobProgress
 from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fakes import FakeTransferService, RecordingPublisher
@@ -194,6 +196,25 @@ class TestPollBatch:
 
         assert harness.publisher.published == []
         assert [w.tracked for w in harness.requeue.waiting] == [track(m.data) for m in messages]
+
+    async def test_batches_are_counted_and_the_last_success_is_exported(
+        self, harness: Harness
+    ) -> None:
+        """What the alert "no poll for N minutes" reads (deploy/monitoring)."""
+        messages = [await submit(harness.fts, f"r{i}") for i in range(2)]
+        ok, unavailable = (POLL_BATCHES.labels(outcome=o) for o in ("ok", "fts_unavailable"))
+        ok_before, unavailable_before = ok._value.get(), unavailable._value.get()
+        POLL_LAST_SUCCESS.set(0)
+
+        harness.fts.down = True
+        await harness.poll(messages)
+        assert (ok._value.get(), unavailable._value.get()) == (ok_before, unavailable_before + 1)
+        assert POLL_LAST_SUCCESS._value.get() == 0
+
+        harness.fts.down = False
+        await harness.poll(messages)
+        assert ok._value.get() == ok_before + 1
+        assert POLL_LAST_SUCCESS._value.get() == pytest.approx(time.time(), abs=60)
 
     async def test_fts_refusing_our_credentials_keeps_every_job(self, harness: Harness) -> None:
         message = await submit(harness.fts, "r1")

@@ -1,6 +1,8 @@
 """Prometheus metrics every service exposes, and the tiny server for workers.
 
 The gateway serves ``/metrics`` from FastAPI; workers call ``start_metrics_server(port)``.
+deploy/monitoring/ alerts on these and charts them: tests/unit/deploy checks that every metric
+it names is defined here or in a service's metrics module.
 """
 
 from __future__ import annotations
@@ -50,10 +52,38 @@ AUDIT_LAST_RUN = Gauge(
     "datastore_audit_last_run_timestamp_seconds", AUDIT_LAST_RUN_HELP, ["outcome"]
 )
 UP = Gauge("datastore_up", "1 while the service is connected and consuming", ["service"])
+PEER_CALLS = Counter(
+    "datastore_peer_calls_total",
+    "Calls to a peer (icat, fts3) by outcome: ok (it answered, even a refusal of the request) "
+    "or error (down, time-out, 5xx, our credential refused): the error ratio's source",
+    ["peer", "outcome"],
+)
+POLL_BATCHES = Counter(
+    "datastore_poll_batches_total",
+    "Status-poller batches (one bulk FTS status request each), by outcome (ok, fts_unavailable)",
+    ["outcome"],
+)
+POLL_LAST_SUCCESS = Gauge(
+    "datastore_poll_last_success_timestamp_seconds",
+    "When the status-poller last had a batch of job states from FTS (Unix time)",
+)
+CREDENTIAL_EXPIRY = Gauge(
+    "datastore_credential_expiry_timestamp_seconds",
+    "When our credential stops being valid (Unix time; a chain's earliest notAfter): "
+    "alert days before, a refused credential holds up all work",
+    ["credential"],
+)
 
 
-def start_metrics_server(port: int, *, service: str) -> None:
-    """Serve /metrics on ``port`` (0 = disabled) in a background thread."""
+def peer_call(peer: str, *, failed: bool) -> None:
+    """Count one call to ``peer``: ``failed`` when it did not answer (or refused us)."""
+    PEER_CALLS.labels(peer=peer, outcome="error" if failed else "ok").inc()
+
+
+def start_metrics_server(port: int, *, address: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``address``:``port`` (port 0 = disabled) in a background thread.
+
+    Workers start it before they reach the broker: it answers their liveness probe while they
+    wait for one that is down (``datastore_up`` 0 until they consume)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
-    UP.labels(service=service).set(1)
+        start_http_server(port, addr=address)

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import warnings
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SecretStr,
     ValidationError,
     field_validator,
@@ -191,7 +193,12 @@ class BrokerSettings(_Section):
         description="How long a transient failure (a peer down) is retried before the request "
         "ends FAILED; failures of our own credentials are retried for ever.",
     )
-    connect_attempts: int = Field(default=30, ge=1)
+    connect_attempts: int = Field(
+        default=30,
+        ge=0,
+        description="Attempts to reach the broker at start (backoff up to 5 s); 0 = until it "
+        "answers, so that a broker outage is a wait, not a crash loop (Kubernetes).",
+    )
     users: dict[str, str] = Field(
         default_factory=lambda: {"guest": "*"},
         description="Broker user -> the role it publishes as: gateway, icat-writer, "
@@ -446,6 +453,11 @@ class DatastoreSettings(BaseSettings):
     x509_user_cert: Path | None = None
     x509_user_key: Path | None = None
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics server.")
+    metrics_address: IPvAnyAddress = Field(
+        default=IPv4Address("127.0.0.1"),
+        description="Address the workers' metrics server listens on: 0.0.0.0 where Prometheus "
+        "scrapes from another host or pod (Kubernetes, Compose).",
+    )
     instruments: tuple[InstrumentAccount, ...] = Field(
         default=(),
         description="Instruments' broker users, each with the ICAT identity and instruments "

@@ -225,6 +225,8 @@ class Worker:
     async def serve(self, settings: DatastoreSettings) -> None:
         """Connect, wire, run until SIGTERM/SIGINT, stop gracefully."""
         configure_logging(self.name, level=settings.log.level, fmt=settings.log.format)
+        start_metrics_server(settings.metrics_port, address=str(settings.metrics_address))
+        UP.labels(service=self.name).set(0)
         bus = make_bus(settings, self.name)
         await bus.connect(attempts=settings.broker.connect_attempts)
         try:
@@ -232,7 +234,7 @@ class Worker:
         except BaseException:
             await bus.close()
             raise
-        start_metrics_server(settings.metrics_port, service=self.name)
+        UP.labels(service=self.name).set(1)
         log.info("worker_started", exchange=settings.broker.exchange)
 
         async def stop() -> None:

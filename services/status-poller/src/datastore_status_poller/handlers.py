@@ -36,6 +36,7 @@ from datastore_common.messages import (
     TransferTracked,
     job_failed,
 )
+from datastore_common.metrics import POLL_BATCHES, POLL_LAST_SUCCESS
 from datastore_common.ports import (
     Catalogue,
     FileProgress,
@@ -208,11 +209,14 @@ async def poll_batch(
     except (TransientError, AuthenticationError, ForbiddenError) as exc:
         # FTS is down, or refuses *us*: keep every job as it is and ask again next interval.
         log.warning("fts_status_unavailable", jobs=len(jobs), error=str(exc))
+        POLL_BATCHES.labels(outcome="fts_unavailable").inc()
         await _all(
             requeue.later(tracked, correlation_id=env.correlation_id, user=env.user)
             for env, tracked in jobs.values()
         )
         return
+    POLL_BATCHES.labels(outcome="ok").inc()
+    POLL_LAST_SUCCESS.set_to_current_time()
 
     outcomes = [
         (env, observe(tracked, answers.get(job_id), unknown_grace=unknown_grace))

@@ -45,6 +45,7 @@ from tenacity import (
 
 from datastore_common.adapters.fts3.proxy import (
     build_proxy,
+    chain_expiry,
     load_credentials,
     proxy_chain_pem,
     require_private_key_file,
@@ -73,6 +74,7 @@ from datastore_common.errors import (
     PeerUnavailableError,
     TransientError,
 )
+from datastore_common.metrics import CREDENTIAL_EXPIRY, peer_call
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +120,21 @@ def _ssl_context(
     return ctx
 
 
+#: The ``credential`` label of our X.509 certificate (or proxy) in CREDENTIAL_EXPIRY.
+X509_CREDENTIAL = "fts3_x509"
+
+
+def record_credential_expiry(cert: Path) -> None:
+    """Export when the certificate file's chain expires; a file that cannot be read is left to
+    whoever loads it to report (the TLS context, the delegation)."""
+    try:
+        chain = x509.load_pem_x509_certificates(cert.read_bytes())
+        expiry = chain_expiry(chain)
+    except (OSError, ValueError, ConfigurationError):
+        return
+    CREDENTIAL_EXPIRY.labels(credential=X509_CREDENTIAL).set(expiry.timestamp())
+
+
 # --- the client -------------------------------------------------------------------------------
 
 
@@ -152,6 +169,7 @@ class Fts3Client:
             self._key = self._cert  # a proxy file holds certificate and key together
         if self._cert is not None and self._key is not None:
             require_private_key_file(self._key)
+            record_credential_expiry(self._cert)
         self._token = token
         self._retry_attempts = retry_attempts
         self._retry_backoff = retry_backoff
@@ -218,12 +236,22 @@ class Fts3Client:
         try:
             response = await self._http.request(method, path, json=json_body, content=content)
         except httpx.TimeoutException as exc:
+            peer_call("fts3", failed=True)
             raise PeerTimeoutError(f"FTS3 {method} {path}: timed out ({exc!r})") from exc
         except httpx.TransportError as exc:
+            peer_call("fts3", failed=True)
             raise PeerUnavailableError(f"FTS3 {method} {path}: {exc!r}") from exc
         if response.status_code >= 500:
             log.warning("fts3.server_error", method=method, path=path, status=response.status_code)
-        raise_for_status(response)
+        try:
+            raise_for_status(response)
+        except TransientError:
+            peer_call("fts3", failed=True)
+            raise
+        except Exception:
+            peer_call("fts3", failed=False)  # it answered: the request itself was refused
+            raise
+        peer_call("fts3", failed=False)
         return response
 
     @staticmethod
@@ -286,7 +314,8 @@ class Fts3Client:
             csr = x509.load_pem_x509_csr(response.content)
         except ValueError as exc:
             raise PeerUnavailableError("wrong answer: delegation request is not a PEM CSR") from exc
-        chain, key = load_credentials(self._cert, self._key)
+        chain, key = load_credentials(self._cert, self._key)  # as rotated on disk, if it was
+        CREDENTIAL_EXPIRY.labels(credential=X509_CREDENTIAL).set(chain_expiry(chain).timestamp())
         proxy = build_proxy(csr, chain, key, lifetime=lifetime)
         await self._request(
             "PUT",

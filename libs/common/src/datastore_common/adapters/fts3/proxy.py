@@ -57,6 +57,14 @@ def load_credentials(cert_path: Path, key_path: Path) -> tuple[list[x509.Certifi
     return chain, key
 
 
+def chain_expiry(chain: Sequence[x509.Certificate]) -> datetime:
+    """When a certificate chain stops being valid: its earliest notAfter (a proxy's, else the
+    user certificate's or an intermediate's)."""
+    if not chain:
+        raise ConfigurationError("no certificate in the X.509 credential")
+    return min(c.not_valid_after_utc for c in chain)
+
+
 def build_proxy(
     csr: x509.CertificateSigningRequest,
     chain: Sequence[x509.Certificate],

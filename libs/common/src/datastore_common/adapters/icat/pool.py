@@ -29,6 +29,7 @@ from datastore_common.errors import (
     TransientError,
 )
 from datastore_common.logging import get_logger
+from datastore_common.metrics import peer_call
 from datastore_common.settings import IcatSettings
 
 log = get_logger(__name__)
@@ -157,6 +158,7 @@ class IcatClientPool:
                     client = await loop.run_in_executor(self._executor, self._build)
                 result = await loop.run_in_executor(self._executor, work, client)
                 reusable = True
+                peer_call("icat", failed=False)
                 return result
             except asyncio.CancelledError:
                 # The thread may still be using the client: never hand it to another call.
@@ -164,6 +166,8 @@ class IcatClientPool:
             except Exception as exc:
                 reusable = client is not None
                 error = translate_icat_error(exc, operation=operation)
+                # Down, timed out, refusing us: an error; refusing the request: an answer.
+                peer_call("icat", failed=isinstance(error, TransientError))
                 if error is None:
                     raise
                 raise error from exc

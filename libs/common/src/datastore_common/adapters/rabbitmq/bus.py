@@ -14,7 +14,13 @@ from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.abc
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_never,
+    wait_exponential,
+)
 
 from datastore_common.adapters.rabbitmq.consumer import (
     BatchHandler,
@@ -60,9 +66,10 @@ class Bus:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self, *, attempts: int = 30) -> None:
-        """Connect (retrying while the broker starts) and declare the topology."""
+        """Connect (retrying while the broker starts; ``attempts`` 0 = until it answers) and
+        declare the topology."""
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts) if attempts else stop_never,
             wait=wait_exponential(multiplier=0.2, max=5),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPConnectionError)),
             reraise=True,
