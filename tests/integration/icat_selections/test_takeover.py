@@ -20,7 +20,13 @@ from datastore_common.errors import NotArchivedError
 from datastore_common.ports import NewDatafile
 from datastore_common.settings import IcatSettings
 from tests.support.factories import seed_investigation
-from tests.support.original_api import ORIGINAL_UNITS, archive_as_the_original
+from tests.support.original_api import (
+    ORIGINAL_UNITS,
+    new_dataset,
+    new_investigation,
+    poll,
+    record_submitted,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +76,8 @@ async def test_what_it_archived_restores_and_shows_finished(
     name, dataset_id, datafile_ids = await registered(catalogue, files=2)
     client = as_the_original(icat_settings)
     try:
-        archive_as_the_original(
-            client,
-            icat_settings.facility,
-            dataset_id,
-            dict.fromkeys(datafile_ids, "FINISHED"),
-            "FINISHED",
-            [str(uuid.uuid4())],
-            done=True,
-        )
+        record_submitted(client, icat_settings.facility, dataset_id, [str(uuid.uuid4())])
+        poll(client, dataset_id, dict.fromkeys(datafile_ids, "FINISHED"), "FINISHED", done=True)
     finally:
         client.logout()
     taking_over = IcatSelections(
@@ -106,15 +105,9 @@ async def test_what_it_left_in_flight_is_adopted_by_resync(
     job_a, job_b = str(uuid.uuid4()), str(uuid.uuid4())
     client = as_the_original(icat_settings)
     try:
-        archive_as_the_original(
-            client,
-            icat_settings.facility,
-            dataset_id,
-            dict(zip(datafile_ids, ("ARCHIVING", "READY", "FINISHED"), strict=True)),
-            "READY",
-            [job_a, job_b],
-            done=False,
-        )
+        record_submitted(client, icat_settings.facility, dataset_id, [job_a, job_b])
+        states = dict(zip(datafile_ids, ("ARCHIVING", "READY", "FINISHED"), strict=True))
+        poll(client, dataset_id, states, "READY", done=False)
     finally:
         client.logout()
     settings = icat_settings.model_copy(update={"archival_parameter_units": ORIGINAL_UNITS})
@@ -128,3 +121,32 @@ async def test_what_it_left_in_flight_is_adopted_by_resync(
     finally:
         await taking_over.close()
     assert jobs == {job_a: datafile_ids[:2], job_b: datafile_ids[:2]}
+
+
+async def test_its_own_entities_restore_at_their_place(
+    icat_settings: IcatSettings, pool: IcatClientPool, root_session: str
+) -> None:
+    """Investigation, dataset and datafiles made by the original itself (its
+    ``new_investigation`` / ``new_dataset``), located in the layout."""
+    name = f"ORIG-{uuid.uuid4().hex[:10]}"
+    folder = f"instrument/20XX/{name}-1/scan/scan_0000"
+    files = {f"file_{i:04d}.nxs": (f"{folder}/file_{i:04d}.nxs", 10, "0000000a") for i in range(2)}
+    client = as_the_original(icat_settings)
+    try:
+        investigation_id = new_investigation(client, icat_settings.facility, name, "1")
+        dataset_id = new_dataset(
+            client, icat_settings.facility, investigation_id, "scan_0000", files, ["job"]
+        )
+        datafile_ids = sorted(
+            int(i)
+            for i in client.search(f"SELECT o.id FROM Datafile o WHERE o.dataset.id = {dataset_id}")
+        )
+        poll(client, dataset_id, dict.fromkeys(datafile_ids, "FINISHED"), "FINISHED", done=True)
+    finally:
+        client.logout()
+    taking_over = IcatSelections(
+        pool, archival_writer=icat_settings.functional_user, parameter_units=ORIGINAL_UNITS
+    )
+    items = await taking_over.resolve(root_session, [investigation_id], [], [])
+    assert sorted(i.location for i in items) == sorted(loc for loc, _, _ in files.values())
+    assert {i.place.investigation for i in items} == {name}
