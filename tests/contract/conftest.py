@@ -167,6 +167,11 @@ class SelectionsWorld(ABC):
     async def grant(self, investigation_id: int, user: str) -> None:
         """Make ``user`` an InvestigationUser of the investigation (so they may read it)."""
 
+    @abstractmethod
+    def trust(self, *writers: str) -> None:
+        """Count the archival parameters these accounts write too (``icat.trusted_writers``:
+        the original Datastore API's account, after taking over from it)."""
+
     async def close(self) -> None:
         return None
 
@@ -248,6 +253,9 @@ class FakeSelectionsWorld(SelectionsWorld):
         readers = self.selections.investigations[investigation_id].readers
         assert isinstance(readers, set)
         readers.add(user)
+
+    def trust(self, *writers: str) -> None:
+        self.selections.trusted_writers = writers
 
 
 class IcatSelectionsWorld(SelectionsWorld):
@@ -349,6 +357,11 @@ class IcatSelectionsWorld(SelectionsWorld):
 
     async def grant(self, investigation_id: int, user: str) -> None:
         await asyncio.to_thread(make_investigation_user, self.url, investigation_id, user)
+
+    def trust(self, *writers: str) -> None:
+        self.selections = IcatSelections(
+            self.pool, archival_writer=self.settings.functional_user, trusted_writers=writers
+        )
 
     async def close(self) -> None:
         for session_id in self._logged_in:

@@ -404,6 +404,34 @@ class TestReads:
             f"instrument/20XX/{spec.name}-1/scan/scan_0000/file_0002.nxs",
         )
 
+    async def test_datafiles_without_ids_of_their_own_are_in_their_datasets_jobs(
+        self, catalogue: Catalogue
+    ) -> None:
+        """The original Datastore API recorded "Archival ids" on the Dataset only (its FTS
+        job ids, comma-joined): resync adopts the datasets it left in flight."""
+        spec = seed_investigation(files=3)
+        ids = await register(catalogue, spec)
+        dataset_id = ids.datasets["scan_0000"]
+        files = ids.file_ids()
+        job_a, job_b = (f"job-{x}-{spec.name}" for x in "ab")
+        await catalogue.set_archival(
+            "Datafile",
+            {
+                files[0]: {ARCHIVAL_STATE: "ARCHIVING"},
+                files[1]: {ARCHIVAL_STATE: "READY"},
+                files[2]: {ARCHIVAL_STATE: "FINISHED"},
+            },
+        )
+        await catalogue.set_archival(
+            "Dataset", {dataset_id: {ARCHIVAL_STATE: "READY", ARCHIVAL_IDS: f"{job_a},{job_b}"}}
+        )
+        jobs = {
+            j.job_id: sorted(d.datafile_id for d in j.datafiles)
+            for j in await catalogue.active_archival_jobs()
+            if j.job_id in {job_a, job_b}
+        }
+        assert jobs == {job_a: files[:2], job_b: files[:2]}
+
 
 class TestArchived:
     """What the audit reads: the datafiles the functional account recorded FINISHED."""

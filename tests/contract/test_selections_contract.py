@@ -466,3 +466,36 @@ async def test_a_selection_over_its_limit_is_too_large_and_one_at_it_resolves(
         await world.selections.resolve(session, *named, max_datafiles=5)
     items = await world.selections.resolve(session, *named, max_datafiles=6)
     assert sorted(i.datafile_id for i in items) == sorted(archived.files())
+
+
+async def test_a_trusted_writers_archival_counts_as_the_functional_accounts(
+    selections_world: SelectionsWorld,
+) -> None:
+    """``icat.trusted_writers`` (the original Datastore API's account, after taking over from
+    it; root stands in for it here): what it wrote restores, shows in a status and in a
+    look-up as the functional account's would; trusted no more, it is refused again."""
+    world = selections_world
+    archived = await world.archive(datasets=2, files=2, state="ACTIVE")
+    theirs, ours = archived.dataset_ids
+    theirs_files = in_order(archived.files(theirs), archived.datasets)
+    await world.set_states(dict.fromkeys(theirs_files, FINISHED), by=ROOT)
+    await world.set_dataset_state(theirs, FINISHED, by=ROOT)
+    session = await world.login(ROOT)
+
+    world.trust(ROOT)
+    items = await world.selections.resolve(session, [], [theirs], [])
+    assert [i.datafile_id for i in items] == theirs_files
+    records = await world.selections.dataset_archival(session, theirs)
+    assert [dict(d.archival) for d in records.datafiles] == [{ARCHIVAL_STATE: FINISHED}] * 2
+    found = await world.selections.find_datasets(session, archived.name, "1")
+    assert [(d.dataset_id, dict(d.archival)) for d in found] == [
+        (theirs, {ARCHIVAL_STATE: FINISHED}),
+        (ours, {ARCHIVAL_STATE: "ACTIVE"}),
+    ]
+
+    world.trust()
+    with pytest.raises(NotArchivedError) as refused:
+        await world.selections.resolve(session, [], [theirs], [])
+    assert refused.value.states == dict.fromkeys(
+        theirs_files, f"FINISHED written by {ROOT!r}, not by Datastore: not counted"
+    )

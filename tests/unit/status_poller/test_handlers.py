@@ -377,3 +377,52 @@ class TestResync:
         await harness.cycle()
         (status,) = harness.statuses()  # the whole state is published again
         assert status.job_state == "SUBMITTED" and len(status.files) == 2
+
+    async def test_the_original_apis_dataset_in_flight_is_adopted_by_its_ids(self) -> None:
+        """The original Datastore API recorded "Archival ids" (comma-joined FTS job ids) on
+        the Dataset only, and FTS's file states (READY, ARCHIVING, ...) on each Datafile."""
+        from datastore_common.domain.archival import ARCHIVAL_IDS, ARCHIVAL_STATE
+        from datastore_common.settings import load_settings
+        from datastore_common.testing.fake_catalogue import (
+            FakeCatalogue,
+            FakeDatafile,
+            FakeDataset,
+        )
+        from datastore_status_poller.handlers import resync
+        from tests.support.factories import seed_investigation
+
+        harness = Harness()
+        live = await submit(harness.fts, "the-originals", files=2)
+        catalogue = FakeCatalogue()
+        catalogue.datasets[7] = FakeDataset(7, 1, seed_investigation("ABC").datasets[0])
+        for index, state in enumerate(("ARCHIVING", "READY", "FINISHED")):
+            datafile_id = 10 + index
+            location = f"instrument/20XX/ABC-1/scan/s/f{index}"
+            catalogue.datafiles[datafile_id] = FakeDatafile(
+                datafile_id, 7, f"f{index}", location, 1, None
+            )
+            await catalogue.set_archival("Datafile", {datafile_id: {ARCHIVAL_STATE: state}})
+        await catalogue.set_archival(
+            "Dataset", {7: {ARCHIVAL_STATE: "READY", ARCHIVAL_IDS: f"{live.data.job_id},"}}
+        )
+
+        count = await resync(
+            catalogue=catalogue,
+            requeue=harness.requeue,
+            settings=load_settings(tape_root_dir="archive/"),
+            correlation_id="resync-1",
+        )
+
+        assert count == 1
+        (waiting,) = harness.requeue.waiting
+        tracked = waiting.tracked
+        assert tracked.job_id == live.data.job_id
+        assert tracked.fts_endpoint == str(load_settings().fts3.endpoint).rstrip("/")
+        assert [(t.datafile_id, t.dataset_id) for t in tracked.transfers] == [(10, 7), (11, 7)]
+        assert [t.source for t in tracked.transfers] == [
+            "root://127.0.0.1:11094//instrument/20XX/ABC-1/scan/s/f0",
+            "root://127.0.0.1:11094//instrument/20XX/ABC-1/scan/s/f1",
+        ]
+        await harness.cycle()
+        (status,) = harness.statuses()  # FTS's answer names the job's files
+        assert status.job_id == live.data.job_id and len(status.files) == 2

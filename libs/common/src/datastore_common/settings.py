@@ -38,6 +38,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from datastore_common.domain.archival import PARAMETER_UNITS
 from datastore_common.errors import ConfigurationError
 from datastore_common.original_config import translate as translate_original
 
@@ -150,6 +151,19 @@ class IcatSettings(_Section):
         "the modId of what it writes); default '<auth>/<username>'. A restore counts a "
         'datafile\'s "Archival state" only when this account wrote it.',
     )
+    trusted_writers: tuple[str, ...] = Field(
+        default=(),
+        description="Further ICAT accounts, as ICAT names them (modId, '<auth>/<username>'), "
+        'whose "Archival state" and "Archival failure" count as Datastore\'s: only the '
+        "original Datastore API's functional account, when it was another account than "
+        "ours (README, 'Taking over from the original Datastore API'). Never a user's.",
+    )
+    archival_parameter_units: str = Field(
+        default=PARAMETER_UNITS,
+        description="ParameterType.units of the archival parameter types ('Archival state', "
+        "'Archival ids', ...), which ICAT keys by (facility, name, units). The original "
+        "Datastore API's are '' (empty): set '' to read and write its records.",
+    )
 
     embargo_period_years: int = Field(
         default=2,
@@ -167,6 +181,11 @@ class IcatSettings(_Section):
     def functional_user(self) -> str:
         """Who ICAT says wrote what the functional account writes (``modId``)."""
         return self.functional_user_name or f"{self.auth}/{self.username}"
+
+    @property
+    def archival_writers(self) -> tuple[str, ...]:
+        """Every writer (``modId``) whose archival parameters count: ours, then the trusted."""
+        return (self.functional_user, *self.trusted_writers)
 
 
 class BrokerSettings(_Section):

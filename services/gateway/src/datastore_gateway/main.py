@@ -136,6 +136,8 @@ def icat_adapters(settings: DatastoreSettings) -> IcatAdapters:
         selections=IcatSelections(
             selection_pool,
             archival_writer=icat.functional_user,
+            trusted_writers=icat.trusted_writers,
+            parameter_units=icat.archival_parameter_units,
             facility=icat.facility,
             deadline_seconds=icat.selection_deadline_seconds,
         ),

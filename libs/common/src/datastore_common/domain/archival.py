@@ -30,7 +30,10 @@ def join_job_ids(job_ids: list[str] | tuple[str, ...]) -> str:
 
 
 def split_job_ids(value: str | None) -> list[str]:
-    return [part for part in (value or "").split(",") if part]
+    """The job ids of an "Archival ids" value: ours and the original Datastore API's are
+    both comma-joined (``",".join``); blanks around an id and empty parts (the original
+    creates the parameter as "" before it submits) are dropped."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def failure_text(failure_class: str, reason: str) -> str:
@@ -98,15 +101,28 @@ class ArchivalJob:
     datafiles: tuple[CatalogueDatafile, ...]
 
 
-def active_jobs_of(datafiles: Sequence[CatalogueDatafile]) -> list[ArchivalJob]:
-    """Group the datafiles whose "Archival state" is not terminal by the job ids they record."""
+def active_jobs_of(
+    datafiles: Sequence[CatalogueDatafile],
+    datasets: Mapping[int, Mapping[str, str]] | None = None,
+) -> list[ArchivalJob]:
+    """Group the datafiles whose "Archival state" is not terminal by the job ids they record.
+
+    A datafile recording no "Archival ids" of its own takes its dataset's (``datasets``: the
+    archival parameters by dataset id): the original Datastore API recorded job ids on the
+    Dataset only, so a dataset it left in flight is adopted with each of its non-terminal
+    datafiles in each of its jobs (which file is in which job is not recorded; FTS's answer
+    names them). Its endpoint likewise falls back to the dataset's, else the settings'."""
+    datasets = datasets or {}
     jobs: dict[str, list[CatalogueDatafile]] = {}
     endpoints: dict[str, str | None] = {}
     for datafile in datafiles:
         state = datafile.archival.get(ARCHIVAL_STATE)
         if state is None or is_terminal(state):
             continue
-        for job_id in split_job_ids(datafile.archival.get(ARCHIVAL_IDS)):
+        archival: Mapping[str, str] = datafile.archival
+        if not split_job_ids(archival.get(ARCHIVAL_IDS)):
+            archival = datasets.get(datafile.dataset_id, {})
+        for job_id in split_job_ids(archival.get(ARCHIVAL_IDS)):
             jobs.setdefault(job_id, []).append(datafile)
-            endpoints.setdefault(job_id, datafile.archival.get(ARCHIVAL_ENDPOINT))
+            endpoints.setdefault(job_id, archival.get(ARCHIVAL_ENDPOINT))
     return [ArchivalJob(job_id, endpoints[job_id], tuple(files)) for job_id, files in jobs.items()]

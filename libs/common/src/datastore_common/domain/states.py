@@ -28,6 +28,10 @@ _ALIASES: Final = {
     "DELETE": "ACTIVE",
     "QOS_TRANSITION": "ARCHIVING",
     "QOS_REQUEST_SUBMITTED": "ARCHIVING",
+    # File states the original Datastore API recorded from FTS (its TransferState) that we
+    # do not: NEW before a file is scheduled; DEFUNCT, a transfer FTS gave up as stalled.
+    "NEW": "SUBMITTED",
+    "DEFUNCT": FAILED,
 }
 _RANK: Final = {state: rank for rank, state in enumerate(ACTIVE_ORDER)} | {
     state: len(ACTIVE_ORDER) for state in TERMINAL

@@ -466,13 +466,16 @@ class FakeCatalogue(Catalogue):
 
     async def active_archival_jobs(self) -> list[ArchivalJob]:
         self._check()
-        return active_jobs_of(
-            [
-                self._datafile_record(d)
-                for d in self.datafiles.values()
-                if ARCHIVAL_STATE in self.parameters.get(("Datafile", d.id), {})
-            ]
-        )
+        datafiles = [
+            self._datafile_record(d)
+            for d in self.datafiles.values()
+            if ARCHIVAL_STATE in self.parameters.get(("Datafile", d.id), {})
+        ]
+        datasets = {
+            d.dataset_id: dict(self.parameters.get(("Dataset", d.dataset_id), {}))
+            for d in datafiles
+        }
+        return active_jobs_of(datafiles, datasets)
 
     async def archived_datafiles(
         self, *, under: str = "", after: int = 0, limit: int = 1000

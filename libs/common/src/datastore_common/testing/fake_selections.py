@@ -99,13 +99,15 @@ class FakeSelections(Selections):
     """``user_of`` turns a session id into a user name (e.g. ``FakeSessions.sessions.get``);
     an investigation's ``readers`` are who may read it and everything in it;
     ``archival_writer`` is the only writer whose "Archival state" a restore, a status or a
-    look-up counts; ``facility`` the only facility look-ups see."""
+    look-up counts, with ``trusted_writers`` (``icat.trusted_writers``); ``facility`` the
+    only facility look-ups see."""
 
     user_of: Callable[[str], str | None] = lambda session_id: session_id or None
     investigations: dict[int, FakeInvestigation] = field(default_factory=dict)
     datasets: dict[int, FakeDataset] = field(default_factory=dict)
     datafiles: dict[int, FakeDatafile] = field(default_factory=dict)
     archival_writer: str = FUNCTIONAL_USER
+    trusted_writers: tuple[str, ...] = ()
     facility: str = "facility"
     calls: int = 0
     fail_with: Exception | None = None
@@ -193,16 +195,20 @@ class FakeSelections(Selections):
             datafile=datafile.name,
         )
 
+    def _trusts(self, writer: str) -> bool:
+        """Whether archival parameters this writer (ICAT's ``modId``) wrote count."""
+        return writer == self.archival_writer or writer in self.trusted_writers
+
     def _state(self, datafile: FakeDatafile) -> str | None:
         """The "Archival state" as a restore counts it: FINISHED only if ours."""
-        if datafile.state is None or datafile.state_by == self.archival_writer:
+        if datafile.state is None or self._trusts(datafile.state_by):
             return datafile.state
         return f"{datafile.state} written by {datafile.state_by!r}, not by Datastore: not counted"
 
     def _ours(self, datafile: FakeDatafile) -> dict[str, str]:
         """Its "Archival state" and "Archival failure" if the functional account wrote them
         (status and look-ups count nothing else)."""
-        if datafile.state_by != self.archival_writer:
+        if not self._trusts(datafile.state_by):
             return {}
         return {
             name: value
@@ -306,7 +312,7 @@ class FakeSelections(Selections):
         """As a look-up shows it: with its "Archival state" if the functional account
         wrote it (by hand, or as its files' aggregated: those it wrote)."""
         if dataset.state is not None:
-            ours = dataset.state_by == self.archival_writer
+            ours = self._trusts(dataset.state_by)
             archival = {ARCHIVAL_STATE: dataset.state} if ours else {}
         else:
             states = [

@@ -71,7 +71,7 @@ class IcatCatalogue(Catalogue):
         self._settings = settings
         self._pool = pool or pool_from_settings(settings)
         self._session = FunctionalSession(settings)
-        self._references = FacilityReferences(settings.facility)
+        self._references = FacilityReferences(settings.facility, settings.archival_parameter_units)
         self._archival = ArchivalParameters(self._references)
         self._metadata = RichMetadata(self._references)
 
@@ -493,7 +493,12 @@ class IcatCatalogue(Catalogue):
             datafile_ids += found
             if len(found) < PAGE:
                 break
-        return active_jobs_of(self._datafile_rows(client, "o.id", datafile_ids))
+        datafiles = self._datafile_rows(client, "o.id", datafile_ids)
+        # The original Datastore API recorded "Archival ids" on the Dataset only.
+        datasets = self._archival.values_of(
+            client, "Dataset", sorted({d.dataset_id for d in datafiles})
+        )
+        return active_jobs_of(datafiles, datasets)
 
 
 def _write_totals(client: IcatClient, entity: Any, where: str) -> None:

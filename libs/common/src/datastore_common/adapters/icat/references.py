@@ -17,10 +17,12 @@ log = get_logger(__name__)
 
 
 class FacilityReferences:
-    """Ids of reference entities scoped to the facility ``facility``, cached."""
+    """Ids of reference entities scoped to the facility ``facility``, cached; the archival
+    ParameterTypes are those of ``units`` (``icat.archival_parameter_units``)."""
 
-    def __init__(self, facility: str) -> None:
+    def __init__(self, facility: str, units: str = PARAMETER_UNITS) -> None:
         self.facility = facility
+        self.units = units
         self._ids: dict[tuple[str, ...], int] = {}
         self._parameter_types: dict[str, int] = {}
 
@@ -52,7 +54,7 @@ class FacilityReferences:
         facility_id = self.id_of(client, "Facility")
         query = (
             "SELECT o.id, o.name FROM ParameterType o JOIN o.facility f "
-            f"WHERE f.id = {facility_id} AND o.units = {jpql_literal(PARAMETER_UNITS)} "
+            f"WHERE f.id = {facility_id} AND o.units = {jpql_literal(self.units)} "
             f"AND o.name IN ({in_list(ARCHIVAL_PARAMETERS)})"
         )
         found = {str(name): int(type_id) for type_id, name in client.search(query)}
@@ -61,7 +63,7 @@ class FacilityReferences:
             bean = client.new(
                 "ParameterType",
                 name=name,
-                units=PARAMETER_UNITS,
+                units=self.units,
                 valueType="STRING",
                 applicableToDataset=True,
                 applicableToDatafile=True,

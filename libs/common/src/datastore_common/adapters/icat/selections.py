@@ -88,11 +88,6 @@ _DATASET_PARAMETERS = (
 )
 
 
-def _types(*names: str) -> str:
-    """The condition on ``t`` that selects these archival parameter types."""
-    return f"t.name IN ({in_list(names)}) AND t.units = {jpql_literal(PARAMETER_UNITS)}"
-
-
 def _not_found(entity: str, entity_id: int) -> NotFoundError:
     return NotFoundError(
         "not found, or not readable with your ICAT session: " + describe_ids({entity: [entity_id]})
@@ -100,23 +95,31 @@ def _not_found(entity: str, entity_id: int) -> NotFoundError:
 
 
 class IcatSelections(Selections):
-    """Reads ICAT as the requesting user: restore selections, archival, look-ups;
+    """Reads ICAT as the requesting user: restore selections, archival, look-ups.
+
     ``archival_writer`` is the functional account as ICAT names it
-    (``IcatSettings.functional_user``), the only writer whose archival parameters count;
-    ``facility`` the facility look-ups are limited to; ``deadline_seconds`` how long one
-    read may take (``IcatSettings.selection_deadline_seconds``): past it the read stops at
-    its next ICAT call and the caller gets ``DeadlineExceededError``."""
+    (``IcatSettings.functional_user``): the only writer whose archival parameters count,
+    with ``trusted_writers`` (``icat.trusted_writers``: the original Datastore API's
+    account, after taking over from it); ``parameter_units`` are the units of the archival
+    ParameterTypes (``icat.archival_parameter_units``); ``facility`` the facility look-ups
+    are limited to; ``deadline_seconds`` how long one read may take
+    (``IcatSettings.selection_deadline_seconds``): past it the read stops at its next ICAT
+    call and the caller gets ``DeadlineExceededError``."""
 
     def __init__(
         self,
         pool: IcatClientPool,
         *,
         archival_writer: str,
+        trusted_writers: Sequence[str] = (),
+        parameter_units: str = PARAMETER_UNITS,
         facility: str = "facility",
         deadline_seconds: float = 60.0,
     ) -> None:
         self._pool = pool
         self.archival_writer = archival_writer
+        self.writers = frozenset((archival_writer, *trusted_writers))
+        self.parameter_units = parameter_units
         self.facility = facility
         self.deadline_seconds = deadline_seconds
         self.searches = 0  # ICAT search calls made (tests assert few)
@@ -270,7 +273,7 @@ class IcatSelections(Selections):
         for chunk in chunks(sorted(rows), IN_CHUNK):
             query = (
                 f"SELECT o.id, p.stringValue, p.modId {_DATAFILE_PARAMETERS} "
-                f"WHERE {_types(ARCHIVAL_STATE)} AND o.id IN ({in_list(chunk)}) ORDER BY p.id"
+                f"WHERE {self._types(ARCHIVAL_STATE)} AND o.id IN ({in_list(chunk)}) ORDER BY p.id"
             )
             for df_id, value, written_by in reader.paged(query):
                 if value is not None:
@@ -312,13 +315,18 @@ class IcatSelections(Selections):
         if found is None:
             return None
         value, writer = found
-        if writer == self.archival_writer:
+        if writer in self.writers:
             return value
         return f"{value} written by {writer!r}, not by Datastore: not counted"
 
+    def _types(self, *names: str) -> str:
+        """The condition on ``t`` that selects these archival parameter types."""
+        return f"t.name IN ({in_list(names)}) AND t.units = {jpql_literal(self.parameter_units)}"
+
     def _ours(self, writer: Any) -> bool:
-        """Whether ICAT says the functional account wrote a parameter (its ``modId``)."""
-        return optional_text(writer) == self.archival_writer
+        """Whether ICAT says the functional account (or a trusted writer) wrote a parameter
+        (its ``modId``)."""
+        return optional_text(writer) in self.writers
 
     def _links(
         self, reader: _Reader, investigation_ids: list[int], relation: str
@@ -408,7 +416,7 @@ class IcatSelections(Selections):
         archival: dict[int, dict[str, str]] = {}
         query = (
             f"SELECT o.id, t.name, p.stringValue, p.modId {_DATAFILE_PARAMETERS} "
-            f"WHERE {_types(ARCHIVAL_STATE, ARCHIVAL_FAILURE)} AND {where} ORDER BY p.id"
+            f"WHERE {self._types(ARCHIVAL_STATE, ARCHIVAL_FAILURE)} AND {where} ORDER BY p.id"
         )
         for df_id, parameter, value, written_by in reader.paged(query):
             if value is not None and self._ours(written_by):
@@ -438,7 +446,7 @@ class IcatSelections(Selections):
         for chunk in chunks(ids, IN_CHUNK):
             query = (
                 f"SELECT i.id, p.stringValue, p.modId {_DATASET_PARAMETERS} "
-                f"WHERE {_types(ARCHIVAL_STATE)} AND i.id IN ({in_list(chunk)}) ORDER BY p.id"
+                f"WHERE {self._types(ARCHIVAL_STATE)} AND i.id IN ({in_list(chunk)}) ORDER BY p.id"
             )
             for inv_id, value, written_by in reader.paged(query):
                 if value is not None and self._ours(written_by):
@@ -475,7 +483,7 @@ class IcatSelections(Selections):
         for chunk in chunks(ids, IN_CHUNK):
             query = (
                 f"SELECT ds.id, p.stringValue, p.modId {_DATASET_PARAMETERS} "
-                f"WHERE {_types(ARCHIVAL_STATE)} AND ds.id IN ({in_list(chunk)}) ORDER BY p.id"
+                f"WHERE {self._types(ARCHIVAL_STATE)} AND ds.id IN ({in_list(chunk)}) ORDER BY p.id"
             )
             for ds_id, value, written_by in reader.paged(query):
                 if value is not None and self._ours(written_by):
