@@ -53,7 +53,13 @@ class TestAccepted:
         answer = restore(gateway, {"dataset_ids": [10]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
-        assert set(accepted) == {"request_id", "job_ids", "already_online", "left_out"}
+        assert set(accepted) == {
+            "request_id",
+            "job_ids",
+            "already_online",
+            "left_out",
+            "already_in_flight",
+        }
         assert accepted["already_online"] == []
 
         message = only_message(gateway)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from datastore_common.domain.archival import ARCHIVAL_STATE
 from datastore_common.domain.control import cancel_decision, plan_retry, retry_decision
-from datastore_common.domain.ledger import new_request
+from datastore_common.domain.ledger import in_flight_job_id, is_ledger_only_job, new_request
 from datastore_common.domain.states import FAILED, aggregate_dataset_state, is_terminal
 from datastore_common.errors import ConflictError, DatastoreError, NotFoundError
 from datastore_common.logging import get_logger
@@ -79,6 +79,11 @@ async def cancel_request(
     if decision.action != "cancel":
         raise ConflictError(f"request {request_id}: {decision.reason}")
     running = [job.job_id for job in record.jobs if not is_terminal(job.state)]
+    # Files following another restore's transfers stop being followed here; that restore,
+    # someone else's perhaps, goes on. FTS never hears of the ledger's own jobs.
+    if any(job_id == in_flight_job_id(request_id) for job_id in running):
+        await ledger.stop_following(request_id)
+    running = [job_id for job_id in running if not is_ledger_only_job(job_id)]
     canceled, pending = await _cancel_jobs(transfers, running)
     log.info(
         "request_cancel_sent",

@@ -27,10 +27,13 @@ from datastore_common.domain.plan import (
     restore_transfers,
 )
 from datastore_common.domain.restore import (
+    OnlineCheck,
+    Sharing,
     Usage,
     left_out,
     over_quota,
     recall_usage,
+    share_in_flight,
     sort_by_destination,
 )
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
@@ -78,6 +81,7 @@ from datastore_gateway.metrics import (
     ARCHIVED_DATAFILES,
     RESTORE_REQUESTS,
     RESTORED_DATAFILES,
+    SHARED_DATAFILES,
 )
 from datastore_gateway.schemas import (
     ArchiveAccepted,
@@ -433,6 +437,26 @@ async def check_quota(
         raise QuotaExceededError(why)
 
 
+async def release_quietly(ledger: Ledger, request_id: str) -> None:
+    """Give back a request's claims when it was not accepted; if the ledger cannot, the
+    claims lapse once the request is known never to have been recorded."""
+    try:
+        await ledger.release_recalls(request_id)
+    except DatastoreError as exc:
+        log.warning("restore_claims_not_released", correlation_id=request_id, error=str(exc))
+
+
+async def claim_recalls(ledger: Ledger | None, request_id: str, online: OnlineCheck) -> Sharing:
+    """Claim the destinations this restore would recall to; those another restore not yet
+    ended holds are followed instead (``domain.restore.share_in_flight``). Without a
+    ledger nothing is shared. 503 when the ledger cannot say (nothing is accepted: the
+    request could recall twice, or overwrite another's half-written copy)."""
+    if ledger is None or not online.to_recall:
+        return share_in_flight(online, {})
+    held = await ledger.claim_recalls(request_id, [t.destination for t in online.to_recall])
+    return share_in_flight(online, held)
+
+
 async def request_restore(
     body: RestoreRequest,
     *,
@@ -490,31 +514,40 @@ async def request_restore(
             user_data_cache=settings.user_data_cache,
         )
         online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
-        await check_quota(ledger, user, recall_usage(online.to_recall), settings)
-        jobs = plan_restore_jobs(
-            request_id,
-            online.to_recall,
-            vo=vo,
-            max_files_per_job=settings.fts3.max_files_per_job,
-            replace=online.to_replace,
-        )
-        message = RestoreRequested(
-            request_id=request_id,
-            jobs=jobs,
-            already_online=list(online.already_online),
-            left_out=list(not_restored),
-            notify=body.notify,
-        )
-        await publish_confirmed(publisher, message, user=user.user_name)
+        sharing = await claim_recalls(ledger, request_id, online)
+        try:
+            await check_quota(ledger, user, recall_usage(sharing.to_recall), settings)
+            jobs = plan_restore_jobs(
+                request_id,
+                sharing.to_recall,
+                vo=vo,
+                max_files_per_job=settings.fts3.max_files_per_job,
+                replace=sharing.to_replace,
+            )
+            message = RestoreRequested(
+                request_id=request_id,
+                jobs=jobs,
+                already_online=list(online.already_online),
+                already_in_flight=list(sharing.already_in_flight),
+                left_out=list(not_restored),
+                notify=body.notify,
+            )
+            await publish_confirmed(publisher, message, user=user.user_name)
+        except BaseException:
+            if ledger is not None:
+                await release_quietly(ledger, request_id)
+            raise
         await record_accepted(ledger, message, user=user.user_name)
-        RESTORED_DATAFILES.inc(len(online.to_recall))
+        RESTORED_DATAFILES.inc(len(sharing.to_recall))
+        SHARED_DATAFILES.inc(len(sharing.already_in_flight))
         log.info(
             "restore_requested",
             correlation_id=request_id,
             user=user.user_name,
             datafiles=len(items),
             already_online=len(online.already_online),
-            replaced=len(online.to_replace),
+            already_in_flight=len(sharing.already_in_flight),
+            replaced=len(sharing.to_replace),
             left_out=len(not_restored),
             jobs=len(jobs),
         )
@@ -525,6 +558,9 @@ async def request_restore(
                 t.datafile_id for t in online.already_online if t.datafile_id is not None
             ),
             left_out=list(not_restored),
+            already_in_flight=sorted(
+                t.datafile_id for t in sharing.already_in_flight if t.datafile_id is not None
+            ),
         )
 
     return await accept_once(

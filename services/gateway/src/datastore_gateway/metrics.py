@@ -35,6 +35,11 @@ RESTORE_REQUESTS = Counter(
 RESTORED_DATAFILES = Counter(
     "datastore_gateway_restore_datafiles_total", "Datafiles in accepted restore requests"
 )
+SHARED_DATAFILES = Counter(
+    "datastore_gateway_restore_shared_datafiles_total",
+    "Datafiles of accepted restores that another restore was already recalling to the same "
+    "place: followed, not recalled twice",
+)
 NOTIFICATIONS = Counter(
     "datastore_gateway_notifications_total",
     "Notifications of ended requests, by channel (broker, webhook, email) and outcome "

@@ -131,6 +131,12 @@ class RestoreAccepted(ArchiveAccepted):
         description="With partial=true: the selection's datafiles not (yet) archived, not "
         "restored, each with why.",
     )
+    already_in_flight: list[int] = Field(
+        default_factory=list,
+        description="Datafile ids another restore not yet ended is recalling to the same "
+        "place: not recalled twice; this request follows that transfer and each ends as it "
+        "does (its copy is never taken for a different file and overwritten).",
+    )
 
 
 class CancelAccepted(_Shape):

@@ -39,6 +39,8 @@ from datastore_common.domain.ledger import (
     NewRequest,
     Position,
     RequestQuery,
+    following_job_state,
+    in_flight_job_id,
     investigations_of,
 )
 from datastore_common.domain.restore import Usage
@@ -92,6 +94,11 @@ T = TypeVar("T")
 
 #: Where ``GET /requests/{id}`` is reached when ``gateway.public_url`` is not given.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+#: A claim on a destination whose request never reached the ledger (its gateway stopped
+#: between the claim and the publish) is taken over after this long.
+UNRECORDED_CLAIM_SECONDS = 600.0
+#: Destinations asked about per statement (SQLite's variables per statement are limited).
+_CHUNK = 500
 #: The outbox's columns, as ``Delivery`` takes them.
 _DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
 
@@ -152,6 +159,8 @@ class Ledger:
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
+            if any(f.follows for job in request.jobs for f in job.files):
+                self._catch_up(db, request.request_id)
             if any(job.state is not None for job in request.jobs):
                 # Files already online are done from the start: a restore of nothing else
                 # ends FINISHED here, and its request.completed is written at once.
@@ -164,9 +173,13 @@ class Ledger:
             [(job.job_id, request_id, position, job.state) for position, job in enumerate(jobs)],
         )
         db.executemany(
-            "INSERT INTO ledger_files (job_id, destination, bytes, state) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (job_id, destination) DO NOTHING",
-            [(job.job_id, f.destination, f.bytes, f.state) for job in jobs for f in job.files],
+            "INSERT INTO ledger_files (job_id, destination, bytes, state, follows)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO NOTHING",
+            [
+                (job.job_id, f.destination, f.bytes, f.state, f.follows)
+                for job in jobs
+                for f in job.files
+            ],
         )
 
     async def registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:
@@ -227,6 +240,15 @@ class Ledger:
                 " WHERE job_id = ? AND destination = ?",
                 updates,
             )
+            if status.kind == "restore":
+                moves = [(dest, state, reason) for state, reason, _, dest in updates]
+                moves += [(dest, state, reason) for _, dest, _, state, reason in inserts]
+                self._release(
+                    db, status.request_id, [d for d, state, _ in moves if state in TERMINAL]
+                )
+                # Before the leader's refresh: were it to end now, its followers' files
+                # must already have moved with its files.
+                self._lead(db, status.request_id, moves)
             self._job_moves_in(
                 db, status.request_id, status.job_id, status.job_state, status.reason
             )
@@ -255,6 +277,163 @@ class Ledger:
                 (normalise(state), reason, job_id),
             )
         self._refresh(db, request_id)
+
+    # -- restores sharing transfers -------------------------------------------------------
+    async def claim_recalls(self, request_id: str, destinations: Sequence[str]) -> dict[str, str]:
+        """Claim ``destinations`` for ``request_id``'s recalls, in one transaction: those
+        another restore not yet ended holds already are answered (destination -> that
+        request), the rest are this request's until its files there end. Two restores of
+        the same files at the same moment: one holds each destination, never both."""
+        return await self._run(lambda: self._claim_recalls(request_id, destinations), "claim")
+
+    def _claim_recalls(self, request_id: str, destinations: Sequence[str]) -> dict[str, str]:
+        now = self._clock()
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+        held: dict[str, str] = {}
+        with self._db.transaction() as db:
+            # Claims left behind: a request that ended, or never reached the ledger.
+            db.execute(
+                "DELETE FROM ledger_recalls WHERE request_id IN (SELECT request_id FROM"
+                f" ledger_requests WHERE state IN ({marks})) OR (claimed < ? AND request_id"
+                " NOT IN (SELECT request_id FROM ledger_requests))",
+                (*ended, now - UNRECORDED_CLAIM_SECONDS),
+            )
+            for start in range(0, len(destinations), _CHUNK):
+                chunk = list(destinations[start : start + _CHUNK])
+                db.executemany(
+                    "INSERT INTO ledger_recalls (destination, request_id, claimed)"
+                    " VALUES (?, ?, ?) ON CONFLICT (destination) DO NOTHING",
+                    [(destination, request_id, now) for destination in chunk],
+                )
+                held.update(
+                    db.execute(
+                        "SELECT destination, request_id FROM ledger_recalls WHERE"
+                        f" destination IN ({', '.join('?' * len(chunk))}) AND request_id <> ?",
+                        (*chunk, request_id),
+                    )
+                )
+        return held
+
+    async def release_recalls(self, request_id: str) -> None:
+        """Give up a request's claims (it was not accepted after all)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
+
+        await self._run(work, "claim")
+
+    async def stop_following(self, request_id: str) -> None:
+        """The request was cancelled: its files still following other restores' transfers
+        end CANCELED (those transfers go on for their own requests)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if not self._exists(db, request_id):
+                    return
+                db.execute(
+                    "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ?"
+                    f" AND state NOT IN ({', '.join('?' * len(TERMINAL))})",
+                    (
+                        CANCELED,
+                        "cancelled; the restore recalling it for others goes on",
+                        in_flight_job_id(request_id),
+                        *sorted(TERMINAL),
+                    ),
+                )
+                self._follower_moved(db, request_id)
+
+        await self._run(work, "cancel")
+
+    def _release(self, db: Cursor, request_id: str, destinations: Sequence[str]) -> None:
+        db.executemany(
+            "DELETE FROM ledger_recalls WHERE destination = ? AND request_id = ?",
+            [(destination, request_id) for destination in destinations],
+        )
+
+    def _lead(self, db: Cursor, leader: str, moves: Sequence[tuple[str, str, str | None]]) -> None:
+        """The leader's files moved: the files of other restores following them move too
+        (forward only), and those requests are refreshed."""
+        touched: set[str] = set()
+        for destination, state, reason in moves:
+            rows = db.execute(
+                "SELECT f.job_id, f.state, j.request_id FROM ledger_files f"
+                " JOIN ledger_jobs j ON j.job_id = f.job_id"
+                " WHERE f.follows = ? AND f.destination = ?",
+                (leader, destination),
+            )
+            for job_id, known, follower in rows:
+                if may_advance(known, state):
+                    db.execute(
+                        "UPDATE ledger_files SET state = ?, reason = ?"
+                        " WHERE job_id = ? AND destination = ?",
+                        (state, reason, job_id, destination),
+                    )
+                    touched.add(follower)
+        for follower in sorted(touched):
+            self._follower_moved(db, follower)
+
+    def _follower_moved(self, db: Cursor, request_id: str) -> None:
+        if not self._exists(db, request_id):  # locks it (PostgreSQL)
+            return
+        job_id = in_flight_job_id(request_id)
+        states = [
+            row[0]
+            for row in db.execute("SELECT state FROM ledger_files WHERE job_id = ?", (job_id,))
+        ]
+        if states:
+            db.execute(
+                "UPDATE ledger_jobs SET state = ? WHERE job_id = ?",
+                (following_job_state(states), job_id),
+            )
+        self._refresh(db, request_id)
+
+    def _leader_ended(self, db: Cursor, leader: str, state: str) -> None:
+        """The leader ended: files of others still waiting on it will not be copied by it."""
+        rows = db.execute(
+            "SELECT f.job_id, f.destination, j.request_id FROM ledger_files f"
+            " JOIN ledger_jobs j ON j.job_id = f.job_id"
+            f" WHERE f.follows = ? AND f.state NOT IN ({', '.join('?' * len(TERMINAL))})",
+            (leader, *sorted(TERMINAL)),
+        )
+        reason = f"the restore recalling it for this one too ended {state} before copying it"
+        db.executemany(
+            "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ? AND destination = ?",
+            [(FAILED, reason, job_id, destination) for job_id, destination, _ in rows],
+        )
+        for follower in sorted({row[2] for row in rows}):
+            self._follower_moved(db, follower)
+
+    def _catch_up(self, db: Cursor, request_id: str) -> None:
+        """A request recorded after the transfers it follows moved (or its leader ended):
+        its files take their leaders' states now."""
+        rows = db.execute(
+            "SELECT f.destination, f.follows, lf.state, lf.reason, lr.state"
+            " FROM ledger_files f JOIN ledger_requests lr ON lr.request_id = f.follows"
+            " LEFT JOIN ledger_jobs lj ON lj.request_id = f.follows"
+            " LEFT JOIN ledger_files lf ON lf.job_id = lj.job_id"
+            " AND lf.destination = f.destination"
+            " WHERE f.job_id = ?",
+            (in_flight_job_id(request_id),),
+        )
+        job_id = in_flight_job_id(request_id)
+        moves: dict[str, tuple[str, str | None]] = {}
+        for destination, _, state, reason, leader_state in rows:
+            if state is not None:
+                moves[destination] = (normalise(state), reason)
+            elif leader_state in TERMINAL and destination not in moves:
+                moves[destination] = (
+                    FAILED,
+                    f"the restore recalling it for this one too ended {leader_state} "
+                    "before copying it",
+                )
+        db.executemany(
+            "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ? AND destination = ?",
+            [(state, reason, job_id, dest) for dest, (state, reason) in moves.items()],
+        )
+        if moves:
+            self._follower_moved(db, request_id)
 
     async def delayed(self, delayed: RequestDelayed) -> None:
         """A step will be retried: say so in ``waiting_on`` until the request moves on."""
@@ -311,6 +490,7 @@ class Ledger:
                 db.execute("DELETE FROM ledger_jobs WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_investigations WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_outbox WHERE request_id = ?", (request_id,))
+                db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
 
@@ -398,7 +578,7 @@ class Ledger:
                     " JOIN ledger_jobs j ON j.request_id = r.request_id"
                     " JOIN ledger_files f ON f.job_id = j.job_id"
                     f" WHERE r.owner = ? AND r.kind = 'restore' AND r.state NOT IN ({marks})"
-                    f" AND f.state NOT IN ({marks})",
+                    f" AND f.state NOT IN ({marks}) AND f.follows IS NULL",
                     (owner, *ended, *ended),
                 )
             return Usage(int(files), int(size))
@@ -435,6 +615,9 @@ class Ledger:
             )
             if record.state in TERMINAL and stored and stored[0][0] not in TERMINAL:
                 self._completed(db, record)
+                if record.kind == "restore":
+                    db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
+                    self._leader_ended(db, request_id, record.state)
 
     def _completed(self, db: Cursor, record: RequestRecord) -> None:
         """The request has just ended: put its ``request.completed`` in the outbox, for the
