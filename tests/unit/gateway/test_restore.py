@@ -18,6 +18,8 @@ from datastore_common.ports import StoredFile
 from datastore_common.settings import RestoreSettings
 from datastore_common.testing.fake_selections import place_of
 from datastore_gateway.main import create_app
+from datastore_gateway.restore_queue import RestoreQueue
+from datastore_gateway.vo import VoSource
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -59,7 +61,11 @@ class TestAccepted:
             "already_online",
             "left_out",
             "already_in_flight",
+            "state",
+            "queue_position",
+            "waiting_on",
         }
+        assert accepted["state"] == "SUBMITTED"
         assert accepted["already_online"] == []
 
         message = only_message(gateway)
@@ -518,26 +524,102 @@ class TestFairShare:
                     )
                     asyncio.run(ledger.apply_status(status))
 
-    def test_a_user_past_their_share_waits_until_their_restores_end(self, limited: Gateway) -> None:
+    def starter(self, gateway: Gateway) -> RestoreQueue:
+        """The gateway's queue loop, driven one pass at a time."""
+        return RestoreQueue(
+            gateway.app.state.gateway.ledger,
+            gateway.settings,
+            publisher=gateway.publisher,
+            user_cache=gateway.user_cache,
+            vo=VoSource(vo=TEST_VO),
+        )
+
+    def test_a_user_past_their_share_waits_queued_and_starts_when_theirs_end(
+        self, limited: Gateway
+    ) -> None:
         first = restore(limited, {"dataset_ids": [10]})
         assert first.status_code == 202, first.text
-        refused = restore(limited, {"dataset_ids": [20]})
-        assert refused.status_code == 429, refused.text
-        assert "restore.max_user_files_in_flight" in refused.json()["detail"]
-        assert "4 being recalled" in refused.json()["detail"]
-        assert refused.headers["Retry-After"]
-        assert len(limited.publisher.published) == 1  # nothing accepted
+        answer = restore(limited, {"dataset_ids": [20]})
+        assert answer.status_code == 202, answer.text
+        queued = answer.json()
+        assert (queued["state"], queued["queue_position"], queued["job_ids"]) == ("QUEUED", 1, [])
+        assert "restore.max_user_files_in_flight" in queued["waiting_on"]
+        assert "4 being recalled" in queued["waiting_on"]
+        assert len(limited.publisher.published) == 1  # nothing published for it yet
+        shown = limited.client.get(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        ).json()
+        assert shown["state"] == "QUEUED"
+        assert "position 1" in shown["waiting_on"]
+        starter = self.starter(limited)
+        assert asyncio.run(starter.start_due()) == []  # still no room
 
         self.end(limited, first.json()["request_id"])
-        assert restore(limited, {"dataset_ids": [20]}).status_code == 202
+        assert asyncio.run(starter.start_due()) == [queued["request_id"]]
+        [_, started] = limited.publisher.published
+        assert isinstance(started.data, RestoreRequested)
+        assert started.data.request_id == queued["request_id"]
+        assert started.user == "simple/root"
+        shown = limited.client.get(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        ).json()
+        assert shown["state"] == "SUBMITTED"
+        assert sum(job["files_total"] for job in shown["jobs"]) == 4
+        assert asyncio.run(starter.start_due()) == []  # started once
 
     def test_bytes_count_too(self, limited: Gateway) -> None:
         for datafile in limited.selections.datafiles.values():
             datafile.filesize = 2048
-        assert restore(limited, {"dataset_ids": [10]}).status_code == 202  # 8 KiB
-        refused = restore(limited, {"datafile_ids": [200, 201]})  # 6 files, but 12 KiB
-        assert refused.status_code == 429
-        assert "restore.max_user_bytes_in_flight" in refused.json()["detail"]
+        assert restore(limited, {"dataset_ids": [10]}).json()["state"] == "SUBMITTED"  # 8 KiB
+        queued = restore(limited, {"datafile_ids": [200, 201]}).json()  # 6 files, but 12 KiB
+        assert queued["state"] == "QUEUED"
+        assert "restore.max_user_bytes_in_flight" in queued["waiting_on"]
+
+    def test_a_restore_past_a_cap_alone_is_413(self, limited: Gateway) -> None:
+        for datafile in limited.selections.datafiles.values():
+            datafile.filesize = 4096
+        refused = restore(limited, {"dataset_ids": [10]})  # 16 KiB > 10 KiB
+        assert refused.status_code == 413, refused.text
+        assert "split it" in refused.json()["detail"]
+        assert limited.publisher.published == []
+
+    def test_the_queue_is_shown_to_admins_and_each_user_sees_their_own(
+        self, limited: Gateway
+    ) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        listing = limited.client.get("/restore-queue", headers=limited.bearer())
+        assert listing.status_code == 200, listing.text
+        [entry] = listing.json()["items"]
+        assert (entry["request_id"], entry["position"], entry["files"]) == (
+            queued["request_id"],
+            1,
+            4,
+        )
+        alice = limited.bearer("alice", "alice-pw", "db")
+        assert limited.client.get("/restore-queue", headers=alice).json()["items"] == []
+
+    def test_cancelling_a_queued_restore_takes_it_out_of_the_queue(self, limited: Gateway) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        answer = limited.client.delete(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        )
+        assert answer.status_code == 202, answer.text
+        assert limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"] == []
+
+    def test_a_start_that_fails_goes_back_to_its_place(self, limited: Gateway) -> None:
+        first = restore(limited, {"dataset_ids": [10]}).json()
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        self.end(limited, first["request_id"])
+        limited.user_cache.fail_with = PeerUnavailableError("udc: connection refused")
+        starter = self.starter(limited)
+        assert asyncio.run(starter.start_due()) == []
+        [entry] = limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"]
+        assert (entry["request_id"], entry["state"]) == (queued["request_id"], "QUEUED")
+        assert "starting it failed" in entry["waiting_on"]
+        limited.user_cache.recover()
+        assert asyncio.run(starter.start_due()) == [queued["request_id"]]
 
     def test_files_already_online_take_no_share(self, limited: Gateway) -> None:
         assert restore(limited, {"dataset_ids": [10]}).status_code == 202
@@ -547,5 +629,6 @@ class TestFairShare:
         assert accepted.json()["job_ids"] == []
 
     def test_another_users_restores_do_not_count(self, limited: Gateway) -> None:
-        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
-        assert restore(limited, {"dataset_ids": [20]}, user="alice").status_code == 202
+        assert restore(limited, {"dataset_ids": [10]}).json()["state"] == "SUBMITTED"
+        other = restore(limited, {"dataset_ids": [20]}, user="alice").json()
+        assert other["state"] == "SUBMITTED"

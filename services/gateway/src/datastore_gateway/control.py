@@ -30,6 +30,7 @@ from datastore_gateway.handlers import (
     job_progress,
     may_see,
     publish_confirmed,
+    queued_restore,
 )
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
 from datastore_gateway.ledger import AuditEntry, Ledger
@@ -72,6 +73,16 @@ async def cancel_request(
     """Cancel every job of the request still running (409 when it has ended, or is an
     archive and the caller is not an admin forcing it)."""
     record = await ledger.get(request_id)
+    if record is None:
+        queued = await queued_restore(ledger, request_id)
+        if (
+            queued is not None
+            and may_see(queued.owner, user, settings)
+            and await ledger.drop_queued(request_id)
+        ):
+            # Never started: nothing was published, nothing is recalled; it is gone.
+            log.info("restore_dequeued", correlation_id=request_id, user=user.user_name)
+            return CancelAccepted(request_id=request_id, canceled_job_ids=[])
     if record is None or not may_see(record.owner, user, settings):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
     admin = is_admin(user, settings)

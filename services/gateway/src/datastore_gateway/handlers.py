@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from prometheus_client import Counter
 from pydantic import BaseModel
 
 from datastore_common.domain.completion import host_allowed
-from datastore_common.domain.ledger import new_request
+from datastore_common.domain.ledger import new_request, restored_datasets
 from datastore_common.domain.plan import (
     RestoreItem,
     plan_archive,
@@ -31,11 +33,11 @@ from datastore_common.domain.restore import (
     Sharing,
     Usage,
     left_out,
-    over_quota,
     recall_usage,
     share_in_flight,
     sort_by_destination,
 )
+from datastore_common.domain.restore_queue import Limits, Waiting, never_fits
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -47,7 +49,6 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
-    PermanentError,
     TooLargeError,
 )
 from datastore_common.logging import get_logger
@@ -75,12 +76,13 @@ from datastore_common.ports import (
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.following import request_status_of
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
-from datastore_gateway.ledger import Ledger
+from datastore_gateway.ledger import Ledger, QueueRow
 from datastore_gateway.metrics import (
     ARCHIVE_REQUESTS,
     ARCHIVED_DATAFILES,
     RESTORE_REQUESTS,
     RESTORED_DATAFILES,
+    RESTORES_QUEUED,
     SHARED_DATAFILES,
 )
 from datastore_gateway.schemas import (
@@ -93,6 +95,8 @@ from datastore_gateway.schemas import (
     JobStatus,
     RequestStatus,
     RestoreAccepted,
+    RestoreQueue,
+    RestoreQueueEntry,
     RestoreRequest,
 )
 
@@ -114,10 +118,6 @@ MAX_UNKNOWN_NAMED = 20
 
 class RequestTooLargeError(TooLargeError):
     """The request is over one of the configured gateway limits (413)."""
-
-
-class QuotaExceededError(PermanentError):
-    """A restore would take its user past their share of the tape drives (429): not now."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -223,9 +223,66 @@ async def request_status(
 ) -> RequestStatus:
     """The ledger's view of a request: its owner's and the admins' only (others: 404)."""
     record = await ledger.get(request_id)
+    if record is None:
+        queued = await queued_restore(ledger, request_id)
+        if queued is not None and may_see(queued.owner, user, settings):
+            return queued_status(queued)
     if record is None or not may_see(record.owner, user, settings):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
     return request_status_of(record)
+
+
+async def restore_queue(
+    *, user: UserSession, ledger: Ledger, settings: DatastoreSettings
+) -> RestoreQueue:
+    """The queue as admins see it (everyone's); anyone else sees their own restores in it."""
+    rows = [r for r in await ledger.queue() if may_see(r.owner, user, settings)]
+    waiting = [r for r in rows if r.state == "QUEUED"]
+    return RestoreQueue(
+        items=[
+            RestoreQueueEntry(
+                request_id=r.request_id,
+                owner=r.owner,
+                priority=r.priority,
+                queued_at=datetime.fromtimestamp(r.queued_at, UTC),
+                files=r.files,
+                bytes=r.bytes,
+                state="QUEUED" if r.state == "QUEUED" else "STARTING",
+                position=r.position,
+                waiting_on=r.why,
+            )
+            for r in rows
+        ],
+        queued_files=sum(r.files for r in waiting),
+        queued_bytes=sum(r.bytes for r in waiting),
+    )
+
+
+async def queued_restore(ledger: Ledger, request_id: str) -> QueueRow | None:
+    """The restore, if it is waiting in the queue (or just starting from it)."""
+    return next((row for row in await ledger.queue() if row.request_id == request_id), None)
+
+
+def queued_status(row: QueueRow) -> RequestStatus:
+    """A queued restore as ``GET /requests/{id}`` shows it: QUEUED, its place and why."""
+    draft = RestoreDraft.model_validate_json(row.draft)
+    at = datetime.fromtimestamp(row.queued_at, UTC)
+    place = f"position {row.position}" if row.position is not None else "starting"
+    return RequestStatus(
+        request_id=row.request_id,
+        kind="restore",
+        owner=row.owner,
+        source="http",
+        created=at,
+        updated=at,
+        state="QUEUED" if row.state == "QUEUED" else "SUBMITTED",
+        jobs=[],
+        datasets=list(restored_datasets([], draft.transfers)),
+        failure=None,
+        waiting_on=f"its turn in the restore queue ({place}): {row.why or 'capacity'}",
+        notify=draft.notify,
+        left_out=list(draft.left_out),
+    )
 
 
 async def publish_confirmed(
@@ -415,28 +472,6 @@ async def online_copies(
         ) from exc
 
 
-async def check_quota(
-    ledger: Ledger | None, user: UserSession, asked: Usage, settings: DatastoreSettings
-) -> None:
-    """Refuse (429, saying why) a restore that would take its user past
-    ``restore.max_user_files_in_flight`` or ``max_user_bytes_in_flight`` with what their
-    restores not yet ended are recalling (the ledger's count). A soft limit: two requests
-    checked at the same moment may both pass."""
-    limits = settings.restore
-    if ledger is None or (
-        limits.max_user_files_in_flight is None and limits.max_user_bytes_in_flight is None
-    ):
-        return
-    why = over_quota(
-        await ledger.in_flight(user.user_name),
-        asked,
-        max_files=limits.max_user_files_in_flight,
-        max_bytes=limits.max_user_bytes_in_flight,
-    )
-    if why is not None:
-        raise QuotaExceededError(why)
-
-
 async def release_quietly(ledger: Ledger, request_id: str) -> None:
     """Give back a request's claims when it was not accepted; if the ledger cannot, the
     claims lapse once the request is known never to have been recorded."""
@@ -457,6 +492,109 @@ async def claim_recalls(ledger: Ledger | None, request_id: str, online: OnlineCh
     return share_in_flight(online, held)
 
 
+class RestoreDraft(BaseModel):
+    """A restore as resolved in ICAT, before its jobs are planned: what a queued restore
+    keeps until it starts (the user data cache and the claims are looked at again then)."""
+
+    transfers: list[PlannedTransfer]
+    left_out: list[LeftOutFile] = []
+    notify: NotifyTargets | None = None
+
+
+def restore_limits(settings: DatastoreSettings) -> Limits:
+    limits = settings.restore
+    return Limits(
+        user_files=limits.max_user_files_in_flight,
+        user_bytes=limits.max_user_bytes_in_flight,
+        staging_bytes=limits.max_bytes_staging,
+    )
+
+
+async def plan_and_publish(
+    request_id: str,
+    draft: RestoreDraft,
+    online: OnlineCheck,
+    sharing: Sharing,
+    *,
+    owner: str,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    ledger: Ledger | None,
+) -> RestoreRequested:
+    """Plan the jobs for what this restore recalls itself, publish ``restore.requested``
+    (confirmed) and record it; its claims (and any share reserved for it) are given back
+    when it cannot be published."""
+    try:
+        jobs = plan_restore_jobs(
+            request_id,
+            sharing.to_recall,
+            vo=vo,
+            max_files_per_job=settings.fts3.max_files_per_job,
+            replace=sharing.to_replace,
+        )
+        message = RestoreRequested(
+            request_id=request_id,
+            jobs=jobs,
+            already_online=list(online.already_online),
+            already_in_flight=list(sharing.already_in_flight),
+            left_out=list(draft.left_out),
+            notify=draft.notify,
+        )
+        await publish_confirmed(publisher, message, user=owner)
+    except BaseException:
+        if ledger is not None:
+            await release_quietly(ledger, request_id)
+        raise
+    await record_accepted(ledger, message, user=owner)
+    RESTORED_DATAFILES.inc(len(sharing.to_recall))
+    SHARED_DATAFILES.inc(len(sharing.already_in_flight))
+    log.info(
+        "restore_requested",
+        correlation_id=request_id,
+        user=owner,
+        datafiles=len(draft.transfers),
+        already_online=len(online.already_online),
+        already_in_flight=len(sharing.already_in_flight),
+        replaced=len(sharing.to_replace),
+        left_out=len(draft.left_out),
+        jobs=len(jobs),
+    )
+    return message
+
+
+async def start_queued_restore(
+    request_id: str,
+    owner: str,
+    draft: RestoreDraft,
+    *,
+    user_cache: Storage,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    ledger: Ledger,
+) -> RestoreRequested:
+    """Start a restore whose turn in the queue has come: what is online and what others
+    are recalling is looked at again (it may have changed while it waited)."""
+    online = sort_by_destination(draft.transfers, await online_copies(user_cache, draft.transfers))
+    sharing = await claim_recalls(ledger, request_id, online)
+    return await plan_and_publish(
+        request_id,
+        draft,
+        online,
+        sharing,
+        owner=owner,
+        publisher=publisher,
+        settings=settings,
+        vo=vo,
+        ledger=ledger,
+    )
+
+
+def _datafile_ids(transfers: Sequence[PlannedTransfer]) -> list[int]:
+    return sorted(t.datafile_id for t in transfers if t.datafile_id is not None)
+
+
 async def request_restore(
     body: RestoreRequest,
     *,
@@ -470,6 +608,7 @@ async def request_restore(
     idempotency_key: str | None = None,
     ledger: Ledger | None = None,
     partial: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> RestoreAccepted:
     """Resolve the selection in ICAT *as the user*, look at the user data cache, plan
     tape -> user data cache jobs for what is not there yet, publish ``restore.requested``
@@ -478,10 +617,12 @@ async def request_restore(
     Any authenticated user may restore what ICAT lets them read; ids they cannot read are a
     404, datafiles not yet FINISHED on tape a 409. A file whose copy on the user data cache
     has the catalogue's size and adler32 is not recalled (``already_online``, done at once);
-    a different file there is overwritten (``domain.restore``). Repeats replay as for
-    archive; a restore of the same files later is a new request and finds them online.
+    a different file there is overwritten (``domain.restore``); a file another restore is
+    recalling is followed (``already_in_flight``). Repeats replay as for archive; a restore
+    of the same files later is a new request and finds them online.
     ``partial``: datafiles not FINISHED on tape are left out (``left_out``, with why) and the
-    rest restored; 409 still when none is.
+    rest restored; 409 still when none is. Past a cap (``restore.*``) it waits QUEUED and
+    starts by itself (``datastore_gateway.restore_queue``); past a cap alone, 413.
     """
     check_restore_limits(body, None, settings)
     check_notify(body.notify, settings)
@@ -513,54 +654,55 @@ async def request_restore(
             tape_root_dir=settings.tape_root_dir,
             user_data_cache=settings.user_data_cache,
         )
+        draft = RestoreDraft(
+            transfers=list(transfers), left_out=list(not_restored), notify=body.notify
+        )
         online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
         sharing = await claim_recalls(ledger, request_id, online)
-        try:
-            await check_quota(ledger, user, recall_usage(sharing.to_recall), settings)
-            jobs = plan_restore_jobs(
-                request_id,
-                sharing.to_recall,
-                vo=vo,
-                max_files_per_job=settings.fts3.max_files_per_job,
-                replace=sharing.to_replace,
+        queued = await admit_restore(
+            ledger, request_id, draft, recall_usage(sharing.to_recall), user, settings, clock
+        )
+        if queued is not None:
+            why, position = queued
+            if ledger is not None:
+                await release_quietly(ledger, request_id)  # claimed again when it starts
+            log.info(
+                "restore_queued",
+                correlation_id=request_id,
+                user=user.user_name,
+                position=position,
+                why=why,
             )
-            message = RestoreRequested(
+            return RestoreAccepted(
                 request_id=request_id,
-                jobs=jobs,
-                already_online=list(online.already_online),
-                already_in_flight=list(sharing.already_in_flight),
+                job_ids=[],
                 left_out=list(not_restored),
-                notify=body.notify,
+                state="QUEUED",
+                queue_position=position,
+                waiting_on=why,
             )
-            await publish_confirmed(publisher, message, user=user.user_name)
+        try:
+            message = await plan_and_publish(
+                request_id,
+                draft,
+                online,
+                sharing,
+                owner=user.user_name,
+                publisher=publisher,
+                settings=settings,
+                vo=vo,
+                ledger=ledger,
+            )
         except BaseException:
             if ledger is not None:
-                await release_quietly(ledger, request_id)
+                await forget_admission(ledger, request_id)
             raise
-        await record_accepted(ledger, message, user=user.user_name)
-        RESTORED_DATAFILES.inc(len(sharing.to_recall))
-        SHARED_DATAFILES.inc(len(sharing.already_in_flight))
-        log.info(
-            "restore_requested",
-            correlation_id=request_id,
-            user=user.user_name,
-            datafiles=len(items),
-            already_online=len(online.already_online),
-            already_in_flight=len(sharing.already_in_flight),
-            replaced=len(sharing.to_replace),
-            left_out=len(not_restored),
-            jobs=len(jobs),
-        )
         return RestoreAccepted(
             request_id=request_id,
-            job_ids=[job.job_id for job in jobs],
-            already_online=sorted(
-                t.datafile_id for t in online.already_online if t.datafile_id is not None
-            ),
+            job_ids=[job.job_id for job in message.jobs],
+            already_online=_datafile_ids(online.already_online),
             left_out=list(not_restored),
-            already_in_flight=sorted(
-                t.datafile_id for t in sharing.already_in_flight if t.datafile_id is not None
-            ),
+            already_in_flight=_datafile_ids(sharing.already_in_flight),
         )
 
     return await accept_once(
@@ -576,6 +718,51 @@ async def request_restore(
         requests=RESTORE_REQUESTS,
         ledger=ledger,
     )
+
+
+async def admit_restore(
+    ledger: Ledger | None,
+    request_id: str,
+    draft: RestoreDraft,
+    asked: Usage,
+    user: UserSession,
+    settings: DatastoreSettings,
+    clock: Callable[[], float],
+) -> tuple[str, int] | None:
+    """Whether the restore starts now (None) or waits QUEUED (why, position): decided in the
+    ledger, atomically with every other replica's decisions. 413 when it alone is past a
+    cap (it could never start). Nothing to recall, or no caps: it starts."""
+    limits = restore_limits(settings)
+    why = never_fits(asked, limits)
+    if why is not None:
+        if ledger is not None:
+            await release_quietly(ledger, request_id)
+        raise RequestTooLargeError(why)
+    if ledger is None or not limits.any or asked.files == 0:
+        return None
+    entry = Waiting(
+        request_id,
+        user.user_name,
+        settings.restore.user_priorities.get(user.user_name, 0),
+        clock(),
+        asked,
+    )
+    try:
+        queued = await ledger.admit(entry, draft.model_dump_json(), limits)
+    except BaseException:
+        await release_quietly(ledger, request_id)
+        raise
+    if queued is not None:
+        RESTORES_QUEUED.inc()
+    return queued
+
+
+async def forget_admission(ledger: Ledger, request_id: str) -> None:
+    """A restore let start was not accepted after all: its reserved share goes back."""
+    try:
+        await ledger.not_started(request_id, None)
+    except DatastoreError as exc:
+        log.warning("restore_share_not_released", correlation_id=request_id, error=str(exc))
 
 
 # ---------------------------------------------------------------- job status

@@ -7,7 +7,7 @@ idempotency store, the one FTS port for job status and the VO; the user data cac
 restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-and ConflictError 409, TooLargeError 413, QuotaExceededError 429, other PermanentError
+and ConflictError 409, TooLargeError 413, other PermanentError
 422, TransientError 503 (a selection past ``icat.selection_deadline_seconds`` included) —
 each with
 ``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
@@ -72,7 +72,6 @@ from datastore_gateway.api.routes import (
     restore,
     ui,
 )
-from datastore_gateway.handlers import QuotaExceededError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -85,6 +84,7 @@ from datastore_gateway.middleware import (
 )
 from datastore_gateway.notifications import HttpWebhookSender, SmtpMailSender
 from datastore_gateway.notifier import Notifier
+from datastore_gateway.restore_queue import RestoreQueue
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source
@@ -97,8 +97,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SERVICE = "gateway"
-#: When a user over their restore quota may try again: their restores take minutes to end.
-QUOTA_RETRY_AFTER_SECONDS = 300
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
 
@@ -228,6 +226,7 @@ def create_app(
 
 async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) -> None:
     settings = state.settings
+    queue: Ledger | None = None  # the ledger, when this gateway runs the restore queue
     if state.idempotency is None and settings.gateway.idempotency_window_seconds > 0:
         store = store_from_url(settings.gateway.state_db)
         await store.open()
@@ -293,6 +292,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         )
         notifying = asyncio.create_task(notifier.run())
         opened.callback(notifying.cancel)
+        queue = ledger
     if state.vo is None:
         state.vo = vo_source(settings, state.transfers)  # the one FTS port, opened above
         try:
@@ -300,6 +300,14 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         except DatastoreError as exc:
             # Start anyway: the next archive request asks again (and answers 503 meanwhile).
             log.warning("fts_vo_unknown", error=str(exc))
+    if queue is not None and state.vo is not None and state.user_cache is not None:
+        # ... and starts queued restores as capacity frees up (with any replicas).
+        assert state.publisher is not None
+        starter = RestoreQueue(
+            queue, settings, publisher=state.publisher, user_cache=state.user_cache, vo=state.vo
+        )
+        starting = asyncio.create_task(starter.run())
+        opened.callback(starting.cancel)
 
 
 async def _purge_periodically(ledger: Ledger, settings: DatastoreSettings) -> None:
@@ -335,9 +343,6 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
-
-    async def over_quota(_: Request, exc: Exception) -> JSONResponse:
-        return _problem(429, str(exc), {"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)})
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         return _problem(422, str(exc))
@@ -386,7 +391,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
-    app.add_exception_handler(QuotaExceededError, over_quota)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

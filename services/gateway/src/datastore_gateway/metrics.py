@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "datastore_gateway_http_requests_total",
@@ -39,6 +39,23 @@ SHARED_DATAFILES = Counter(
     "datastore_gateway_restore_shared_datafiles_total",
     "Datafiles of accepted restores that another restore was already recalling to the same "
     "place: followed, not recalled twice",
+)
+RESTORES_QUEUED = Counter(
+    "datastore_gateway_restore_queued_total",
+    "Restores accepted into the queue (QUEUED: past a cap of restore.*)",
+)
+RESTORES_STARTED_FROM_QUEUE = Counter(
+    "datastore_gateway_restore_queue_started_total",
+    "Queued restores started, by outcome (started, retried)",
+    ["outcome"],
+)
+RESTORE_QUEUE_LENGTH = Gauge(
+    "datastore_gateway_restore_queue_requests",
+    "Restores waiting in the queue (QUEUED) as this gateway last saw it",
+)
+RESTORE_QUEUE_BYTES = Gauge(
+    "datastore_gateway_restore_queue_bytes",
+    "Bytes the queued restores would recall, as this gateway last saw it",
 )
 NOTIFICATIONS = Counter(
     "datastore_gateway_notifications_total",

@@ -137,6 +137,38 @@ class RestoreAccepted(ArchiveAccepted):
         "place: not recalled twice; this request follows that transfer and each ends as it "
         "does (its copy is never taken for a different file and overwritten).",
     )
+    state: Literal["SUBMITTED", "QUEUED"] = Field(
+        default="SUBMITTED",
+        description="QUEUED: past a cap of restore.* (yours, or the facility's); it starts by "
+        "itself as capacity frees up, in priority then arrival order (no job ids until then; "
+        "what is online is looked at again when it starts). Follow it with GET /requests/{id}.",
+    )
+    queue_position: int | None = Field(
+        default=None, description="QUEUED: 1 for the next in line (at the time of the answer)."
+    )
+    waiting_on: str | None = Field(default=None, description="QUEUED: why it waits, in words.")
+
+
+class RestoreQueueEntry(_Shape):
+    """A restore waiting its turn (QUEUED) or just let start (STARTING)."""
+
+    request_id: str
+    owner: str
+    priority: int
+    queued_at: datetime
+    files: int = Field(description="Files it would recall (as counted when it was queued).")
+    bytes: int
+    state: Literal["QUEUED", "STARTING"]
+    position: int | None = Field(description="QUEUED: 1 for the next in line.")
+    waiting_on: str | None = Field(description="Why it waits, in words.")
+
+
+class RestoreQueue(_Shape):
+    """The restore queue, in the order it is served (priority, then arrival)."""
+
+    items: list[RestoreQueueEntry]
+    queued_files: int
+    queued_bytes: int
 
 
 class CancelAccepted(_Shape):
@@ -323,6 +355,7 @@ class RequestStatus(_Shape):
 
 #: Every state a request can be in (``RequestStatus.state``).
 RequestStateName = Literal[
+    "QUEUED",
     "SUBMITTED",
     "STAGING",
     "READY",

@@ -44,6 +44,13 @@ from datastore_common.domain.ledger import (
     investigations_of,
 )
 from datastore_common.domain.restore import Usage
+from datastore_common.domain.restore_queue import (
+    Limits,
+    Waiting,
+    position_in,
+    queue_order,
+    take_turns,
+)
 from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
@@ -68,6 +75,7 @@ from datastore_gateway.ledger.records import (
     Delivery,
     Failure,
     JobOwner,
+    QueueRow,
     RequestPage,
     RequestRecord,
     listing_query,
@@ -84,6 +92,7 @@ __all__ = [
     "Failure",
     "JobOwner",
     "Ledger",
+    "QueueRow",
     "RequestPage",
     "RequestRecord",
     "listing_query",
@@ -97,6 +106,11 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 #: A claim on a destination whose request never reached the ledger (its gateway stopped
 #: between the claim and the publish) is taken over after this long.
 UNRECORDED_CLAIM_SECONDS = 600.0
+#: A restore let start on the request path has this long to reach the ledger (else its share
+#: is given back); one the queue started, this long before it is queued again.
+START_LEASE_SECONDS = 600.0
+#: PostgreSQL advisory lock taken by whoever decides who starts: replicas decide one at a time.
+QUEUE_LOCK = 7_353_201
 #: Destinations asked about per statement (SQLite's variables per statement are limited).
 _CHUNK = 500
 #: The outbox's columns, as ``Delivery`` takes them.
@@ -159,6 +173,8 @@ class Ledger:
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
+            # Its files count from here: the share reserved when it was let start goes.
+            db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
             if any(f.follows for job in request.jobs for f in job.files):
                 self._catch_up(db, request.request_id)
             if any(job.state is not None for job in request.jobs):
@@ -323,6 +339,190 @@ class Ledger:
                 db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
 
         await self._run(work, "claim")
+
+    # -- the restore queue ----------------------------------------------------------------
+    async def admit(self, entry: Waiting, draft: str, limits: Limits) -> tuple[str, int] | None:
+        """Decide, atomically with every other decision, whether the restore ``entry``
+        starts now (None; its share is reserved until it is recorded) or waits QUEUED
+        (why, and its position; ``draft`` kept to start it later)."""
+        return await self._run(lambda: self._admit(entry, draft, limits), "queue")
+
+    def _admit(self, entry: Waiting, draft: str, limits: Limits) -> tuple[str, int] | None:
+        with self._db.transaction() as db:
+            now = self._queue_lock(db)
+            usage, facility = self._usage(db)
+            queue = [*self._waiting(db), entry]
+            turn = take_turns(queue, usage, facility, limits)
+            started = entry.request_id in turn.start
+            why = turn.waiting.get(entry.request_id)
+            db.execute(
+                "INSERT INTO ledger_queue (request_id, owner, priority, queued_at, files, bytes,"
+                " draft, state, lease_until, why) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (
+                    entry.request_id,
+                    entry.owner,
+                    entry.priority,
+                    entry.queued_at,
+                    entry.asked.files,
+                    entry.asked.bytes,
+                    draft,
+                    "ADMITTED" if started else "QUEUED",
+                    now + START_LEASE_SECONDS if started else 0,
+                    why,
+                ),
+            )
+        if started:
+            return None
+        return (why or "waiting its turn", position_in(queue, entry.request_id) or len(queue))
+
+    async def claim_startable(self, limits: Limits) -> list[tuple[str, str, str]]:
+        """Queued restores that fit now, in the queue's order, each marked STARTING (its
+        share reserved, leased to this caller): (request id, owner, draft)."""
+        return await self._run(lambda: self._claim_startable(limits), "queue")
+
+    def _claim_startable(self, limits: Limits) -> list[tuple[str, str, str]]:
+        with self._db.transaction() as db:
+            now = self._queue_lock(db)
+            usage, facility = self._usage(db)
+            turn = take_turns(self._waiting(db), usage, facility, limits)
+            db.executemany(
+                "UPDATE ledger_queue SET why = ? WHERE request_id = ?",
+                [(why, request_id) for request_id, why in turn.waiting.items()],
+            )
+            started = []
+            for request_id in turn.start:
+                db.execute(
+                    "UPDATE ledger_queue SET state = 'STARTING', lease_until = ?, why = NULL"
+                    " WHERE request_id = ?",
+                    (now + START_LEASE_SECONDS, request_id),
+                )
+                [(owner, draft)] = db.execute(
+                    "SELECT owner, draft FROM ledger_queue WHERE request_id = ?", (request_id,)
+                )
+                started.append((request_id, owner, draft))
+        return started
+
+    async def not_started(self, request_id: str, error: str | None) -> None:
+        """Starting the restore failed: back in the queue with why (``error``), or, for one
+        never queued (refused on the request path), forgotten (``error`` None)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if error is None:
+                    db.execute(
+                        "DELETE FROM ledger_queue WHERE request_id = ? AND state = 'ADMITTED'",
+                        (request_id,),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE ledger_queue SET state = 'QUEUED', lease_until = 0, why = ?"
+                        " WHERE request_id = ?",
+                        (f"starting it failed, tried again shortly: {error}"[:1000], request_id),
+                    )
+
+        await self._run(work, "queue")
+
+    async def drop_queued(self, request_id: str) -> bool:
+        """Take a restore out of the queue (cancelled before it started); whether it was
+        waiting there."""
+
+        def work() -> bool:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "DELETE FROM ledger_queue WHERE request_id = ? AND state = 'QUEUED'"
+                    " RETURNING request_id",
+                    (request_id,),
+                )
+            return bool(rows)
+
+        return await self._run(work, "queue")
+
+    async def queue(self) -> list[QueueRow]:
+        """The restores waiting (QUEUED) or starting, in the queue's order."""
+
+        def work() -> list[QueueRow]:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT request_id, owner, priority, queued_at, files, bytes, state, why,"
+                    " draft FROM ledger_queue"
+                )
+            waiting = [
+                Waiting(r[0], r[1], int(r[2]), float(r[3]), Usage(int(r[4]), int(r[5])))
+                for r in rows
+                if r[6] == "QUEUED"
+            ]
+            by_id = {r[0]: r for r in rows}
+            ordered = [by_id[w.request_id] for w in queue_order(waiting)]
+            ordered += [r for r in rows if r[6] != "QUEUED"]
+            return [
+                QueueRow(
+                    request_id=r[0],
+                    owner=r[1],
+                    priority=int(r[2]),
+                    queued_at=float(r[3]),
+                    files=int(r[4]),
+                    bytes=int(r[5]),
+                    state="QUEUED" if r[6] == "QUEUED" else "STARTING",
+                    position=position_in(waiting, r[0]),
+                    why=r[7],
+                    draft=r[8],
+                )
+                for r in ordered
+            ]
+
+        return await self._run(work, "read")
+
+    def _queue_lock(self, db: Cursor) -> float:
+        """Take the queue's lock (PostgreSQL: an advisory lock for this transaction; SQLite's
+        write lock is already held) and clear leases run out; now."""
+        if self._db.postgres:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (QUEUE_LOCK,))
+        now = self._clock()
+        # Let start on the request path but never recorded (its gateway stopped): forgotten.
+        db.execute("DELETE FROM ledger_queue WHERE state = 'ADMITTED' AND lease_until < ?", (now,))
+        # Started from the queue but never recorded: queued again, in its place.
+        db.execute(
+            "UPDATE ledger_queue SET state = 'QUEUED', lease_until = 0"
+            " WHERE state = 'STARTING' AND lease_until < ?",
+            (now,),
+        )
+        return now
+
+    def _waiting(self, db: Cursor) -> list[Waiting]:
+        return [
+            Waiting(r[0], r[1], int(r[2]), float(r[3]), Usage(int(r[4]), int(r[5])))
+            for r in db.execute(
+                "SELECT request_id, owner, priority, queued_at, files, bytes FROM ledger_queue"
+                " WHERE state = 'QUEUED'"
+            )
+        ]
+
+    def _usage(self, db: Cursor) -> tuple[dict[str, Usage], Usage]:
+        """What each user's restores are recalling now (files not ended of restores not
+        ended, followed files aside) plus the shares reserved for restores let start and
+        not yet recorded; and the sum over everyone."""
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+        usage: dict[str, Usage] = {}
+        rows = db.execute(
+            "SELECT r.owner, COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_requests r"
+            " JOIN ledger_jobs j ON j.request_id = r.request_id"
+            " JOIN ledger_files f ON f.job_id = j.job_id"
+            f" WHERE r.kind = 'restore' AND r.state NOT IN ({marks})"
+            f" AND f.state NOT IN ({marks}) AND f.follows IS NULL GROUP BY r.owner",
+            (*ended, *ended),
+        )
+        rows += db.execute(
+            "SELECT owner, SUM(files), SUM(bytes) FROM ledger_queue"
+            " WHERE state IN ('ADMITTED', 'STARTING') GROUP BY owner"
+        )
+        for owner, files, size in rows:
+            usage[owner or ""] = usage.get(owner or "", Usage()) + Usage(int(files), int(size))
+        total = Usage()
+        for one in usage.values():
+            total = total + one
+        return usage, total
 
     async def stop_following(self, request_id: str) -> None:
         """The request was cancelled: its files still following other restores' transfers

@@ -81,6 +81,21 @@ SCHEMA = (
         claimed     DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_recalls_request ON ledger_recalls (request_id)",
+    # Restores past a cap, waiting their turn (QUEUED), and those just let start (STARTING:
+    # their share reserved until the ledger records them, then the row goes). ``draft``: the
+    # restore as resolved in ICAT (``datastore_gateway.queue.RestoreDraft`` as JSON).
+    """CREATE TABLE IF NOT EXISTS ledger_queue (
+        request_id  TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        priority    INTEGER NOT NULL,
+        queued_at   DOUBLE PRECISION NOT NULL,
+        files       BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        draft       TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        why         TEXT
+    )""",
     # The outbox of ended requests: one row per channel (broker, webhook, email), written in
     # the transaction that ends the request, sent by the notifier (``datastore_gateway.notifier``).
     """CREATE TABLE IF NOT EXISTS ledger_outbox (

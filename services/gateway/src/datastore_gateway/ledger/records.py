@@ -190,3 +190,19 @@ def record_of(
         left_out=tuple(json.loads(left_out)) if left_out else (),
         instrument=instrument,
     )
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A restore in the queue: waiting (QUEUED, with its position and why) or starting."""
+
+    request_id: str
+    owner: str
+    priority: int
+    queued_at: float
+    files: int
+    bytes: int
+    state: str
+    position: int | None
+    why: str | None
+    draft: str

@@ -11,6 +11,7 @@ from datastore_gateway.api.deps import (
     CurrentUser,
     IdempotencyDep,
     IdempotencyKeyHeader,
+    LedgerDep,
     OptionalLedgerDep,
     PublisherDep,
     SelectionsDep,
@@ -18,7 +19,7 @@ from datastore_gateway.api.deps import (
     UserCacheDep,
     VoDep,
 )
-from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreRequest
+from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreQueue, RestoreRequest
 
 router = APIRouter(tags=["Restore"])
 
@@ -35,11 +36,10 @@ router = APIRouter(tags=["Restore"])
             "state\" is not FINISHED, or was not written by Datastore's own ICAT account "
             "(with partial=true: only when none is)",
         },
-        413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
-        429: {
+        413: {
             "model": Problem,
-            "description": "It would take you past your share of files or bytes being "
-            "recalled at once (restore.max_user_*_in_flight; why, and Retry-After)",
+            "description": "Over a limit: ids, files, bytes or body size; or it alone recalls "
+            "more than a cap of restore.* allows (it could never start: split it)",
         },
         422: {
             "description": "The body is not a valid restore request (reason given), or a "
@@ -81,7 +81,11 @@ async def restore(
     then copies them under the returned job ids (follow them with ``GET /job/{job_id}``).
     Files whose copy on the user data cache already has the catalogue's size and adler32 are
     not recalled (``already_online``; all of them: no job, FINISHED at once); a different
-    file there is replaced. A restore changes nothing in ICAT.
+    file there is replaced; a file another restore is recalling to the same place is
+    followed, not recalled twice (``already_in_flight``). Past a cap of ``restore.*`` (your
+    files or bytes being recalled, or the facility's bytes being staged) the answer is still
+    202, ``state`` QUEUED with its place: it starts by itself as capacity frees up. A
+    restore changes nothing in ICAT.
     """
     return await handlers.request_restore(
         body,
@@ -96,3 +100,19 @@ async def restore(
         ledger=ledger,
         partial=partial,
     )
+
+
+@router.get(
+    "/restore-queue",
+    responses={
+        401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
+        503: {"model": Problem, "description": "The ledger's database is unavailable"},
+    },
+)
+async def restore_queue(
+    user: CurrentUser, ledger: LedgerDep, settings: SettingsDep
+) -> RestoreQueue:
+    """Restores waiting their turn (QUEUED, with position and why) and those starting, in
+    the order they are served: priority (restore.user_priorities), then arrival.
+    gateway.admins see everyone's; anyone else sees their own."""
+    return await handlers.restore_queue(user=user, ledger=ledger, settings=settings)
