@@ -567,6 +567,14 @@ class TestFairShare:
         assert sum(job["files_total"] for job in shown["jobs"]) == 4
         assert asyncio.run(starter.start_due()) == []  # started once
 
+    def test_the_dry_run_says_it_would_queue_and_why(self, limited: Gateway) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        preview = limited.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [20]}, headers=limited.bearer()
+        ).json()
+        assert "restore.max_user_files_in_flight" in preview["would_queue"]
+        assert limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"] == []
+
     def test_bytes_count_too(self, limited: Gateway) -> None:
         for datafile in limited.selections.datafiles.values():
             datafile.filesize = 2048
@@ -632,3 +640,96 @@ class TestFairShare:
         assert restore(limited, {"dataset_ids": [10]}).json()["state"] == "SUBMITTED"
         other = restore(limited, {"dataset_ids": [20]}, user="alice").json()
         assert other["state"] == "SUBMITTED"
+
+
+class TestDryRun:
+    def dry_run(self, gateway: Gateway, body: Any, flag: str = "dry_run") -> dict[str, Any]:
+        answer = gateway.client.post(f"/restore?{flag}=true", json=body, headers=gateway.bearer())
+        assert answer.status_code == 200, answer.text
+        preview: dict[str, Any] = answer.json()
+        return preview
+
+    @pytest.mark.parametrize("flag", ["dry_run", "get_size"])
+    def test_it_tells_files_bytes_online_and_tape_and_submits_nothing(
+        self, gateway: Gateway, archived: list[int], flag: str
+    ) -> None:
+        put_copies(gateway, archived[:1])
+        preview = self.dry_run(gateway, {"dataset_ids": [10]}, flag)
+        assert preview["dry_run"] is True
+        assert (preview["files"], preview["bytes"]) == (4, 4 * 1024)
+        assert (preview["already_online"], preview["already_online_bytes"]) == (1, 1024)
+        assert (preview["from_tape"], preview["from_tape_bytes"]) == (3, 3 * 1024)
+        assert (preview["would_queue"], preview["refused"], preview["needs_confirm"]) == (
+            None,
+            None,
+            False,
+        )
+        assert gateway.publisher.published == []
+        ledger = gateway.app.state.gateway.ledger
+        destination = f"{gateway.settings.user_data_cache.rstrip('/')}//{LOCATIONS[3]}"
+        assert asyncio.run(ledger.held_recalls([destination])) == {}  # nothing claimed
+        real = restore(gateway, {"dataset_ids": [10]}).json()
+        assert (real["already_in_flight"], len(real["job_ids"])) == ([], 1)
+
+    def test_its_numbers_match_the_real_run(self, gateway: Gateway, archived: list[int]) -> None:
+        put_copies(gateway, archived[2:])
+        preview = self.dry_run(gateway, {"dataset_ids": [10]})
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        [job] = only_message(gateway).jobs
+        assert preview["from_tape"] == len(job.transfers)
+        assert preview["already_online"] == len(accepted["already_online"])
+
+    def test_files_another_restore_is_recalling_are_counted_as_in_flight(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        restore(gateway, {"datafile_ids": archived[:2]})
+        preview = self.dry_run(gateway, {"dataset_ids": [10]})
+        assert (preview["already_in_flight"], preview["from_tape"]) == (2, 2)
+
+    def test_the_usual_refusals_hold(self, gateway: Gateway, archived: list[int]) -> None:
+        answer = gateway.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [999]}, headers=gateway.bearer()
+        )
+        assert answer.status_code == 404
+
+
+class TestConfirm:
+    @pytest.fixture
+    def guarded(self, tmp_path: Path) -> Iterator[Gateway]:
+        """Restores above 3 KiB need confirm=true."""
+        gateway = build_gateway(tmp_path)
+        settings = gateway.settings.model_copy(
+            update={"restore": RestoreSettings(confirm_above_bytes=3 * 1024)}
+        )
+        app = create_app(
+            settings,
+            sessions=gateway.sessions,
+            publisher=gateway.publisher,
+            vo=TEST_VO,
+            selections=gateway.selections,
+            transfers=gateway.transfers,
+            vocabulary=gateway.vocabulary,
+            user_cache=gateway.user_cache,
+        )
+        gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
+        gateway.selections.add_dataset(1, 10, LOCATIONS, first_datafile_id=100)
+        with gateway.client:
+            yield gateway
+
+    def test_a_big_restore_without_confirm_is_428_with_its_size(self, guarded: Gateway) -> None:
+        refused = restore(guarded, {"dataset_ids": [10]})
+        assert refused.status_code == 428, refused.text
+        assert "4096 bytes" in refused.json()["detail"]
+        assert "confirm=true" in refused.json()["detail"]
+        assert guarded.publisher.published == []
+        preview = guarded.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [10]}, headers=guarded.bearer()
+        ).json()
+        assert preview["needs_confirm"] is True
+        confirmed = guarded.client.post(
+            "/restore?confirm=true", json={"dataset_ids": [10]}, headers=guarded.bearer()
+        )
+        assert confirmed.status_code == 202, confirmed.text
+
+    def test_a_small_one_needs_no_confirm(self, guarded: Gateway) -> None:
+        assert restore(guarded, {"datafile_ids": [100, 101]}).status_code == 202

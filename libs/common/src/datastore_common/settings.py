@@ -362,6 +362,12 @@ class RestoreSettings(_Section):
         description="ICAT user name (plugin/name) -> priority in the restore queue (higher "
         "first; 0 when not named).",
     )
+    confirm_above_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="A restore selecting more bytes than this needs confirm=true (428 "
+        "without; the dry run tells the size). None: never.",
+    )
     queue_poll_seconds: float = Field(
         default=10.0, gt=0, description="How often each gateway looks for queued restores to start."
     )

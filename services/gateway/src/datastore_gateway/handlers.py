@@ -37,7 +37,7 @@ from datastore_common.domain.restore import (
     share_in_flight,
     sort_by_destination,
 )
-from datastore_common.domain.restore_queue import Limits, Waiting, never_fits
+from datastore_common.domain.restore_queue import Limits, Waiting, never_fits, why_wait
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -49,6 +49,7 @@ from datastore_common.errors import (
     NotFoundError,
     PeerTimeoutError,
     PeerUnavailableError,
+    PermanentError,
     TooLargeError,
 )
 from datastore_common.logging import get_logger
@@ -95,6 +96,7 @@ from datastore_gateway.schemas import (
     JobStatus,
     RequestStatus,
     RestoreAccepted,
+    RestorePreview,
     RestoreQueue,
     RestoreQueueEntry,
     RestoreRequest,
@@ -118,6 +120,10 @@ MAX_UNKNOWN_NAMED = 20
 
 class RequestTooLargeError(TooLargeError):
     """The request is over one of the configured gateway limits (413)."""
+
+
+class ConfirmationRequiredError(PermanentError):
+    """A restore above ``restore.confirm_above_bytes`` without ``confirm=true`` (428)."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -608,6 +614,7 @@ async def request_restore(
     idempotency_key: str | None = None,
     ledger: Ledger | None = None,
     partial: bool = False,
+    confirm: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> RestoreAccepted:
     """Resolve the selection in ICAT *as the user*, look at the user data cache, plan
@@ -628,32 +635,10 @@ async def request_restore(
     check_notify(body.notify, settings)
 
     async def restore(request_id: str) -> RestoreAccepted:
-        limit = settings.gateway.max_datafiles_per_request
-        not_restored: tuple[LeftOutFile, ...] = ()
-        try:
-            # ICAT is read up to one datafile past the limit, never further.
-            items = await selections.resolve(
-                user.session_id,
-                body.investigation_ids,
-                body.dataset_ids,
-                body.datafile_ids,
-                max_datafiles=limit,
-            )
-        except TooLargeError as exc:
-            raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
-        except NotArchivedError as exc:
-            if not partial or not exc.restorable:
-                raise
-            items, not_restored = exc.restorable, left_out(exc.states)
-        if not items:
-            raise InvalidRequestError("the selection holds no datafiles to restore")
-        check_restore_limits(body, items, settings)
-        transfers = restore_transfers(
-            items,
-            tape_archive=settings.tape_archive,
-            tape_root_dir=settings.tape_root_dir,
-            user_data_cache=settings.user_data_cache,
+        transfers, not_restored = await resolve_restore(
+            body, user=user, selections=selections, settings=settings, partial=partial
         )
+        check_confirmed(transfers, settings, confirm=confirm)
         draft = RestoreDraft(
             transfers=list(transfers), left_out=list(not_restored), notify=body.notify
         )
@@ -717,6 +702,109 @@ async def request_restore(
         idempotency_key=idempotency_key,
         requests=RESTORE_REQUESTS,
         ledger=ledger,
+    )
+
+
+async def resolve_restore(
+    body: RestoreRequest,
+    *,
+    user: UserSession,
+    selections: Selections,
+    settings: DatastoreSettings,
+    partial: bool,
+) -> tuple[list[PlannedTransfer], tuple[LeftOutFile, ...]]:
+    """The selection resolved in ICAT as the user, checked against the limits: its
+    transfers tape -> user data cache, and (``partial``) what is left out and why."""
+    limit = settings.gateway.max_datafiles_per_request
+    not_restored: tuple[LeftOutFile, ...] = ()
+    try:
+        # ICAT is read up to one datafile past the limit, never further.
+        items = await selections.resolve(
+            user.session_id,
+            body.investigation_ids,
+            body.dataset_ids,
+            body.datafile_ids,
+            max_datafiles=limit,
+        )
+    except TooLargeError as exc:
+        raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
+    except NotArchivedError as exc:
+        if not partial or not exc.restorable:
+            raise
+        items, not_restored = exc.restorable, left_out(exc.states)
+    if not items:
+        raise InvalidRequestError("the selection holds no datafiles to restore")
+    check_restore_limits(body, items, settings)
+    transfers = restore_transfers(
+        items,
+        tape_archive=settings.tape_archive,
+        tape_root_dir=settings.tape_root_dir,
+        user_data_cache=settings.user_data_cache,
+    )
+    return list(transfers), not_restored
+
+
+def check_confirmed(
+    transfers: Sequence[PlannedTransfer], settings: DatastoreSettings, *, confirm: bool
+) -> None:
+    """A restore above ``restore.confirm_above_bytes`` needs ``confirm=true`` (428 saying
+    its size): a big recall is never started by a slip."""
+    above = settings.restore.confirm_above_bytes
+    size = sum(t.filesize or 0 for t in transfers)
+    if above is not None and size > above and not confirm:
+        raise ConfirmationRequiredError(
+            f"this restore selects {len(transfers)} files, {size} bytes: more than "
+            f"{above} (restore.confirm_above_bytes); see what it recalls with "
+            "?dry_run=true, then send it again with ?confirm=true"
+        )
+
+
+async def preview_restore(
+    body: RestoreRequest,
+    *,
+    user: UserSession,
+    selections: Selections,
+    user_cache: Storage,
+    settings: DatastoreSettings,
+    ledger: Ledger | None,
+    partial: bool = False,
+) -> RestorePreview:
+    """What the restore would do, submitting nothing: the files and bytes it selects, how
+    many are already online, being recalled by another restore, or need tape; whether it
+    would wait QUEUED (and why) or need ``confirm=true``. The same checks as the restore
+    itself (404, 409, 413 ...); nothing is claimed, reserved or published."""
+    check_restore_limits(body, None, settings)
+    transfers, not_restored = await resolve_restore(
+        body, user=user, selections=selections, settings=settings, partial=partial
+    )
+    online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
+    held = (
+        await ledger.held_recalls([t.destination for t in online.to_recall])
+        if ledger is not None and online.to_recall
+        else {}
+    )
+    sharing = share_in_flight(online, held)
+    asked = recall_usage(sharing.to_recall)
+    limits = restore_limits(settings)
+    refused = never_fits(asked, limits)
+    wait = None
+    if refused is None and ledger is not None and limits.any and asked.files:
+        usage, facility = await ledger.usage()
+        wait = why_wait(usage.get(user.user_name, Usage()), facility, asked, limits)
+    above = settings.restore.confirm_above_bytes
+    size = sum(t.filesize or 0 for t in transfers)
+    return RestorePreview(
+        files=len(transfers),
+        bytes=size,
+        already_online=len(online.already_online),
+        already_online_bytes=recall_usage(online.already_online).bytes,
+        already_in_flight=len(sharing.already_in_flight),
+        from_tape=asked.files,
+        from_tape_bytes=asked.bytes,
+        left_out=list(not_restored),
+        refused=refused,
+        would_queue=wait,
+        needs_confirm=above is not None and size > above,
     )
 
 

@@ -7,7 +7,7 @@ idempotency store, the one FTS port for job status and the VO; the user data cac
 restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-and ConflictError 409, TooLargeError 413, other PermanentError
+and ConflictError 409, TooLargeError 413, ConfirmationRequiredError 428, other PermanentError
 422, TransientError 503 (a selection past ``icat.selection_deadline_seconds`` included) —
 each with
 ``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
@@ -72,6 +72,7 @@ from datastore_gateway.api.routes import (
     restore,
     ui,
 )
+from datastore_gateway.handlers import ConfirmationRequiredError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -341,6 +342,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: Exception) -> JSONResponse:
         return _problem(409, str(exc))
 
+    async def unconfirmed(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(428, str(exc))
+
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
 
@@ -391,6 +395,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
+    app.add_exception_handler(ConfirmationRequiredError, unconfirmed)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

@@ -149,6 +149,36 @@ class RestoreAccepted(ArchiveAccepted):
     waiting_on: str | None = Field(default=None, description="QUEUED: why it waits, in words.")
 
 
+class RestorePreview(_Shape):
+    """``POST /restore?dry_run=true``: what the restore would do; nothing is submitted."""
+
+    dry_run: Literal[True] = True
+    files: int = Field(description="Datafiles the selection restores (left-out ones aside).")
+    bytes: int = Field(description="Their size, as ICAT gives it.")
+    already_online: int = Field(
+        description="Of those, files whose copy on the user data cache already has the "
+        "catalogue's size and adler32: not recalled."
+    )
+    already_online_bytes: int
+    already_in_flight: int = Field(
+        description="Files another restore is recalling to the same place now: followed."
+    )
+    from_tape: int = Field(description="Files it would stage from tape itself.")
+    from_tape_bytes: int
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list, description="With partial=true: not restored, with why."
+    )
+    refused: str | None = Field(
+        default=None, description="Why it would be refused (413: past a cap alone)."
+    )
+    would_queue: str | None = Field(
+        default=None, description="Why it would wait QUEUED now; null: it would start at once."
+    )
+    needs_confirm: bool = Field(
+        description="Above restore.confirm_above_bytes: send it with confirm=true."
+    )
+
+
 class RestoreQueueEntry(_Shape):
     """A restore waiting its turn (QUEUED) or just let start (STARTING)."""
 

@@ -331,6 +331,29 @@ class Ledger:
                 )
         return held
 
+    async def held_recalls(self, destinations: Sequence[str]) -> dict[str, str]:
+        """Which of ``destinations`` a restore not yet ended holds (a dry run's look;
+        nothing is claimed)."""
+
+        def work() -> dict[str, str]:
+            ended = tuple(sorted(TERMINAL))
+            held: dict[str, str] = {}
+            with self._db.transaction() as db:
+                for start in range(0, len(destinations), _CHUNK):
+                    chunk = list(destinations[start : start + _CHUNK])
+                    held.update(
+                        db.execute(
+                            "SELECT c.destination, c.request_id FROM ledger_recalls c"
+                            " JOIN ledger_requests r ON r.request_id = c.request_id"
+                            f" WHERE c.destination IN ({', '.join('?' * len(chunk))})"
+                            f" AND r.state NOT IN ({', '.join('?' * len(ended))})",
+                            (*chunk, *ended),
+                        )
+                    )
+            return held
+
+        return await self._run(work, "read")
+
     async def release_recalls(self, request_id: str) -> None:
         """Give up a request's claims (it was not accepted after all)."""
 
@@ -470,6 +493,15 @@ class Ledger:
                 )
                 for r in ordered
             ]
+
+        return await self._run(work, "read")
+
+    async def usage(self) -> tuple[dict[str, Usage], Usage]:
+        """What each user's restores are recalling now, and everyone's (see ``_usage``)."""
+
+        def work() -> tuple[dict[str, Usage], Usage]:
+            with self._db.transaction() as db:
+                return self._usage(db)
 
         return await self._run(work, "read")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import (
@@ -19,7 +19,13 @@ from datastore_gateway.api.deps import (
     UserCacheDep,
     VoDep,
 )
-from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreQueue, RestoreRequest
+from datastore_gateway.schemas import (
+    Problem,
+    RestoreAccepted,
+    RestorePreview,
+    RestoreQueue,
+    RestoreRequest,
+)
 
 router = APIRouter(tags=["Restore"])
 
@@ -27,7 +33,16 @@ router = APIRouter(tags=["Restore"])
 @router.post(
     "/restore",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=RestoreAccepted | RestorePreview,
     responses={
+        200: {
+            "model": RestorePreview,
+            "description": "dry_run=true (or get_size=true): what it would do; nothing submitted",
+        },
+        428: {
+            "model": Problem,
+            "description": "Above restore.confirm_above_bytes without confirm=true (its size)",
+        },
         401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
         404: {"model": Problem, "description": "Ids ICAT does not let this user read (named)"},
         409: {
@@ -63,6 +78,7 @@ async def restore(
     vo: VoDep,
     idempotency: IdempotencyDep,
     ledger: OptionalLedgerDep,
+    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
     partial: Annotated[
         bool,
@@ -71,7 +87,21 @@ async def restore(
             "FINISHED on tape are left out and listed in left_out with why, instead of a 409."
         ),
     ] = False,
-) -> RestoreAccepted:
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Say what it would do (files, bytes, already online, from tape, "
+            "would it queue), 200; nothing is submitted."
+        ),
+    ] = False,
+    get_size: Annotated[
+        bool, Query(description="The original API's name for dry_run=true.")
+    ] = False,
+    confirm: Annotated[
+        bool,
+        Query(description="Needed above restore.confirm_above_bytes (428 without)."),
+    ] = False,
+) -> RestoreAccepted | RestorePreview:
     """Restore archived datafiles from tape to the user data cache (same relative paths).
 
     The ids are resolved in ICAT with the caller's own session, so ICAT decides what they may
@@ -87,6 +117,17 @@ async def restore(
     202, ``state`` QUEUED with its place: it starts by itself as capacity frees up. A
     restore changes nothing in ICAT.
     """
+    if dry_run or get_size:
+        response.status_code = status.HTTP_200_OK
+        return await handlers.preview_restore(
+            body,
+            user=user,
+            selections=selections,
+            user_cache=user_cache,
+            settings=settings,
+            ledger=ledger,
+            partial=partial,
+        )
     return await handlers.request_restore(
         body,
         user=user,
@@ -99,6 +140,7 @@ async def restore(
         idempotency_key=idempotency_key,
         ledger=ledger,
         partial=partial,
+        confirm=confirm,
     )
 
 
