@@ -24,6 +24,7 @@ from datastore_common.domain.archival import (
     CatalogueInvestigation,
 )
 from datastore_common.domain.plan import RestoreItem
+from datastore_common.errors import PermanentError
 from datastore_common.messages import (
     DatafileKey,
     DatafileSpec,
@@ -57,11 +58,16 @@ class StoredFile:
 
 
 class Storage(ABC):
-    """Read-only look at a storage endpoint (the instrument data cache)."""
+    """A look at a storage endpoint (the instrument or user data cache); ``remove`` only for
+    the restore cleaner, on the user data cache."""
 
     @abstractmethod
     async def describe(self, url: str) -> StoredFile | None:
         """Size and adler32 of a file, or None when it does not exist."""
+
+    async def remove(self, url: str) -> None:
+        """Remove a file (NotFoundError when it is not there). Read-only storages refuse."""
+        raise PermanentError(f"this storage is read-only here: not removing {url}")
 
     async def describe_many(self, urls: Sequence[str]) -> dict[str, StoredFile | None]:
         """``describe`` every URL concurrently (the adapter bounds how many at once). The

@@ -368,6 +368,22 @@ class RestoreSettings(_Section):
         description="A restore selecting more bytes than this needs confirm=true (428 "
         "without; the dry run tells the size). None: never.",
     )
+    retention_days: float = Field(
+        default=14,
+        gt=0,
+        description="How long a restored copy stays on the user data cache after it was "
+        "written (or last found online or followed by a restore); then the cleaner removes it.",
+    )
+    cleaner: bool = Field(
+        default=True,
+        description="Run the cleaner of expired restored copies in the gateway (it needs "
+        "write access to the user data cache).",
+    )
+    cleaner_dry_run: bool = Field(
+        default=False,
+        description="The cleaner only logs and counts what it would remove; nothing is removed.",
+    )
+    cleaner_interval_seconds: float = Field(default=3600.0, gt=0)
     queue_poll_seconds: float = Field(
         default=10.0, gt=0, description="How often each gateway looks for queued restores to start."
     )

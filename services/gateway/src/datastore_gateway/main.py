@@ -72,6 +72,7 @@ from datastore_gateway.api.routes import (
     restore,
     ui,
 )
+from datastore_gateway.cleaner import RestoredCopyCleaner
 from datastore_gateway.handlers import ConfirmationRequiredError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
@@ -234,7 +235,11 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(store.close)
         state.idempotency = store
     if state.ledger is None:
-        ledger = Ledger(settings.gateway.state_db, public_url=settings.gateway.public_url)
+        ledger = Ledger(
+            settings.gateway.state_db,
+            public_url=settings.gateway.public_url,
+            copy_retention_days=settings.restore.retention_days,
+        )
         await ledger.open()
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
@@ -309,6 +314,11 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         )
         starting = asyncio.create_task(starter.run())
         opened.callback(starting.cancel)
+        if settings.restore.cleaner:
+            # ... and removes expired restored copies it wrote (with any replicas).
+            cleaner = RestoredCopyCleaner(queue, state.user_cache, settings.restore)
+            cleaning = asyncio.create_task(cleaner.run())
+            opened.callback(cleaning.cancel)
 
 
 async def _purge_periodically(ledger: Ledger, settings: DatastoreSettings) -> None:

@@ -57,6 +57,16 @@ RESTORE_QUEUE_BYTES = Gauge(
     "datastore_gateway_restore_queue_bytes",
     "Bytes the queued restores would recall, as this gateway last saw it",
 )
+RESTORED_COPIES = Counter(
+    "datastore_gateway_restored_copies_total",
+    "Expired restored copies the cleaner dealt with, by outcome (removed, would_remove in a "
+    "dry run, kept: a live restore needs it, forgotten: gone or not the file Datastore wrote)",
+    ["outcome"],
+)
+RESTORED_COPY_BYTES_REMOVED = Counter(
+    "datastore_gateway_restored_copy_bytes_removed_total",
+    "Bytes of expired restored copies removed from the user data cache",
+)
 NOTIFICATIONS = Counter(
     "datastore_gateway_notifications_total",
     "Notifications of ended requests, by channel (broker, webhook, email) and outcome "

@@ -50,6 +50,9 @@ class PlannedFile:
     destination: str
     bytes: int | None
     state: str = SUBMITTED
+    #: The catalogue's adler32 (a restore's: the copy the cleaner may later remove is checked
+    #: against it).
+    checksum: str | None = None
     #: The request whose transfer to the same destination this file waits on (a restore's
     #: file already in flight for another restore): it moves as that one's file moves.
     follows: str | None = None
@@ -130,7 +133,12 @@ class NewRequest:
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
     return tuple(
-        LedgerJob(job.job_id, tuple(PlannedFile(t.destination, t.filesize) for t in job.transfers))
+        LedgerJob(
+            job.job_id,
+            tuple(
+                PlannedFile(t.destination, t.filesize, checksum=t.checksum) for t in job.transfers
+            ),
+        )
         for job in jobs
     )
 

@@ -43,6 +43,7 @@ from datastore_common.domain.ledger import (
     in_flight_job_id,
     investigations_of,
 )
+from datastore_common.domain.plan import is_real_checksum
 from datastore_common.domain.restore import Usage
 from datastore_common.domain.restore_queue import (
     Limits,
@@ -51,7 +52,15 @@ from datastore_common.domain.restore_queue import (
     queue_order,
     take_turns,
 )
-from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
+from datastore_common.domain.restored_copies import RecordedCopy, expiry_of
+from datastore_common.domain.states import (
+    CANCELED,
+    FAILED,
+    FINISHED,
+    TERMINAL,
+    may_advance,
+    normalise,
+)
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
     EndState,
@@ -73,6 +82,7 @@ from datastore_gateway.ledger.records import (
     AuditEntry,
     Channel,
     Delivery,
+    ExpiredCopy,
     Failure,
     JobOwner,
     QueueRow,
@@ -89,6 +99,7 @@ __all__ = [
     "AuditEntry",
     "Channel",
     "Delivery",
+    "ExpiredCopy",
     "Failure",
     "JobOwner",
     "Ledger",
@@ -124,10 +135,12 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         public_url: str = DEFAULT_PUBLIC_URL,
+        copy_retention_days: float = 14,
     ) -> None:
         self._db = Connection(url)
         self._clock = clock
         self._public_url = public_url
+        self._retention_days = copy_retention_days
 
     async def open(self) -> None:
         await self._run(self._db.open, "open")
@@ -175,6 +188,8 @@ class Ledger:
             self._add_jobs(db, request.request_id, request.jobs)
             # Its files count from here: the share reserved when it was let start goes.
             db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
+            if request.kind == "restore":
+                self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
             if any(f.follows for job in request.jobs for f in job.files):
                 self._catch_up(db, request.request_id)
             if any(job.state is not None for job in request.jobs):
@@ -189,10 +204,10 @@ class Ledger:
             [(job.job_id, request_id, position, job.state) for position, job in enumerate(jobs)],
         )
         db.executemany(
-            "INSERT INTO ledger_files (job_id, destination, bytes, state, follows)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO NOTHING",
+            "INSERT INTO ledger_files (job_id, destination, bytes, state, follows, checksum)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO NOTHING",
             [
-                (job.job_id, f.destination, f.bytes, f.state, f.follows)
+                (job.job_id, f.destination, f.bytes, f.state, f.follows, f.checksum)
                 for job in jobs
                 for f in job.files
             ],
@@ -265,6 +280,12 @@ class Ledger:
                 # Before the leader's refresh: were it to end now, its followers' files
                 # must already have moved with its files.
                 self._lead(db, status.request_id, moves)
+                self._wrote(
+                    db,
+                    status.request_id,
+                    status.job_id,
+                    [d for d, state, _ in moves if state == FINISHED],
+                )
             self._job_moves_in(
                 db, status.request_id, status.job_id, status.job_state, status.reason
             )
@@ -362,6 +383,124 @@ class Ledger:
                 db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
 
         await self._run(work, "claim")
+
+    # -- restored copies ------------------------------------------------------------------
+    def _wrote(self, db: Cursor, request_id: str, job_id: str, destinations: Sequence[str]) -> None:
+        """A restore's own job copied these files: record each as Datastore's copy, with the
+        catalogue's size and adler32 (a file without both is never recorded, so never removed)
+        and its expiry."""
+        if not destinations:
+            return
+        now = self._clock()
+        expires = expiry_of(now, self._retention_days)
+        rows = []
+        for destination in destinations:
+            found = db.execute(
+                "SELECT bytes, checksum FROM ledger_files WHERE job_id = ? AND destination = ?",
+                (job_id, destination),
+            )
+            if found and found[0][0] is not None and is_real_checksum(found[0][1]):
+                rows.append((destination, request_id, found[0][0], found[0][1], now, expires))
+        db.executemany(
+            "INSERT INTO ledger_copies (destination, request_id, bytes, checksum, written_at,"
+            " expires_at, state, lease_until) VALUES (?, ?, ?, ?, ?, ?, 'KEPT', 0)"
+            " ON CONFLICT (destination) DO UPDATE SET request_id = excluded.request_id,"
+            " bytes = excluded.bytes, checksum = excluded.checksum,"
+            " written_at = excluded.written_at, expires_at = excluded.expires_at,"
+            " state = 'KEPT', lease_until = 0, settled_at = NULL, note = NULL",
+            rows,
+        )
+
+    def _copies_used(self, db: Cursor, destinations: Sequence[str]) -> None:
+        """A new restore uses these destinations (online, followed or recalled again): a copy
+        Datastore wrote there stays ``retention_days`` from now at least."""
+        expires = expiry_of(self._clock(), self._retention_days)
+        db.executemany(
+            "UPDATE ledger_copies SET expires_at = ? WHERE destination = ? AND state = 'KEPT'"
+            " AND expires_at < ?",
+            [(expires, destination, expires) for destination in destinations],
+        )
+
+    async def claim_expired(self, *, limit: int, lease_seconds: float) -> list[ExpiredCopy]:
+        """Copies past their expiry, each leased to this caller (another replica skips them
+        meanwhile), and whether a restore not yet ended still needs each."""
+        return await self._run(lambda: self._claim_expired(limit, lease_seconds), "copies")
+
+    def _claim_expired(self, limit: int, lease_seconds: float) -> list[ExpiredCopy]:
+        now = self._clock()
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.postgres else ""
+        ended = tuple(sorted(TERMINAL))
+        ended_marks = ", ".join("?" * len(ended))
+        with self._db.transaction() as db:
+            rows = db.execute(
+                "SELECT destination, bytes, checksum, expires_at FROM ledger_copies"
+                " WHERE state = 'KEPT' AND expires_at <= ? AND lease_until <= ?"
+                f" ORDER BY expires_at LIMIT ?{skip}",
+                (now, now, limit),
+            )
+            db.executemany(
+                "UPDATE ledger_copies SET lease_until = ? WHERE destination = ?",
+                [(now + lease_seconds, row[0]) for row in rows],
+            )
+            needed: set[str] = set()
+            for start in range(0, len(rows), _CHUNK):
+                chunk = [row[0] for row in rows[start : start + _CHUNK]]
+                needed.update(
+                    row[0]
+                    for row in db.execute(
+                        "SELECT DISTINCT f.destination FROM ledger_files f"
+                        " JOIN ledger_jobs j ON j.job_id = f.job_id"
+                        " JOIN ledger_requests r ON r.request_id = j.request_id"
+                        f" WHERE f.destination IN ({', '.join('?' * len(chunk))})"
+                        f" AND r.kind = 'restore' AND r.state NOT IN ({ended_marks})",
+                        (*chunk, *ended),
+                    )
+                )
+        return [
+            ExpiredCopy(
+                RecordedCopy(row[0], int(row[1]), str(row[2]), float(row[3])),
+                needed=row[0] in needed,
+            )
+            for row in rows
+        ]
+
+    async def settle_copy(self, destination: str, outcome: str, why: str) -> None:
+        """What the cleaner did: removed, forgotten (not ours any more, or gone), or kept
+        (its lease given back: looked at again on a later pass)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if outcome == "keep":
+                    db.execute(
+                        "UPDATE ledger_copies SET lease_until = 0 WHERE destination = ?",
+                        (destination,),
+                    )
+                    return
+                db.execute(
+                    "UPDATE ledger_copies SET state = ?, settled_at = ?, note = ?,"
+                    " lease_until = 0 WHERE destination = ? AND state = 'KEPT'",
+                    (
+                        "REMOVED" if outcome == "remove" else "FORGOTTEN",
+                        self._clock(),
+                        why[:1000],
+                        destination,
+                    ),
+                )
+
+        await self._run(work, "copies")
+
+    async def copy_record(self, destination: str) -> tuple[str, float, str | None] | None:
+        """(state, expires_at, note) of the copy recorded at ``destination``; None if none."""
+
+        def work() -> tuple[str, float, str | None] | None:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT state, expires_at, note FROM ledger_copies WHERE destination = ?",
+                    (destination,),
+                )
+            return (rows[0][0], float(rows[0][1]), rows[0][2]) if rows else None
+
+        return await self._run(work, "read")
 
     # -- the restore queue ----------------------------------------------------------------
     async def admit(self, entry: Waiting, draft: str, limits: Limits) -> tuple[str, int] | None:

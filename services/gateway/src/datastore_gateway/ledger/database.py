@@ -81,6 +81,22 @@ SCHEMA = (
         claimed     DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_recalls_request ON ledger_recalls (request_id)",
+    # Copies Datastore wrote to the user data cache for restores: what it wrote (size, adler32)
+    # and until when it stays; the cleaner removes expired ones no live restore needs, after
+    # checking the file there is still this one (``domain.restored_copies``).
+    """CREATE TABLE IF NOT EXISTS ledger_copies (
+        destination TEXT PRIMARY KEY,
+        request_id  TEXT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        checksum    TEXT NOT NULL,
+        written_at  DOUBLE PRECISION NOT NULL,
+        expires_at  DOUBLE PRECISION NOT NULL,
+        state       TEXT NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        settled_at  DOUBLE PRECISION,
+        note        TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_copies_expiry ON ledger_copies (state, expires_at)",
     # Restores past a cap, waiting their turn (QUEUED), and those just let start (STARTING:
     # their share reserved until the ledger records them, then the row goes). ``draft``: the
     # restore as resolved in ICAT (``datastore_gateway.queue.RestoreDraft`` as JSON).
@@ -137,6 +153,7 @@ ADDED_COLUMNS = (
     ("ledger_requests", "left_out", "TEXT"),
     ("ledger_requests", "instrument", "TEXT"),
     ("ledger_files", "follows", "TEXT"),
+    ("ledger_files", "checksum", "TEXT"),
 )
 
 #: Indexes on ``ADDED_COLUMNS``, made once those are there.

@@ -24,6 +24,7 @@ from datastore_common.domain.ledger import (
     summarise_counts,
     waiting_on,
 )
+from datastore_common.domain.restored_copies import RecordedCopy
 from datastore_common.messages import FailureClass
 
 #: A request's own row, as ``record_of`` reads it.
@@ -206,3 +207,12 @@ class QueueRow:
     position: int | None
     why: str | None
     draft: str
+
+
+@dataclass(frozen=True)
+class ExpiredCopy:
+    """A restored copy past its expiry, leased to the cleaner; ``needed``: a restore not yet
+    ended uses it."""
+
+    copy: RecordedCopy
+    needed: bool

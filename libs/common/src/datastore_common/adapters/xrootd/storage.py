@@ -59,6 +59,10 @@ class XRootDStorage(Storage):
                 self._remember(key, checksum)
             return StoredFile(size=stat.size, checksum=checksum)
 
+    async def remove(self, url: str) -> None:
+        async with self._slots:
+            await self._client.remove(url)
+
     def _remember(self, key: tuple[str, int, int], checksum: str) -> None:
         self._memo[key] = checksum
         if len(self._memo) > MEMO_SIZE:
