@@ -8,6 +8,7 @@ from datastore_common.domain.restore import Usage
 from datastore_common.domain.restore_queue import (
     Limits,
     Waiting,
+    fts_priority,
     never_fits,
     position_in,
     queue_order,
@@ -116,3 +117,25 @@ class TestTakeTurns:
         turn = take_turns(queue, {}, Usage(), Limits(staging_bytes=30))
         assert turn.start == ("r2",)
         assert "restore.max_bytes_staging" in turn.waiting["r1"]
+
+
+@pytest.mark.parametrize(
+    ("base", "queue_priority", "expected"),
+    [(3, 0, None), (3, 1, 4), (3, 5, 5), (3, -1, 2), (3, -9, 1)],
+)
+def test_fts_priority_follows_the_queue_priority_within_1_to_5(
+    base: int, queue_priority: int, expected: int | None
+) -> None:
+    assert fts_priority(base, queue_priority) == expected
+
+
+def test_a_jobs_own_priority_reaches_fts_else_the_configured_one() -> None:
+    from datastore_common.adapters.fts3.transfer_service import job_params
+    from datastore_common.messages import PlannedJob, PlannedTransfer
+    from datastore_common.settings import Fts3Settings
+
+    transfer = PlannedTransfer(source="root://tape//a", destination="root://udc//a")
+    job = PlannedJob(job_id="j", sid="r:0", kind="restore", transfers=[transfer])
+    fts3 = Fts3Settings(priority=3)
+    assert job_params(job, fts3).priority == 3
+    assert job_params(job.model_copy(update={"priority": 5}), fts3).priority == 5

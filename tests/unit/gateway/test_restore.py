@@ -575,6 +575,28 @@ class TestFairShare:
         assert "restore.max_user_files_in_flight" in preview["would_queue"]
         assert limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"] == []
 
+    def test_a_priority_user_is_served_first_and_their_jobs_carry_it(
+        self, limited: Gateway
+    ) -> None:
+        settings = limited.settings
+        restore_settings = settings.restore.model_copy(
+            update={"user_priorities": {"db/alice": 2}, "max_bytes_staging": 4 * 1024}
+        )
+        limited.settings = settings.model_copy(update={"restore": restore_settings})
+        limited.app.state.gateway.settings = limited.settings
+        first = restore(limited, {"dataset_ids": [10]}).json()  # 4 KiB: the facility is full
+        plain = restore(limited, {"datafile_ids": [200]}).json()
+        favoured = restore(limited, {"datafile_ids": [201]}, user="alice").json()
+        assert (plain["state"], favoured["state"]) == ("QUEUED", "QUEUED")
+        assert (plain["queue_position"], favoured["queue_position"]) == (1, 1)  # alice: first
+        self.end(limited, first["request_id"])
+        started = asyncio.run(self.starter(limited).start_due())
+        assert started == [favoured["request_id"], plain["request_id"]]
+        [job] = limited.publisher.published[1].data.jobs
+        assert job.priority == 5  # fts3.priority 3 + 2
+        [job] = limited.publisher.published[2].data.jobs
+        assert job.priority is None  # fts3.priority, as configured
+
     def test_bytes_count_too(self, limited: Gateway) -> None:
         for datafile in limited.selections.datafiles.values():
             datafile.filesize = 2048

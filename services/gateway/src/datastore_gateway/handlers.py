@@ -37,7 +37,13 @@ from datastore_common.domain.restore import (
     share_in_flight,
     sort_by_destination,
 )
-from datastore_common.domain.restore_queue import Limits, Waiting, never_fits, why_wait
+from datastore_common.domain.restore_queue import (
+    Limits,
+    Waiting,
+    fts_priority,
+    never_fits,
+    why_wait,
+)
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
     AuthenticationError,
@@ -539,6 +545,11 @@ async def plan_and_publish(
             max_files_per_job=settings.fts3.max_files_per_job,
             replace=sharing.to_replace,
         )
+        priority = fts_priority(
+            settings.fts3.priority, settings.restore.user_priorities.get(owner, 0)
+        )
+        if priority is not None:
+            jobs = [job.model_copy(update={"priority": priority}) for job in jobs]
         message = RestoreRequested(
             request_id=request_id,
             jobs=jobs,

@@ -136,3 +136,15 @@ def position_in(queue: Sequence[Waiting], request_id: str) -> int | None:
         if entry.request_id == request_id:
             return index
     return None
+
+
+#: FTS's priorities run from 1 (lowest) to 5.
+FTS_PRIORITIES = range(1, 6)
+
+
+def fts_priority(base: int, queue_priority: int) -> int | None:
+    """The FTS priority of a restore's jobs: ``fts3.priority`` moved by its owner's priority
+    in the queue, within FTS's 1-5; None (FTS's default from config) for priority 0."""
+    if queue_priority == 0:
+        return None
+    return max(FTS_PRIORITIES.start, min(FTS_PRIORITIES.stop - 1, base + queue_priority))

@@ -65,6 +65,13 @@ class PlannedJob(_Part):
         description="Replace what is at the destination: a retry's, whose earlier attempt may "
         "have left its copy there (failed while archiving, cancelled).",
     )
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="FTS priority of the job (1-5); none: fts3.priority. A restore's follows "
+        "its owner's priority in the restore queue (restore.user_priorities).",
+    )
 
 
 class ArchiveRequested(Payload):

@@ -650,6 +650,11 @@ class Ledger:
         if self._db.postgres:
             db.execute("SELECT pg_advisory_xact_lock(?)", (QUEUE_LOCK,))
         now = self._clock()
+        # Recorded by the ledger feed after its own record was deferred: its files count now.
+        db.execute(
+            "DELETE FROM ledger_queue WHERE state <> 'QUEUED'"
+            " AND request_id IN (SELECT request_id FROM ledger_requests)"
+        )
         # Let start on the request path but never recorded (its gateway stopped): forgotten.
         db.execute("DELETE FROM ledger_queue WHERE state = 'ADMITTED' AND lease_until < ?", (now,))
         # Started from the queue but never recorded: queued again, in its place.
