@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from datastore_common.domain.completion import email_text
 from datastore_common.domain.ledger import new_request
 from datastore_common.messages import (
     FileState,
     PlannedJob,
     PlannedTransfer,
+    RequestCompleted,
     RestoreRequested,
     TransferStatus,
 )
@@ -20,6 +22,7 @@ from datastore_common.ports import StoredFile
 from datastore_common.settings import RestoreSettings
 from datastore_common.testing.fakes import FakeStorage
 from datastore_gateway.cleaner import RestoredCopyCleaner
+from datastore_gateway.following import copies_until
 from datastore_gateway.ledger import Ledger
 
 DAY = 86400.0
@@ -191,3 +194,25 @@ class TestCleaner:
         assert udc.removed == []
         record = await ledger.copy_record("root://udc//a")
         assert record is not None and record[0] == "KEPT"
+
+
+class TestCopiesUntil:
+    async def test_the_completion_says_until_when_and_the_copies_stay_that_long(
+        self, ledger: Ledger, udc: FakeStorage, clock: Clock
+    ) -> None:
+        await ledger.record(new_request(restore_of("r1", ["a", "b"]), owner="root", source="http"))
+        await ledger.apply_status(finished("r1", ["a"]).model_copy(update={"job_state": "ACTIVE"}))
+        clock.now += 10 * DAY  # b takes ten days to stage
+        await ledger.apply_status(finished("r1", ["a", "b"]))
+        [delivery] = await ledger.deliveries("r1")
+        completed = RequestCompleted.model_validate_json(delivery.payload)
+        assert completed.copies_until is not None
+        assert completed.copies_until.timestamp() == clock.now + 14 * DAY
+        record = await ledger.get("r1")
+        assert record is not None
+        assert copies_until(record) == completed.copies_until
+        assert "stay until" in email_text(completed)[1]
+        clock.now += 13 * DAY  # a was written 23 days ago, but the restore ended 13 ago
+        assert await cleaner(ledger, udc, clock).clean_expired() == {}
+        clock.now += 2 * DAY
+        assert await cleaner(ledger, udc, clock).clean_expired() == {"removed": 2}

@@ -381,6 +381,11 @@ class RequestStatus(_Shape):
         default_factory=list,
         description="A partial restore's datafiles not (yet) archived: not restored, with why.",
     )
+    copies_until: datetime | None = Field(
+        default=None,
+        description="An ended restore: until when its copies stay on the user data cache at "
+        "least (restore.retention_days after it ended); then the cleaner may remove them.",
+    )
 
 
 #: Every state a request can be in (``RequestStatus.state``).

@@ -324,6 +324,9 @@ class Ledger:
         return await self._run(lambda: self._claim_recalls(request_id, destinations), "claim")
 
     def _claim_recalls(self, request_id: str, destinations: Sequence[str]) -> dict[str, str]:
+        # In one order for every caller: two PostgreSQL transactions inserting the same keys
+        # in opposite orders would deadlock (each waiting on a row the other inserted).
+        destinations = sorted(set(destinations))
         now = self._clock()
         ended = tuple(sorted(TERMINAL))
         marks = ", ".join("?" * len(ended))
@@ -410,6 +413,22 @@ class Ledger:
             " state = 'KEPT', lease_until = 0, settled_at = NULL, note = NULL",
             rows,
         )
+
+    def _copies_stay(self, db: Cursor, record: RequestRecord) -> datetime | None:
+        """A restore just ended: its copies stay ``retention_days`` from now at least (each
+        copy Datastore wrote at its files' destinations); that moment, if it copied any."""
+        if record.kind != "restore" or not any(job.files_done for job in record.jobs):
+            return None
+        destinations = [
+            row[0]
+            for row in db.execute(
+                "SELECT f.destination FROM ledger_files f JOIN ledger_jobs j"
+                " ON j.job_id = f.job_id WHERE j.request_id = ? AND f.state = ?",
+                (record.request_id, FINISHED),
+            )
+        ]
+        self._copies_used(db, destinations)
+        return datetime.fromtimestamp(expiry_of(self._clock(), self._retention_days), UTC)
 
     def _copies_used(self, db: Cursor, destinations: Sequence[str]) -> None:
         """A new restore uses these destinations (online, followed or recalled again): a copy
@@ -1031,6 +1050,7 @@ class Ledger:
             public_url=self._public_url,
             completed_at=datetime.fromtimestamp(now, UTC),
             instrument=record.instrument,
+            copies_until=self._copies_stay(db, record),
         )
         targets = record.notify or {}
         channels: list[tuple[Channel, str | None]] = [("broker", None)]
