@@ -248,8 +248,15 @@ def restore(
     print(f"GET /datasets/{dataset_id}/status -> {status.status_code}")
     print(json.dumps(status.json(), indent=2))
 
-    say("Restore: POST /restore with its dataset id")
     body = {"investigation_ids": [], "dataset_ids": [int(dataset_id)], "datafile_ids": []}
+    say("Restore, first a dry run: POST /restore?dry_run=true (what it would recall; nothing sent)")
+    preview = http.post("/restore?dry_run=true", json=body, headers=headers)
+    print(f"POST /restore?dry_run=true -> {preview.status_code}")
+    print(json.dumps(preview.json(), indent=2))
+    if preview.status_code != 200:
+        sys.exit("restore dry run refused")
+
+    say("Restore: POST /restore with its dataset id")
     print(json.dumps(body))
     started = time.monotonic()
     answer = http.post("/restore", json=body, headers=headers)

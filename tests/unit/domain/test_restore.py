@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from datastore_common.domain.ledger import already_online_job_id, new_request
+from datastore_common.domain.ledger import (
+    already_online_job_id,
+    following_job_state,
+    in_flight_job_id,
+    is_ledger_only_job,
+    new_request,
+)
 from datastore_common.domain.plan import plan_restore_jobs
 from datastore_common.domain.restore import (
     Usage,
@@ -14,10 +20,11 @@ from datastore_common.domain.restore import (
     left_out_reason,
     over_quota,
     recall_usage,
+    share_in_flight,
     sort_by_destination,
 )
 from datastore_common.domain.states import FINISHED
-from datastore_common.messages import PlannedTransfer, RestoreRequested
+from datastore_common.messages import PlannedTransfer, RestoreRequested, SharedTransfer
 from datastore_common.ports import StoredFile
 
 UDC = "root://udc:1094//"
@@ -135,7 +142,9 @@ def test_the_ledger_counts_files_already_online_done_from_the_start() -> None:
 
 
 def test_a_restore_names_some_file() -> None:
-    with pytest.raises(ValueError, match="at least one job or one file already online"):
+    with pytest.raises(
+        ValueError, match="at least one job, one file already online or one in flight"
+    ):
         RestoreRequested(request_id="req")
 
 
@@ -167,3 +176,84 @@ def test_over_quota(
 
 def test_recall_usage_counts_unknown_sizes_as_nothing() -> None:
     assert recall_usage([transfer("a", size=10), transfer("b", size=None)]) == Usage(2, 10)
+
+
+class TestShareInFlight:
+    """Files another restore is recalling to the same place are followed, not recalled."""
+
+    @pytest.mark.parametrize(
+        ("held", "on_disk", "recalled", "followed", "replaced"),
+        [
+            pytest.param({}, {}, ["a", "b"], [], [], id="nothing-in-flight"),
+            pytest.param({"a": "req-1"}, {}, ["b"], [("a", "req-1")], [], id="one-followed"),
+            pytest.param(
+                {"a": "req-1", "b": "req-2"},
+                {},
+                [],
+                [("a", "req-1"), ("b", "req-2")],
+                [],
+                id="all-followed-two-leaders",
+            ),
+            pytest.param(
+                {"a": "req-1"},
+                {"a": 10, "b": 10},
+                ["b"],
+                [("a", "req-1")],
+                ["b"],
+                id="a-half-written-copy-in-flight-is-not-replaced",
+            ),
+        ],
+    )
+    def test_split(
+        self,
+        held: dict[str, str],
+        on_disk: dict[str, int],
+        recalled: list[str],
+        followed: list[tuple[str, str]],
+        replaced: list[str],
+    ) -> None:
+        planned = [transfer("a"), transfer("b")]
+        found = {f"{UDC}{n}": StoredFile(size, "adler32:ffffffff") for n, size in on_disk.items()}
+        online = sort_by_destination(planned, found)
+        sharing = share_in_flight(online, {f"{UDC}{n}": r for n, r in held.items()})
+        assert [t.destination for t in sharing.to_recall] == [f"{UDC}{n}" for n in recalled]
+        assert [(t.destination, t.recalled_by) for t in sharing.already_in_flight] == [
+            (f"{UDC}{n}", r) for n, r in followed
+        ]
+        assert sharing.to_replace == {f"{UDC}{n}" for n in replaced}
+
+    def test_a_followed_file_keeps_what_the_catalogue_says_of_it(self) -> None:
+        online = sort_by_destination([transfer("a", size=7)], {})
+        [shared] = share_in_flight(online, {f"{UDC}a": "req-1"}).already_in_flight
+        assert (shared.filesize, shared.checksum, shared.datafile_id) == (
+            7,
+            SUM,
+            transfer("a").datafile_id,
+        )
+
+
+class TestFollowingInTheLedger:
+    def test_files_in_flight_elsewhere_are_one_ledger_job_following_their_leaders(self) -> None:
+        shared = SharedTransfer(**transfer("a").model_dump(), recalled_by="req-1")
+        message = RestoreRequested(request_id="req-2", already_in_flight=[shared])
+        [job] = new_request(message, owner="alice", source="http").jobs
+        assert job.job_id == in_flight_job_id("req-2")
+        assert [(f.destination, f.follows, f.state) for f in job.files] == [
+            (f"{UDC}a", "req-1", "SUBMITTED")
+        ]
+        assert is_ledger_only_job(job.job_id)
+        assert is_ledger_only_job(already_online_job_id("req-2"))
+        assert not is_ledger_only_job("5f1b7a4c-2d3e-5f60-8a9b-0c1d2e3f4a5b")
+
+    @pytest.mark.parametrize(
+        ("states", "shown"),
+        [
+            (["SUBMITTED", "STAGING"], "STAGING"),
+            (["FINISHED", "ACTIVE"], "ACTIVE"),
+            (["FINISHED", "FINISHED"], "FINISHED"),
+            (["FINISHED", "FAILED"], "FINISHEDDIRTY"),
+            (["CANCELED"], "CANCELED"),
+        ],
+    )
+    def test_the_following_job_reads_as_its_files(self, states: list[str], shown: str) -> None:
+        assert following_job_state(states) == shown

@@ -18,6 +18,8 @@ from datastore_common.ports import StoredFile
 from datastore_common.settings import RestoreSettings
 from datastore_common.testing.fake_selections import place_of
 from datastore_gateway.main import create_app
+from datastore_gateway.restore_queue import RestoreQueue
+from datastore_gateway.vo import VoSource
 from tests.unit.gateway.conftest import TEST_VO, Gateway, build_gateway
 
 FOLDER = "instrument/20XX/ABC123-1/scan/scan_0000"
@@ -53,7 +55,17 @@ class TestAccepted:
         answer = restore(gateway, {"dataset_ids": [10]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
-        assert set(accepted) == {"request_id", "job_ids", "already_online", "left_out"}
+        assert set(accepted) == {
+            "request_id",
+            "job_ids",
+            "already_online",
+            "left_out",
+            "already_in_flight",
+            "state",
+            "queue_position",
+            "waiting_on",
+        }
+        assert accepted["state"] == "SUBMITTED"
         assert accepted["already_online"] == []
 
         message = only_message(gateway)
@@ -512,26 +524,132 @@ class TestFairShare:
                     )
                     asyncio.run(ledger.apply_status(status))
 
-    def test_a_user_past_their_share_waits_until_their_restores_end(self, limited: Gateway) -> None:
+    def starter(self, gateway: Gateway) -> RestoreQueue:
+        """The gateway's queue loop, driven one pass at a time."""
+        return RestoreQueue(
+            gateway.app.state.gateway.ledger,
+            gateway.settings,
+            publisher=gateway.publisher,
+            user_cache=gateway.user_cache,
+            vo=VoSource(vo=TEST_VO),
+        )
+
+    def test_a_user_past_their_share_waits_queued_and_starts_when_theirs_end(
+        self, limited: Gateway
+    ) -> None:
         first = restore(limited, {"dataset_ids": [10]})
         assert first.status_code == 202, first.text
-        refused = restore(limited, {"dataset_ids": [20]})
-        assert refused.status_code == 429, refused.text
-        assert "restore.max_user_files_in_flight" in refused.json()["detail"]
-        assert "4 being recalled" in refused.json()["detail"]
-        assert refused.headers["Retry-After"]
-        assert len(limited.publisher.published) == 1  # nothing accepted
+        answer = restore(limited, {"dataset_ids": [20]})
+        assert answer.status_code == 202, answer.text
+        queued = answer.json()
+        assert (queued["state"], queued["queue_position"], queued["job_ids"]) == ("QUEUED", 1, [])
+        assert "restore.max_user_files_in_flight" in queued["waiting_on"]
+        assert "4 being recalled" in queued["waiting_on"]
+        assert len(limited.publisher.published) == 1  # nothing published for it yet
+        shown = limited.client.get(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        ).json()
+        assert shown["state"] == "QUEUED"
+        assert "position 1" in shown["waiting_on"]
+        starter = self.starter(limited)
+        assert asyncio.run(starter.start_due()) == []  # still no room
 
         self.end(limited, first.json()["request_id"])
-        assert restore(limited, {"dataset_ids": [20]}).status_code == 202
+        assert asyncio.run(starter.start_due()) == [queued["request_id"]]
+        [_, started] = limited.publisher.published
+        assert isinstance(started.data, RestoreRequested)
+        assert started.data.request_id == queued["request_id"]
+        assert started.user == "simple/root"
+        shown = limited.client.get(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        ).json()
+        assert shown["state"] == "SUBMITTED"
+        assert sum(job["files_total"] for job in shown["jobs"]) == 4
+        assert asyncio.run(starter.start_due()) == []  # started once
+
+    def test_the_dry_run_says_it_would_queue_and_why(self, limited: Gateway) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        preview = limited.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [20]}, headers=limited.bearer()
+        ).json()
+        assert "restore.max_user_files_in_flight" in preview["would_queue"]
+        assert limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"] == []
+
+    def test_a_priority_user_is_served_first_and_their_jobs_carry_it(
+        self, limited: Gateway
+    ) -> None:
+        settings = limited.settings
+        restore_settings = settings.restore.model_copy(
+            update={"user_priorities": {"db/alice": 2}, "max_bytes_staging": 4 * 1024}
+        )
+        limited.settings = settings.model_copy(update={"restore": restore_settings})
+        limited.app.state.gateway.settings = limited.settings
+        first = restore(limited, {"dataset_ids": [10]}).json()  # 4 KiB: the facility is full
+        plain = restore(limited, {"datafile_ids": [200]}).json()
+        favoured = restore(limited, {"datafile_ids": [201]}, user="alice").json()
+        assert (plain["state"], favoured["state"]) == ("QUEUED", "QUEUED")
+        assert (plain["queue_position"], favoured["queue_position"]) == (1, 1)  # alice: first
+        self.end(limited, first["request_id"])
+        started = asyncio.run(self.starter(limited).start_due())
+        assert started == [favoured["request_id"], plain["request_id"]]
+        [job] = limited.publisher.published[1].data.jobs
+        assert job.priority == 5  # fts3.priority 3 + 2
+        [job] = limited.publisher.published[2].data.jobs
+        assert job.priority is None  # fts3.priority, as configured
 
     def test_bytes_count_too(self, limited: Gateway) -> None:
         for datafile in limited.selections.datafiles.values():
             datafile.filesize = 2048
-        assert restore(limited, {"dataset_ids": [10]}).status_code == 202  # 8 KiB
-        refused = restore(limited, {"datafile_ids": [200, 201]})  # 6 files, but 12 KiB
-        assert refused.status_code == 429
-        assert "restore.max_user_bytes_in_flight" in refused.json()["detail"]
+        assert restore(limited, {"dataset_ids": [10]}).json()["state"] == "SUBMITTED"  # 8 KiB
+        queued = restore(limited, {"datafile_ids": [200, 201]}).json()  # 6 files, but 12 KiB
+        assert queued["state"] == "QUEUED"
+        assert "restore.max_user_bytes_in_flight" in queued["waiting_on"]
+
+    def test_a_restore_past_a_cap_alone_is_413(self, limited: Gateway) -> None:
+        for datafile in limited.selections.datafiles.values():
+            datafile.filesize = 4096
+        refused = restore(limited, {"dataset_ids": [10]})  # 16 KiB > 10 KiB
+        assert refused.status_code == 413, refused.text
+        assert "split it" in refused.json()["detail"]
+        assert limited.publisher.published == []
+
+    def test_the_queue_is_shown_to_admins_and_each_user_sees_their_own(
+        self, limited: Gateway
+    ) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        listing = limited.client.get("/restore-queue", headers=limited.bearer())
+        assert listing.status_code == 200, listing.text
+        [entry] = listing.json()["items"]
+        assert (entry["request_id"], entry["position"], entry["files"]) == (
+            queued["request_id"],
+            1,
+            4,
+        )
+        alice = limited.bearer("alice", "alice-pw", "db")
+        assert limited.client.get("/restore-queue", headers=alice).json()["items"] == []
+
+    def test_cancelling_a_queued_restore_takes_it_out_of_the_queue(self, limited: Gateway) -> None:
+        restore(limited, {"dataset_ids": [10]})
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        answer = limited.client.delete(
+            f"/requests/{queued['request_id']}", headers=limited.bearer()
+        )
+        assert answer.status_code == 202, answer.text
+        assert limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"] == []
+
+    def test_a_start_that_fails_goes_back_to_its_place(self, limited: Gateway) -> None:
+        first = restore(limited, {"dataset_ids": [10]}).json()
+        queued = restore(limited, {"dataset_ids": [20]}).json()
+        self.end(limited, first["request_id"])
+        limited.user_cache.fail_with = PeerUnavailableError("udc: connection refused")
+        starter = self.starter(limited)
+        assert asyncio.run(starter.start_due()) == []
+        [entry] = limited.client.get("/restore-queue", headers=limited.bearer()).json()["items"]
+        assert (entry["request_id"], entry["state"]) == (queued["request_id"], "QUEUED")
+        assert "starting it failed" in entry["waiting_on"]
+        limited.user_cache.recover()
+        assert asyncio.run(starter.start_due()) == [queued["request_id"]]
 
     def test_files_already_online_take_no_share(self, limited: Gateway) -> None:
         assert restore(limited, {"dataset_ids": [10]}).status_code == 202
@@ -541,5 +659,99 @@ class TestFairShare:
         assert accepted.json()["job_ids"] == []
 
     def test_another_users_restores_do_not_count(self, limited: Gateway) -> None:
-        assert restore(limited, {"dataset_ids": [10]}).status_code == 202
-        assert restore(limited, {"dataset_ids": [20]}, user="alice").status_code == 202
+        assert restore(limited, {"dataset_ids": [10]}).json()["state"] == "SUBMITTED"
+        other = restore(limited, {"dataset_ids": [20]}, user="alice").json()
+        assert other["state"] == "SUBMITTED"
+
+
+class TestDryRun:
+    def dry_run(self, gateway: Gateway, body: Any, flag: str = "dry_run") -> dict[str, Any]:
+        answer = gateway.client.post(f"/restore?{flag}=true", json=body, headers=gateway.bearer())
+        assert answer.status_code == 200, answer.text
+        preview: dict[str, Any] = answer.json()
+        return preview
+
+    @pytest.mark.parametrize("flag", ["dry_run", "get_size"])
+    def test_it_tells_files_bytes_online_and_tape_and_submits_nothing(
+        self, gateway: Gateway, archived: list[int], flag: str
+    ) -> None:
+        put_copies(gateway, archived[:1])
+        preview = self.dry_run(gateway, {"dataset_ids": [10]}, flag)
+        assert preview["dry_run"] is True
+        assert (preview["files"], preview["bytes"]) == (4, 4 * 1024)
+        assert (preview["already_online"], preview["already_online_bytes"]) == (1, 1024)
+        assert (preview["from_tape"], preview["from_tape_bytes"]) == (3, 3 * 1024)
+        assert (preview["would_queue"], preview["refused"], preview["needs_confirm"]) == (
+            None,
+            None,
+            False,
+        )
+        assert gateway.publisher.published == []
+        ledger = gateway.app.state.gateway.ledger
+        destination = f"{gateway.settings.user_data_cache.rstrip('/')}//{LOCATIONS[3]}"
+        assert asyncio.run(ledger.held_recalls([destination])) == {}  # nothing claimed
+        real = restore(gateway, {"dataset_ids": [10]}).json()
+        assert (real["already_in_flight"], len(real["job_ids"])) == ([], 1)
+
+    def test_its_numbers_match_the_real_run(self, gateway: Gateway, archived: list[int]) -> None:
+        put_copies(gateway, archived[2:])
+        preview = self.dry_run(gateway, {"dataset_ids": [10]})
+        accepted = restore(gateway, {"dataset_ids": [10]}).json()
+        [job] = only_message(gateway).jobs
+        assert preview["from_tape"] == len(job.transfers)
+        assert preview["already_online"] == len(accepted["already_online"])
+
+    def test_files_another_restore_is_recalling_are_counted_as_in_flight(
+        self, gateway: Gateway, archived: list[int]
+    ) -> None:
+        restore(gateway, {"datafile_ids": archived[:2]})
+        preview = self.dry_run(gateway, {"dataset_ids": [10]})
+        assert (preview["already_in_flight"], preview["from_tape"]) == (2, 2)
+
+    def test_the_usual_refusals_hold(self, gateway: Gateway, archived: list[int]) -> None:
+        answer = gateway.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [999]}, headers=gateway.bearer()
+        )
+        assert answer.status_code == 404
+
+
+class TestConfirm:
+    @pytest.fixture
+    def guarded(self, tmp_path: Path) -> Iterator[Gateway]:
+        """Restores above 3 KiB need confirm=true."""
+        gateway = build_gateway(tmp_path)
+        settings = gateway.settings.model_copy(
+            update={"restore": RestoreSettings(confirm_above_bytes=3 * 1024)}
+        )
+        app = create_app(
+            settings,
+            sessions=gateway.sessions,
+            publisher=gateway.publisher,
+            vo=TEST_VO,
+            selections=gateway.selections,
+            transfers=gateway.transfers,
+            vocabulary=gateway.vocabulary,
+            user_cache=gateway.user_cache,
+        )
+        gateway.app, gateway.client, gateway.settings = app, TestClient(app), settings
+        gateway.selections.add_dataset(1, 10, LOCATIONS, first_datafile_id=100)
+        with gateway.client:
+            yield gateway
+
+    def test_a_big_restore_without_confirm_is_428_with_its_size(self, guarded: Gateway) -> None:
+        refused = restore(guarded, {"dataset_ids": [10]})
+        assert refused.status_code == 428, refused.text
+        assert "4096 bytes" in refused.json()["detail"]
+        assert "confirm=true" in refused.json()["detail"]
+        assert guarded.publisher.published == []
+        preview = guarded.client.post(
+            "/restore?dry_run=true", json={"dataset_ids": [10]}, headers=guarded.bearer()
+        ).json()
+        assert preview["needs_confirm"] is True
+        confirmed = guarded.client.post(
+            "/restore?confirm=true", json={"dataset_ids": [10]}, headers=guarded.bearer()
+        )
+        assert confirmed.status_code == 202, confirmed.text
+
+    def test_a_small_one_needs_no_confirm(self, guarded: Gateway) -> None:
+        assert restore(guarded, {"datafile_ids": [100, 101]}).status_code == 202

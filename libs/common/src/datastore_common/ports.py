@@ -24,6 +24,7 @@ from datastore_common.domain.archival import (
     CatalogueInvestigation,
 )
 from datastore_common.domain.plan import RestoreItem
+from datastore_common.errors import PermanentError
 from datastore_common.messages import (
     DatafileKey,
     DatafileSpec,
@@ -57,7 +58,8 @@ class StoredFile:
 
 
 class Storage(ABC):
-    """Read-only look at a storage endpoint (the instrument data cache; the tape, audited)."""
+    """A look at a storage endpoint (the instrument data cache; the tape, audited; the user
+    data cache); ``remove`` only for the restore cleaner, on the user data cache."""
 
     @abstractmethod
     async def describe(self, url: str) -> StoredFile | None:
@@ -68,6 +70,10 @@ class Storage(ABC):
         """Every file below the folder ``url``, at any depth, by its path relative to it
         (``a/b/c.nxs``), with its size in bytes; {} when the folder does not exist (the
         audit's look at the tape namespace)."""
+
+    async def remove(self, url: str) -> None:
+        """Remove a file (NotFoundError when it is not there). Read-only storages refuse."""
+        raise PermanentError(f"this storage is read-only here: not removing {url}")
 
     async def describe_many(self, urls: Sequence[str]) -> dict[str, StoredFile | None]:
         """``describe`` every URL concurrently (the adapter bounds how many at once). The

@@ -403,11 +403,46 @@ class AuditSettings(_Section):
 
 class RestoreSettings(_Section):
     """Fair use of the tape drives: what one user may have being recalled at once (files
-    and bytes of their restores not yet ended; files already online do not count). None:
-    no limit. A restore that would take a user past a limit is refused with 429 and why."""
+    and bytes of their restores not yet ended; files already online, or followed while
+    another restore recalls them, do not count) and what the facility stages at once. None:
+    no limit. A restore past a cap waits QUEUED and starts by itself when capacity frees up
+    (priority, then arrival order); one that alone is past a cap is refused with 413."""
 
     max_user_files_in_flight: int | None = Field(default=None, ge=1)
     max_user_bytes_in_flight: int | None = Field(default=None, ge=1)
+    max_bytes_staging: int | None = Field(
+        default=None, ge=1, description="Bytes being recalled at once for all users together."
+    )
+    user_priorities: dict[str, int] = Field(
+        default_factory=dict,
+        description="ICAT user name (plugin/name) -> priority in the restore queue (higher "
+        "first; 0 when not named).",
+    )
+    confirm_above_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="A restore selecting more bytes than this needs confirm=true (428 "
+        "without; the dry run tells the size). None: never.",
+    )
+    retention_days: float = Field(
+        default=14,
+        gt=0,
+        description="How long a restored copy stays on the user data cache after it was "
+        "written (or last found online or followed by a restore); then the cleaner removes it.",
+    )
+    cleaner: bool = Field(
+        default=True,
+        description="Run the cleaner of expired restored copies in the gateway (it needs "
+        "write access to the user data cache).",
+    )
+    cleaner_dry_run: bool = Field(
+        default=False,
+        description="The cleaner only logs and counts what it would remove; nothing is removed.",
+    )
+    cleaner_interval_seconds: float = Field(default=3600.0, gt=0)
+    queue_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often each gateway looks for queued restores to start."
+    )
 
 
 class XRootDSettings(_Section):

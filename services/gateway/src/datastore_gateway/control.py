@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from datastore_common.domain.archival import ARCHIVAL_STATE
 from datastore_common.domain.control import cancel_decision, plan_retry, retry_decision
-from datastore_common.domain.ledger import new_request
+from datastore_common.domain.ledger import in_flight_job_id, is_ledger_only_job, new_request
 from datastore_common.domain.states import FAILED, aggregate_dataset_state, is_terminal
 from datastore_common.errors import ConflictError, DatastoreError, NotFoundError
 from datastore_common.logging import get_logger
@@ -30,6 +30,7 @@ from datastore_gateway.handlers import (
     job_progress,
     may_see,
     publish_confirmed,
+    queued_restore,
 )
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
 from datastore_gateway.ledger import AuditEntry, Ledger
@@ -72,6 +73,16 @@ async def cancel_request(
     """Cancel every job of the request still running (409 when it has ended, or is an
     archive and the caller is not an admin forcing it)."""
     record = await ledger.get(request_id)
+    if record is None:
+        queued = await queued_restore(ledger, request_id)
+        if (
+            queued is not None
+            and may_see(queued.owner, user, settings)
+            and await ledger.drop_queued(request_id)
+        ):
+            # Never started: nothing was published, nothing is recalled; it is gone.
+            log.info("restore_dequeued", correlation_id=request_id, user=user.user_name)
+            return CancelAccepted(request_id=request_id, canceled_job_ids=[])
     if record is None or not may_see(record.owner, user, settings):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
     admin = is_admin(user, settings)
@@ -79,6 +90,11 @@ async def cancel_request(
     if decision.action != "cancel":
         raise ConflictError(f"request {request_id}: {decision.reason}")
     running = [job.job_id for job in record.jobs if not is_terminal(job.state)]
+    # Files following another restore's transfers stop being followed here; that restore,
+    # someone else's perhaps, goes on. FTS never hears of the ledger's own jobs.
+    if any(job_id == in_flight_job_id(request_id) for job_id in running):
+        await ledger.stop_following(request_id)
+    running = [job_id for job_id in running if not is_ledger_only_job(job_id)]
     canceled, pending = await _cancel_jobs(transfers, running)
     log.info(
         "request_cancel_sent",

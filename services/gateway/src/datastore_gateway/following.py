@@ -32,7 +32,7 @@ from datastore_common.domain.following import (
 )
 from datastore_common.domain.ledger import Position, RequestQuery, listed_owner
 from datastore_common.errors import InvalidRequestError
-from datastore_common.messages import LeftOutFile, NotifyTargets
+from datastore_common.messages import LeftOutFile, NotifyTargets, RequestCompleted
 from datastore_common.ports import Selections, UserSession
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.ledger import Ledger, RequestRecord
@@ -85,7 +85,15 @@ def request_status_of(record: RequestRecord) -> RequestStatus:
             for n in record.notifications
         ],
         left_out=[LeftOutFile.model_validate(f) for f in record.left_out],
+        copies_until=copies_until(record),
     )
+
+
+def copies_until(record: RequestRecord) -> datetime | None:
+    """An ended restore: until when its copies stay, as its ``request.completed`` said."""
+    if record.kind != "restore" or not record.notifications:
+        return None
+    return RequestCompleted.model_validate_json(record.notifications[0].payload).copies_until
 
 
 async def list_requests(

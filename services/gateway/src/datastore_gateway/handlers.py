@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from prometheus_client import Counter
 from pydantic import BaseModel
 
 from datastore_common.domain.completion import host_allowed
-from datastore_common.domain.ledger import new_request
+from datastore_common.domain.ledger import new_request, restored_datasets
 from datastore_common.domain.plan import (
     RestoreItem,
     plan_archive,
@@ -27,11 +29,20 @@ from datastore_common.domain.plan import (
     restore_transfers,
 )
 from datastore_common.domain.restore import (
+    OnlineCheck,
+    Sharing,
     Usage,
     left_out,
-    over_quota,
     recall_usage,
+    share_in_flight,
     sort_by_destination,
+)
+from datastore_common.domain.restore_queue import (
+    Limits,
+    Waiting,
+    fts_priority,
+    never_fits,
+    why_wait,
 )
 from datastore_common.domain.states import FAILED, ended_percentage, is_terminal
 from datastore_common.errors import (
@@ -72,12 +83,14 @@ from datastore_common.ports import (
 from datastore_common.settings import DatastoreSettings
 from datastore_gateway.following import request_status_of
 from datastore_gateway.idempotency import IdempotencyStore, fingerprint_of, run_once, scope_key
-from datastore_gateway.ledger import Ledger
+from datastore_gateway.ledger import Ledger, QueueRow
 from datastore_gateway.metrics import (
     ARCHIVE_REQUESTS,
     ARCHIVED_DATAFILES,
     RESTORE_REQUESTS,
     RESTORED_DATAFILES,
+    RESTORES_QUEUED,
+    SHARED_DATAFILES,
 )
 from datastore_gateway.schemas import (
     ArchiveAccepted,
@@ -89,6 +102,9 @@ from datastore_gateway.schemas import (
     JobStatus,
     RequestStatus,
     RestoreAccepted,
+    RestorePreview,
+    RestoreQueue,
+    RestoreQueueEntry,
     RestoreRequest,
 )
 
@@ -112,8 +128,8 @@ class RequestTooLargeError(TooLargeError):
     """The request is over one of the configured gateway limits (413)."""
 
 
-class QuotaExceededError(PermanentError):
-    """A restore would take its user past their share of the tape drives (429): not now."""
+class ConfirmationRequiredError(PermanentError):
+    """A restore above ``restore.confirm_above_bytes`` without ``confirm=true`` (428)."""
 
 
 class UnknownNameError(InvalidRequestError):
@@ -219,9 +235,66 @@ async def request_status(
 ) -> RequestStatus:
     """The ledger's view of a request: its owner's and the admins' only (others: 404)."""
     record = await ledger.get(request_id)
+    if record is None:
+        queued = await queued_restore(ledger, request_id)
+        if queued is not None and may_see(queued.owner, user, settings):
+            return queued_status(queued)
     if record is None or not may_see(record.owner, user, settings):
         raise NotFoundError(f"no request {request_id} of yours in the ledger")
     return request_status_of(record)
+
+
+async def restore_queue(
+    *, user: UserSession, ledger: Ledger, settings: DatastoreSettings
+) -> RestoreQueue:
+    """The queue as admins see it (everyone's); anyone else sees their own restores in it."""
+    rows = [r for r in await ledger.queue() if may_see(r.owner, user, settings)]
+    waiting = [r for r in rows if r.state == "QUEUED"]
+    return RestoreQueue(
+        items=[
+            RestoreQueueEntry(
+                request_id=r.request_id,
+                owner=r.owner,
+                priority=r.priority,
+                queued_at=datetime.fromtimestamp(r.queued_at, UTC),
+                files=r.files,
+                bytes=r.bytes,
+                state="QUEUED" if r.state == "QUEUED" else "STARTING",
+                position=r.position,
+                waiting_on=r.why,
+            )
+            for r in rows
+        ],
+        queued_files=sum(r.files for r in waiting),
+        queued_bytes=sum(r.bytes for r in waiting),
+    )
+
+
+async def queued_restore(ledger: Ledger, request_id: str) -> QueueRow | None:
+    """The restore, if it is waiting in the queue (or just starting from it)."""
+    return next((row for row in await ledger.queue() if row.request_id == request_id), None)
+
+
+def queued_status(row: QueueRow) -> RequestStatus:
+    """A queued restore as ``GET /requests/{id}`` shows it: QUEUED, its place and why."""
+    draft = RestoreDraft.model_validate_json(row.draft)
+    at = datetime.fromtimestamp(row.queued_at, UTC)
+    place = f"position {row.position}" if row.position is not None else "starting"
+    return RequestStatus(
+        request_id=row.request_id,
+        kind="restore",
+        owner=row.owner,
+        source="http",
+        created=at,
+        updated=at,
+        state="QUEUED" if row.state == "QUEUED" else "SUBMITTED",
+        jobs=[],
+        datasets=list(restored_datasets([], draft.transfers)),
+        failure=None,
+        waiting_on=f"its turn in the restore queue ({place}): {row.why or 'capacity'}",
+        notify=draft.notify,
+        left_out=list(draft.left_out),
+    )
 
 
 async def publish_confirmed(
@@ -411,26 +484,132 @@ async def online_copies(
         ) from exc
 
 
-async def check_quota(
-    ledger: Ledger | None, user: UserSession, asked: Usage, settings: DatastoreSettings
-) -> None:
-    """Refuse (429, saying why) a restore that would take its user past
-    ``restore.max_user_files_in_flight`` or ``max_user_bytes_in_flight`` with what their
-    restores not yet ended are recalling (the ledger's count). A soft limit: two requests
-    checked at the same moment may both pass."""
+async def release_quietly(ledger: Ledger, request_id: str) -> None:
+    """Give back a request's claims when it was not accepted; if the ledger cannot, the
+    claims lapse once the request is known never to have been recorded."""
+    try:
+        await ledger.release_recalls(request_id)
+    except DatastoreError as exc:
+        log.warning("restore_claims_not_released", correlation_id=request_id, error=str(exc))
+
+
+async def claim_recalls(ledger: Ledger | None, request_id: str, online: OnlineCheck) -> Sharing:
+    """Claim the destinations this restore would recall to; those another restore not yet
+    ended holds are followed instead (``domain.restore.share_in_flight``). Without a
+    ledger nothing is shared. 503 when the ledger cannot say (nothing is accepted: the
+    request could recall twice, or overwrite another's half-written copy)."""
+    if ledger is None or not online.to_recall:
+        return share_in_flight(online, {})
+    held = await ledger.claim_recalls(request_id, [t.destination for t in online.to_recall])
+    return share_in_flight(online, held)
+
+
+class RestoreDraft(BaseModel):
+    """A restore as resolved in ICAT, before its jobs are planned: what a queued restore
+    keeps until it starts (the user data cache and the claims are looked at again then)."""
+
+    transfers: list[PlannedTransfer]
+    left_out: list[LeftOutFile] = []
+    notify: NotifyTargets | None = None
+
+
+def restore_limits(settings: DatastoreSettings) -> Limits:
     limits = settings.restore
-    if ledger is None or (
-        limits.max_user_files_in_flight is None and limits.max_user_bytes_in_flight is None
-    ):
-        return
-    why = over_quota(
-        await ledger.in_flight(user.user_name),
-        asked,
-        max_files=limits.max_user_files_in_flight,
-        max_bytes=limits.max_user_bytes_in_flight,
+    return Limits(
+        user_files=limits.max_user_files_in_flight,
+        user_bytes=limits.max_user_bytes_in_flight,
+        staging_bytes=limits.max_bytes_staging,
     )
-    if why is not None:
-        raise QuotaExceededError(why)
+
+
+async def plan_and_publish(
+    request_id: str,
+    draft: RestoreDraft,
+    online: OnlineCheck,
+    sharing: Sharing,
+    *,
+    owner: str,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    ledger: Ledger | None,
+) -> RestoreRequested:
+    """Plan the jobs for what this restore recalls itself, publish ``restore.requested``
+    (confirmed) and record it; its claims (and any share reserved for it) are given back
+    when it cannot be published."""
+    try:
+        jobs = plan_restore_jobs(
+            request_id,
+            sharing.to_recall,
+            vo=vo,
+            max_files_per_job=settings.fts3.max_files_per_job,
+            replace=sharing.to_replace,
+        )
+        priority = fts_priority(
+            settings.fts3.priority, settings.restore.user_priorities.get(owner, 0)
+        )
+        if priority is not None:
+            jobs = [job.model_copy(update={"priority": priority}) for job in jobs]
+        message = RestoreRequested(
+            request_id=request_id,
+            jobs=jobs,
+            already_online=list(online.already_online),
+            already_in_flight=list(sharing.already_in_flight),
+            left_out=list(draft.left_out),
+            notify=draft.notify,
+        )
+        await publish_confirmed(publisher, message, user=owner)
+    except BaseException:
+        if ledger is not None:
+            await release_quietly(ledger, request_id)
+        raise
+    await record_accepted(ledger, message, user=owner)
+    RESTORED_DATAFILES.inc(len(sharing.to_recall))
+    SHARED_DATAFILES.inc(len(sharing.already_in_flight))
+    log.info(
+        "restore_requested",
+        correlation_id=request_id,
+        user=owner,
+        datafiles=len(draft.transfers),
+        already_online=len(online.already_online),
+        already_in_flight=len(sharing.already_in_flight),
+        replaced=len(sharing.to_replace),
+        left_out=len(draft.left_out),
+        jobs=len(jobs),
+    )
+    return message
+
+
+async def start_queued_restore(
+    request_id: str,
+    owner: str,
+    draft: RestoreDraft,
+    *,
+    user_cache: Storage,
+    publisher: Publisher,
+    settings: DatastoreSettings,
+    vo: str,
+    ledger: Ledger,
+) -> RestoreRequested:
+    """Start a restore whose turn in the queue has come: what is online and what others
+    are recalling is looked at again (it may have changed while it waited)."""
+    online = sort_by_destination(draft.transfers, await online_copies(user_cache, draft.transfers))
+    sharing = await claim_recalls(ledger, request_id, online)
+    return await plan_and_publish(
+        request_id,
+        draft,
+        online,
+        sharing,
+        owner=owner,
+        publisher=publisher,
+        settings=settings,
+        vo=vo,
+        ledger=ledger,
+    )
+
+
+def _datafile_ids(transfers: Sequence[PlannedTransfer]) -> list[int]:
+    return sorted(t.datafile_id for t in transfers if t.datafile_id is not None)
 
 
 async def request_restore(
@@ -446,6 +625,8 @@ async def request_restore(
     idempotency_key: str | None = None,
     ledger: Ledger | None = None,
     partial: bool = False,
+    confirm: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> RestoreAccepted:
     """Resolve the selection in ICAT *as the user*, look at the user data cache, plan
     tape -> user data cache jobs for what is not there yet, publish ``restore.requested``
@@ -454,77 +635,70 @@ async def request_restore(
     Any authenticated user may restore what ICAT lets them read; ids they cannot read are a
     404, datafiles not yet FINISHED on tape a 409. A file whose copy on the user data cache
     has the catalogue's size and adler32 is not recalled (``already_online``, done at once);
-    a different file there is overwritten (``domain.restore``). Repeats replay as for
-    archive; a restore of the same files later is a new request and finds them online.
+    a different file there is overwritten (``domain.restore``); a file another restore is
+    recalling is followed (``already_in_flight``). Repeats replay as for archive; a restore
+    of the same files later is a new request and finds them online.
     ``partial``: datafiles not FINISHED on tape are left out (``left_out``, with why) and the
-    rest restored; 409 still when none is.
+    rest restored; 409 still when none is. Past a cap (``restore.*``) it waits QUEUED and
+    starts by itself (``datastore_gateway.restore_queue``); past a cap alone, 413.
     """
     check_restore_limits(body, None, settings)
     check_notify(body.notify, settings)
 
     async def restore(request_id: str) -> RestoreAccepted:
-        limit = settings.gateway.max_datafiles_per_request
-        not_restored: tuple[LeftOutFile, ...] = ()
-        try:
-            # ICAT is read up to one datafile past the limit, never further.
-            items = await selections.resolve(
-                user.session_id,
-                body.investigation_ids,
-                body.dataset_ids,
-                body.datafile_ids,
-                max_datafiles=limit,
-            )
-        except TooLargeError as exc:
-            raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
-        except NotArchivedError as exc:
-            if not partial or not exc.restorable:
-                raise
-            items, not_restored = exc.restorable, left_out(exc.states)
-        if not items:
-            raise InvalidRequestError("the selection holds no datafiles to restore")
-        check_restore_limits(body, items, settings)
-        transfers = restore_transfers(
-            items,
-            tape_archive=settings.tape_archive,
-            tape_root_dir=settings.tape_root_dir,
-            user_data_cache=settings.user_data_cache,
+        transfers, not_restored = await resolve_restore(
+            body, user=user, selections=selections, settings=settings, partial=partial
+        )
+        check_confirmed(transfers, settings, confirm=confirm)
+        draft = RestoreDraft(
+            transfers=list(transfers), left_out=list(not_restored), notify=body.notify
         )
         online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
-        await check_quota(ledger, user, recall_usage(online.to_recall), settings)
-        jobs = plan_restore_jobs(
-            request_id,
-            online.to_recall,
-            vo=vo,
-            max_files_per_job=settings.fts3.max_files_per_job,
-            replace=online.to_replace,
+        sharing = await claim_recalls(ledger, request_id, online)
+        queued = await admit_restore(
+            ledger, request_id, draft, recall_usage(sharing.to_recall), user, settings, clock
         )
-        message = RestoreRequested(
-            request_id=request_id,
-            jobs=jobs,
-            already_online=list(online.already_online),
-            left_out=list(not_restored),
-            notify=body.notify,
-        )
-        await publish_confirmed(publisher, message, user=user.user_name)
-        await record_accepted(ledger, message, user=user.user_name)
-        RESTORED_DATAFILES.inc(len(online.to_recall))
-        log.info(
-            "restore_requested",
-            correlation_id=request_id,
-            user=user.user_name,
-            datafiles=len(items),
-            already_online=len(online.already_online),
-            replaced=len(online.to_replace),
-            left_out=len(not_restored),
-            jobs=len(jobs),
-        )
+        if queued is not None:
+            why, position = queued
+            if ledger is not None:
+                await release_quietly(ledger, request_id)  # claimed again when it starts
+            log.info(
+                "restore_queued",
+                correlation_id=request_id,
+                user=user.user_name,
+                position=position,
+                why=why,
+            )
+            return RestoreAccepted(
+                request_id=request_id,
+                job_ids=[],
+                left_out=list(not_restored),
+                state="QUEUED",
+                queue_position=position,
+                waiting_on=why,
+            )
+        try:
+            message = await plan_and_publish(
+                request_id,
+                draft,
+                online,
+                sharing,
+                owner=user.user_name,
+                publisher=publisher,
+                settings=settings,
+                vo=vo,
+                ledger=ledger,
+            )
+        except BaseException:
+            if ledger is not None:
+                await forget_admission(ledger, request_id)
+            raise
         return RestoreAccepted(
             request_id=request_id,
-            job_ids=[job.job_id for job in jobs],
-            already_online=sorted(
-                t.datafile_id for t in online.already_online if t.datafile_id is not None
-            ),
+            job_ids=[job.job_id for job in message.jobs],
+            already_online=_datafile_ids(online.already_online),
             left_out=list(not_restored),
+            already_in_flight=_datafile_ids(sharing.already_in_flight),
         )
 
     return await accept_once(
@@ -540,6 +714,154 @@ async def request_restore(
         requests=RESTORE_REQUESTS,
         ledger=ledger,
     )
+
+
+async def resolve_restore(
+    body: RestoreRequest,
+    *,
+    user: UserSession,
+    selections: Selections,
+    settings: DatastoreSettings,
+    partial: bool,
+) -> tuple[list[PlannedTransfer], tuple[LeftOutFile, ...]]:
+    """The selection resolved in ICAT as the user, checked against the limits: its
+    transfers tape -> user data cache, and (``partial``) what is left out and why."""
+    limit = settings.gateway.max_datafiles_per_request
+    not_restored: tuple[LeftOutFile, ...] = ()
+    try:
+        # ICAT is read up to one datafile past the limit, never further.
+        items = await selections.resolve(
+            user.session_id,
+            body.investigation_ids,
+            body.dataset_ids,
+            body.datafile_ids,
+            max_datafiles=limit,
+        )
+    except TooLargeError as exc:
+        raise RequestTooLargeError(f"{exc} (gateway.max_datafiles_per_request)") from exc
+    except NotArchivedError as exc:
+        if not partial or not exc.restorable:
+            raise
+        items, not_restored = exc.restorable, left_out(exc.states)
+    if not items:
+        raise InvalidRequestError("the selection holds no datafiles to restore")
+    check_restore_limits(body, items, settings)
+    transfers = restore_transfers(
+        items,
+        tape_archive=settings.tape_archive,
+        tape_root_dir=settings.tape_root_dir,
+        user_data_cache=settings.user_data_cache,
+    )
+    return list(transfers), not_restored
+
+
+def check_confirmed(
+    transfers: Sequence[PlannedTransfer], settings: DatastoreSettings, *, confirm: bool
+) -> None:
+    """A restore above ``restore.confirm_above_bytes`` needs ``confirm=true`` (428 saying
+    its size): a big recall is never started by a slip."""
+    above = settings.restore.confirm_above_bytes
+    size = sum(t.filesize or 0 for t in transfers)
+    if above is not None and size > above and not confirm:
+        raise ConfirmationRequiredError(
+            f"this restore selects {len(transfers)} files, {size} bytes: more than "
+            f"{above} (restore.confirm_above_bytes); see what it recalls with "
+            "?dry_run=true, then send it again with ?confirm=true"
+        )
+
+
+async def preview_restore(
+    body: RestoreRequest,
+    *,
+    user: UserSession,
+    selections: Selections,
+    user_cache: Storage,
+    settings: DatastoreSettings,
+    ledger: Ledger | None,
+    partial: bool = False,
+) -> RestorePreview:
+    """What the restore would do, submitting nothing: the files and bytes it selects, how
+    many are already online, being recalled by another restore, or need tape; whether it
+    would wait QUEUED (and why) or need ``confirm=true``. The same checks as the restore
+    itself (404, 409, 413 ...); nothing is claimed, reserved or published."""
+    check_restore_limits(body, None, settings)
+    transfers, not_restored = await resolve_restore(
+        body, user=user, selections=selections, settings=settings, partial=partial
+    )
+    online = sort_by_destination(transfers, await online_copies(user_cache, transfers))
+    held = (
+        await ledger.held_recalls([t.destination for t in online.to_recall])
+        if ledger is not None and online.to_recall
+        else {}
+    )
+    sharing = share_in_flight(online, held)
+    asked = recall_usage(sharing.to_recall)
+    limits = restore_limits(settings)
+    refused = never_fits(asked, limits)
+    wait = None
+    if refused is None and ledger is not None and limits.any and asked.files:
+        usage, facility = await ledger.usage()
+        wait = why_wait(usage.get(user.user_name, Usage()), facility, asked, limits)
+    above = settings.restore.confirm_above_bytes
+    size = sum(t.filesize or 0 for t in transfers)
+    return RestorePreview(
+        files=len(transfers),
+        bytes=size,
+        already_online=len(online.already_online),
+        already_online_bytes=recall_usage(online.already_online).bytes,
+        already_in_flight=len(sharing.already_in_flight),
+        from_tape=asked.files,
+        from_tape_bytes=asked.bytes,
+        left_out=list(not_restored),
+        refused=refused,
+        would_queue=wait,
+        needs_confirm=above is not None and size > above,
+    )
+
+
+async def admit_restore(
+    ledger: Ledger | None,
+    request_id: str,
+    draft: RestoreDraft,
+    asked: Usage,
+    user: UserSession,
+    settings: DatastoreSettings,
+    clock: Callable[[], float],
+) -> tuple[str, int] | None:
+    """Whether the restore starts now (None) or waits QUEUED (why, position): decided in the
+    ledger, atomically with every other replica's decisions. 413 when it alone is past a
+    cap (it could never start). Nothing to recall, or no caps: it starts."""
+    limits = restore_limits(settings)
+    why = never_fits(asked, limits)
+    if why is not None:
+        if ledger is not None:
+            await release_quietly(ledger, request_id)
+        raise RequestTooLargeError(why)
+    if ledger is None or not limits.any or asked.files == 0:
+        return None
+    entry = Waiting(
+        request_id,
+        user.user_name,
+        settings.restore.user_priorities.get(user.user_name, 0),
+        clock(),
+        asked,
+    )
+    try:
+        queued = await ledger.admit(entry, draft.model_dump_json(), limits)
+    except BaseException:
+        await release_quietly(ledger, request_id)
+        raise
+    if queued is not None:
+        RESTORES_QUEUED.inc()
+    return queued
+
+
+async def forget_admission(ledger: Ledger, request_id: str) -> None:
+    """A restore let start was not accepted after all: its reserved share goes back."""
+    try:
+        await ledger.not_started(request_id, None)
+    except DatastoreError as exc:
+        log.warning("restore_share_not_released", correlation_id=request_id, error=str(exc))
 
 
 # ---------------------------------------------------------------- job status

@@ -7,7 +7,7 @@ idempotency store, the one FTS port for job status and the VO; the user data cac
 restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
-and ConflictError 409, TooLargeError 413, QuotaExceededError 429, other PermanentError
+and ConflictError 409, TooLargeError 413, ConfirmationRequiredError 428, other PermanentError
 422, TransientError 503 (a selection past ``icat.selection_deadline_seconds`` included) —
 each with
 ``{"detail": "<reason>"}``. A peer refusing *our* credential (``CredentialError``, or any
@@ -72,7 +72,8 @@ from datastore_gateway.api.routes import (
     restore,
     ui,
 )
-from datastore_gateway.handlers import QuotaExceededError
+from datastore_gateway.cleaner import RestoredCopyCleaner
+from datastore_gateway.handlers import ConfirmationRequiredError
 from datastore_gateway.idempotency import IdempotencyStore, store_from_url
 from datastore_gateway.ledger import Ledger
 from datastore_gateway.ledger_feed import follow
@@ -85,6 +86,7 @@ from datastore_gateway.middleware import (
 )
 from datastore_gateway.notifications import HttpWebhookSender, SmtpMailSender
 from datastore_gateway.notifier import Notifier
+from datastore_gateway.restore_queue import RestoreQueue
 from datastore_gateway.schemas import API_VERSION
 from datastore_gateway.session_cache import CachedSessions
 from datastore_gateway.vo import VoSource, vo_source
@@ -97,8 +99,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SERVICE = "gateway"
-#: When a user over their restore quota may try again: their restores take minutes to end.
-QUOTA_RETRY_AFTER_SECONDS = 300
 #: How often ended requests past their retention are purged from the ledger.
 LEDGER_PURGE_SECONDS = 3600.0
 
@@ -230,13 +230,18 @@ def create_app(
 
 async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) -> None:
     settings = state.settings
+    queue: Ledger | None = None  # the ledger, when this gateway runs the restore queue
     if state.idempotency is None and settings.gateway.idempotency_window_seconds > 0:
         store = store_from_url(settings.gateway.state_db)
         await store.open()
         opened.push_async_callback(store.close)
         state.idempotency = store
     if state.ledger is None:
-        ledger = Ledger(settings.gateway.state_db, public_url=settings.gateway.public_url)
+        ledger = Ledger(
+            settings.gateway.state_db,
+            public_url=settings.gateway.public_url,
+            copy_retention_days=settings.restore.retention_days,
+        )
         await ledger.open()
         opened.push_async_callback(ledger.close)
         state.ledger = ledger
@@ -295,6 +300,7 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         )
         notifying = asyncio.create_task(notifier.run())
         opened.callback(notifying.cancel)
+        queue = ledger
     if state.vo is None:
         state.vo = vo_source(settings, state.transfers)  # the one FTS port, opened above
         try:
@@ -302,6 +308,19 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         except DatastoreError as exc:
             # Start anyway: the next archive request asks again (and answers 503 meanwhile).
             log.warning("fts_vo_unknown", error=str(exc))
+    if queue is not None and state.vo is not None and state.user_cache is not None:
+        # ... and starts queued restores as capacity frees up (with any replicas).
+        assert state.publisher is not None
+        starter = RestoreQueue(
+            queue, settings, publisher=state.publisher, user_cache=state.user_cache, vo=state.vo
+        )
+        starting = asyncio.create_task(starter.run())
+        opened.callback(starting.cancel)
+        if settings.restore.cleaner:
+            # ... and removes expired restored copies it wrote (with any replicas).
+            cleaner = RestoredCopyCleaner(queue, state.user_cache, settings.restore)
+            cleaning = asyncio.create_task(cleaner.run())
+            opened.callback(cleaning.cancel)
 
 
 async def _purge_periodically(ledger: Ledger, settings: DatastoreSettings) -> None:
@@ -335,11 +354,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: Exception) -> JSONResponse:
         return _problem(409, str(exc))
 
+    async def unconfirmed(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(428, str(exc))
+
     async def too_large(_: Request, exc: Exception) -> JSONResponse:
         return _problem(413, str(exc))
-
-    async def over_quota(_: Request, exc: Exception) -> JSONResponse:
-        return _problem(429, str(exc), {"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)})
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         return _problem(422, str(exc))
@@ -388,7 +407,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotArchivedError, conflict)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TooLargeError, too_large)
-    app.add_exception_handler(QuotaExceededError, over_quota)
+    app.add_exception_handler(ConfirmationRequiredError, unconfirmed)
     app.add_exception_handler(PermanentError, refused)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)

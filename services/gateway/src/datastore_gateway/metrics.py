@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "datastore_gateway_http_requests_total",
@@ -34,6 +34,38 @@ RESTORE_REQUESTS = Counter(
 )
 RESTORED_DATAFILES = Counter(
     "datastore_gateway_restore_datafiles_total", "Datafiles in accepted restore requests"
+)
+SHARED_DATAFILES = Counter(
+    "datastore_gateway_restore_shared_datafiles_total",
+    "Datafiles of accepted restores that another restore was already recalling to the same "
+    "place: followed, not recalled twice",
+)
+RESTORES_QUEUED = Counter(
+    "datastore_gateway_restore_queued_total",
+    "Restores accepted into the queue (QUEUED: past a cap of restore.*)",
+)
+RESTORES_STARTED_FROM_QUEUE = Counter(
+    "datastore_gateway_restore_queue_started_total",
+    "Queued restores started, by outcome (started, retried)",
+    ["outcome"],
+)
+RESTORE_QUEUE_LENGTH = Gauge(
+    "datastore_gateway_restore_queue_requests",
+    "Restores waiting in the queue (QUEUED) as this gateway last saw it",
+)
+RESTORE_QUEUE_BYTES = Gauge(
+    "datastore_gateway_restore_queue_bytes",
+    "Bytes the queued restores would recall, as this gateway last saw it",
+)
+RESTORED_COPIES = Counter(
+    "datastore_gateway_restored_copies_total",
+    "Expired restored copies the cleaner dealt with, by outcome (removed, would_remove in a "
+    "dry run, kept: a live restore needs it, forgotten: gone or not the file Datastore wrote)",
+    ["outcome"],
+)
+RESTORED_COPY_BYTES_REMOVED = Counter(
+    "datastore_gateway_restored_copy_bytes_removed_total",
+    "Bytes of expired restored copies removed from the user data cache",
 )
 NOTIFICATIONS = Counter(
     "datastore_gateway_notifications_total",

@@ -131,6 +131,74 @@ class RestoreAccepted(ArchiveAccepted):
         description="With partial=true: the selection's datafiles not (yet) archived, not "
         "restored, each with why.",
     )
+    already_in_flight: list[int] = Field(
+        default_factory=list,
+        description="Datafile ids another restore not yet ended is recalling to the same "
+        "place: not recalled twice; this request follows that transfer and each ends as it "
+        "does (its copy is never taken for a different file and overwritten).",
+    )
+    state: Literal["SUBMITTED", "QUEUED"] = Field(
+        default="SUBMITTED",
+        description="QUEUED: past a cap of restore.* (yours, or the facility's); it starts by "
+        "itself as capacity frees up, in priority then arrival order (no job ids until then; "
+        "what is online is looked at again when it starts). Follow it with GET /requests/{id}.",
+    )
+    queue_position: int | None = Field(
+        default=None, description="QUEUED: 1 for the next in line (at the time of the answer)."
+    )
+    waiting_on: str | None = Field(default=None, description="QUEUED: why it waits, in words.")
+
+
+class RestorePreview(_Shape):
+    """``POST /restore?dry_run=true``: what the restore would do; nothing is submitted."""
+
+    dry_run: Literal[True] = True
+    files: int = Field(description="Datafiles the selection restores (left-out ones aside).")
+    bytes: int = Field(description="Their size, as ICAT gives it.")
+    already_online: int = Field(
+        description="Of those, files whose copy on the user data cache already has the "
+        "catalogue's size and adler32: not recalled."
+    )
+    already_online_bytes: int
+    already_in_flight: int = Field(
+        description="Files another restore is recalling to the same place now: followed."
+    )
+    from_tape: int = Field(description="Files it would stage from tape itself.")
+    from_tape_bytes: int
+    left_out: list[LeftOutFile] = Field(
+        default_factory=list, description="With partial=true: not restored, with why."
+    )
+    refused: str | None = Field(
+        default=None, description="Why it would be refused (413: past a cap alone)."
+    )
+    would_queue: str | None = Field(
+        default=None, description="Why it would wait QUEUED now; null: it would start at once."
+    )
+    needs_confirm: bool = Field(
+        description="Above restore.confirm_above_bytes: send it with confirm=true."
+    )
+
+
+class RestoreQueueEntry(_Shape):
+    """A restore waiting its turn (QUEUED) or just let start (STARTING)."""
+
+    request_id: str
+    owner: str
+    priority: int
+    queued_at: datetime
+    files: int = Field(description="Files it would recall (as counted when it was queued).")
+    bytes: int
+    state: Literal["QUEUED", "STARTING"]
+    position: int | None = Field(description="QUEUED: 1 for the next in line.")
+    waiting_on: str | None = Field(description="Why it waits, in words.")
+
+
+class RestoreQueue(_Shape):
+    """The restore queue, in the order it is served (priority, then arrival)."""
+
+    items: list[RestoreQueueEntry]
+    queued_files: int
+    queued_bytes: int
 
 
 class CancelAccepted(_Shape):
@@ -313,10 +381,16 @@ class RequestStatus(_Shape):
         default_factory=list,
         description="A partial restore's datafiles not (yet) archived: not restored, with why.",
     )
+    copies_until: datetime | None = Field(
+        default=None,
+        description="An ended restore: until when its copies stay on the user data cache at "
+        "least (restore.retention_days after it ended); then the cleaner may remove them.",
+    )
 
 
 #: Every state a request can be in (``RequestStatus.state``).
 RequestStateName = Literal[
+    "QUEUED",
     "SUBMITTED",
     "STAGING",
     "READY",

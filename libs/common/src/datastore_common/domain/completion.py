@@ -79,6 +79,7 @@ def request_completed(
     public_url: str,
     completed_at: datetime,
     instrument: str | None = None,
+    copies_until: datetime | None = None,
 ) -> RequestCompleted:
     """The ``request.completed`` of a request that ended in ``state``, given its files
     counted by state ({state: (files, bytes)}) and the reasons of some that failed."""
@@ -97,6 +98,7 @@ def request_completed(
         status_url=status_url(public_url, request_id),
         completed_at=completed_at,
         instrument=instrument,
+        copies_until=copies_until,
     )
 
 
@@ -195,5 +197,9 @@ def email_text(completed: RequestCompleted) -> tuple[str, str]:
             f" ({completed.failure.failure_class} error)" if completed.failure.failure_class else ""
         )
         lines.append(f"Failure{who}: {completed.failure.reason}")
+    if completed.copies_until is not None:
+        lines.append(
+            f"The restored copies stay until {completed.copies_until:%Y-%m-%d %H:%M} UTC at least."
+        )
     lines += ["", f"Status: {completed.status_url}", ""]
     return subject, "\n".join(lines)

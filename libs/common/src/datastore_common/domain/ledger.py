@@ -31,6 +31,7 @@ from datastore_common.messages import (
     PlannedJob,
     PlannedTransfer,
     RestoreRequested,
+    SharedTransfer,
     TransferKind,
 )
 
@@ -49,6 +50,12 @@ class PlannedFile:
     destination: str
     bytes: int | None
     state: str = SUBMITTED
+    #: The catalogue's adler32 (a restore's: the copy the cleaner may later remove is checked
+    #: against it).
+    checksum: str | None = None
+    #: The request whose transfer to the same destination this file waits on (a restore's
+    #: file already in flight for another restore): it moves as that one's file moves.
+    follows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,36 @@ def already_online_job(request_id: str, transfers: Sequence[PlannedTransfer]) ->
     )
 
 
+def in_flight_job_id(request_id: str) -> str:
+    """The ledger's name for a restore's files other restores are recalling (not an FTS
+    job, never a UUID): its files follow theirs."""
+    return f"{request_id}:in-flight"
+
+
+def in_flight_job(request_id: str, transfers: Sequence[SharedTransfer]) -> LedgerJob:
+    """A restore's files already being recalled by other restores, waiting on theirs."""
+    return LedgerJob(
+        in_flight_job_id(request_id),
+        tuple(
+            PlannedFile(t.destination, t.filesize, SUBMITTED, follows=t.recalled_by)
+            for t in transfers
+        ),
+        state=SUBMITTED,
+    )
+
+
+def following_job_state(file_states: Iterable[str]) -> str:
+    """The state of a job of files that follow other requests' transfers: its files',
+    aggregated as a dataset's (the earliest active one, or how they ended)."""
+    return aggregate_dataset_state(file_states)
+
+
+def is_ledger_only_job(job_id: str) -> bool:
+    """Whether a request's job is the ledger's own (files already online or following another
+    restore's), which FTS never hears of."""
+    return job_id.endswith((":already-online", ":in-flight"))
+
+
 @dataclass(frozen=True)
 class NewRequest:
     """What the ledger records when a request is accepted."""
@@ -96,7 +133,12 @@ class NewRequest:
 
 def ledger_jobs(jobs: Sequence[PlannedJob]) -> tuple[LedgerJob, ...]:
     return tuple(
-        LedgerJob(job.job_id, tuple(PlannedFile(t.destination, t.filesize) for t in job.transfers))
+        LedgerJob(
+            job.job_id,
+            tuple(
+                PlannedFile(t.destination, t.filesize, checksum=t.checksum) for t in job.transfers
+            ),
+        )
         for job in jobs
     )
 
@@ -133,11 +175,13 @@ def new_request(
         )
         kind: TransferKind = "archive"
     else:
-        datasets = restored_datasets(data.jobs, data.already_online)
+        datasets = restored_datasets(data.jobs, [*data.already_online, *data.already_in_flight])
         kind = "restore"
     jobs = ledger_jobs(data.jobs)
     if isinstance(data, RestoreRequested) and data.already_online:
         jobs += (already_online_job(data.request_id, data.already_online),)
+    if isinstance(data, RestoreRequested) and data.already_in_flight:
+        jobs += (in_flight_job(data.request_id, data.already_in_flight),)
     return NewRequest(
         request_id=data.request_id,
         kind=kind,

@@ -8,6 +8,10 @@ data cache what is there (``Storage.describe_many``) and these decide.
   copy) is replaced: the job that carries it asks FTS to overwrite. Jobs with nothing to
   replace never overwrite, so FTS still refuses to clobber a file that appears there
   meanwhile unasked.
+- **Already in flight**: a file another restore not yet ended is recalling to the same
+  destination is not recalled again (``share_in_flight``): the request follows that one's
+  transfer and its copy ends as that one's does. What sits at such a destination meanwhile is
+  the other's half-written copy, never "a different file" to replace.
 - **Left out** (``?partial=true``): datafiles of the selection not (yet) on tape are named
   with why, and the rest is restored.
 """
@@ -20,7 +24,7 @@ from typing import Protocol
 
 from datastore_common.domain.plan import is_real_checksum
 from datastore_common.domain.states import normalise
-from datastore_common.messages import LeftOutFile, PlannedTransfer
+from datastore_common.messages import LeftOutFile, PlannedTransfer, SharedTransfer
 
 
 class FileFacts(Protocol):
@@ -71,6 +75,34 @@ def sort_by_destination(
         if there is not None:
             replace.add(transfer.destination)
     return OnlineCheck(tuple(online), tuple(recall), frozenset(replace))
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """What a restore recalls itself, and what it follows of other restores in flight."""
+
+    #: To stage from tape and copy in this request's own jobs.
+    to_recall: tuple[PlannedTransfer, ...]
+    #: Recalled to the same destination by another restore not yet ended: followed.
+    already_in_flight: tuple[SharedTransfer, ...]
+    #: Destinations (among ``to_recall``) holding a different file: overwritten.
+    to_replace: frozenset[str]
+
+
+def share_in_flight(online: OnlineCheck, in_flight: Mapping[str, str]) -> Sharing:
+    """Split ``online.to_recall`` by ``in_flight`` (destination -> the request recalling a
+    file there now, as the ledger's claims say): those are followed, not recalled again, and
+    whatever is at their destination is that request's partial copy, so never replaced."""
+    recall: list[PlannedTransfer] = []
+    shared: list[SharedTransfer] = []
+    for transfer in online.to_recall:
+        owner = in_flight.get(transfer.destination)
+        if owner is None:
+            recall.append(transfer)
+        else:
+            shared.append(SharedTransfer(**transfer.model_dump(), recalled_by=owner))
+    replace = online.to_replace - {t.destination for t in shared}
+    return Sharing(tuple(recall), tuple(shared), frozenset(replace))
 
 
 #: Why a datafile in this "Archival state" is not on tape yet, in words.

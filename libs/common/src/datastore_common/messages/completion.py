@@ -52,6 +52,12 @@ class RequestCompleted(Payload):
         description="The broker user of the instrument that published the request, if one "
         "did (the routing key then ends with it).",
     )
+    copies_until: datetime | None = Field(
+        default=None,
+        description="A restore: until when its copies stay on the user data cache at least "
+        "(restore.retention_days after it ended; later if another restore uses them); then "
+        "they may be removed.",
+    )
 
     def routing_key(self) -> str:
         return f"{self.TYPE}.{self.instrument}" if self.instrument else self.TYPE

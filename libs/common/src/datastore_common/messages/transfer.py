@@ -45,6 +45,14 @@ class LeftOutFile(_Part):
     reason: str
 
 
+class SharedTransfer(PlannedTransfer):
+    """A file of a restore that another restore, not yet ended, is recalling to the same
+    place: not recalled twice, and never overwritten half-written; it ends as that one's
+    copy of it does."""
+
+    recalled_by: str = Field(description="The request whose FTS job is recalling the file.")
+
+
 class PlannedJob(_Part):
     """One FTS job: its deterministic id and sid, and the files it moves."""
 
@@ -56,6 +64,13 @@ class PlannedJob(_Part):
         default=False,
         description="Replace what is at the destination: a retry's, whose earlier attempt may "
         "have left its copy there (failed while archiving, cancelled).",
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="FTS priority of the job (1-5); none: fts3.priority. A restore's follows "
+        "its owner's priority in the restore queue (restore.user_priorities).",
     )
 
 
@@ -147,11 +162,18 @@ class RestoreRequested(Payload):
     notify: NotifyTargets | None = Field(
         default=None, description="Who is told when the request ends (request.completed)."
     )
+    already_in_flight: list[SharedTransfer] = Field(
+        default_factory=list,
+        description="Files another restore not yet ended is recalling to the same place: "
+        "not recalled twice; each ends as that restore's copy of it does.",
+    )
 
     @model_validator(mode="after")
     def _some_files(self) -> RestoreRequested:
-        if not (self.jobs or self.already_online):
-            raise ValueError("a restore names at least one job or one file already online")
+        if not (self.jobs or self.already_online or self.already_in_flight):
+            raise ValueError(
+                "a restore names at least one job, one file already online or one in flight"
+            )
         return self
 
 

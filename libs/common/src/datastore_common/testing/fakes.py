@@ -72,6 +72,7 @@ class FakeStorage(Storage):
         self.timing_out: set[str] = set()
         self.time_outs_left = 0
         self.described: list[str] = []  # every URL asked about, in call order
+        self.removed: list[str] = []  # every URL removed, in call order
 
     def time_out(self, *urls: str, calls: int = 0) -> None:
         """Time out every call for ``urls`` until ``recover()``, and the next ``calls`` calls
@@ -102,6 +103,13 @@ class FakeStorage(Storage):
             for name, stored in self.files.items()
             if name.startswith(folder)
         }
+
+    async def remove(self, url: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.files.pop(url, None) is None:
+            raise NotFoundError(f"xrootd rm {url}: no such file")
+        self.removed.append(url)
 
 
 #: FTS's reason for a job, and its files, cancelled by the user.

@@ -39,10 +39,28 @@ from datastore_common.domain.ledger import (
     NewRequest,
     Position,
     RequestQuery,
+    following_job_state,
+    in_flight_job_id,
     investigations_of,
 )
+from datastore_common.domain.plan import is_real_checksum
 from datastore_common.domain.restore import Usage
-from datastore_common.domain.states import CANCELED, FAILED, TERMINAL, may_advance, normalise
+from datastore_common.domain.restore_queue import (
+    Limits,
+    Waiting,
+    position_in,
+    queue_order,
+    take_turns,
+)
+from datastore_common.domain.restored_copies import RecordedCopy, expiry_of
+from datastore_common.domain.states import (
+    CANCELED,
+    FAILED,
+    FINISHED,
+    TERMINAL,
+    may_advance,
+    normalise,
+)
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import (
     EndState,
@@ -64,8 +82,10 @@ from datastore_gateway.ledger.records import (
     AuditEntry,
     Channel,
     Delivery,
+    ExpiredCopy,
     Failure,
     JobOwner,
+    QueueRow,
     RequestPage,
     RequestRecord,
     listing_query,
@@ -79,9 +99,11 @@ __all__ = [
     "AuditEntry",
     "Channel",
     "Delivery",
+    "ExpiredCopy",
     "Failure",
     "JobOwner",
     "Ledger",
+    "QueueRow",
     "RequestPage",
     "RequestRecord",
     "listing_query",
@@ -92,6 +114,16 @@ T = TypeVar("T")
 
 #: Where ``GET /requests/{id}`` is reached when ``gateway.public_url`` is not given.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+#: A claim on a destination whose request never reached the ledger (its gateway stopped
+#: between the claim and the publish) is taken over after this long.
+UNRECORDED_CLAIM_SECONDS = 600.0
+#: A restore let start on the request path has this long to reach the ledger (else its share
+#: is given back); one the queue started, this long before it is queued again.
+START_LEASE_SECONDS = 600.0
+#: PostgreSQL advisory lock taken by whoever decides who starts: replicas decide one at a time.
+QUEUE_LOCK = 7_353_201
+#: Destinations asked about per statement (SQLite's variables per statement are limited).
+_CHUNK = 500
 #: The outbox's columns, as ``Delivery`` takes them.
 _DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
 
@@ -103,10 +135,12 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         public_url: str = DEFAULT_PUBLIC_URL,
+        copy_retention_days: float = 14,
     ) -> None:
         self._db = Connection(url)
         self._clock = clock
         self._public_url = public_url
+        self._retention_days = copy_retention_days
 
     async def open(self) -> None:
         await self._run(self._db.open, "open")
@@ -152,6 +186,12 @@ class Ledger:
             )
             add_investigations(db, request.request_id, investigations_of(request.datasets))
             self._add_jobs(db, request.request_id, request.jobs)
+            # Its files count from here: the share reserved when it was let start goes.
+            db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
+            if request.kind == "restore":
+                self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
+            if any(f.follows for job in request.jobs for f in job.files):
+                self._catch_up(db, request.request_id)
             if any(job.state is not None for job in request.jobs):
                 # Files already online are done from the start: a restore of nothing else
                 # ends FINISHED here, and its request.completed is written at once.
@@ -164,9 +204,13 @@ class Ledger:
             [(job.job_id, request_id, position, job.state) for position, job in enumerate(jobs)],
         )
         db.executemany(
-            "INSERT INTO ledger_files (job_id, destination, bytes, state) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (job_id, destination) DO NOTHING",
-            [(job.job_id, f.destination, f.bytes, f.state) for job in jobs for f in job.files],
+            "INSERT INTO ledger_files (job_id, destination, bytes, state, follows, checksum)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO NOTHING",
+            [
+                (job.job_id, f.destination, f.bytes, f.state, f.follows, f.checksum)
+                for job in jobs
+                for f in job.files
+            ],
         )
 
     async def registered(self, request_id: str, jobs: Sequence[LedgerJob]) -> None:
@@ -227,6 +271,21 @@ class Ledger:
                 " WHERE job_id = ? AND destination = ?",
                 updates,
             )
+            if status.kind == "restore":
+                moves = [(dest, state, reason) for state, reason, _, dest in updates]
+                moves += [(dest, state, reason) for _, dest, _, state, reason in inserts]
+                self._release(
+                    db, status.request_id, [d for d, state, _ in moves if state in TERMINAL]
+                )
+                # Before the leader's refresh: were it to end now, its followers' files
+                # must already have moved with its files.
+                self._lead(db, status.request_id, moves)
+                self._wrote(
+                    db,
+                    status.request_id,
+                    status.job_id,
+                    [d for d, state, _ in moves if state == FINISHED],
+                )
             self._job_moves_in(
                 db, status.request_id, status.job_id, status.job_state, status.reason
             )
@@ -255,6 +314,521 @@ class Ledger:
                 (normalise(state), reason, job_id),
             )
         self._refresh(db, request_id)
+
+    # -- restores sharing transfers -------------------------------------------------------
+    async def claim_recalls(self, request_id: str, destinations: Sequence[str]) -> dict[str, str]:
+        """Claim ``destinations`` for ``request_id``'s recalls, in one transaction: those
+        another restore not yet ended holds already are answered (destination -> that
+        request), the rest are this request's until its files there end. Two restores of
+        the same files at the same moment: one holds each destination, never both."""
+        return await self._run(lambda: self._claim_recalls(request_id, destinations), "claim")
+
+    def _claim_recalls(self, request_id: str, destinations: Sequence[str]) -> dict[str, str]:
+        # In one order for every caller: two PostgreSQL transactions inserting the same keys
+        # in opposite orders would deadlock (each waiting on a row the other inserted).
+        destinations = sorted(set(destinations))
+        now = self._clock()
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+        held: dict[str, str] = {}
+        with self._db.transaction() as db:
+            # Claims left behind: a request that ended, or never reached the ledger.
+            db.execute(
+                "DELETE FROM ledger_recalls WHERE request_id IN (SELECT request_id FROM"
+                f" ledger_requests WHERE state IN ({marks})) OR (claimed < ? AND request_id"
+                " NOT IN (SELECT request_id FROM ledger_requests))",
+                (*ended, now - UNRECORDED_CLAIM_SECONDS),
+            )
+            for start in range(0, len(destinations), _CHUNK):
+                chunk = list(destinations[start : start + _CHUNK])
+                db.executemany(
+                    "INSERT INTO ledger_recalls (destination, request_id, claimed)"
+                    " VALUES (?, ?, ?) ON CONFLICT (destination) DO NOTHING",
+                    [(destination, request_id, now) for destination in chunk],
+                )
+                held.update(
+                    db.execute(
+                        "SELECT destination, request_id FROM ledger_recalls WHERE"
+                        f" destination IN ({', '.join('?' * len(chunk))}) AND request_id <> ?",
+                        (*chunk, request_id),
+                    )
+                )
+        return held
+
+    async def held_recalls(self, destinations: Sequence[str]) -> dict[str, str]:
+        """Which of ``destinations`` a restore not yet ended holds (a dry run's look;
+        nothing is claimed)."""
+
+        def work() -> dict[str, str]:
+            ended = tuple(sorted(TERMINAL))
+            held: dict[str, str] = {}
+            with self._db.transaction() as db:
+                for start in range(0, len(destinations), _CHUNK):
+                    chunk = list(destinations[start : start + _CHUNK])
+                    held.update(
+                        db.execute(
+                            "SELECT c.destination, c.request_id FROM ledger_recalls c"
+                            " JOIN ledger_requests r ON r.request_id = c.request_id"
+                            f" WHERE c.destination IN ({', '.join('?' * len(chunk))})"
+                            f" AND r.state NOT IN ({', '.join('?' * len(ended))})",
+                            (*chunk, *ended),
+                        )
+                    )
+            return held
+
+        return await self._run(work, "read")
+
+    async def release_recalls(self, request_id: str) -> None:
+        """Give up a request's claims (it was not accepted after all)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
+
+        await self._run(work, "claim")
+
+    # -- restored copies ------------------------------------------------------------------
+    def _wrote(self, db: Cursor, request_id: str, job_id: str, destinations: Sequence[str]) -> None:
+        """A restore's own job copied these files: record each as Datastore's copy, with the
+        catalogue's size and adler32 (a file without both is never recorded, so never removed)
+        and its expiry."""
+        if not destinations:
+            return
+        now = self._clock()
+        expires = expiry_of(now, self._retention_days)
+        rows = []
+        for destination in destinations:
+            found = db.execute(
+                "SELECT bytes, checksum FROM ledger_files WHERE job_id = ? AND destination = ?",
+                (job_id, destination),
+            )
+            if found and found[0][0] is not None and is_real_checksum(found[0][1]):
+                rows.append((destination, request_id, found[0][0], found[0][1], now, expires))
+        db.executemany(
+            "INSERT INTO ledger_copies (destination, request_id, bytes, checksum, written_at,"
+            " expires_at, state, lease_until) VALUES (?, ?, ?, ?, ?, ?, 'KEPT', 0)"
+            " ON CONFLICT (destination) DO UPDATE SET request_id = excluded.request_id,"
+            " bytes = excluded.bytes, checksum = excluded.checksum,"
+            " written_at = excluded.written_at, expires_at = excluded.expires_at,"
+            " state = 'KEPT', lease_until = 0, settled_at = NULL, note = NULL",
+            rows,
+        )
+
+    def _copies_stay(self, db: Cursor, record: RequestRecord) -> datetime | None:
+        """A restore just ended: its copies stay ``retention_days`` from now at least (each
+        copy Datastore wrote at its files' destinations); that moment, if it copied any."""
+        if record.kind != "restore" or not any(job.files_done for job in record.jobs):
+            return None
+        destinations = [
+            row[0]
+            for row in db.execute(
+                "SELECT f.destination FROM ledger_files f JOIN ledger_jobs j"
+                " ON j.job_id = f.job_id WHERE j.request_id = ? AND f.state = ?",
+                (record.request_id, FINISHED),
+            )
+        ]
+        self._copies_used(db, destinations)
+        return datetime.fromtimestamp(expiry_of(self._clock(), self._retention_days), UTC)
+
+    def _copies_used(self, db: Cursor, destinations: Sequence[str]) -> None:
+        """A new restore uses these destinations (online, followed or recalled again): a copy
+        Datastore wrote there stays ``retention_days`` from now at least."""
+        expires = expiry_of(self._clock(), self._retention_days)
+        db.executemany(
+            "UPDATE ledger_copies SET expires_at = ? WHERE destination = ? AND state = 'KEPT'"
+            " AND expires_at < ?",
+            [(expires, destination, expires) for destination in destinations],
+        )
+
+    async def claim_expired(self, *, limit: int, lease_seconds: float) -> list[ExpiredCopy]:
+        """Copies past their expiry, each leased to this caller (another replica skips them
+        meanwhile), and whether a restore not yet ended still needs each."""
+        return await self._run(lambda: self._claim_expired(limit, lease_seconds), "copies")
+
+    def _claim_expired(self, limit: int, lease_seconds: float) -> list[ExpiredCopy]:
+        now = self._clock()
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.postgres else ""
+        ended = tuple(sorted(TERMINAL))
+        ended_marks = ", ".join("?" * len(ended))
+        with self._db.transaction() as db:
+            rows = db.execute(
+                "SELECT destination, bytes, checksum, expires_at FROM ledger_copies"
+                " WHERE state = 'KEPT' AND expires_at <= ? AND lease_until <= ?"
+                f" ORDER BY expires_at LIMIT ?{skip}",
+                (now, now, limit),
+            )
+            db.executemany(
+                "UPDATE ledger_copies SET lease_until = ? WHERE destination = ?",
+                [(now + lease_seconds, row[0]) for row in rows],
+            )
+            needed: set[str] = set()
+            for start in range(0, len(rows), _CHUNK):
+                chunk = [row[0] for row in rows[start : start + _CHUNK]]
+                needed.update(
+                    row[0]
+                    for row in db.execute(
+                        "SELECT DISTINCT f.destination FROM ledger_files f"
+                        " JOIN ledger_jobs j ON j.job_id = f.job_id"
+                        " JOIN ledger_requests r ON r.request_id = j.request_id"
+                        f" WHERE f.destination IN ({', '.join('?' * len(chunk))})"
+                        f" AND r.kind = 'restore' AND r.state NOT IN ({ended_marks})",
+                        (*chunk, *ended),
+                    )
+                )
+        return [
+            ExpiredCopy(
+                RecordedCopy(row[0], int(row[1]), str(row[2]), float(row[3])),
+                needed=row[0] in needed,
+            )
+            for row in rows
+        ]
+
+    async def settle_copy(self, destination: str, outcome: str, why: str) -> None:
+        """What the cleaner did: removed, forgotten (not ours any more, or gone), or kept
+        (its lease given back: looked at again on a later pass)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if outcome == "keep":
+                    db.execute(
+                        "UPDATE ledger_copies SET lease_until = 0 WHERE destination = ?",
+                        (destination,),
+                    )
+                    return
+                db.execute(
+                    "UPDATE ledger_copies SET state = ?, settled_at = ?, note = ?,"
+                    " lease_until = 0 WHERE destination = ? AND state = 'KEPT'",
+                    (
+                        "REMOVED" if outcome == "remove" else "FORGOTTEN",
+                        self._clock(),
+                        why[:1000],
+                        destination,
+                    ),
+                )
+
+        await self._run(work, "copies")
+
+    async def copy_record(self, destination: str) -> tuple[str, float, str | None] | None:
+        """(state, expires_at, note) of the copy recorded at ``destination``; None if none."""
+
+        def work() -> tuple[str, float, str | None] | None:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT state, expires_at, note FROM ledger_copies WHERE destination = ?",
+                    (destination,),
+                )
+            return (rows[0][0], float(rows[0][1]), rows[0][2]) if rows else None
+
+        return await self._run(work, "read")
+
+    # -- the restore queue ----------------------------------------------------------------
+    async def admit(self, entry: Waiting, draft: str, limits: Limits) -> tuple[str, int] | None:
+        """Decide, atomically with every other decision, whether the restore ``entry``
+        starts now (None; its share is reserved until it is recorded) or waits QUEUED
+        (why, and its position; ``draft`` kept to start it later)."""
+        return await self._run(lambda: self._admit(entry, draft, limits), "queue")
+
+    def _admit(self, entry: Waiting, draft: str, limits: Limits) -> tuple[str, int] | None:
+        with self._db.transaction() as db:
+            now = self._queue_lock(db)
+            usage, facility = self._usage(db)
+            queue = [*self._waiting(db), entry]
+            turn = take_turns(queue, usage, facility, limits)
+            started = entry.request_id in turn.start
+            why = turn.waiting.get(entry.request_id)
+            db.execute(
+                "INSERT INTO ledger_queue (request_id, owner, priority, queued_at, files, bytes,"
+                " draft, state, lease_until, why) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (
+                    entry.request_id,
+                    entry.owner,
+                    entry.priority,
+                    entry.queued_at,
+                    entry.asked.files,
+                    entry.asked.bytes,
+                    draft,
+                    "ADMITTED" if started else "QUEUED",
+                    now + START_LEASE_SECONDS if started else 0,
+                    why,
+                ),
+            )
+        if started:
+            return None
+        return (why or "waiting its turn", position_in(queue, entry.request_id) or len(queue))
+
+    async def claim_startable(self, limits: Limits) -> list[tuple[str, str, str]]:
+        """Queued restores that fit now, in the queue's order, each marked STARTING (its
+        share reserved, leased to this caller): (request id, owner, draft)."""
+        return await self._run(lambda: self._claim_startable(limits), "queue")
+
+    def _claim_startable(self, limits: Limits) -> list[tuple[str, str, str]]:
+        with self._db.transaction() as db:
+            now = self._queue_lock(db)
+            usage, facility = self._usage(db)
+            turn = take_turns(self._waiting(db), usage, facility, limits)
+            db.executemany(
+                "UPDATE ledger_queue SET why = ? WHERE request_id = ?",
+                [(why, request_id) for request_id, why in turn.waiting.items()],
+            )
+            started = []
+            for request_id in turn.start:
+                db.execute(
+                    "UPDATE ledger_queue SET state = 'STARTING', lease_until = ?, why = NULL"
+                    " WHERE request_id = ?",
+                    (now + START_LEASE_SECONDS, request_id),
+                )
+                [(owner, draft)] = db.execute(
+                    "SELECT owner, draft FROM ledger_queue WHERE request_id = ?", (request_id,)
+                )
+                started.append((request_id, owner, draft))
+        return started
+
+    async def not_started(self, request_id: str, error: str | None) -> None:
+        """Starting the restore failed: back in the queue with why (``error``), or, for one
+        never queued (refused on the request path), forgotten (``error`` None)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if error is None:
+                    db.execute(
+                        "DELETE FROM ledger_queue WHERE request_id = ? AND state = 'ADMITTED'",
+                        (request_id,),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE ledger_queue SET state = 'QUEUED', lease_until = 0, why = ?"
+                        " WHERE request_id = ?",
+                        (f"starting it failed, tried again shortly: {error}"[:1000], request_id),
+                    )
+
+        await self._run(work, "queue")
+
+    async def drop_queued(self, request_id: str) -> bool:
+        """Take a restore out of the queue (cancelled before it started); whether it was
+        waiting there."""
+
+        def work() -> bool:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "DELETE FROM ledger_queue WHERE request_id = ? AND state = 'QUEUED'"
+                    " RETURNING request_id",
+                    (request_id,),
+                )
+            return bool(rows)
+
+        return await self._run(work, "queue")
+
+    async def queue(self) -> list[QueueRow]:
+        """The restores waiting (QUEUED) or starting, in the queue's order."""
+
+        def work() -> list[QueueRow]:
+            with self._db.transaction() as db:
+                rows = db.execute(
+                    "SELECT request_id, owner, priority, queued_at, files, bytes, state, why,"
+                    " draft FROM ledger_queue"
+                )
+            waiting = [
+                Waiting(r[0], r[1], int(r[2]), float(r[3]), Usage(int(r[4]), int(r[5])))
+                for r in rows
+                if r[6] == "QUEUED"
+            ]
+            by_id = {r[0]: r for r in rows}
+            ordered = [by_id[w.request_id] for w in queue_order(waiting)]
+            ordered += [r for r in rows if r[6] != "QUEUED"]
+            return [
+                QueueRow(
+                    request_id=r[0],
+                    owner=r[1],
+                    priority=int(r[2]),
+                    queued_at=float(r[3]),
+                    files=int(r[4]),
+                    bytes=int(r[5]),
+                    state="QUEUED" if r[6] == "QUEUED" else "STARTING",
+                    position=position_in(waiting, r[0]),
+                    why=r[7],
+                    draft=r[8],
+                )
+                for r in ordered
+            ]
+
+        return await self._run(work, "read")
+
+    async def usage(self) -> tuple[dict[str, Usage], Usage]:
+        """What each user's restores are recalling now, and everyone's (see ``_usage``)."""
+
+        def work() -> tuple[dict[str, Usage], Usage]:
+            with self._db.transaction() as db:
+                return self._usage(db)
+
+        return await self._run(work, "read")
+
+    def _queue_lock(self, db: Cursor) -> float:
+        """Take the queue's lock (PostgreSQL: an advisory lock for this transaction; SQLite's
+        write lock is already held) and clear leases run out; now."""
+        if self._db.postgres:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (QUEUE_LOCK,))
+        now = self._clock()
+        # Recorded by the ledger feed after its own record was deferred: its files count now.
+        db.execute(
+            "DELETE FROM ledger_queue WHERE state <> 'QUEUED'"
+            " AND request_id IN (SELECT request_id FROM ledger_requests)"
+        )
+        # Let start on the request path but never recorded (its gateway stopped): forgotten.
+        db.execute("DELETE FROM ledger_queue WHERE state = 'ADMITTED' AND lease_until < ?", (now,))
+        # Started from the queue but never recorded: queued again, in its place.
+        db.execute(
+            "UPDATE ledger_queue SET state = 'QUEUED', lease_until = 0"
+            " WHERE state = 'STARTING' AND lease_until < ?",
+            (now,),
+        )
+        return now
+
+    def _waiting(self, db: Cursor) -> list[Waiting]:
+        return [
+            Waiting(r[0], r[1], int(r[2]), float(r[3]), Usage(int(r[4]), int(r[5])))
+            for r in db.execute(
+                "SELECT request_id, owner, priority, queued_at, files, bytes FROM ledger_queue"
+                " WHERE state = 'QUEUED'"
+            )
+        ]
+
+    def _usage(self, db: Cursor) -> tuple[dict[str, Usage], Usage]:
+        """What each user's restores are recalling now (files not ended of restores not
+        ended, followed files aside) plus the shares reserved for restores let start and
+        not yet recorded; and the sum over everyone."""
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+        usage: dict[str, Usage] = {}
+        rows = db.execute(
+            "SELECT r.owner, COUNT(*), COALESCE(SUM(f.bytes), 0) FROM ledger_requests r"
+            " JOIN ledger_jobs j ON j.request_id = r.request_id"
+            " JOIN ledger_files f ON f.job_id = j.job_id"
+            f" WHERE r.kind = 'restore' AND r.state NOT IN ({marks})"
+            f" AND f.state NOT IN ({marks}) AND f.follows IS NULL GROUP BY r.owner",
+            (*ended, *ended),
+        )
+        rows += db.execute(
+            "SELECT owner, SUM(files), SUM(bytes) FROM ledger_queue"
+            " WHERE state IN ('ADMITTED', 'STARTING') GROUP BY owner"
+        )
+        for owner, files, size in rows:
+            usage[owner or ""] = usage.get(owner or "", Usage()) + Usage(int(files), int(size))
+        total = Usage()
+        for one in usage.values():
+            total = total + one
+        return usage, total
+
+    async def stop_following(self, request_id: str) -> None:
+        """The request was cancelled: its files still following other restores' transfers
+        end CANCELED (those transfers go on for their own requests)."""
+
+        def work() -> None:
+            with self._db.transaction() as db:
+                if not self._exists(db, request_id):
+                    return
+                db.execute(
+                    "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ?"
+                    f" AND state NOT IN ({', '.join('?' * len(TERMINAL))})",
+                    (
+                        CANCELED,
+                        "cancelled; the restore recalling it for others goes on",
+                        in_flight_job_id(request_id),
+                        *sorted(TERMINAL),
+                    ),
+                )
+                self._follower_moved(db, request_id)
+
+        await self._run(work, "cancel")
+
+    def _release(self, db: Cursor, request_id: str, destinations: Sequence[str]) -> None:
+        db.executemany(
+            "DELETE FROM ledger_recalls WHERE destination = ? AND request_id = ?",
+            [(destination, request_id) for destination in destinations],
+        )
+
+    def _lead(self, db: Cursor, leader: str, moves: Sequence[tuple[str, str, str | None]]) -> None:
+        """The leader's files moved: the files of other restores following them move too
+        (forward only), and those requests are refreshed."""
+        touched: set[str] = set()
+        for destination, state, reason in moves:
+            rows = db.execute(
+                "SELECT f.job_id, f.state, j.request_id FROM ledger_files f"
+                " JOIN ledger_jobs j ON j.job_id = f.job_id"
+                " WHERE f.follows = ? AND f.destination = ?",
+                (leader, destination),
+            )
+            for job_id, known, follower in rows:
+                if may_advance(known, state):
+                    db.execute(
+                        "UPDATE ledger_files SET state = ?, reason = ?"
+                        " WHERE job_id = ? AND destination = ?",
+                        (state, reason, job_id, destination),
+                    )
+                    touched.add(follower)
+        for follower in sorted(touched):
+            self._follower_moved(db, follower)
+
+    def _follower_moved(self, db: Cursor, request_id: str) -> None:
+        if not self._exists(db, request_id):  # locks it (PostgreSQL)
+            return
+        job_id = in_flight_job_id(request_id)
+        states = [
+            row[0]
+            for row in db.execute("SELECT state FROM ledger_files WHERE job_id = ?", (job_id,))
+        ]
+        if states:
+            db.execute(
+                "UPDATE ledger_jobs SET state = ? WHERE job_id = ?",
+                (following_job_state(states), job_id),
+            )
+        self._refresh(db, request_id)
+
+    def _leader_ended(self, db: Cursor, leader: str, state: str) -> None:
+        """The leader ended: files of others still waiting on it will not be copied by it."""
+        rows = db.execute(
+            "SELECT f.job_id, f.destination, j.request_id FROM ledger_files f"
+            " JOIN ledger_jobs j ON j.job_id = f.job_id"
+            f" WHERE f.follows = ? AND f.state NOT IN ({', '.join('?' * len(TERMINAL))})",
+            (leader, *sorted(TERMINAL)),
+        )
+        reason = f"the restore recalling it for this one too ended {state} before copying it"
+        db.executemany(
+            "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ? AND destination = ?",
+            [(FAILED, reason, job_id, destination) for job_id, destination, _ in rows],
+        )
+        for follower in sorted({row[2] for row in rows}):
+            self._follower_moved(db, follower)
+
+    def _catch_up(self, db: Cursor, request_id: str) -> None:
+        """A request recorded after the transfers it follows moved (or its leader ended):
+        its files take their leaders' states now."""
+        rows = db.execute(
+            "SELECT f.destination, f.follows, lf.state, lf.reason, lr.state"
+            " FROM ledger_files f JOIN ledger_requests lr ON lr.request_id = f.follows"
+            " LEFT JOIN ledger_jobs lj ON lj.request_id = f.follows"
+            " LEFT JOIN ledger_files lf ON lf.job_id = lj.job_id"
+            " AND lf.destination = f.destination"
+            " WHERE f.job_id = ?",
+            (in_flight_job_id(request_id),),
+        )
+        job_id = in_flight_job_id(request_id)
+        moves: dict[str, tuple[str, str | None]] = {}
+        for destination, _, state, reason, leader_state in rows:
+            if state is not None:
+                moves[destination] = (normalise(state), reason)
+            elif leader_state in TERMINAL and destination not in moves:
+                moves[destination] = (
+                    FAILED,
+                    f"the restore recalling it for this one too ended {leader_state} "
+                    "before copying it",
+                )
+        db.executemany(
+            "UPDATE ledger_files SET state = ?, reason = ? WHERE job_id = ? AND destination = ?",
+            [(state, reason, job_id, dest) for dest, (state, reason) in moves.items()],
+        )
+        if moves:
+            self._follower_moved(db, request_id)
 
     async def delayed(self, delayed: RequestDelayed) -> None:
         """A step will be retried: say so in ``waiting_on`` until the request moves on."""
@@ -311,6 +885,7 @@ class Ledger:
                 db.execute("DELETE FROM ledger_jobs WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_investigations WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_outbox WHERE request_id = ?", (request_id,))
+                db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
                 db.execute("DELETE FROM ledger_requests WHERE request_id = ?", (request_id,))
         return len(old)
 
@@ -398,7 +973,7 @@ class Ledger:
                     " JOIN ledger_jobs j ON j.request_id = r.request_id"
                     " JOIN ledger_files f ON f.job_id = j.job_id"
                     f" WHERE r.owner = ? AND r.kind = 'restore' AND r.state NOT IN ({marks})"
-                    f" AND f.state NOT IN ({marks})",
+                    f" AND f.state NOT IN ({marks}) AND f.follows IS NULL",
                     (owner, *ended, *ended),
                 )
             return Usage(int(files), int(size))
@@ -435,6 +1010,9 @@ class Ledger:
             )
             if record.state in TERMINAL and stored and stored[0][0] not in TERMINAL:
                 self._completed(db, record)
+                if record.kind == "restore":
+                    db.execute("DELETE FROM ledger_recalls WHERE request_id = ?", (request_id,))
+                    self._leader_ended(db, request_id, record.state)
 
     def _completed(self, db: Cursor, record: RequestRecord) -> None:
         """The request has just ended: put its ``request.completed`` in the outbox, for the
@@ -472,6 +1050,7 @@ class Ledger:
             public_url=self._public_url,
             completed_at=datetime.fromtimestamp(now, UTC),
             instrument=record.instrument,
+            copies_until=self._copies_stay(db, record),
         )
         targets = record.notify or {}
         channels: list[tuple[Channel, str | None]] = [("broker", None)]

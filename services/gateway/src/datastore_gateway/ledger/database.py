@@ -68,7 +68,49 @@ SCHEMA = (
         bytes       BIGINT,
         state       TEXT NOT NULL,
         reason      TEXT,
+        follows     TEXT,
         PRIMARY KEY (job_id, destination)
+    )""",
+    # Destinations on the user data cache a restore not yet ended is recalling a file to,
+    # each held by one request (its claim, taken in the transaction that checks): a second
+    # restore of the same files follows that one's transfer instead of recalling them again
+    # or taking its half-written copy for a different file. Released as each file ends.
+    """CREATE TABLE IF NOT EXISTS ledger_recalls (
+        destination TEXT PRIMARY KEY,
+        request_id  TEXT NOT NULL,
+        claimed     DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_recalls_request ON ledger_recalls (request_id)",
+    # Copies Datastore wrote to the user data cache for restores: what it wrote (size, adler32)
+    # and until when it stays; the cleaner removes expired ones no live restore needs, after
+    # checking the file there is still this one (``domain.restored_copies``).
+    """CREATE TABLE IF NOT EXISTS ledger_copies (
+        destination TEXT PRIMARY KEY,
+        request_id  TEXT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        checksum    TEXT NOT NULL,
+        written_at  DOUBLE PRECISION NOT NULL,
+        expires_at  DOUBLE PRECISION NOT NULL,
+        state       TEXT NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        settled_at  DOUBLE PRECISION,
+        note        TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_copies_expiry ON ledger_copies (state, expires_at)",
+    # Restores past a cap, waiting their turn (QUEUED), and those just let start (STARTING:
+    # their share reserved until the ledger records them, then the row goes). ``draft``: the
+    # restore as resolved in ICAT (``datastore_gateway.queue.RestoreDraft`` as JSON).
+    """CREATE TABLE IF NOT EXISTS ledger_queue (
+        request_id  TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        priority    INTEGER NOT NULL,
+        queued_at   DOUBLE PRECISION NOT NULL,
+        files       BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        draft       TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        why         TEXT
     )""",
     # The outbox of ended requests: one row per channel (broker, webhook, email), written in
     # the transaction that ends the request, sent by the notifier (``datastore_gateway.notifier``).
@@ -110,6 +152,14 @@ ADDED_COLUMNS = (
     ("ledger_requests", "notify", "TEXT"),
     ("ledger_requests", "left_out", "TEXT"),
     ("ledger_requests", "instrument", "TEXT"),
+    ("ledger_files", "follows", "TEXT"),
+    ("ledger_files", "checksum", "TEXT"),
+)
+
+#: Indexes on ``ADDED_COLUMNS``, made once those are there.
+LATE_INDEXES = (
+    # A restore's files waiting on another restore's transfer to the same place, by that one.
+    "CREATE INDEX IF NOT EXISTS ledger_files_follows ON ledger_files (follows, destination)",
 )
 
 
@@ -148,6 +198,8 @@ class Connection:
             for table, column, sql_type in ADDED_COLUMNS:
                 if column not in db.columns(table):
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            for statement in LATE_INDEXES:
+                db.execute(statement)
             if "ledger_requests" in existed:  # not a new ledger: fill in what it lacks
                 for table, fill in ADDED_TABLES.items():
                     if table not in existed:
@@ -223,8 +275,26 @@ def _fill_investigations(db: Cursor) -> None:
     log.info("ledger_investigations_filled", requests=len(rows))
 
 
+def _fill_recalls(db: Cursor) -> None:
+    """A ledger of an earlier release: the files its restores not yet ended are recalling
+    now hold their destinations, as if claimed when accepted."""
+    ended = ("FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED")
+    marks = ", ".join("?" * len(ended))
+    db.execute(
+        "INSERT INTO ledger_recalls (destination, request_id, claimed)"
+        " SELECT f.destination, MIN(r.request_id), MIN(r.created) FROM ledger_files f"
+        " JOIN ledger_jobs j ON j.job_id = f.job_id"
+        " JOIN ledger_requests r ON r.request_id = j.request_id"
+        f" WHERE r.kind = 'restore' AND r.state NOT IN ({marks}) AND f.state NOT IN ({marks})"
+        " GROUP BY f.destination ON CONFLICT (destination) DO NOTHING",
+        (*ended, *ended),
+    )
+    log.info("ledger_recalls_filled")
+
+
 #: Tables added after the first release, each filled at start-up from what an earlier
 #: ledger holds when it first appears (``Connection.open``): an upgrade needs no manual step.
 ADDED_TABLES: dict[str, Callable[[Cursor], None]] = {
     "ledger_investigations": _fill_investigations,
+    "ledger_recalls": _fill_recalls,
 }

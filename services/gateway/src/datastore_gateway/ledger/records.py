@@ -24,6 +24,7 @@ from datastore_common.domain.ledger import (
     summarise_counts,
     waiting_on,
 )
+from datastore_common.domain.restored_copies import RecordedCopy
 from datastore_common.messages import FailureClass
 
 #: A request's own row, as ``record_of`` reads it.
@@ -190,3 +191,28 @@ def record_of(
         left_out=tuple(json.loads(left_out)) if left_out else (),
         instrument=instrument,
     )
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A restore in the queue: waiting (QUEUED, with its position and why) or starting."""
+
+    request_id: str
+    owner: str
+    priority: int
+    queued_at: float
+    files: int
+    bytes: int
+    state: str
+    position: int | None
+    why: str | None
+    draft: str
+
+
+@dataclass(frozen=True)
+class ExpiredCopy:
+    """A restored copy past its expiry, leased to the cleaner; ``needed``: a restore not yet
+    ended uses it."""
+
+    copy: RecordedCopy
+    needed: bool

@@ -67,7 +67,7 @@ def job_params(job: PlannedJob, fts3: Fts3Settings) -> JobParams:
         verify_checksum=fts3.verify_checksum,
         overwrite=job.overwrite,
         retry=fts3.retry,
-        priority=fts3.priority,
+        priority=job.priority or fts3.priority,
         job_metadata=metadata,
     )
     if job.kind == "archive":

@@ -62,6 +62,10 @@ class XRootDStorage(Storage):
     async def list_tree(self, url: str) -> dict[str, int]:
         return await self._client.list_tree(url)
 
+    async def remove(self, url: str) -> None:
+        async with self._slots:
+            await self._client.remove(url)
+
     def _remember(self, key: tuple[str, int, int], checksum: str) -> None:
         self._memo[key] = checksum
         if len(self._memo) > MEMO_SIZE:

@@ -33,7 +33,7 @@ LIST_RESPONSES: Responses = {
         (
             "query.state.0",
             "literal_error",
-            "Input should be 'SUBMITTED', 'STAGING', 'READY', 'ACTIVE', 'ARCHIVING', "
+            "Input should be 'QUEUED', 'SUBMITTED', 'STAGING', 'READY', 'ACTIVE', 'ARCHIVING', "
             "'FINISHED', 'FINISHEDDIRTY', 'FAILED', 'CANCELED' or 'UNKNOWN'",
         ),
         (

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from datastore_gateway import handlers
 from datastore_gateway.api.deps import (
     CurrentUser,
     IdempotencyDep,
     IdempotencyKeyHeader,
+    LedgerDep,
     OptionalLedgerDep,
     PublisherDep,
     SelectionsDep,
@@ -18,7 +19,13 @@ from datastore_gateway.api.deps import (
     UserCacheDep,
     VoDep,
 )
-from datastore_gateway.schemas import Problem, RestoreAccepted, RestoreRequest
+from datastore_gateway.schemas import (
+    Problem,
+    RestoreAccepted,
+    RestorePreview,
+    RestoreQueue,
+    RestoreRequest,
+)
 
 router = APIRouter(tags=["Restore"])
 
@@ -26,7 +33,16 @@ router = APIRouter(tags=["Restore"])
 @router.post(
     "/restore",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=RestoreAccepted | RestorePreview,
     responses={
+        200: {
+            "model": RestorePreview,
+            "description": "dry_run=true (or get_size=true): what it would do; nothing submitted",
+        },
+        428: {
+            "model": Problem,
+            "description": "Above restore.confirm_above_bytes without confirm=true (its size)",
+        },
         401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
         404: {"model": Problem, "description": "Ids ICAT does not let this user read (named)"},
         409: {
@@ -35,11 +51,10 @@ router = APIRouter(tags=["Restore"])
             "state\" is not FINISHED, or was not written by Datastore's own ICAT account "
             "(with partial=true: only when none is)",
         },
-        413: {"model": Problem, "description": "Over a limit: ids, files, bytes or body size"},
-        429: {
+        413: {
             "model": Problem,
-            "description": "It would take you past your share of files or bytes being "
-            "recalled at once (restore.max_user_*_in_flight; why, and Retry-After)",
+            "description": "Over a limit: ids, files, bytes or body size; or it alone recalls "
+            "more than a cap of restore.* allows (it could never start: split it)",
         },
         422: {
             "description": "The body is not a valid restore request (reason given), or a "
@@ -63,6 +78,7 @@ async def restore(
     vo: VoDep,
     idempotency: IdempotencyDep,
     ledger: OptionalLedgerDep,
+    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
     partial: Annotated[
         bool,
@@ -71,7 +87,21 @@ async def restore(
             "FINISHED on tape are left out and listed in left_out with why, instead of a 409."
         ),
     ] = False,
-) -> RestoreAccepted:
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Say what it would do (files, bytes, already online, from tape, "
+            "would it queue), 200; nothing is submitted."
+        ),
+    ] = False,
+    get_size: Annotated[
+        bool, Query(description="The original API's name for dry_run=true.")
+    ] = False,
+    confirm: Annotated[
+        bool,
+        Query(description="Needed above restore.confirm_above_bytes (428 without)."),
+    ] = False,
+) -> RestoreAccepted | RestorePreview:
     """Restore archived datafiles from tape to the user data cache (same relative paths).
 
     The ids are resolved in ICAT with the caller's own session, so ICAT decides what they may
@@ -81,8 +111,23 @@ async def restore(
     then copies them under the returned job ids (follow them with ``GET /job/{job_id}``).
     Files whose copy on the user data cache already has the catalogue's size and adler32 are
     not recalled (``already_online``; all of them: no job, FINISHED at once); a different
-    file there is replaced. A restore changes nothing in ICAT.
+    file there is replaced; a file another restore is recalling to the same place is
+    followed, not recalled twice (``already_in_flight``). Past a cap of ``restore.*`` (your
+    files or bytes being recalled, or the facility's bytes being staged) the answer is still
+    202, ``state`` QUEUED with its place: it starts by itself as capacity frees up. A
+    restore changes nothing in ICAT.
     """
+    if dry_run or get_size:
+        response.status_code = status.HTTP_200_OK
+        return await handlers.preview_restore(
+            body,
+            user=user,
+            selections=selections,
+            user_cache=user_cache,
+            settings=settings,
+            ledger=ledger,
+            partial=partial,
+        )
     return await handlers.request_restore(
         body,
         user=user,
@@ -95,4 +140,21 @@ async def restore(
         idempotency_key=idempotency_key,
         ledger=ledger,
         partial=partial,
+        confirm=confirm,
     )
+
+
+@router.get(
+    "/restore-queue",
+    responses={
+        401: {"model": Problem, "description": "No, unknown or expired ICAT session"},
+        503: {"model": Problem, "description": "The ledger's database is unavailable"},
+    },
+)
+async def restore_queue(
+    user: CurrentUser, ledger: LedgerDep, settings: SettingsDep
+) -> RestoreQueue:
+    """Restores waiting their turn (QUEUED, with position and why) and those starting, in
+    the order they are served: priority (restore.user_priorities), then arrival.
+    gateway.admins see everyone's; anyone else sees their own."""
+    return await handlers.restore_queue(user=user, ledger=ledger, settings=settings)
