@@ -3,8 +3,9 @@
 Creates four files in the instrument data cache with xrdcp, logs in through the gateway, archives
 them with the seed's exact JSON body, watches the archival states reach FINISHED in ICAT (printed
 as a table), lists the files on the tape archive with their adler32. Then the restore half: finds
-the dataset's id in ICAT, restores it (POST /restore), follows the FTS job (GET /job/{id}/status)
-from STAGING to FINISHED, and lists the files on the user data cache with their adler32.
+the dataset's id through the gateway, and with the `datastore` command (the user's client) shows
+what would be restored (`restore --dry-run`) and restores it, following it with live progress to
+FINISHED (`restore --wait`); lists the files on the user data cache with their adler32.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def run(*command: str) -> str:
     if result.stdout.strip():
         print(result.stdout.rstrip(), flush=True)
     return result.stdout
+
+
+def datastore(env: dict[str, str], *arguments: str) -> None:
+    """Run the `datastore` command as a user would, its output (live bars) on this terminal;
+    exit 0 means the request ended FINISHED (or, with --dry-run, that it can be restored)."""
+    command = str(Path(sys.executable).with_name("datastore")), *arguments
+    print("$ datastore " + " ".join(arguments), flush=True)
+    try:
+        result = subprocess.run(command, env=env, check=False, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"datastore {arguments[0]} did not end within {TIMEOUT:.0f}s")
+    if result.returncode != 0:
+        sys.exit(f"datastore {arguments[0]} exited {result.returncode}")
 
 
 def icat_client(url: str) -> Any:
@@ -248,44 +262,13 @@ def restore(
     print(f"GET /datasets/{dataset_id}/status -> {status.status_code}")
     print(json.dumps(status.json(), indent=2))
 
+    say("Restore with the datastore command: what would be restored, then restore and follow")
     body = {"investigation_ids": [], "dataset_ids": [int(dataset_id)], "datafile_ids": []}
-    say("Restore, first a dry run: POST /restore?dry_run=true (what it would recall; nothing sent)")
-    preview = http.post("/restore?dry_run=true", json=body, headers=headers)
-    print(f"POST /restore?dry_run=true -> {preview.status_code}")
-    print(json.dumps(preview.json(), indent=2))
-    if preview.status_code != 200:
-        sys.exit("restore dry run refused")
-
-    say("Restore: POST /restore with its dataset id")
-    print(json.dumps(body))
+    gateway = str(http.base_url).rstrip("/")
+    as_user = {**os.environ, "DATASTORE_URL": gateway, "DATASTORE_SESSION": session_id}
     started = time.monotonic()
-    answer = http.post("/restore", json=body, headers=headers)
-    print(f"POST /restore -> {answer.status_code} in {time.monotonic() - started:.3f}s")
-    print(json.dumps(answer.json(), indent=2))
-    if answer.status_code != 202:
-        sys.exit("restore request refused")
-
-    say("Monitor: the FTS job (stage from tape, then copy to the user data cache)")
-    deadline = time.monotonic() + TIMEOUT
-    for job_id in answer.json()["job_ids"]:
-        last_state = None
-        while True:
-            status = http.get(f"/job/{job_id}/status", headers=headers)
-            # 404 until the fts-submitter has handed the job to FTS
-            state = status.json()["status"] if status.status_code == 200 else "(not in FTS yet)"
-            if state != last_state:
-                print(f"-- after {time.monotonic() - started:5.1f}s  job {job_id}: {state}")
-                last_state = state
-            if status.status_code == 200 and status.json()["complete"]:
-                break
-            if time.monotonic() > deadline:
-                sys.exit(f"the restore job did not end within {TIMEOUT:.0f}s")
-            time.sleep(0.5)
-        percentage = http.get(f"/job/{job_id}/percentage", headers=headers).json()
-        print(f"GET /job/{job_id}/percentage -> {percentage['percentage_complete']}")
-        if last_state != "FINISHED":
-            print(http.get(f"/job/{job_id}", headers=headers).text)
-            sys.exit(f"the restore job ended {last_state}")
+    datastore(as_user, "restore", "--investigation", f"ABC123-{visit_id}", "--dry-run")
+    datastore(as_user, "restore", "--dataset", str(dataset_id), "--wait")
 
     say("Verify: the files on the user data cache")
     run("xrdfs", udc, "ls", "-l", f"/{folder}")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what Datastore needs on a fresh Debian machine, idempotently:
-# system packages (XRootD servers and clients, build deps of the official fts3 client's M2Crypto),
-# promtool, uv, and the workspace virtualenv exactly as uv.lock says.
+# system packages (XRootD servers and clients, build deps of the official fts3 client's M2Crypto,
+# Chromium and node for the web page's tests), promtool, uv, and the workspace virtualenv exactly
+# as uv.lock says.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export UV_PYTHON="${UV_PYTHON:-python3.11}" UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
 
-packages=(xrootd-server xrootd-client swig libssl-dev openssl curl)
+packages=(xrootd-server xrootd-client swig libssl-dev openssl curl chromium nodejs)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

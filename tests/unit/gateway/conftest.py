@@ -1,5 +1,5 @@
-"""A gateway wired to fakes: FakeSessions and FakeVocabulary (ICAT), RecordingPublisher
-(broker), SQLite keys."""
+"""A gateway wired to fakes: FakeSessions and FakeVocabulary (ICAT), RecordingPublisher and
+FakeQueueDepths (broker), SQLite keys."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from datastore_common.settings import DatastoreSettings
 from datastore_common.testing.fake_selections import FakeSelections
 from datastore_common.testing.fake_vocabulary import FakeVocabulary
 from datastore_common.testing.fakes import (
+    FakeQueueDepths,
     FakeSessions,
     FakeStorage,
     FakeTransferService,
@@ -46,6 +47,7 @@ class Gateway:
     transfers: FakeTransferService
     vocabulary: FakeVocabulary
     user_cache: FakeStorage
+    queue_depths: FakeQueueDepths
 
     def login(self, username: str = "root", password: str = "pw", auth: str = "simple") -> str:
         answer = self.client.post(
@@ -68,6 +70,7 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
     transfers = FakeTransferService(vo_name=TEST_VO)
     vocabulary = FakeVocabulary()  # the seed's names (deploy/local/icat/example.yaml)
     user_cache = FakeStorage()  # the user data cache: empty until a test puts copies there
+    queue_depths = FakeQueueDepths()  # no queue declared until a test sets its depth
     app = create_app(
         settings,
         sessions=sessions,
@@ -77,6 +80,7 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
         transfers=transfers,
         vocabulary=vocabulary,
         user_cache=user_cache,
+        queue_depths=queue_depths,
     )
     return Gateway(
         app,
@@ -88,6 +92,7 @@ def build_gateway(tmp_path: Path, **gateway_settings: Any) -> Gateway:
         transfers,
         vocabulary,
         user_cache,
+        queue_depths,
     )
 
 

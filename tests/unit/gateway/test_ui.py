@@ -100,6 +100,9 @@ console.log(JSON.stringify({
   split: [L.splitInvestigation(" ABC-123-1 "), L.splitInvestigation("ABC123"),
           L.splitInvestigation("ABC123-")],
   bytes: [L.formatBytes(12), L.formatBytes(250000000), L.formatBytes(1500000000)],
+  ages: [L.formatAge(5.4), L.formatAge(125), L.formatAge(3 * 3600 + 300),
+         L.formatAge(3 * 86400 + 7200), L.formatAge(-3)],
+  counts: [L.countOf(null), L.countOf(0), L.countOf(7)],
   reasons: [L.reasonOf(409, { detail: "ended" }),
             L.reasonOf(422, { detail: [], reason: "body.x: bad" }), L.reasonOf(502, null)],
 }));
@@ -139,4 +142,6 @@ def test_the_pages_logic_under_node() -> None:
     assert got["retry"] == [True, False, False]
     assert got["split"] == [{"name": "ABC-123", "visitId": "1"}, None, None]
     assert got["bytes"] == ["12 B", "250.0 MB", "1.5 GB"]
+    assert got["ages"] == ["5 s", "2 min", "3 h 5 min", "3 d 2 h", "0 s"]
+    assert got["counts"] == ["-", "0", "7"]
     assert got["reasons"] == ["ended", "body.x: bad", "HTTP 502"]

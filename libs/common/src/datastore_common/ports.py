@@ -1,5 +1,5 @@
 """Ports: what the services need from the outside world, as small abstract classes, one
-section per role (publisher, storage, transfers, ICAT as a user, the catalogue, the
+section per role (publisher, queue depths, storage, transfers, ICAT as a user, the catalogue, the
 vocabulary, what a user sees in ICAT: restore selections, archival, look-ups).
 
 Handlers depend on these, never on aio-pika, httpx, python-icat or XRootD directly. Real
@@ -132,6 +132,25 @@ class TransferService(ABC):
 
     @abstractmethod
     async def cancel(self, job_id: str) -> JobProgress: ...
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """A queue as the broker counts it now: messages ready and consumers attached; both
+    None when the queue is not declared on the broker."""
+
+    queue: str
+    messages: int | None
+    consumers: int | None
+
+
+class QueueDepths(ABC):
+    """The broker's queues, counted without touching a message (the operators' view)."""
+
+    @abstractmethod
+    async def depths(self, queues: Sequence[str]) -> list[QueueDepth]:
+        """Each queue's depth, in the order given; PeerUnavailableError when the broker
+        cannot be asked."""
 
 
 @dataclass(frozen=True)

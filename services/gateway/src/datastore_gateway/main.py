@@ -1,10 +1,10 @@
 """The gateway's composition root: ``create_app(settings)`` builds the FastAPI application.
 
 Nothing is connected at import or in ``create_app``: the lifespan opens whatever was not
-injected (the bus publisher; the ICAT sessions and vocabulary adapters on one client pool
-and the selections on another, so a large restore selection never starves logins; the
-idempotency store, the one FTS port for job status and the VO; the user data cache a
-restore looks at) and closes what it opened.
+injected (the bus publisher and the queue depths operators see; the ICAT sessions and
+vocabulary adapters on one client pool and the selections on another, so a large restore
+selection never starves logins; the idempotency store, the one FTS port for job status and
+the VO; the user data cache a restore looks at) and closes what it opened.
 Errors raised anywhere below become HTTP answers here, once: SessionRefusedError (the
 caller's own session or login) 401, ForbiddenError 403, NotFoundError 404, NotArchivedError
 and ConflictError 409, TooLargeError 413, ConfirmationRequiredError 428, other PermanentError
@@ -31,6 +31,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from datastore_common.adapters.rabbitmq.depths import BusQueueDepths
 from datastore_common.adapters.rabbitmq.publisher import BusPublisher
 from datastore_common.errors import (
     AuthenticationError,
@@ -51,6 +52,7 @@ from datastore_common.logging import get_logger
 from datastore_common.metrics import CREDENTIAL_FAILURES
 from datastore_common.ports import (
     Publisher,
+    QueueDepths,
     Selections,
     Sessions,
     Storage,
@@ -68,6 +70,7 @@ from datastore_gateway.api.routes import (
     investigations,
     jobs,
     login,
+    operations,
     requests,
     restore,
     ui,
@@ -158,6 +161,7 @@ def create_app(
     vocabulary: Vocabulary | None = None,
     ledger: Ledger | None = None,
     user_cache: Storage | None = None,
+    queue_depths: QueueDepths | None = None,
 ) -> FastAPI:
     """The gateway application; anything not injected is opened by the lifespan."""
     state = GatewayState(settings=settings)
@@ -173,6 +177,7 @@ def create_app(
     state.selections = selections
     state.transfers = transfers
     state.user_cache = user_cache
+    state.queue_depths = queue_depths
     if vocabulary is not None:
         state.vocabulary = CachedVocabulary(
             vocabulary, ttl=settings.gateway.vocabulary_cache_seconds
@@ -203,6 +208,7 @@ def create_app(
     app.include_router(datasets.original_router)
     app.include_router(investigations.router)
     app.include_router(health.router)
+    app.include_router(operations.router)
     app.include_router(ui.router)
     _add_error_handlers(app)
     # Starlette runs the last added outermost: request context, then the body-size caps (a
@@ -281,6 +287,8 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         opened.push_async_callback(bus.close)
         state.publisher = BusPublisher(bus)
         state.broker_check = lambda: bus.connected
+        if state.queue_depths is None:
+            state.queue_depths = BusQueueDepths(bus)
         # This gateway keeps the request ledger up to date (with any other replicas).
         ledger = state.ledger
         instruments = frozenset(account.broker_user for account in settings.instruments)

@@ -571,3 +571,77 @@ class DatasetsFound(_Shape):
     next_cursor: str | None = Field(
         description="Pass it as `cursor` (same query) for the next page; null on the last."
     )
+
+
+class QueueRow(_Shape):
+    """A consumer queue with its retry ladder and dead-letter queue, or a delay queue."""
+
+    queue: str
+    consumed_by: str | None = Field(description="The service consuming it; None: a delay queue.")
+    ready: int | None = Field(description="Messages waiting; None: not declared on the broker.")
+    consumers: int | None
+    retrying: int | None = Field(
+        description="Messages waiting in its retry queues for their next attempt."
+    )
+    dead_letters: int | None = Field(description="Messages given up, in dlq.<queue>.")
+
+
+class FailureCountRow(_Shape):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    failure_class: str = Field(
+        alias="class",
+        description="user, system (none recorded counts as system: FTS failed files).",
+    )
+    state: str = Field(description="FAILED or FINISHEDDIRTY.")
+    requests: int
+
+
+class RecentFailureRow(_Shape):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str
+    failure_class: str = Field(alias="class")
+    reason: str | None = Field(description="The request's own reason; None: files failed.")
+    ended_at: datetime
+
+
+class ActiveJobRow(_Shape):
+    job_id: str
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str = Field(description="PLANNED until FTS has the job, then FTS's job state.")
+    files_total: int
+    files_ended: int
+
+
+class OldestActive(_Shape):
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str
+    accepted_at: datetime
+    age_seconds: float = Field(description="Since it was accepted.")
+    idle_seconds: float = Field(description="Since it last moved.")
+
+
+class OperationsView(_Shape):
+    """What an operator looks at: the broker's queues, what failed, what is going on."""
+
+    queues: list[QueueRow]
+    broker: str | None = Field(
+        description="Why the queues could not be counted (they are then []); None: counted."
+    )
+    since: datetime = Field(description="Failures are counted from here.")
+    failures: list[FailureCountRow]
+    recent_failures: list[RecentFailureRow] = Field(description="The latest, newest first.")
+    active_requests: int = Field(description="Requests not ended.")
+    oldest_active: OldestActive | None = Field(
+        description="The request not ended that was accepted first: the oldest waiting work."
+    )
+    active_jobs_total: int = Field(description="FTS jobs not ended, of requests not ended.")
+    active_jobs: list[ActiveJobRow] = Field(description="The first of them, oldest request first.")

@@ -13,6 +13,7 @@ from datastore_common.errors import (
     InvalidRequestError,
     NotFoundError,
     PeerTimeoutError,
+    PeerUnavailableError,
     PermanentError,
     SessionRefusedError,
     TransientError,
@@ -22,6 +23,8 @@ from datastore_common.ports import (
     FileProgress,
     JobProgress,
     Publisher,
+    QueueDepth,
+    QueueDepths,
     Sessions,
     Storage,
     StoredFile,
@@ -233,3 +236,25 @@ class FakeSessions(Sessions):
 
     def expire(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
+
+
+class FakeQueueDepths(QueueDepths):
+    """Queue depths set by a test (``messages``, ``consumers`` by queue name); a queue not set
+    is not declared. ``unavailable`` makes every ask fail as an unreachable broker would."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, int] = {}
+        self.consumers: dict[str, int] = {}
+        self.unavailable: str | None = None
+        self.asked: list[list[str]] = []
+
+    async def depths(self, queues: Sequence[str]) -> list[QueueDepth]:
+        self.asked.append(list(queues))
+        if self.unavailable is not None:
+            raise PeerUnavailableError(self.unavailable)
+        return [
+            QueueDepth(q, self.messages[q], self.consumers.get(q, 0))
+            if q in self.messages
+            else QueueDepth(q, None, None)
+            for q in queues
+        ]

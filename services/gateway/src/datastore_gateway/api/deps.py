@@ -19,6 +19,7 @@ from datastore_common.domain.ledger import MAX_PAGE_SIZE, PAGE_SIZE
 from datastore_common.errors import PeerUnavailableError, SessionRefusedError
 from datastore_common.ports import (
     Publisher,
+    QueueDepths,
     Selections,
     Sessions,
     Storage,
@@ -52,6 +53,8 @@ class GatewayState:
     ledger: Ledger | None = None
     #: The user data cache, where a restore looks for copies already online.
     user_cache: Storage | None = None
+    #: The broker's queue depths (operators' view); None until connected.
+    queue_depths: QueueDepths | None = None
     broker_check: Callable[[], bool] = lambda: False
     logins: Admission = field(init=False)
 
@@ -119,6 +122,10 @@ async def get_optional_ledger(state: StateDep) -> Ledger | None:
     return state.ledger
 
 
+async def get_queue_depths(state: StateDep) -> QueueDepths | None:
+    return state.queue_depths
+
+
 async def get_logins(state: StateDep) -> Admission:
     return state.logins
 
@@ -160,6 +167,7 @@ VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 OptionalLedgerDep = Annotated[Ledger | None, Depends(get_optional_ledger)]
 IdempotencyDep = Annotated[IdempotencyStore | None, Depends(get_idempotency)]
+QueueDepthsDep = Annotated[QueueDepths | None, Depends(get_queue_depths)]
 LoginsDep = Annotated[Admission, Depends(get_logins)]
 VoDep = Annotated[str, Depends(get_vo)]
 LookupPageDep = Annotated[LookupPage, Depends(get_lookup_page)]

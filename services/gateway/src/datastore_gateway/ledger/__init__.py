@@ -57,6 +57,7 @@ from datastore_common.domain.states import (
     CANCELED,
     FAILED,
     FINISHED,
+    FINISHEDDIRTY,
     TERMINAL,
     may_advance,
     normalise,
@@ -79,13 +80,18 @@ from datastore_gateway.ledger.database import (
 )
 from datastore_gateway.ledger.records import (
     REQUEST_COLUMNS,
+    ActiveJob,
+    ActiveRequest,
     AuditEntry,
     Channel,
     Delivery,
     ExpiredCopy,
     Failure,
+    FailureCount,
     JobOwner,
+    Operations,
     QueueRow,
+    RecentFailure,
     RequestPage,
     RequestRecord,
     listing_query,
@@ -96,14 +102,19 @@ __all__ = [
     "ADDED_COLUMNS",
     "ADDED_TABLES",
     "SCHEMA",
+    "ActiveJob",
+    "ActiveRequest",
     "AuditEntry",
     "Channel",
     "Delivery",
     "ExpiredCopy",
     "Failure",
+    "FailureCount",
     "JobOwner",
     "Ledger",
+    "Operations",
     "QueueRow",
+    "RecentFailure",
     "RequestPage",
     "RequestRecord",
     "listing_query",
@@ -1139,6 +1150,85 @@ class Ledger:
         return await self._run(work, "read")
 
     # -- reads ---------------------------------------------------------------------------
+    async def operations(self, *, since_seconds: float, limit: int) -> Operations:
+        """For operators: requests that ended with failures in the last ``since_seconds``,
+        by failure class (none recorded: ``system``, FTS failing files) and the ``limit``
+        latest; every request still going, its FTS jobs still going (the first ``limit`` of
+        them, oldest request first) and the oldest of those requests."""
+        return await self._run(lambda: self._operations(since_seconds, limit), "operations")
+
+    def _operations(self, since_seconds: float, limit: int) -> Operations:
+        since = self._clock() - since_seconds
+        ended = tuple(sorted(TERMINAL))
+        marks = ", ".join("?" * len(ended))
+        klass = "COALESCE(failure_class, 'system')"
+        failed = "state IN (?, ?) AND updated >= ?"
+        with self._db.transaction() as db:
+            counts = db.execute(
+                f"SELECT {klass}, state, COUNT(*) FROM ledger_requests WHERE {failed}"
+                f" GROUP BY {klass}, state ORDER BY {klass}, state",
+                (FAILED, FINISHEDDIRTY, since),
+            )
+            recent = db.execute(
+                f"SELECT request_id, kind, owner, state, {klass}, failure_reason, updated"
+                f" FROM ledger_requests WHERE {failed} ORDER BY updated DESC, request_id"
+                " LIMIT ?",
+                (FAILED, FINISHEDDIRTY, since, limit),
+            )
+            going = f"r.state NOT IN ({marks})"
+            [(requests,)] = db.execute(
+                f"SELECT COUNT(*) FROM ledger_requests r WHERE {going}", ended
+            )
+            oldest = db.execute(
+                "SELECT r.request_id, r.kind, r.owner, r.state, r.created, r.updated"
+                f" FROM ledger_requests r WHERE {going} ORDER BY r.created, r.request_id"
+                " LIMIT 1",
+                ended,
+            )
+            # Jobs FTS has not ended (or not reported yet) of requests still going.
+            job_going = f"{going} AND (j.state IS NULL OR j.state NOT IN ({marks}))"
+            [(jobs_total,)] = db.execute(
+                "SELECT COUNT(*) FROM ledger_jobs j"
+                f" JOIN ledger_requests r ON r.request_id = j.request_id WHERE {job_going}",
+                (*ended, *ended),
+            )
+            jobs = db.execute(
+                "SELECT j.job_id, j.request_id, r.kind, r.owner, j.state, COUNT(f.destination),"
+                f" COALESCE(SUM(CASE WHEN f.state IN ({marks}) THEN 1 ELSE 0 END), 0)"
+                " FROM ledger_jobs j JOIN ledger_requests r ON r.request_id = j.request_id"
+                " LEFT JOIN ledger_files f ON f.job_id = j.job_id"
+                f" WHERE {job_going}"
+                " GROUP BY j.job_id, j.request_id, r.kind, r.owner, j.state, r.created,"
+                " j.position ORDER BY r.created, j.request_id, j.position LIMIT ?",
+                (*ended, *ended, *ended, limit),
+            )
+        return Operations(
+            since=since,
+            failures=tuple(FailureCount(row[0], row[1], int(row[2])) for row in counts),
+            recent_failures=tuple(
+                RecentFailure(row[0], row[1], row[2], row[3], row[4], row[5], float(row[6]))
+                for row in recent
+            ),
+            active_jobs=tuple(
+                ActiveJob(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]))
+                for row in jobs
+            ),
+            active_jobs_total=int(jobs_total),
+            active_requests=int(requests),
+            oldest_active=(
+                ActiveRequest(
+                    request_id=oldest[0][0],
+                    kind=oldest[0][1],
+                    owner=oldest[0][2],
+                    state=oldest[0][3],
+                    created=float(oldest[0][4]),
+                    updated=float(oldest[0][5]),
+                )
+                if oldest
+                else None
+            ),
+        )
+
     async def get(self, request_id: str) -> RequestRecord | None:
         return await self._run(lambda: self._get(request_id), "read")
 

@@ -2,9 +2,10 @@
 
 ``RequestRecord`` is a request as ``GET /requests/{id}`` shows it, ``RequestPage`` a page of the
 listing ``GET /requests`` (whose SQL ``listing_query`` writes), ``JobOwner`` the request an FTS
-job belongs to. ``record_of`` turns a ``ledger_requests`` row (``REQUEST_COLUMNS``, in that
-order) and its jobs' file counts into a record, its state and ``waiting_on`` as the ledger's
-rules (``datastore_common.domain.ledger``) say.
+job belongs to, ``Operations`` what an operator is shown. ``record_of`` turns a
+``ledger_requests`` row (``REQUEST_COLUMNS``, in that order) and its jobs' file counts into a
+record, its state and ``waiting_on`` as the ledger's rules (``datastore_common.domain.ledger``)
+say.
 """
 
 from __future__ import annotations
@@ -114,6 +115,66 @@ class JobOwner:
     request_id: str
     owner: str | None
     kind: str = "archive"  # archive or restore: the request's kind
+
+
+@dataclass(frozen=True)
+class FailureCount:
+    """Requests that ended ``state`` with failures of ``failure_class`` since some time."""
+
+    failure_class: str
+    state: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class RecentFailure:
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str
+    failure_class: str
+    reason: str | None
+    ended: float
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """An FTS job of a request still going: what FTS last said of it, files ended of all."""
+
+    job_id: str
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str | None  # None until FTS first reports it
+    files_total: int
+    files_ended: int
+
+
+@dataclass(frozen=True)
+class ActiveRequest:
+    """A request not ended: accepted at ``created``, last moved at ``updated``."""
+
+    request_id: str
+    kind: str
+    owner: str | None
+    state: str
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What the ledger tells an operator: failures since ``since``, the jobs still going (the
+    first ``limit`` by request age, of ``active_jobs_total``), the requests still going and
+    how old the oldest of them is."""
+
+    since: float
+    failures: tuple[FailureCount, ...]
+    recent_failures: tuple[RecentFailure, ...]
+    active_jobs: tuple[ActiveJob, ...]
+    active_jobs_total: int
+    active_requests: int
+    oldest_active: ActiveRequest | None
 
 
 def listing_query(query: RequestQuery) -> tuple[str, list[Any]]:

@@ -1,11 +1,13 @@
 // The page: log in, "My requests" polled every few seconds, one request's datasets, jobs and
-// files, restore a dataset after a size preview, cancel and retry where the gateway allows.
+// files, restore a dataset after a size preview, cancel and retry where the gateway allows;
+// for admins, the operators' view (queues, failures, active jobs).
 // It talks to the gateway's JSON routes only (docs/openapi.json) with the ICAT session as
 // bearer, kept in sessionStorage (gone when the tab closes). Text goes in with textContent.
 (function () {
   "use strict";
   const L = window.DatastoreLogic;
   const SESSION = "datastore.session";
+  const OPERATOR = "datastore.operator";
   const POLL_MS = 3000;
   const $ = (id) => document.getElementById(id);
 
@@ -197,12 +199,85 @@
     say(`Restore accepted: request ${answer.request_id}.`);
   }
 
+  async function showOperations() {
+    const view = await api("GET", "/operations");
+    const oldest = view.oldest_active;
+    $("operations-summary").textContent =
+      `${view.active_requests} requests and ${view.active_jobs_total} FTS jobs going. ` +
+      (oldest
+        ? `Oldest waiting: ${oldest.kind} ${oldest.request_id} (${oldest.state}), accepted ` +
+          `${L.formatAge(oldest.age_seconds)} ago, last moved ${L.formatAge(oldest.idle_seconds)} ago.`
+        : "Nothing is waiting.");
+    $("operations-broker").textContent = view.broker ? `Queues not counted: ${view.broker}` : "";
+    const queues = $("operations-queues");
+    queues.replaceChildren();
+    for (const q of view.queues) {
+      const row = queues.insertRow();
+      cell(row, q.queue, "id");
+      cell(row, q.consumed_by || "(delay queue)");
+      cell(row, L.countOf(q.ready));
+      cell(row, L.countOf(q.consumers));
+      cell(row, L.countOf(q.retrying));
+      cell(row, L.countOf(q.dead_letters), q.dead_letters ? "state-FAILED" : "");
+    }
+    const failures = $("operations-failures");
+    failures.replaceChildren();
+    for (const f of view.failures) {
+      const row = failures.insertRow();
+      cell(row, f.class);
+      cell(row, f.state, `state-${f.state}`);
+      cell(row, String(f.requests));
+    }
+    if (!view.failures.length) cell(failures.insertRow(), "No failures.");
+    const recent = $("operations-recent");
+    recent.replaceChildren();
+    for (const f of view.recent_failures) {
+      const row = recent.insertRow();
+      const link = document.createElement("a");
+      link.href = `#/requests/${encodeURIComponent(f.request_id)}`;
+      link.textContent = `${f.kind} ${f.request_id}`;
+      row.insertCell().append(link);
+      row.cells[0].className = "id";
+      cell(row, f.owner || "");
+      cell(row, f.state, `state-${f.state}`);
+      cell(row, f.reason ? `${f.class} error: ${f.reason}` : `${f.class}: files failed`);
+      cell(row, new Date(f.ended_at).toLocaleString());
+    }
+    const jobs = $("operations-jobs");
+    jobs.replaceChildren();
+    for (const j of view.active_jobs) {
+      const row = jobs.insertRow();
+      cell(row, j.job_id, "id");
+      cell(row, `${j.kind} ${j.request_id}`, "id");
+      cell(row, j.owner || "");
+      cell(row, j.state);
+      cell(row, `${j.files_ended}/${j.files_total}`);
+    }
+    if (!view.active_jobs.length) cell(jobs.insertRow(), "No FTS job is going.");
+  }
+
+  // Whether this session is an operator's: the gateway answers /operations to admins only.
+  async function checkOperator() {
+    let operator = "no";
+    try {
+      await api("GET", "/operations");
+      operator = "yes";
+    } catch (error) {
+      if (error instanceof SessionExpired) throw error;
+    }
+    sessionStorage.setItem(OPERATOR, operator);
+  }
+
   // -- routing and polling -------------------------------------------------------------------
-  const VIEWS = ["login-view", "requests-view", "request-view", "restore-view"];
+  const VIEWS = ["login-view", "requests-view", "request-view", "restore-view", "operations-view"];
 
   function show(view) {
     for (const id of VIEWS) $(id).hidden = id !== view;
+    // A link or button followed out of a view keeps the focus while hidden: let it go, or
+    // the refresh (paused under a focus inside a table) would never resume.
+    if (document.activeElement?.closest("[hidden]")) document.activeElement.blur();
     $("nav").hidden = view === "login-view";
+    $("operations-link").hidden = sessionStorage.getItem(OPERATOR) !== "yes";
   }
 
   async function refresh() {
@@ -213,6 +288,10 @@
       return showRequest(decodeURIComponent(route.slice("requests/".length)));
     }
     if (route === "restore") return show("restore-view");
+    if (route === "operations") {
+      show("operations-view");
+      return showOperations();
+    }
     show("requests-view");
     return showRequests();
   }
@@ -225,6 +304,7 @@
       });
       sessionStorage.setItem(SESSION, answer.sessionId);
       $("password").value = "";
+      await checkOperator();
       say(`Logged in as ${$("auth").value}/${$("username").value}.`);
       location.hash = "#/requests";
       await refresh();
@@ -236,6 +316,7 @@
   });
   $("logout").addEventListener("click", () => {
     sessionStorage.removeItem(SESSION);
+    sessionStorage.removeItem(OPERATOR);
     location.hash = "#/login";
   });
   window.addEventListener("hashchange", () => act(refresh));

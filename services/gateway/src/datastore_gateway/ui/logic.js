@@ -69,6 +69,22 @@
     return `HTTP ${status}`;
   }
 
+  // "3 h 5 min" for a number of seconds: how long a request has waited, at a glance.
+  function formatAge(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s} s`;
+    const minutes = Math.floor(s / 60);
+    if (minutes < 60) return `${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours} h ${minutes % 60} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  }
+
+  // A queue's count for a table cell: "-" when the queue is not declared on the broker.
+  function countOf(value) {
+    return value === null || value === undefined ? "-" : String(value);
+  }
+
   Object.assign(exports, {
     ENDED,
     isEnded,
@@ -78,6 +94,8 @@
     canRetry,
     splitInvestigation,
     formatBytes,
+    formatAge,
+    countOf,
     reasonOf,
   });
 })(typeof module !== "undefined" ? module.exports : (window.DatastoreLogic = {}));
