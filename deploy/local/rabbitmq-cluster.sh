@@ -129,12 +129,14 @@ join() { # join N: make node N a member of node 1's cluster (it must be fresh)
 }
 
 accounts() {
-  # The local stack's broker users and definitions (the same files make up uses), imported into
-  # the cluster through node 1: users, permissions and topic permissions are cluster-wide.
-  local secrets="$VAR/broker"
+  # One broker user per role, as `make up` makes for the single broker, under
+  # $BASE/broker: each <user>.url (and .env) names the three nodes (broker.url takes them all).
+  # Imported through node 1: users, permissions and topic permissions are cluster-wide.
+  local secrets="$BASE/broker" nodes=()
+  for n in "${NODES[@]}"; do nodes+=(--url "amqp://127.0.0.1:$(amqp_port "$n")/"); done
   mkdir -p "$secrets"
   "$REPO/.venv/bin/datastore-ops" broker-accounts --secrets "$secrets" \
-    --definitions "$secrets/cluster-definitions.json" --url "amqp://127.0.0.1:$(amqp_port 1)/" \
+    --definitions "$secrets/definitions.json" "${nodes[@]}" \
     --exchange datastore --instrument datastore-instrument --apply \
     --rabbitmqctl "$REPO/deploy/local/rabbitmq-cluster.sh ctl"
 }
