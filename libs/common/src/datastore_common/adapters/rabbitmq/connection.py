@@ -12,6 +12,7 @@ it behaves exactly as ``RobustConnection``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,9 @@ log = get_logger(__name__)
 #: Seconds between two reconnection attempts (aio-pika's default is 5): a cluster has another
 #: node ready at once, a single broker restarting is tried again soon.
 RECONNECT_INTERVAL = 1.0
+#: Seconds one attempt to reach a node may take: a node that does not answer at all (a host
+#: gone, a firewall dropping packets) must not keep the others from being tried.
+CONNECT_TIMEOUT = 10.0
 
 
 class ClusterConnection(RobustConnection):
@@ -84,10 +88,12 @@ async def connect_cluster(
             reconnect_interval=RECONNECT_INTERVAL,
         )
         try:
-            await connection.connect()
-        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            await connection.connect(timeout=CONNECT_TIMEOUT)  # also each reconnection's
+        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:  # TimeoutError too
             last = exc
             log.info("broker_node_unavailable", node=without_secret(url), error=repr(exc))
+            with contextlib.suppress(Exception):  # stop what is left of the failed attempt
+                await connection.close()
             continue
         return connection
     assert last is not None
