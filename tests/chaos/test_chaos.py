@@ -22,6 +22,7 @@ from tests.chaos.workload import (
     DATASETS,
     FULL,
     Chaos,
+    FaultOnce,
     Workload,
     chaos_config,
     kill_a_worker,
@@ -30,6 +31,7 @@ from tests.chaos.workload import (
 )
 from tests.support.fts3_fixtures import Fts3Emulator
 from tests.support.icat_fixtures import IcatEmulator
+from tests.support.rabbitmqcluster_fixtures import NODES, RabbitMQCluster, node_name
 from tests.support.stack_fixtures import DatastoreStack, StackFactory
 from tests.support.xrootd_fixtures import XRootDStack
 
@@ -59,11 +61,12 @@ def run_scenario(
     fts3_emulator: Fts3Emulator,
     *,
     during_send: Callable[[], Any] | None = None,
-    chaos: Chaos | None = None,
+    chaos: Chaos | FaultOnce | None = None,
     after_send: Callable[[], Any] | None = None,
     before_check: Callable[[], Any] | None = None,
+    datasets: int = DATASETS,
 ) -> dict[str, Any]:
-    workload = Workload.prepare(stack, xrootd_stack.data_dir("idc"))
+    workload = Workload.prepare(stack, xrootd_stack.data_dir("idc"), datasets)
     started = time.monotonic()
     if chaos is not None:
         chaos.start()
@@ -123,6 +126,46 @@ def test_rabbitmq_restarted_mid_run(
         fts3_emulator,
         after_send=restart_rabbitmq,
     )
+
+
+#: The broker-node scenario's size: the issue's 300 datasets in `make chaos`, fewer in
+#: `make test` (a node's restart costs the same either way).
+CLUSTER_DATASETS = 300 if FULL else 60
+
+
+def test_a_broker_node_stopped_mid_run_on_the_cluster(
+    cluster_stack_factory: StackFactory,
+    rabbitmq_cluster: RabbitMQCluster,
+    xrootd_stack: XRootDStack,
+    fts3_emulator: Fts3Emulator,
+) -> None:
+    """The three-node cluster loses the node every service is connected to (the first URL
+    they all try) while requests are sent, for long enough that every service has moved to
+    another node, then gets it back: the quorum queues keep every message."""
+    stack = cluster_stack_factory(replicas=2, **chaos_config())
+    prefix = stack.settings.broker.queue_prefix
+    members = rabbitmq_cluster.quorum_members(prefix)
+    wanted = sorted(node_name(n) for n in NODES)
+    assert members and all(nodes == wanted for nodes in members.values()), members
+    down_seconds = 60 if FULL else 20
+
+    def stop_and_start_node_1() -> None:
+        rabbitmq_cluster.stop_node(1)
+        time.sleep(down_seconds)
+        rabbitmq_cluster.start_node(1)
+
+    figures = run_scenario(
+        "broker_node_stopped",
+        stack,
+        xrootd_stack,
+        fts3_emulator,
+        chaos=FaultOnce(stop_and_start_node_1, after=3.0),
+        datasets=CLUSTER_DATASETS,
+    )
+    assert figures["faults"] == 1
+    stack.assert_running()  # no service gave up on the broker meanwhile
+    for service in ("gateway", "icat-writer", "fts-submitter", "status-poller"):
+        assert "broker_node_changed" in stack.logs(service), f"{service} never changed node"
 
 
 def test_icat_and_fts_fail_a_fifth_of_calls_and_fts_restarts(

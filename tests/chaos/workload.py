@@ -276,6 +276,32 @@ class Chaos(threading.Thread):
         self.join(60)
 
 
+class FaultOnce(threading.Thread):
+    """Runs ``act`` once, ``after`` seconds after the workload starts (requests in flight)."""
+
+    def __init__(self, act: Callable[[], None], after: float) -> None:
+        super().__init__(daemon=True)
+        self._act, self._after = act, after
+        self._stopped = threading.Event()
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if self._stopped.wait(self._after):
+            return
+        try:
+            self._act()
+            self.count += 1
+        except BaseException as exc:  # reported by stop(), in the test's thread
+            self.error = exc
+
+    def stop(self) -> None:
+        """Wait for the fault to end (it always restores what it broke)."""
+        self.join(600)
+        if self.error is not None:
+            raise AssertionError(f"the fault itself failed: {self.error!r}") from self.error
+
+
 def kill_a_worker(stack: DatastoreStack) -> None:
     """SIGKILL one replica of a random worker type and start a new one in its place."""
     service = random.choice(WORKERS)

@@ -7,7 +7,9 @@ process of each service. Tests may start more replicas (``stack.start("icat-writ
 read service logs. Everything is stopped and the run's queues deleted at the end.
 
 ``datastore_stack_factory`` (per test) starts further stacks with other settings; they are
-stopped, and their queues deleted, when that test ends. A stack's folder (config, logs,
+stopped, and their queues deleted, when that test ends. ``cluster_stack_factory`` does the same
+on the three-node RabbitMQ cluster (``make up-cluster``; skipped when it is not running): every
+service's ``broker.url`` names the three nodes. A stack's folder (config, logs,
 gateway SQLite) goes once it has stopped unless a test failed (tests/support/workdirs.py);
 what it wrote to the XRootD servers (its tape root) goes at the end of the session.
 """
@@ -178,8 +180,10 @@ def _stack_maker(
     fts3_emulator: Fts3Emulator,
     xrootd_stack: object,
 ) -> Iterator[StackFactory]:
-    """``make(replicas=1, **config_overrides)``: a running set of the four services; any
-    stack still running at the end of the session is closed then."""
+    """``make(replicas=1, accounts=None, **config_overrides)``: a running set of the four
+    services, connected as ``accounts`` (default: the session's users on the single broker;
+    ``cluster_broker_accounts``: on the cluster); any stack still running at the end of the
+    session is closed then."""
     ingest = run_icat_script(
         "icatingest.py",
         "-i",
@@ -210,7 +214,10 @@ def _stack_maker(
         pytest.fail(f"FTS3 emulator /whoami: {whoami.status_code} {whoami.text[:300]}")
     vo = whoami.json()["vos"][0]
 
-    def make(replicas: int = 1, **overrides: Any) -> DatastoreStack:
+    def make(
+        replicas: int = 1, *, accounts: BrokerAccounts | None = None, **overrides: Any
+    ) -> DatastoreStack:
+        users = accounts or broker_accounts
         work = tmp_path_factory.mktemp("stack")
         run = uuid.uuid4().hex[:8]
         port = free_port()
@@ -227,10 +234,10 @@ def _stack_maker(
                 "icat": {"url": icat_emulator.url, "session_cache_seconds": 5},
                 # Every service as its own broker user, checked by every consumer; the
                 # config's own URL (tests' buses, clean-up) is the operator's.
-                "instruments": [broker_accounts.instrument_setting("simple/root", ["instrument"])],
+                "instruments": [users.instrument_setting("simple/root", ["instrument"])],
                 "broker": {
-                    "url": broker_accounts.url(OPERATOR),
-                    "users": broker_accounts.users_setting,
+                    "url": users.url(OPERATOR),
+                    "users": users.users_setting,
                     "exchange": f"e2e-{run}",
                     "queue_prefix": f"e2e-{run}.",
                     "retry_delays": [0.5, 1, 2, 4],
@@ -258,9 +265,7 @@ def _stack_maker(
             log_dir=log_dir,
             gateway_url=f"http://127.0.0.1:{port}",
             icat_url=icat_emulator.url,
-            broker_urls={
-                role: broker_accounts.url(role) for role in (*SERVICES, OPERATOR, INSTRUMENT)
-            },
+            broker_urls={role: users.url(role) for role in (*SERVICES, OPERATOR, INSTRUMENT)},
         )
         stacks.append(stack)
         try:
@@ -291,6 +296,30 @@ def datastore_stack_factory(
 
     def factory(replicas: int = 1, **overrides: Any) -> DatastoreStack:
         stack = _stack_maker(replicas, **overrides)
+        made.append(stack)
+        return stack
+
+    try:
+        yield factory
+    finally:
+        for stack in made:
+            with contextlib.suppress(Exception):
+                stack.close(request.session)
+
+
+@pytest.fixture
+def cluster_stack_factory(
+    request: pytest.FixtureRequest,
+    _stack_maker: StackFactory,
+    cluster_broker_accounts: BrokerAccounts,
+) -> Iterator[StackFactory]:
+    """``factory(replicas=1, **config_overrides)``: as ``datastore_stack_factory``, on the
+    RabbitMQ cluster: each service connects to the first of the three nodes that answers and
+    moves to another when its node stops."""
+    made: list[DatastoreStack] = []
+
+    def factory(replicas: int = 1, **overrides: Any) -> DatastoreStack:
+        stack = _stack_maker(replicas, accounts=cluster_broker_accounts, **overrides)
         made.append(stack)
         return stack
 

@@ -178,3 +178,40 @@ def test_the_quick_local_default_still_starts() -> None:
         icat={"url": "https://icat.example.org", "password": "Another-Long-1"},
     )
     assert deployed.broker.user == "gw"
+
+
+def test_accounts_for_a_cluster_name_every_node_and_apply_through_the_command_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--url`` once per node: each account's URL names them all, as ``broker.url`` takes
+    them; ``--apply --rabbitmqctl CMD`` imports through that command (one node suffices)."""
+    from datastore_common.ops import cli
+
+    applied: list[tuple[Path, list[str]]] = []
+    monkeypatch.setattr(
+        cli,
+        "import_definitions",
+        lambda path, *, rabbitmqctl: applied.append((path, list(rabbitmqctl))),
+    )
+    nodes = [f"amqp://127.0.0.1:{port}/" for port in (5682, 5683, 5684)]
+    code = cli.main(
+        [
+            "broker-accounts",
+            "--secrets",
+            str(tmp_path / "secrets"),
+            "--definitions",
+            str(tmp_path / "definitions.json"),
+            *[arg for node in nodes for arg in ("--url", node)],
+            "--apply",
+            "--rabbitmqctl",
+            "deploy/local/rabbitmq-cluster.sh ctl",
+        ]
+    )
+    assert code == 0
+    url = (tmp_path / "secrets" / "datastore-gateway.url").read_text().strip()
+    settings = DatastoreSettings(broker={"url": url})  # type: ignore[arg-type]
+    assert [u.rsplit("@", 1)[1] for u in settings.broker.urls] == [
+        n.split("//", 1)[1] for n in nodes
+    ]
+    assert settings.broker.user == "datastore-gateway"
+    assert applied == [(tmp_path / "definitions.json", ["deploy/local/rabbitmq-cluster.sh", "ctl"])]

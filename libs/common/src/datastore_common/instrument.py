@@ -23,12 +23,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.abc
 
+from datastore_common.adapters.rabbitmq.connection import connect_plain
 from datastore_common.domain.answers import ANSWERS_NAMESPACE, request_id_for
+from datastore_common.domain.broker_nodes import split_urls, user_of
 from datastore_common.errors import InvalidMessageError, PeerUnavailableError
 from datastore_common.messages import (
     PAYLOAD_TYPES,
@@ -56,7 +57,8 @@ class RequestFileError(ValueError):
 
 
 def broker_user(url: str) -> str:
-    return unquote(urlsplit(url).username or "guest")
+    """The broker user ``url`` names (one for every node when it names a cluster's)."""
+    return user_of(split_urls(url))
 
 
 def request_message_id(instrument: str, request_id: str) -> uuid.UUID:
@@ -122,7 +124,8 @@ class InstrumentLink:
 
     async def __aenter__(self) -> InstrumentLink:
         try:
-            self._connection = await aio_pika.connect(self._url)
+            # The first node that answers when the URL names a cluster's (``broker.url``).
+            self._connection = await connect_plain(split_urls(self._url))
             self._channel = await self._connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )

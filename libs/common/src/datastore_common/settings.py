@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -39,6 +39,7 @@ from pydantic_settings import (
 )
 
 from datastore_common.domain.archival import PARAMETER_UNITS
+from datastore_common.domain.broker_nodes import check_urls, join_urls, split_urls, user_of
 from datastore_common.errors import ConfigurationError
 from datastore_common.original_config import translate as translate_original
 
@@ -191,7 +192,12 @@ class IcatSettings(_Section):
 class BrokerSettings(_Section):
     """RabbitMQ connection, topology names and delivery policy."""
 
-    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="The broker's AMQP URL, or every node's of a cluster: a list, or one "
+        "string separated by commas, all with the same user, password and vhost. A process "
+        "connects to the first node that answers and, when it goes, to another one.",
+    )
     exchange: str = "datastore"
     queue_prefix: str = Field(default="", description="Prepended to every queue name (tests).")
     prefetch: int = Field(default=64, ge=1)
@@ -235,10 +241,31 @@ class BrokerSettings(_Section):
             raise ValueError(f"unknown roles {wrong}; a role is one of {sorted(known)}")
         return value
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _one_string(cls, value: Any) -> Any:
+        """A YAML list of nodes' URLs is kept as the one string an env variable would give."""
+        if isinstance(value, list | tuple):
+            return join_urls(
+                [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value]
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _nodes_agree(cls, value: SecretStr) -> SecretStr:
+        check_urls(split_urls(value.get_secret_value()))  # BrokerUrlError is a ValueError
+        return value
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node's URL (one for a single broker), with the credentials."""
+        return split_urls(self.url.get_secret_value())
+
     @property
     def user(self) -> str:
-        """The broker user this process connects as (from ``url``)."""
-        return unquote(urlsplit(self.url.get_secret_value()).username or "guest")
+        """The broker user this process connects as (from ``url``: one for every node)."""
+        return user_of(self.urls)
 
     @field_validator("retry_delays")
     @classmethod
@@ -533,8 +560,10 @@ class DatastoreSettings(BaseSettings):
         (or any user acting as every role) and the local stack's passwords, towards a broker or
         ICAT that is not on this host."""
         problems: list[str] = []
-        broker = urlsplit(self.broker.url.get_secret_value())
-        if not _loopback(broker.hostname):
+        remote = [urlsplit(url) for url in self.broker.urls]
+        remote = [node for node in remote if not _loopback(node.hostname)]
+        if remote:
+            broker = remote[0]
             if broker.username in (None, "", "guest") or broker.password in KNOWN_DEFAULT_PASSWORDS:
                 problems.append(
                     "broker.url: a default user or password towards a remote broker; give each "

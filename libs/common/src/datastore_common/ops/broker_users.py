@@ -158,15 +158,23 @@ def users_setting(accounts: Sequence[BrokerAccount]) -> Mapping[str, str]:
     return {a.user: a.role for a in accounts if a.role != INSTRUMENT}
 
 
-def import_definitions(path: Path, *, timeout: float = 120.0) -> None:
-    """Apply a definitions file to the RabbitMQ on this host with ``rabbitmqctl``.
+def import_definitions(
+    path: Path, *, timeout: float = 120.0, rabbitmqctl: Sequence[str] = ("rabbitmqctl",)
+) -> None:
+    """Apply a definitions file to the RabbitMQ on this host with ``rabbitmqctl`` (a command
+    and its first arguments: ``rabbitmqctl -n rabbit@node1``, the local cluster's
+    ``deploy/local/rabbitmq-cluster.sh ctl``). Users and permissions are cluster-wide: one
+    node of a cluster is enough.
 
     rabbitmqctl reads the file as the broker's own system user, so it gets a private copy it
     may read (the hashes stay unreadable to everyone else).
     """
-    rabbitmqctl = shutil.which("rabbitmqctl")
-    if rabbitmqctl is None:
-        raise OpsError("rabbitmqctl is not installed: import the definitions another way")
+    if not rabbitmqctl:
+        raise OpsError("no rabbitmqctl command given")
+    found = shutil.which(rabbitmqctl[0])
+    if found is None:
+        raise OpsError(f"{rabbitmqctl[0]} is not installed: import the definitions another way")
+    command = [found, *rabbitmqctl[1:]]
     with tempfile.TemporaryDirectory(prefix="datastore-definitions-") as folder:
         copy = Path(folder) / "definitions.json"
         shutil.copyfile(path, copy)
@@ -176,7 +184,7 @@ def import_definitions(path: Path, *, timeout: float = 120.0) -> None:
             os.chown(folder, owner, -1)
             os.chown(copy, owner, -1)
         done = subprocess.run(
-            [rabbitmqctl, "-q", "import_definitions", str(copy)],
+            [*command, "-q", "import_definitions", str(copy)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -189,7 +197,7 @@ def import_definitions(path: Path, *, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         listed = subprocess.run(
-            [rabbitmqctl, "-q", "list_users"], capture_output=True, text=True, check=False
+            [*command, "-q", "list_users"], capture_output=True, text=True, check=False
         )
         present = {line.split("\t", 1)[0] for line in listed.stdout.splitlines()}
         if wanted <= present:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -19,6 +20,7 @@ import httpx
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.domain.audit import summary
+from datastore_common.domain.broker_nodes import join_urls
 from datastore_common.errors import ConfigurationError
 from datastore_common.ops.audit import run_audit, write_metrics_file, write_report
 from datastore_common.ops.broker_users import (
@@ -146,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--secrets", required=True, type=Path, metavar="SECRETS")
     broker.add_argument("--definitions", required=True, type=Path, metavar="DEFINITIONS")
-    broker.add_argument("--url", default="amqp://127.0.0.1:5672/", help="the broker's URL")
+    broker.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="the broker's URL (default amqp://127.0.0.1:5672/); repeat it for each node of "
+        "a cluster: each account's URL then names every node (broker.url)",
+    )
     broker.add_argument("--exchange", default="datastore", help="the topic exchange")
     broker.add_argument("--prefix", default="", help="prepended to every user name (tests)")
     broker.add_argument(
@@ -156,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--apply",
         action="store_true",
         help="also import them into the RabbitMQ on this host (rabbitmqctl import_definitions)",
+    )
+    broker.add_argument(
+        "--rabbitmqctl",
+        default="rabbitmqctl",
+        metavar="COMMAND",
+        help="how --apply runs rabbitmqctl, e.g. 'rabbitmqctl -n rabbit@node1' or the local "
+        "cluster's 'deploy/local/rabbitmq-cluster.sh ctl' (default rabbitmqctl)",
     )
     retry = groups.add_parser(
         "retry",
@@ -240,21 +255,24 @@ SESSION_ENV = "DATASTORE_SESSION"
 
 def write_broker_accounts(args: argparse.Namespace) -> int:
     accounts = local_accounts(args.secrets, instruments=args.instrument, prefix=args.prefix)
+    nodes = args.url or ["amqp://127.0.0.1:5672/"]
     for account in accounts:
+        # Every node's URL, as broker.url takes them (one user: domain.broker_nodes).
+        url = join_urls([account_url(node, account) for node in nodes])
         url_file = args.secrets / f"{account.user}.url"
         url_file.touch(mode=0o600)
-        url_file.write_text(account_url(args.url, account) + "\n")
+        url_file.write_text(url + "\n")
         # The same as an env file: compose's env_file, kubectl's --from-env-file.
         env_file = args.secrets / f"{account.user}.env"
         env_file.touch(mode=0o600)
-        env_file.write_text(f"DATASTORE__BROKER__URL={account_url(args.url, account)}\n")
+        env_file.write_text(f"DATASTORE__BROKER__URL={url}\n")
     document = definitions(accounts, exchange=args.exchange)
     args.definitions.touch(mode=0o600)
     args.definitions.write_text(json.dumps(document, indent=2) + "\n")
     print(f"{len(accounts)} broker accounts; definitions in {args.definitions}")
     if args.apply:
-        import_definitions(args.definitions)
-        print("imported into the local RabbitMQ")
+        import_definitions(args.definitions, rabbitmqctl=shlex.split(args.rabbitmqctl))
+        print(f"imported with {args.rabbitmqctl}")
     return 0
 
 

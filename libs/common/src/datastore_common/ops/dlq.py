@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aio_pika
 import aio_pika.abc
 
+from datastore_common.adapters.rabbitmq.connection import connect_plain
 from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ATTEMPT,
     HEADER_DELIVERY_COUNT,
@@ -20,6 +21,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     HEADER_ERROR_TYPE,
     HEADER_ORIGINAL_QUEUE,
 )
+from datastore_common.domain.broker_nodes import split_urls
 from datastore_common.domain.senders import HEADER_SENDER
 from datastore_common.topology import Topology, dlq_name
 
@@ -369,14 +371,15 @@ async def _close(channel: aio_pika.abc.AbstractChannel) -> None:
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str) -> AsyncIterator[Connection]:
-    """One plain connection for one command (no reconnecting, no topology declared)."""
+async def connect(url: str | Sequence[str]) -> AsyncIterator[Connection]:
+    """One plain connection for one command (no reconnecting, no topology declared), to the
+    first node that answers when ``url`` names a cluster's (``broker.url``)."""
+    urls = split_urls(url)
     try:
-        connection = await aio_pika.connect(
-            url, timeout=CONNECT_TIMEOUT, client_properties={"connection_name": PROG}
-        )
+        connection = await connect_plain(urls, connect_timeout=CONNECT_TIMEOUT, name=PROG)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-        raise OpsError(f"cannot reach the broker at {_where(url)}: {one_line(exc)}") from exc
+        where = ", ".join(_where(node) for node in urls)
+        raise OpsError(f"cannot reach the broker at {where}: {one_line(exc)}") from exc
     try:
         yield connection
     finally:

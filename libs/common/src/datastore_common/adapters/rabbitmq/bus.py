@@ -1,6 +1,11 @@
 """The message bus on aio-pika: one connection, publish with confirms, consumers under the ack
 policy of :mod:`datastore_common.adapters.rabbitmq.consumer`.
 
+The connection goes to one broker, or to the first node of a cluster that answers; when its
+node goes it moves to another one and re-opens its channels and consumers there
+(:mod:`datastore_common.adapters.rabbitmq.connection`). Messages in hand when a connection
+drops were never acked: the broker delivers them again (handlers are idempotent).
+
 Every publish is confirmed by the broker before it returns, so a caller (and the consumer's
 policy, which re-publishes before it acks) knows the message is stored.
 """
@@ -8,9 +13,8 @@ policy, which re-publishes before it acks) knows the message is stored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.abc
@@ -22,6 +26,11 @@ from tenacity import (
     wait_exponential,
 )
 
+from datastore_common.adapters.rabbitmq.connection import (
+    ClusterConnection,
+    ConnectionFactory,
+    connect_cluster,
+)
 from datastore_common.adapters.rabbitmq.consumer import (
     BatchHandler,
     Consumer,
@@ -31,6 +40,7 @@ from datastore_common.adapters.rabbitmq.consumer import (
     RetryHandler,
 )
 from datastore_common.adapters.rabbitmq.declare import declare_topology
+from datastore_common.domain.broker_nodes import check_urls, split_urls, user_of
 from datastore_common.domain.senders import SenderPolicy
 from datastore_common.errors import PeerUnavailableError
 from datastore_common.messages import Envelope, Payload
@@ -43,31 +53,35 @@ class Bus:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         topology: Topology,
         *,
         source: str,
         prefetch: int = 64,
         senders: SenderPolicy | None = None,
+        connection_factory: ConnectionFactory = ClusterConnection,
     ) -> None:
-        self._url = url
+        #: One URL, or every cluster node's (``domain.broker_nodes``: one user and vhost).
+        self._urls = check_urls(split_urls(url))
+        self._connection_factory = connection_factory
         self.topology = topology
         self.source = source
         self.prefetch = prefetch
-        #: Every message published carries it as ``user_id``; RabbitMQ checks it is ours.
-        self.user = unquote(urlsplit(url).username or "guest")
+        #: Every message published carries it as ``user_id``; RabbitMQ checks it is ours. It is
+        #: the same on every node: ``check_urls`` refuses URLs naming different users.
+        self.user = user_of(self._urls)
         #: Who may send what to our consumers (``domain.senders``); None checks nothing
         #: (tools and tests on throw-away topologies).
         self.senders = senders
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._connection: ClusterConnection | None = None
         self._publish_channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consumers: list[Consumer] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self, *, attempts: int = 30) -> None:
-        """Connect (retrying while the broker starts; ``attempts`` 0 = until it answers) and
-        declare the topology."""
+        """Connect to the first node that answers (each attempt tries every node once; retried
+        while the broker starts; ``attempts`` 0 = until one answers) and declare the topology."""
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(attempts) if attempts else stop_never,
             wait=wait_exponential(multiplier=0.2, max=5),
@@ -75,14 +89,20 @@ class Bus:
             reraise=True,
         ):
             with attempt:
-                self._connection = await aio_pika.connect_robust(
-                    self._url, client_properties={"connection_name": self.source}
+                self._connection = await connect_cluster(
+                    self._urls,
+                    client_properties={"connection_name": self.source},
+                    factory=self._connection_factory,
                 )
         assert self._connection is not None
+        # Declared once, on a channel closed afterwards: the topology is durable (and on every
+        # node of a cluster), so a reconnection need not declare it all again.
+        setup = await self._connection.channel()
+        await declare_topology(setup, self.topology)
+        await setup.close()
         self._publish_channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        await declare_topology(self._publish_channel, self.topology)
         self._exchange = await self._publish_channel.get_exchange(self.topology.exchange)
 
     async def close(self, *, grace: float = 30.0) -> None:
@@ -103,6 +123,17 @@ class Bus:
     @property
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
+
+    @property
+    def node(self) -> str | None:
+        """The node the connection uses (or tries next), without credentials; None before
+        ``connect``."""
+        return None if self._connection is None else self._connection.node
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node's URL this bus may use (with credentials: for tools that connect too)."""
+        return self._urls
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(
