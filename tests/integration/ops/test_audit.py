@@ -45,10 +45,33 @@ async def catalogue(seeded_icat: IcatEmulator) -> AsyncIterator[IcatCatalogue]:
 
 
 def write(path: Path, content: bytes, *, mtime: float | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write straight into a server's data folder, owned as the server's own files are: the
+    XRootD servers run unprivileged, and a folder of root's would refuse them later writes
+    (other tests share the tape)."""
+    make_folders(path.parent)
     path.write_bytes(content)
+    own_like_the_server(path)
     if mtime is not None:  # another mtime: a checksum the server stored is stale
         os.utime(path, (mtime, mtime))
+
+
+def make_folders(folder: Path) -> None:
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir()
+        own_like_the_server(made)
+
+
+def own_like_the_server(path: Path) -> None:
+    """The owner of the data folder ``var/xrootd/<server>/data`` the path is under."""
+    for parent in path.parents:
+        if parent.name == "data" and parent.parent.parent.name == "xrootd":
+            owner = parent.stat()
+            os.chown(path, owner.st_uid, owner.st_gid)
+            return
 
 
 def adler32(content: bytes) -> str:
@@ -121,6 +144,7 @@ async def test_audit_names_the_removed_corrupted_and_unknown_tape_files(
     )
     reports = tmp_path / "reports"
     argv = ["audit", "--config", str(config), "--under", folder, "--sample", "100"]
+    capsys.readouterr()  # what the set-up logged: the command's answer alone is read below
     code = await run_cli([*argv, "--json", "--report-dir", str(reports)], catalogue=catalogue)
 
     assert code == EXIT_DISAGREEMENTS, capsys.readouterr().err
@@ -148,6 +172,7 @@ async def test_audit_names_the_removed_corrupted_and_unknown_tape_files(
     write(tape_data / corrupted, contents[corrupted], mtime=now)
     write(tape_data / removed, contents[removed])
     (tape_data / orphan).unlink()
+    capsys.readouterr()
     assert await run_cli([*argv, "--json"], catalogue=catalogue) == 0
     [record] = await catalogue.datafiles_by_id([ids[corrupted]])
     assert ARCHIVAL_FAILURE not in record.archival
@@ -160,7 +185,7 @@ async def test_list_tree_walks_every_folder_with_sizes(
     layout = {"a.nxs": 1, "x/b.nxs": 22, "x/y/z/c.nxs": 333, "w/d.nxs": 0}
     for name, size in layout.items():
         write(data / "tree" / name, b"." * size)
-    (data / "tree" / "empty").mkdir()
+    make_folders(data / "tree" / "empty")
     client = XRootDClient()
 
     listed = await client.list_tree(f"{xrootd_stack.tape}/{xrootd_test_path}/tree")

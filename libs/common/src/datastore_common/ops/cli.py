@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from datastore_common.adapters.icat.catalogue import IcatCatalogue
 from datastore_common.adapters.xrootd.storage import XRootDStorage
 from datastore_common.domain.audit import summary
 from datastore_common.domain.broker_nodes import join_urls
 from datastore_common.errors import ConfigurationError
+from datastore_common.logging import configure_logging
 from datastore_common.ops.audit import run_audit, write_metrics_file, write_report
 from datastore_common.ops.broker_users import (
     account_url,
@@ -304,6 +306,9 @@ async def run_cli(
 ) -> int:
     """The whole command; returns the exit code and never raises (tests call this, and may
     give ``audit`` its ports)."""
+    if not structlog.is_configured():
+        # Standard output is the command's answer (tables, --json): log lines go to stderr.
+        configure_logging(PROG, level="WARNING")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
