@@ -50,7 +50,7 @@ test-e2e: setup
 # `make test` runs them reduced (100; the cluster's only when it is up). Figures in
 # bench/results/chaos.json.
 chaos: setup
-	@CHAOS_FULL=1 DATASTORE_TEST_CLUSTER=start bash deploy/local/test.sh --no-lint tests/chaos
+	@CHAOS_FULL=1 bash deploy/local/test.sh --no-lint tests/chaos
 
 # 10,000 files and 4 x SCALE_FILE_GB (20) GB in one dataset each, while other archives run.
 # Needs 4 x SCALE_FILE_GB of free disk for the tape copies; `make test` runs 2,500 files.

@@ -1,16 +1,15 @@
 """The three-node RabbitMQ cluster of ``make up-cluster`` (deploy/local/rabbitmq-cluster.sh), for
 the tests that stop a node: the bus's failover tests and the chaos scenario.
 
-Opt-in, like the cluster: ``rabbitmq_cluster`` uses the cluster when its three nodes answer
-(``make up-cluster`` first), starts it when ``DATASTORE_TEST_CLUSTER=start`` (and stops it again
-at the end of the session), else skips the test saying how to run it. The broker on
+``rabbitmq_cluster`` uses the cluster when its three nodes answer (``make up-cluster``), else
+starts it for the session and stops it again at the end; a cluster that does not come up
+fails the tests that need it. The broker on
 127.0.0.1:5672 is never touched: every command names a cluster node.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -32,7 +31,6 @@ from tests.support.rabbitmq_fixtures import BrokerAccounts, _port_open, widen_to
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "local" / "rabbitmq-cluster.sh"
 NODES = (1, 2, 3)
-START_ENV = "DATASTORE_TEST_CLUSTER"
 
 
 def amqp_port(node: int) -> int:
@@ -115,11 +113,7 @@ def rabbitmq_cluster() -> Iterator[RabbitMQCluster]:
     cluster = RabbitMQCluster()
     started = False
     if len(cluster.running()) < len(NODES):
-        if os.environ.get(START_ENV) != "start":
-            pytest.skip(
-                "the RabbitMQ cluster is not running: `make up-cluster` first, or set "
-                f"{START_ENV}=start to let the tests start (and stop) it"
-            )
+        # Started for the session (and stopped at its end) unless `make up-cluster` runs it.
         cluster.run("start")
         started = True
     try:

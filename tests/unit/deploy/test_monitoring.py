@@ -150,9 +150,16 @@ def test_rabbitmq_exports_what_the_alerts_read_of_it() -> None:
 
 
 PROMTOOL = REPO / "var" / "tools" / "promtool"  # make setup unpacks it (deploy/local/setup.sh)
-needs_promtool = pytest.mark.skipif(
-    not PROMTOOL.exists(), reason="promtool is not unpacked: run make setup"
-)
+
+
+@pytest.fixture
+def _promtool_unpacked() -> None:
+    """A missing promtool fails loudly: `make setup` unpacks it from Debian's package."""
+    if not PROMTOOL.exists():
+        pytest.fail(f"{PROMTOOL} is missing: run make setup")
+
+
+needs_promtool = pytest.mark.usefixtures("_promtool_unpacked")
 
 
 def promtool(*args: str, cwd: Path | None = None) -> None:

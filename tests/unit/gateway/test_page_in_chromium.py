@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import playwright.sync_api as playwright
 import pytest
 import uvicorn
 
@@ -32,17 +33,18 @@ from datastore_gateway.ledger_feed import follow
 from tests.unit.gateway.conftest import Gateway, build_gateway
 from tests.unit.gateway.test_jobs import FOLDER
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 T = TypeVar("T")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "screenshots" / "page"
 #: Long enough for a poll (3 s) or two on a loaded machine.
 WAIT_MS = 15_000
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (make setup installs it)"
-)
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    """A missing browser fails loudly: `make setup` installs Debian's chromium."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: run make setup (apt-get install chromium)")
 
 
 def _free_port() -> int:
