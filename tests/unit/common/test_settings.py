@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,18 @@ def test_archive_timeout_0_is_refused_as_finished_would_not_mean_on_tape(
     config_file.write_text("fts3:\n  archive_timeout: 0\n")
     with pytest.raises(ConfigurationError, match=r"fts3\.archive_timeout"):
         load_settings()
+
+
+def test_a_config_given_on_the_command_line_does_not_stay_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands run in-process (tests, datastore-ops) must not change what later loads read."""
+    import argparse
+
+    from datastore_common.settings import CONFIG_ENV, settings_from
+
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text("tape_root_dir: elsewhere/\n")
+    assert settings_from(argparse.Namespace(config=str(config))).tape_root_dir == "elsewhere/"
+    assert CONFIG_ENV not in os.environ

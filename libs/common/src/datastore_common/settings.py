@@ -667,10 +667,19 @@ def command_line(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> DatastoreSettings:
-    """Load the settings, from ``--config`` when it was given."""
-    if args.config:
-        os.environ[CONFIG_ENV] = str(args.config)
-    return load_settings()
+    """Load the settings, from ``--config`` when it was given (the environment is left as it
+    was: a command run in-process, as tests do, must not change what later loads read)."""
+    if not args.config:
+        return load_settings()
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(args.config)
+    try:
+        return load_settings()
+    finally:
+        if previous is None:
+            del os.environ[CONFIG_ENV]
+        else:
+            os.environ[CONFIG_ENV] = previous
 
 
 @contextlib.contextmanager
