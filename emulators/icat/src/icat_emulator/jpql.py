@@ -10,6 +10,7 @@ Grammar (keywords case-insensitive)::
     predicate := expr (op expr | [NOT] IN '(' expr {, expr} ')' | [NOT] LIKE expr [ESCAPE expr]
                  | IS [NOT] NULL | [NOT] BETWEEN expr AND expr)        op: = <> != < <= > >=
     expr    := path | 'string' | number | TRUE | FALSE | NULL | {ts yyyy-mm-dd hh:mm:ss} | :user
+               | CURRENT_TIMESTAMP | CURRENT_DATE | CURRENT_TIME
                | FN '(' expr {, expr} ')'          FN: UPPER LOWER LENGTH TRIM CONCAT ABS ...
     includes := '1' | path [[AS] alias] {, path [[AS] alias]}
 
@@ -137,6 +138,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
+# JPQL's functions without parentheses: the time the query runs.
+_NOW_FUNCTIONS = {"CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME"}
 AGGREGATES = {"COUNT", "MIN", "MAX", "AVG", "SUM", "DISTINCT"}
 _KEYWORDS = {
     "SELECT",
@@ -454,6 +457,8 @@ class _Parser:
                 return Literal(upper == "TRUE", "bool")
             if upper == "NULL":
                 return Literal(None, "null")
+            if upper in _NOW_FUNCTIONS:
+                return Func(upper, [])
             if self.at_op("("):
                 self.i += 1
                 args: list[object] = []

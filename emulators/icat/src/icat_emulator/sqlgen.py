@@ -68,6 +68,14 @@ _SQL_FUNCTIONS = {
     "MOD": "mod",
 }
 
+# Stored dates are UTC text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (values.py): "now" in the same form,
+# evaluated when the statement runs (a cached rule stays current).
+_NOW_SQL = {
+    "CURRENT_TIMESTAMP": "strftime('%Y-%m-%dT%H:%M:%f', 'now')",
+    "CURRENT_DATE": "strftime('%Y-%m-%dT00:00:00.000', 'now')",
+    "CURRENT_TIME": "strftime('%Y-%m-%dT%H:%M:%f', 'now')",
+}
+
 
 class _Compiler:
     def __init__(
@@ -205,6 +213,8 @@ class _Compiler:
         if isinstance(node, jpql.Literal):
             return self.literal(node, hint), hint
         if isinstance(node, jpql.Func):
+            if node.name in _NOW_SQL:
+                return _NOW_SQL[node.name], "Date"
             if node.name == "CONCAT":
                 parts = [self.expr(a)[0] for a in node.args]
                 return "(" + " || ".join(parts) + ")", "String"
