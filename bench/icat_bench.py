@@ -6,9 +6,10 @@ measures single ``create`` per second, ``createMany`` of 1,000 datafiles (client
 the server-side time from the emulator's /emulator/stats), and ``search`` per second.
 
 In-process (``in_process``): a store with 20 investigations x 10 datasets x 1,000 datafiles
-(200,000) and the reader rules of deploy/local/icat/example.yaml; a representative query set
-(10,000-row search, key lookups, COUNT, concise syntax, createMany of 1,000) as root (no rules)
-and as a reader of two investigations, with the ratio rules/no rules per query.
+(200,000) and the rules of deploy/local/icat/example.yaml; a representative query set
+(10,000-row search, key lookup with INCLUDE, COUNT, concise syntax, createMany of 1,000) as
+root (no rules) and as a reader of two investigations (db/alice), with the ratio rules/no rules
+per query; the 10,000-row search also through the SOAP layer (XML out included).
 Writes JSON (default bench/results/icat.json).
 """
 
@@ -25,10 +26,15 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import icat
+import yaml
 
+from icat_emulator.config import load_config
 from icat_emulator.model import load_model
+from icat_emulator.sessions import Sessions
+from icat_emulator.soap import IcatService
 from icat_emulator.sqlgen import Principal
 from icat_emulator.store import BeanIn, Store
 
@@ -154,14 +160,21 @@ def run(url: str, n_single: int, n_many: int, n_search: int) -> dict[str, object
     }
 
 
-_READER_RULES = [  # as deploy/local/icat/example.yaml: readers of their own investigations
-    "Investigation <-> InvestigationUser <-> User [name = :user]",
-    "Dataset <-> Investigation <-> InvestigationUser <-> User [name = :user]",
-    "Datafile <-> Dataset <-> Investigation <-> InvestigationUser <-> User [name = :user]",
-    "Facility",
-    "DatasetType",
-    "InvestigationType",
-]
+def _seed_rules(store: Store, root: Principal) -> int:
+    """The rules (and their groupings) of deploy/local/icat/example.yaml, as the seed has them."""
+    docs = list(yaml.safe_load_all((REPO / "deploy/local/icat/example.yaml").read_text("utf-8")))
+    grouping_ids: dict[str, int] = {}
+    rules: list[BeanIn] = []
+    for doc in docs:
+        for key, grouping in (doc.get("grouping") or {}).items():
+            [grouping_ids[key]] = store.create_many(
+                root, [_bean(store, "Grouping", name=grouping["name"])]
+            )
+        for rule in (doc.get("rule") or {}).values():
+            ones = {"grouping": grouping_ids[rule["grouping"]]} if rule.get("grouping") else {}
+            rules.append(_bean(store, "Rule", ones, crudFlags=rule["crudFlags"], what=rule["what"]))
+    store.create_many(root, rules)
+    return len(rules)
 
 
 def _bean(
@@ -181,13 +194,36 @@ def _timed(action: object, repeat: int = 1) -> float:
     return best
 
 
+def _soap_search(store: Store, query: str) -> dict[str, float]:
+    """The 10,000-row search through the SOAP layer (XML in and out, as the server runs it)."""
+    config = load_config(None)  # simple/root is a root user; db/alice an ordinary one
+    service = IcatService(config, store.model, store, Sessions(config, store))
+    out: dict[str, float] = {}
+    for label, plugin, user, password in (
+        ("root", "simple", "root", "pw"),
+        ("reader", "db", "alice", "alice-pw"),
+    ):
+        session = service.sessions.login(plugin, {"username": user, "password": password})
+        body = (
+            '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:i="http://icatproject.org"><s:Body><i:search>'
+            f"<sessionId>{session}</sessionId><query>{escape(query)}</query>"
+            "</i:search></s:Body></s:Envelope>"
+        ).encode()
+        status, _, _ = service.handle(body)
+        assert status == 200, status
+        out[f"{label}_seconds"] = round(_timed(lambda b=body: service.handle(b)), 4)
+    out["rules_ratio"] = round(out["reader_seconds"] / out["root_seconds"], 2)
+    return out
+
+
 def run_in_process(
     workdir: Path, n_investigations: int, n_datasets: int, n_files: int
 ) -> dict[str, object]:
     """The store without SOAP: query timings as root (no rules) and as a rule-bound reader."""
     store = Store(workdir / "inprocess.sqlite", load_model())
     root = Principal("simple/root", True)
-    reader = Principal("db/reader", False)
+    reader = Principal("db/alice", False)
     create = store.create_many
     [facility] = create(root, [_bean(store, "Facility", name="bench")])
     [inv_type, ds_type] = create(
@@ -198,7 +234,7 @@ def run_in_process(
         ],
     )
     [user] = create(root, [_bean(store, "User", name=reader.name)])
-    create(root, [_bean(store, "Rule", crudFlags="R", what=what) for what in _READER_RULES])
+    n_rules = _seed_rules(store, root)
     started = time.perf_counter()
     for i in range(n_investigations):
         [inv] = create(
@@ -304,7 +340,9 @@ def run_in_process(
         )
 
     results["create_many_1000"] = {"root_seconds": round(_timed(create_1000), 4)}
+    results["soap_search_10000_rows"] = _soap_search(store, queries["search_10000_rows"])
     return {
+        "rules": n_rules,
         "datafiles": n_investigations * per_investigation,
         "investigations": n_investigations,
         "fill_seconds": round(fill_s, 1),
