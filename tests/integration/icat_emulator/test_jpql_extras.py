@@ -92,6 +92,12 @@ def test_case_and_arithmetic(root, invs):
         f"SELECT f.fileSize FROM Datafile f WHERE {scope} AND (f.fileSize + 5) * 2 > 40 "
         "AND f.fileSize-1 < 25"
     ) == [20]
+    # Parentheses: nested conditions, a parenthesised CASE, an arithmetic group.
+    assert root.search(
+        f"SELECT f.fileSize FROM Datafile f WHERE {scope} AND ((f.fileSize = 0) OR "
+        "(f.fileSize = 30)) AND (CASE WHEN f.fileSize = 0 THEN 5 ELSE 50 END) > 1 "
+        "AND ((f.fileSize + 1) * 2 > 0) ORDER BY f.fileSize"
+    ) == [0, 30]
 
 
 def test_group_by_counts_only_what_the_rules_let_a_user_read(seeded, root, invs):

@@ -450,7 +450,8 @@ class _Parser:
         return items[0] if len(items) == 1 else BoolOp("AND", items)
 
     def negation(self) -> object:
-        if self.at_kw("NOT") and self.text_at(1) is not None and self.peek(1).upper == "EXISTS":  # type: ignore[union-attr]
+        after = self.peek(1)
+        if self.at_kw("NOT") and after is not None and after.upper == "EXISTS":
             self.i += 2
             return Exists(self.subquery(), negated=True)
         if self.at_kw("NOT"):
@@ -527,8 +528,10 @@ class _Parser:
 
     def _paren_is_condition(self) -> bool:
         """At '(': does a condition start here (else an expression, as ``(a + b) > c``)? A
-        condition when a comparison, AND/OR or a predicate keyword comes before its ')'."""
+        condition when a comparison, AND/OR or a predicate keyword comes before its ')', at
+        any depth (``((a = 1) OR b = 2)``) but not within a CASE ... END."""
         depth = 0
+        in_case = 0
         for tok in self.toks[self.i :]:
             if tok.kind == "op" and tok.text == "(":
                 depth += 1
@@ -536,7 +539,11 @@ class _Parser:
                 depth -= 1
                 if depth == 0:
                     return False
-            elif depth == 1 and (
+            elif tok.kind == "name" and tok.upper == "CASE":
+                in_case += 1
+            elif tok.kind == "name" and tok.upper == "END" and in_case:
+                in_case -= 1
+            elif not in_case and (
                 (tok.kind == "op" and tok.text in ("=", "<>", "!=", "<", "<=", ">", ">="))
                 or (tok.kind == "name" and tok.upper in _PREDICATE_WORDS)
             ):
