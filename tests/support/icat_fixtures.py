@@ -120,14 +120,14 @@ def run_icat_script(
 @pytest.fixture(scope="session")
 def icat_emulator_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[], IcatEmulator]]:
+) -> Iterator[Callable[..., IcatEmulator]]:
     """Call ``factory()`` to get a fresh, started emulator (stopped at session end; its folder
-    is removed then too, unless a test failed)."""
+    is removed then too, unless a test failed); ``factory(config)`` with other users."""
     started: list[IcatEmulator] = []
 
-    def factory() -> IcatEmulator:
+    def factory(config: Path = CONFIG) -> IcatEmulator:
         directory = tmp_path_factory.mktemp("icat")
-        emulator = IcatEmulator(database=directory / "icat.sqlite")
+        emulator = IcatEmulator(database=directory / "icat.sqlite", config=config)
         started.append(emulator)
         return emulator.start()
 

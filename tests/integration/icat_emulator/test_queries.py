@@ -162,3 +162,18 @@ def test_dates_round_trip_and_compare(root, inv):
         )
         == []
     )
+
+
+def test_current_timestamp_is_the_time_the_query_runs(root, inv):
+    # As in the example rules "o.releaseDate < CURRENT_TIMESTAMP": past and future dates.
+    inv_obj = root.get("Investigation INCLUDE 1", inv.id)
+    now = datetime.datetime.now(datetime.UTC)
+    inv_obj.startDate = now - datetime.timedelta(seconds=5)
+    inv_obj.endDate = now + datetime.timedelta(hours=1)
+    inv_obj.update()
+    where = f"SELECT o.id FROM Investigation o WHERE o.id = {inv.id} AND "
+    assert root.search(where + "o.startDate < CURRENT_TIMESTAMP") == [inv.id]
+    assert root.search(where + "o.endDate < CURRENT_TIMESTAMP") == []
+    assert root.search(where + "o.endDate > current_timestamp AND o.endDate > CURRENT_DATE") == [
+        inv.id
+    ]

@@ -3,14 +3,25 @@
 Grammar (keywords case-insensitive)::
 
     query   := SELECT [DISTINCT] item {, item} FROM Bean alias {join} [WHERE cond]
-               [ORDER BY order {, order}] [INCLUDE includes] [LIMIT int, int]  (any order)
+               [GROUP BY expr {, expr}] [HAVING cond] [ORDER BY order {, order}]
+               [INCLUDE includes] [LIMIT int, int]  (these two in any order)
     item    := path | FN '(' [DISTINCT] item ')'            FN: COUNT MIN MAX AVG SUM DISTINCT
     join    := [LEFT [OUTER] | INNER] JOIN path [AS] alias
     cond    := and {OR and};  and := not {AND not};  not := NOT not | '(' cond ')' | predicate
-    predicate := expr (op expr | [NOT] IN '(' expr {, expr} ')' | [NOT] LIKE expr [ESCAPE expr]
-                 | IS [NOT] NULL | [NOT] BETWEEN expr AND expr)        op: = <> != < <= > >=
-    expr    := path | 'string' | number | TRUE | FALSE | NULL | {ts yyyy-mm-dd hh:mm:ss} | :user
+    predicate := expr (op (expr | (ANY|ALL|SOME) subquery) | [NOT] IN ('(' expr {, expr} ')'
+                 | subquery) | [NOT] LIKE expr [ESCAPE expr] | IS [NOT] NULL
+                 | [NOT] BETWEEN expr AND expr)  |  [NOT] EXISTS subquery   op: = <> != < <= > >=
+    subquery := '(' SELECT [DISTINCT] item FROM ... [WHERE] [GROUP BY] [HAVING] ')'  (correlated:
+               it may name the aliases of the query around it)
+    expr    := term {(+|-) term};  term := factor {(*|/) factor};  factor := [-] primary
+    primary := path | 'string' | number | TRUE | FALSE | NULL | {ts yyyy-mm-dd hh:mm:ss} | :user
+               | CURRENT_TIMESTAMP | CURRENT_DATE | CURRENT_TIME
                | FN '(' expr {, expr} ')'          FN: UPPER LOWER LENGTH TRIM CONCAT ABS ...
+               | COUNT|MIN|MAX|AVG|SUM '(' [DISTINCT] path ')'  (in HAVING and ORDER BY)
+               | CASE [expr] WHEN cond|expr THEN expr {WHEN ...} [ELSE expr] END
+               | subquery | '(' expr ')'
+    (as icat.server, which passes WHERE, GROUP BY, HAVING and ORDER BY on to JPQL; CASE is not
+    accepted in SELECT there either.)
     includes := '1' | path [[AS] alias] {, path [[AS] alias]}
 
 The result is a small AST; :mod:`icat_emulator.store` compiles it to SQL.
@@ -98,6 +109,42 @@ class Not:
 
 
 @dataclass
+class SubQuery:
+    query: Query
+
+
+@dataclass
+class Exists:
+    subquery: SubQuery
+    negated: bool = False
+
+
+@dataclass
+class Quantified:
+    quantifier: str  # ANY / ALL (SOME is ANY)
+    subquery: SubQuery
+
+
+@dataclass
+class Arith:
+    op: str  # + - * /
+    left: object
+    right: object
+
+
+@dataclass
+class Negate:
+    item: object
+
+
+@dataclass
+class Case:
+    operand: object | None  # CASE x WHEN v THEN ...: x; CASE WHEN cond THEN ...: None
+    whens: list[tuple[object, object]]  # (condition or value, result)
+    otherwise: object | None = None
+
+
+@dataclass
 class Join:
     kind: str  # INNER / LEFT
     path: Path
@@ -118,6 +165,8 @@ class Query:
     distinct: bool = False
     joins: list[Join] = field(default_factory=list)
     where: object | None = None
+    group_by: list[object] = field(default_factory=list)
+    having: object | None = None
     order: list[tuple[object, bool]] = field(default_factory=list)  # (expr, descending)
     include_all_one: bool = False  # INCLUDE 1
     includes: list[Include] = field(default_factory=list)
@@ -132,11 +181,13 @@ _TOKEN = re.compile(
     | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
     | (?P<param>:\w+)
     | (?P<name>[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)
-    | (?P<op><>|!=|<=|>=|[=<>(),*])
+    | (?P<op><>|!=|<=|>=|[=<>(),*+/-])
     )""",
     re.VERBOSE,
 )
 
+# JPQL's functions without parentheses: the time the query runs.
+_NOW_FUNCTIONS = {"CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME"}
 AGGREGATES = {"COUNT", "MIN", "MAX", "AVG", "SUM", "DISTINCT"}
 _KEYWORDS = {
     "SELECT",
@@ -166,6 +217,17 @@ _KEYWORDS = {
     "FALSE",
     "DISTINCT",
     "FETCH",
+    "GROUP",
+    "HAVING",
+    "EXISTS",
+    "ANY",
+    "ALL",
+    "SOME",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
 }
 
 
@@ -255,7 +317,8 @@ class _Parser:
         return int(tok.text)
 
     # -- grammar -------------------------------------------------------------------------
-    def query(self) -> Query:
+    def query(self, sub: bool = False) -> Query:
+        """A whole query; ``sub``: a subquery, which ends before its closing parenthesis."""
         self.expect_kw("SELECT")
         distinct = False
         if self.at_kw("DISTINCT") and self.text_at(1) != "(":
@@ -296,6 +359,18 @@ class _Parser:
         if self.at_kw("WHERE"):
             self.i += 1
             q.where = self.condition()
+        if self.at_kw("GROUP"):
+            self.i += 1
+            self.expect_kw("BY")
+            q.group_by.append(self.expr())
+            while self.at_op(","):
+                self.i += 1
+                q.group_by.append(self.expr())
+        if self.at_kw("HAVING"):
+            self.i += 1
+            q.having = self.condition()
+        if sub:
+            return q
         if self.at_kw("ORDER"):
             self.i += 1
             self.expect_kw("BY")
@@ -375,10 +450,17 @@ class _Parser:
         return items[0] if len(items) == 1 else BoolOp("AND", items)
 
     def negation(self) -> object:
+        after = self.peek(1)
+        if self.at_kw("NOT") and after is not None and after.upper == "EXISTS":
+            self.i += 2
+            return Exists(self.subquery(), negated=True)
         if self.at_kw("NOT"):
             self.i += 1
             return Not(self.negation())
-        if self.at_op("("):
+        if self.at_kw("EXISTS"):
+            self.i += 1
+            return Exists(self.subquery())
+        if self.at_op("(") and not self._at_subquery() and self._paren_is_condition():
             # A parenthesised condition; an expression in parentheses is not needed by clients.
             self.i += 1
             inner = self.condition()
@@ -394,6 +476,8 @@ class _Parser:
             negated = True
         if self.at_kw("IN"):
             self.i += 1
+            if self._at_subquery():
+                return InList(left, [self.subquery()], negated)
             self.expect_op("(")
             values = [self.expr()]
             while self.at_op(","):
@@ -432,16 +516,106 @@ class _Parser:
         ):
             self.i += 1
             op = "<>" if tok.text == "!=" else tok.text
+            if self.at_kw("ANY", "ALL", "SOME"):
+                quantifier = "ALL" if self.take().upper == "ALL" else "ANY"
+                return Compare(op, left, Quantified(quantifier, self.subquery()))
             return Compare(op, left, self.expr())
         raise self.error("Expected a comparison operator")
 
+    def _at_subquery(self) -> bool:
+        tok = self.peek(1)
+        return self.at_op("(") and tok is not None and tok.upper == "SELECT"
+
+    def _paren_is_condition(self) -> bool:
+        """At '(': does a condition start here (else an expression, as ``(a + b) > c``)? A
+        condition when a comparison, AND/OR or a predicate keyword comes before its ')', at
+        any depth (``((a = 1) OR b = 2)``) but not within a CASE ... END."""
+        depth = 0
+        in_case = 0
+        for tok in self.toks[self.i :]:
+            if tok.kind == "op" and tok.text == "(":
+                depth += 1
+            elif tok.kind == "op" and tok.text == ")":
+                depth -= 1
+                if depth == 0:
+                    return False
+            elif tok.kind == "name" and tok.upper == "CASE":
+                in_case += 1
+            elif tok.kind == "name" and tok.upper == "END" and in_case:
+                in_case -= 1
+            elif not in_case and (
+                (tok.kind == "op" and tok.text in ("=", "<>", "!=", "<", "<=", ">", ">="))
+                or (tok.kind == "name" and tok.upper in _PREDICATE_WORDS)
+            ):
+                return True
+        return True
+
+    def subquery(self) -> SubQuery:
+        self.expect_op("(")
+        inner = self.query(sub=True)
+        self.expect_op(")")
+        return SubQuery(inner)
+
     def expr(self) -> object:
+        left = self.term()
+        while True:
+            tok = self.peek()
+            if tok is not None and tok.kind == "op" and tok.text in ("+", "-"):
+                self.i += 1
+                left = Arith(tok.text, left, self.term())
+            elif tok is not None and tok.kind == "num" and tok.text.startswith("-"):
+                # "a -1": the tokenizer read a signed number; here it is a subtraction.
+                self.i += 1
+                left = Arith("-", left, _number(tok.text[1:]))
+            else:
+                return left
+
+    def term(self) -> object:
+        left = self.factor()
+        while self.at_op("*") or self.at_op("/"):
+            op = self.take().text
+            left = Arith(op, left, self.factor())
+        return left
+
+    def factor(self) -> object:
+        if self.at_op("-"):
+            self.i += 1
+            return Negate(self.factor())
+        if self.at_op("+"):
+            self.i += 1
+            return self.factor()
+        return self.primary()
+
+    def case(self) -> Case:
+        operand = None if self.at_kw("WHEN") else self.expr()
+        whens: list[tuple[object, object]] = []
+        while self.at_kw("WHEN"):
+            self.i += 1
+            test = self.condition() if operand is None else self.expr()
+            self.expect_kw("THEN")
+            whens.append((test, self.expr()))
+        if not whens:
+            raise self.error("Expected WHEN")
+        otherwise = None
+        if self.at_kw("ELSE"):
+            self.i += 1
+            otherwise = self.expr()
+        self.expect_kw("END")
+        return Case(operand, whens, otherwise)
+
+    def primary(self) -> object:
+        if self._at_subquery():
+            return self.subquery()
+        if self.at_op("("):
+            self.i += 1
+            inner = self.expr()
+            self.expect_op(")")
+            return inner
         tok = self.take()
         if tok.kind == "str":
             return Literal(tok.text[1:-1].replace("''", "'"), "string")
         if tok.kind == "num":
-            is_int = re.fullmatch(r"-?\d+", tok.text) is not None
-            return Literal(int(tok.text) if is_int else float(tok.text), "number")
+            return _number(tok.text)
         if tok.kind == "ts":
             return Literal(tok.text.strip("{}").strip()[2:].strip(), "timestamp")
         if tok.kind == "param":
@@ -454,6 +628,10 @@ class _Parser:
                 return Literal(upper == "TRUE", "bool")
             if upper == "NULL":
                 return Literal(None, "null")
+            if upper in _NOW_FUNCTIONS:
+                return Func(upper, [])
+            if upper == "CASE":
+                return self.case()
             if self.at_op("("):
                 self.i += 1
                 args: list[object] = []
@@ -474,6 +652,14 @@ class _Parser:
                 )
             return Path(tok.text.split("."), tok.offset)
         raise QueryError(f"Unexpected {tok.text!r} at offset {tok.offset}", tok.offset)
+
+
+_PREDICATE_WORDS = {"AND", "OR", "NOT", "IN", "LIKE", "IS", "BETWEEN", "EXISTS"}
+
+
+def _number(text: str) -> Literal:
+    is_int = re.fullmatch(r"-?\d+", text) is not None
+    return Literal(int(text) if is_int else float(text), "number")
 
 
 def parse(text: str) -> Query:

@@ -71,6 +71,19 @@ User.investigationUsers:user User.instrumentScientists:user User.studies:user
 User.dataPublicationUsers:user
 """
 
+# "<Entity>.<field>:<length>" of every String attribute whose column is not 255 long (icat.server
+# v6.2.0 entity/*.java, ``@Column(length = ...)``; EntityInfoHandler's default is 255). ICAT refuses
+# a longer value with VALIDATION "<Entity>: <field> cannot have length > <n>".
+DEFAULT_STRING_LENGTH = 255
+_STRING_LENGTHS = """
+Affiliation.fullReference:1023 DataPublication.subject:1023 DataPublication.description:4000
+Datafile.location:511 Dataset.location:511 Facility.description:1023
+FundingReference.acknowledgement:1023 Instrument.description:4000 Investigation.summary:4000
+Parameter.stringValue:4000 PublicStep.origin:32 PublicStep.field:32 Publication.fullReference:511
+RelatedItem.fullReference:1023 Rule.crudFlags:4 Rule.what:1024 SampleType.safetyInformation:4000
+Study.description:4000
+"""
+
 
 @dataclass
 class Field:
@@ -81,6 +94,7 @@ class Field:
     rel_type: str  # ATTRIBUTE, ONE or MANY
     not_nullable: bool = False
     mapped_by: str | None = None  # for MANY: the child's ONE field pointing back here
+    string_length: int | None = None  # for a String attribute: ICAT's maximum length
 
     @property
     def is_attribute(self) -> bool:
@@ -176,6 +190,20 @@ def parse_model(text: str) -> Model:
         for f in entities[owner].own_fields:
             if f.name == fname:
                 f.mapped_by = child_field
+    for text_item in _STRING_LENGTHS.split():
+        owner_field, length = text_item.split(":")
+        owner, fname = owner_field.split(".")
+        [string_field] = [f for f in entities[owner].own_fields if f.name == fname]
+        string_field.string_length = int(length)
+    for entity in entities.values():
+        for f in entity.own_fields:
+            if (
+                f.type == "String"
+                and f.rel_type == ATTRIBUTE
+                and f.string_length is None
+                and f.name not in META_FIELDS  # set by the server, not checked by ICAT
+            ):
+                f.string_length = DEFAULT_STRING_LENGTH
     model = Model(entities, enums)
     for entity in entities.values():
         entity.fields = {f.name: f for f in _all_fields(model, entity)}

@@ -200,10 +200,12 @@ class IcatService:
             names = "".join(f"<fieldNames>{n}</fieldNames>" for n in entity.constraint)
             parts.append(f"<constraints>{names}</constraints>")
         for f in entity.fields.values():
-            length = "<stringLength>255</stringLength>" if f.type == "String" else ""
+            length = f"<stringLength>{f.string_length}</stringLength>" if f.string_length else ""
+            # icat.server's EntityInfoHandler skips the meta fields: neither mandatory nor sized.
+            not_nullable = f.not_nullable and f.name not in META_FIELDS
             parts.append(
                 f"<fields><cascaded>{'true' if f.rel_type == MANY else 'false'}</cascaded>"
-                f"<name>{f.name}</name><notNullable>{'true' if f.not_nullable else 'false'}"
+                f"<name>{f.name}</name><notNullable>{'true' if not_nullable else 'false'}"
                 f"</notNullable><relType>{f.rel_type}</relType>{length}<type>{f.type}</type>"
                 "</fields>"
             )

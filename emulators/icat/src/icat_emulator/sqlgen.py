@@ -68,6 +68,14 @@ _SQL_FUNCTIONS = {
     "MOD": "mod",
 }
 
+# Stored dates are UTC text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (values.py): "now" in the same form,
+# evaluated when the statement runs (a cached rule stays current).
+_NOW_SQL = {
+    "CURRENT_TIMESTAMP": "strftime('%Y-%m-%dT%H:%M:%f', 'now')",
+    "CURRENT_DATE": "strftime('%Y-%m-%dT00:00:00.000', 'now')",
+    "CURRENT_TIME": "strftime('%Y-%m-%dT%H:%M:%f', 'now')",
+}
+
 
 class _Compiler:
     def __init__(
@@ -204,7 +212,28 @@ class _Compiler:
             return sql, java_type
         if isinstance(node, jpql.Literal):
             return self.literal(node, hint), hint
+        if isinstance(node, jpql.SubQuery):
+            sql, value_type = self.subquery(node)
+            return f"({sql})", value_type
+        if isinstance(node, jpql.Arith):
+            left_type, right_type = self.expr_type(node.left), self.expr_type(node.right)
+            lsql, ltype = self.expr(node.left, right_type or hint)
+            rsql, rtype = self.expr(node.right, left_type or hint)
+            types = {ltype, rtype}
+            return f"({lsql} {node.op} {rsql})", "Double" if "Double" in types else (ltype or rtype)
+        if isinstance(node, jpql.Negate):
+            sql, value_type = self.expr(node.item, hint)
+            return f"(-{sql})", value_type
+        if isinstance(node, jpql.Case):
+            return self.case(node, hint)
+        if isinstance(node, jpql.Func) and node.name in _AGGREGATE_NAMES:
+            if len(node.args) != 1:
+                raise QueryError(f"{node.name} takes one argument")
+            sql, value_type, _ = self.select_item(node)
+            return sql, value_type
         if isinstance(node, jpql.Func):
+            if node.name in _NOW_SQL:
+                return _NOW_SQL[node.name], "Date"
             if node.name == "CONCAT":
                 parts = [self.expr(a)[0] for a in node.args]
                 return "(" + " || ".join(parts) + ")", "String"
@@ -219,6 +248,79 @@ class _Compiler:
             )
             return f"{fn}({', '.join(args)})", result_type
         raise QueryError(f"Unsupported expression {node!r}")
+
+    def case(self, node: jpql.Case, hint: str | None) -> tuple[str, str | None]:
+        parts = ["CASE"]
+        operand_type = None
+        if node.operand is not None:
+            operand_type = self.expr_type(node.operand)
+            parts.append(self.expr(node.operand)[0])
+        result_type: str | None = None
+        for test, result in node.whens:
+            when = (
+                self.condition(test) if node.operand is None else self.expr(test, operand_type)[0]
+            )
+            then, then_type = self.expr(result, hint)
+            result_type = result_type or then_type
+            parts.append(f"WHEN {when} THEN {then}")
+        if node.otherwise is not None:
+            otherwise, other_type = self.expr(node.otherwise, hint)
+            result_type = result_type or other_type
+            parts.append(f"ELSE {otherwise}")
+        parts.append("END")
+        return "(" + " ".join(parts) + ")", result_type
+
+    def subquery(
+        self, node: jpql.SubQuery, extra: tuple[str, list[object]] | None = None
+    ) -> tuple[str, str | None]:
+        """A subquery's SQL (its parameters appended to ours) and the Java type of its one
+        item. It sees our aliases (correlated) and, as in icat.server, which passes subqueries
+        on to JPQL as written, no rule filters it. ``extra``: ``(SQL with {item} for the
+        selected value, its parameters)``, a condition added to its WHERE (or HAVING, when it
+        aggregates)."""
+        if len(node.query.select) != 1:
+            raise QueryError("A subquery selects one item")
+        self.counter += 1
+        inner = _Compiler(self.model, node.query, self.user, None, f"{self.prefix}q{self.counter}_")
+        inner.aliases = dict(self.aliases)
+        sql, params, value_type = inner.compile_sub(extra)
+        self.params.extend(params)
+        return sql, value_type
+
+    def compile_sub(
+        self, extra: tuple[str, list[object]] | None
+    ) -> tuple[str, list[object], str | None]:
+        q = self.q
+        root = self.entity(q.bean, q.bean_offset)
+        self.aliases[q.alias] = (f"{self.prefix}0", root)
+        for join in q.joins:
+            self.join(join)
+        where = [self.condition(q.where)] if q.where is not None else []
+        item_sql, java_type, kind = self.select_item(q.select[0])
+        distinct = q.distinct or kind.endswith("+distinct")
+        groups = [self.expr(g)[0] for g in q.group_by]
+        having = [self.condition(q.having)] if q.having is not None else []
+        aggregated = bool(groups) or kind == "aggregate"
+        if extra is not None:
+            condition = "(" + extra[0].replace("{item}", item_sql) + ")"
+            if aggregated:
+                having.append(condition)
+            else:
+                where.append(condition)
+            self.params.extend(extra[1])  # last in its clause, so its parameters come last
+        sql = (
+            f'SELECT {"DISTINCT " if distinct else ""}{item_sql} FROM "{root.name}" {self.prefix}0'
+        )
+        if self.joins:
+            sql += " " + " ".join(self.joins)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if groups:
+            sql += " GROUP BY " + ", ".join(groups)
+        if having:
+            sql += " HAVING " + " AND ".join(having)
+        entity = self.model.entities.get(java_type)
+        return sql, self.params, "Long" if entity is not None else java_type
 
     def expr_type(self, node: object) -> str | None:
         if isinstance(node, jpql.Path):
@@ -240,9 +342,35 @@ class _Compiler:
             return "(" + f" {node.op} ".join(self.condition(i) for i in node.items) + ")"
         if isinstance(node, jpql.Not):
             return f"(NOT {self.condition(node.item)})"
+        if isinstance(node, jpql.Exists):
+            sql, _ = self.subquery(node.subquery)
+            return f"({'NOT ' if node.negated else ''}EXISTS ({sql}))"
+        if isinstance(node, jpql.Compare) and isinstance(node.right, jpql.Quantified):
+            # SQLite has no ANY/ALL: x > ANY (sub) is EXISTS (sub AND x > item), x > ALL (sub)
+            # is NOT EXISTS (sub AND NOT x > item).
+            saved, self.params = self.params, []
+            lsql, _ = self.expr(node.left)
+            left_params, self.params = self.params, saved
+            compare = f"{lsql} {node.op} {{item}}"
+            quantified = node.right
+            if quantified.quantifier == "ALL":
+                sql, _ = self.subquery(
+                    quantified.subquery, (f"NOT ({compare}) OR {{item}} IS NULL", left_params)
+                )
+                return f"(NOT EXISTS ({sql}))"
+            sql, _ = self.subquery(quantified.subquery, (compare, left_params))
+            return f"(EXISTS ({sql}))"
         if isinstance(node, jpql.Compare):
             lsql, rsql = self.pair(node.left, node.right)
             return f"{lsql} {node.op} {rsql}"
+        if (
+            isinstance(node, jpql.InList)
+            and node.values
+            and isinstance(node.values[0], jpql.SubQuery)
+        ):
+            lsql, _ = self.expr(node.expr)
+            sql, _ = self.subquery(node.values[0])
+            return f"{lsql} {'NOT ' if node.negated else ''}IN ({sql})"
         if isinstance(node, jpql.InList):
             java_type = self.expr_type(node.expr)
             lsql, _ = self.expr(node.expr)
@@ -357,6 +485,8 @@ class _Compiler:
             self.join(join)
         where = [self.condition(q.where)] if q.where is not None else []
         items = [self.select_item(i) for i in q.select]
+        groups = [self.expr(g)[0] for g in q.group_by]
+        having = self.condition(q.having) if q.having is not None else None
         order = []
         for expr, desc in q.order:
             sql, _ = self.expr(expr)
@@ -409,7 +539,11 @@ class _Compiler:
             sql += " " + " ".join(self.joins)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if order and not (out_kind == "scalar" and kind == "aggregate"):
+        if groups:
+            sql += " GROUP BY " + ", ".join(groups)
+        if having is not None:
+            sql += f" HAVING {having}"
+        if order and not (out_kind == "scalar" and kind == "aggregate" and not groups):
             sql += " ORDER BY " + ", ".join(order)
         if q.limit is not None:
             sql += f" LIMIT {int(q.limit[1])} OFFSET {int(q.limit[0])}"
@@ -430,6 +564,7 @@ def compile_query(
     return _Compiler(model, query, principal.name, reads).compile()
 
 
+_AGGREGATE_NAMES = frozenset({"COUNT", "MIN", "MAX", "AVG", "SUM"})
 _RULE_PREFIXES = iter(range(1, 1 << 62))
 
 
@@ -441,7 +576,15 @@ def compile_rule_what(
     :data:`USER_PARAM` among the parameters."""
     if len(query.select) != 1 or not isinstance(query.select[0], jpql.Path):
         raise QueryError("Rule must have an entity reference in the SELECT clause")
-    if query.order or query.includes or query.include_all_one or query.limit or query.distinct:
+    if (
+        query.order
+        or query.includes
+        or query.include_all_one
+        or query.limit
+        or query.distinct
+        or query.group_by
+        or query.having is not None
+    ):
         raise QueryError("A rule may only have SELECT, FROM and WHERE clauses")
     path = query.select[0]
     if len(path.parts) > 2:

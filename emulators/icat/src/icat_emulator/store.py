@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from . import concise, jpql
@@ -235,7 +236,7 @@ class Store:
                     row[f.name] = bean.values.get(f.name)
                 elif f.rel_type == ONE:
                     row[f.name] = bean.ones.get(f.name)
-            writer.validate(entity, row, None)
+            writer.validate(entity, row, None, creating=False)
             # Changing the identity (the uniqueness key) is a delete and a create, for ICAT.
             identity_change = any(row.get(k) != existing[k] for k in entity.constraint)
             if identity_change:
@@ -437,6 +438,62 @@ class _RollBack(Exception):
 _NO_RULES = RuleSet(rules=[], groups_of={}, public_tables=frozenset(), public_steps=frozenset())
 
 
+def _field_problem(entity: Entity, row: dict[str, object], back_ref: str | None) -> str | None:
+    """icat.server's isValid: the first mandatory field that is null or string that is too
+    long (Java counts UTF-16 units), as its message; None when the bean is valid."""
+    for name in _mandatory(entity):
+        if name != back_ref and row.get(name) is None:
+            return f"{entity.name}: {name} cannot be null."
+    for name, length in _sized(entity):
+        value = row.get(name)
+        if isinstance(value, str) and len(value) * 2 > length and _utf16_length(value) > length:
+            return f"{entity.name}: {name} cannot have length > {length}"
+    return None
+
+
+def _mandatory(entity: Entity) -> tuple[str, ...]:
+    found = _MANDATORY.get(entity.name)
+    if found is None:
+        found = _MANDATORY[entity.name] = tuple(
+            f.name
+            for f in entity.fields.values()
+            if f.not_nullable
+            and f.rel_type in (ATTRIBUTE, ONE)
+            and f.name != "id"
+            and f.name not in META_FIELDS
+        )
+    return found
+
+
+def _sized(entity: Entity) -> tuple[tuple[str, int], ...]:
+    found = _SIZED.get(entity.name)
+    if found is None:
+        found = _SIZED[entity.name] = tuple(
+            (f.name, f.string_length) for f in entity.fields.values() if f.string_length is not None
+        )
+    return found
+
+
+# Per entity name (the model is one per process): the fields isValid looks at.
+_MANDATORY: dict[str, tuple[str, ...]] = {}
+_SIZED: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _utf16_length(text: str) -> int:
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def java_double(value: object) -> str:
+    """A double as Java's Double.toString writes it (5.0, 1.0E7, 1.5E-4), for ICAT's messages."""
+    number = float(value)  # type: ignore[arg-type]
+    if number == 0 or 1e-3 <= abs(number) < 1e7:
+        return repr(number)
+    shortest = Decimal(repr(number))
+    digits = "".join(map(str, shortest.as_tuple().digits)).rstrip("0") or "0"
+    sign = "-" if number < 0 else ""
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{shortest.adjusted()}"
+
+
 class _Writer:
     """Inserts within one transaction; ``offset`` is the index of the bean in createMany."""
 
@@ -451,21 +508,27 @@ class _Writer:
         self.now = now_db()
         self.known: set[tuple[str, int]] = set()  # (entity, id) checked to exist
         self.sql_cache: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.parameter_types: dict[int, sqlite3.Row | None] = {}
 
-    def validate(self, entity: Entity, row: dict[str, object], back_ref: str | None) -> None:
-        if entity.name == "Rule":
-            try:
+    def validate(
+        self, entity: Entity, row: dict[str, object], back_ref: str | None, creating: bool = True
+    ) -> None:
+        """ICAT's checks of a bean about to be written, in icat.server's order: the entity's own
+        (``preparePersist``: Rule, Parameter), then uniqueness (``isUnique``), then mandatory
+        fields and string lengths (``isValid``); then that related objects exist."""
+        try:
+            if entity.name == "Rule":
                 validate_rule(self.model, row.get("crudFlags"), row.get("what"))
-            except IcatError as exc:
-                exc.offset = self.offset
-                raise
-        for f in entity.fields.values():
-            if f.name == "id" or f.name in META_FIELDS or f.name == back_ref:
-                continue
-            if f.not_nullable and f.rel_type in (ATTRIBUTE, ONE) and row.get(f.name) is None:
-                raise IcatError(
-                    "VALIDATION", f"{entity.name}: {f.name} cannot be null.", self.offset
-                )
+            if entity.parent == "Parameter":
+                self._check_parameter(entity, row, creating)
+            problem = _field_problem(entity, row, back_ref)
+            if problem is not None:
+                if creating:  # an update's uniqueness is left to the UNIQUE index
+                    self._require_unique(entity, row)
+                raise IcatError("VALIDATION", problem)
+        except IcatError as exc:
+            exc.offset = self.offset
+            raise
         for f in entity.ones():
             target_id = row.get(f.name)
             if target_id is None or f.name == back_ref:
@@ -482,21 +545,94 @@ class _Writer:
                 )
             self.known.add(key)  # type: ignore[arg-type]
 
+    def _require_unique(self, entity: Entity, row: dict[str, object]) -> None:
+        """OBJECT_ALREADY_EXISTS when another object has this bean's key (icat.server's
+        isUnique: ``o.f = :f`` for each key field, so a null key field matches nothing)."""
+        if not entity.constraint or any(row.get(k) is None for k in entity.constraint):
+            return
+        where = " AND ".join(f"{_q(k)} = ?" for k in entity.constraint)
+        sql = f"SELECT 1 FROM {_q(entity.name)} WHERE {where}"
+        if self.conn.execute(sql, [row[k] for k in entity.constraint]).fetchone() is not None:
+            raise self.exists_fault(entity, row)
+
+    def _parameter_type(self, type_id: int) -> sqlite3.Row | None:
+        if type_id not in self.parameter_types:
+            self.parameter_types[type_id] = self.conn.execute(
+                "SELECT name, valueType, enforced, minimumNumericValue, maximumNumericValue, "
+                '"applicableToDataCollection", "applicableToDatafile", "applicableToDataset", '
+                '"applicableToInvestigation", "applicableToSample" FROM "ParameterType" '
+                "WHERE id = ?",
+                (type_id,),
+            ).fetchone()
+        return self.parameter_types[type_id]
+
+    def _check_parameter(self, entity: Entity, row: dict[str, object], creating: bool) -> None:
+        """icat.server's Parameter.check and <X>Parameter.preparePersist: a type is set, it is
+        applicable to the parent's entity (on create), and an *enforced* type's range (NUMERIC)
+        or permissible values (STRING) hold."""
+        type_id = row.get("type")
+        if type_id is None:
+            raise IcatError("VALIDATION", "Type of parameter is not set")
+        ptype = self._parameter_type(type_id)  # type: ignore[arg-type]
+        if ptype is None:
+            return  # NO_SUCH_OBJECT_FOUND follows
+        parent = entity.name.removesuffix("Parameter")  # Datafile, Dataset, ...
+        if creating and not ptype[f"applicableTo{parent}"]:
+            raise IcatError(
+                "VALIDATION", f"Parameter of type {ptype['name']} is not applicable to a {parent}"
+            )
+        if not ptype["enforced"]:
+            return
+        if ptype["valueType"] == "NUMERIC":
+            value = row.get("numericValue")
+            low, high = ptype["minimumNumericValue"], ptype["maximumNumericValue"]
+            if value is None:
+                return  # icat.server fails with an internal error here
+            if low is not None and value < low:
+                raise IcatError(
+                    "VALIDATION",
+                    f"Parameter of type {ptype['name']} has value {java_double(value)} < "
+                    f"{java_double(low)}",
+                )
+            if high is not None and value > high:
+                raise IcatError(
+                    "VALIDATION",
+                    f"Parameter of type {ptype['name']} has value {java_double(value)} > "
+                    f"{java_double(high)}",
+                )
+        elif ptype["valueType"] == "STRING":
+            allowed = [
+                r[0]
+                for r in self.conn.execute(
+                    'SELECT value FROM "PermissibleStringValue" WHERE type = ? ORDER BY id',
+                    (type_id,),
+                )
+            ]
+            value = row.get("stringValue")
+            if allowed and value not in allowed:
+                raise IcatError(
+                    "VALIDATION",
+                    f"Parameter of type {ptype['name']} has value "
+                    f"{'null' if value is None else value} not in allowed set "
+                    f"[{', '.join(allowed)}]",
+                )
+
+    def exists_fault(self, entity: Entity, row: dict[str, object]) -> IcatError:
+        parts = []
+        for name in entity.constraint:
+            value = row.get(name)
+            f = entity.fields[name]
+            shown = f"id:{value}" if f.rel_type == ONE else value
+            parts.append(f"{name} = '{shown}'")
+        return IcatError(
+            "OBJECT_ALREADY_EXISTS", f"{entity.name} exists with {', '.join(parts)}", self.offset
+        )
+
     def integrity_fault(
         self, entity: Entity, row: dict[str, object], exc: sqlite3.IntegrityError
     ) -> IcatError:
         if "UNIQUE" in str(exc) and entity.constraint:
-            parts = []
-            for name in entity.constraint:
-                value = row.get(name)
-                f = entity.fields[name]
-                shown = f"id:{value}" if f.rel_type == ONE else value
-                parts.append(f"{name} = '{shown}'")
-            return IcatError(
-                "OBJECT_ALREADY_EXISTS",
-                f"{entity.name} exists with {', '.join(parts)}",
-                self.offset,
-            )
+            return self.exists_fault(entity, row)
         return IcatError("VALIDATION", f"{entity.name}: {exc}", self.offset)
 
     def insert(self, bean: BeanIn, back_ref: str | None) -> int:
