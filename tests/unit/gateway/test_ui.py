@@ -30,7 +30,7 @@ class _Form(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
-        if tag == "input":
+        if tag in ("input", "textarea"):
             self.inputs.append(found.get("id") or "")
         elif tag == "label" and found.get("for"):
             self.labelled.add(found["for"] or "")
@@ -53,6 +53,7 @@ def test_the_page_and_its_files_are_served_without_a_session(gateway: Gateway) -
 def test_every_input_has_a_label_and_every_script_is_served(gateway: Gateway) -> None:
     page = _Form()
     page.feed(gateway.client.get("/ui").text)
+    assert "archive-body" in page.inputs  # text areas count too
     assert page.inputs and set(page.inputs) <= page.labelled
     assert page.scripts == ["/ui/logic.js", "/ui/app.js"]
     assert all(script in UI_FILES for script in page.scripts)
@@ -103,6 +104,9 @@ console.log(JSON.stringify({
   ages: [L.formatAge(5.4), L.formatAge(125), L.formatAge(3 * 3600 + 300),
          L.formatAge(3 * 86400 + 7200), L.formatAge(-3)],
   counts: [L.countOf(null), L.countOf(0), L.countOf(7)],
+  archive: [L.parseArchiveBody('{"investigations": [{"datasets": [{"datafiles": [{}, {}]}, {}]}]}'),
+            L.parseArchiveBody("{nope"), L.parseArchiveBody('{"investigations": []}'),
+            L.parseArchiveBody("[1]"), L.parseArchiveBody("null")],
   reasons: [L.reasonOf(409, { detail: "ended" }),
             L.reasonOf(422, { detail: [], reason: "body.x: bad" }), L.reasonOf(502, null)],
 }));
@@ -144,4 +148,11 @@ def test_the_pages_logic_under_node() -> None:
     assert got["bytes"] == ["12 B", "250.0 MB", "1.5 GB"]
     assert got["ages"] == ["5 s", "2 min", "3 h 5 min", "3 d 2 h", "0 s"]
     assert got["counts"] == ["-", "0", "7"]
+    good, not_json, no_investigation, a_list, null = got["archive"]
+    assert good["summary"] == "1 investigation, 2 datasets, 2 datafiles"
+    assert good["body"]["investigations"][0]["datasets"][1] == {}
+    assert not_json["error"].startswith("the archive request is not JSON: ")
+    assert "body" not in not_json
+    needs = 'the archive request needs "investigations": a list of at least one investigation'
+    assert [no_investigation, a_list, null] == [{"error": needs}] * 3
     assert got["reasons"] == ["ended", "body.x: bad", "HTTP 502"]

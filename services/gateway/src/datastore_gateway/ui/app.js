@@ -1,5 +1,6 @@
 // The page: log in, "My requests" polled every few seconds, one request's datasets, jobs and
-// files, restore a dataset after a size preview, cancel and retry where the gateway allows;
+// files, archive a request body typed or loaded from a file, restore a dataset after a size
+// preview, cancel and retry where the gateway allows;
 // for admins, the operators' view (queues, failures, active jobs).
 // It talks to the gateway's JSON routes only (docs/openapi.json) with the ICAT session as
 // bearer, kept in sessionStorage (gone when the tab closes). Text goes in with textContent.
@@ -199,6 +200,14 @@
     say(`Restore accepted: request ${answer.request_id}.`);
   }
 
+  async function archive(text) {
+    const parsed = L.parseArchiveBody(text);
+    if (parsed.error) throw new Error(parsed.error);
+    const answer = await api("POST", "/archive", parsed.body);
+    location.hash = `#/requests/${encodeURIComponent(answer.request_id)}`;
+    say(`Archive accepted: request ${answer.request_id} (${parsed.summary}).`);
+  }
+
   async function showOperations() {
     const view = await api("GET", "/operations");
     const oldest = view.oldest_active;
@@ -269,7 +278,7 @@
   }
 
   // -- routing and polling -------------------------------------------------------------------
-  const VIEWS = ["login-view", "requests-view", "request-view", "restore-view", "operations-view"];
+  const VIEWS = ["login-view", "requests-view", "request-view", "archive-view", "restore-view", "operations-view"];
 
   function show(view) {
     for (const id of VIEWS) $(id).hidden = id !== view;
@@ -287,6 +296,7 @@
       show("request-view");
       return showRequest(decodeURIComponent(route.slice("requests/".length)));
     }
+    if (route === "archive") return show("archive-view");
     if (route === "restore") return show("restore-view");
     if (route === "operations") {
       show("operations-view");
@@ -308,6 +318,18 @@
       say(`Logged in as ${$("auth").value}/${$("username").value}.`);
       location.hash = "#/requests";
       await refresh();
+    });
+  });
+  $("archive-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(() => archive($("archive-body").value));
+  });
+  // A file chosen is read into the text area, where it can be checked and edited before sending.
+  $("archive-file").addEventListener("change", () => {
+    const [file] = $("archive-file").files;
+    if (file) act(async () => {
+      $("archive-body").value = await file.text();
+      say(`Loaded ${file.name}: check it and press Archive.`);
     });
   });
   $("restore-form").addEventListener("submit", (event) => {

@@ -85,7 +85,30 @@
     return value === null || value === undefined ? "-" : String(value);
   }
 
+  // What a person typed (or loaded from a file) as a POST /archive body: {body, summary}, or
+  // {error} saying what is wrong before anything is sent (the gateway checks the rest).
+  function parseArchiveBody(text) {
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      return { error: `the archive request is not JSON: ${error.message}` };
+    }
+    const investigations = body && !Array.isArray(body) && typeof body === "object" ? body.investigations : undefined;
+    if (!Array.isArray(investigations) || investigations.length === 0) {
+      return { error: 'the archive request needs "investigations": a list of at least one investigation' };
+    }
+    const datasets = investigations.flatMap((i) => (i && Array.isArray(i.datasets) ? i.datasets : []));
+    const datafiles = datasets.reduce((total, d) => total + (d && Array.isArray(d.datafiles) ? d.datafiles.length : 0), 0);
+    const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+    return {
+      body,
+      summary: `${plural(investigations.length, "investigation")}, ${plural(datasets.length, "dataset")}, ${plural(datafiles, "datafile")}`,
+    };
+  }
+
   Object.assign(exports, {
+    parseArchiveBody,
     ENDED,
     isEnded,
     progressOf,
