@@ -72,15 +72,18 @@ def _follow_to_finished(browser: BrowserPage, kind: str, request_id: str) -> Non
 
 def _find_finished_dataset(browser: BrowserPage, investigation: str) -> playwright.Locator:
     """The dataset's row on the restore view once ICAT shows it archived (the icat-writer
-    writes the state the ledger already has: ask again until it does)."""
+    writes the state the ledger may already have: ask again until it does)."""
     page = browser.page
-    row = page.locator("#restore-rows tr").filter(has_text="scan_0000")
-    deadline = time.monotonic() + WAIT_MS / 1000
+    rows = page.locator("#restore-rows tr")
+    row = rows.filter(has_text="scan_0000")
+    deadline = time.monotonic() + 2 * WAIT_MS / 1000
     while True:
+        # Emptied first, so the rows read below are the answer to this search.
+        page.locator("#restore-rows").evaluate("rows => rows.replaceChildren()")
         page.get_by_label("Investigation").fill(investigation)
         page.get_by_role("button", name="Find its datasets").click()
-        playwright.expect(row).to_be_visible()
-        if "FINISHED" in row.inner_text() or time.monotonic() > deadline:
+        playwright.expect(rows.first).to_be_visible()
+        if (row.count() and "FINISHED" in row.inner_text()) or time.monotonic() > deadline:
             break
         time.sleep(2)
     playwright.expect(row).to_contain_text("FINISHED")
