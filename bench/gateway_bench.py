@@ -37,6 +37,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_BODY = json.loads((REPO / "tests/unit/gateway/seed_archive_body.json").read_text())
+#: Seconds both servers keep an idle connection: longer than any phase of the bench, so no
+#: client reuses a connection the server is just closing (a ReadError, not a measurement).
+KEEP_ALIVE = 300
 BROKER_URL = os.environ.get("DATASTORE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -86,7 +89,32 @@ def serve_gateway(port: int, exchange: str, state_dir: Path) -> None:
         vo="bench-vo",
         vocabulary=FakeVocabulary(),  # ICAT's names: the gateway bench measures the gateway
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+    def serve() -> None:
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE,
+        )
+
+    profile_to = os.environ.get("GATEWAY_BENCH_PROFILE")  # pyinstrument's report of the server
+    if not profile_to:
+        serve()
+        return
+    import signal
+
+    from pyinstrument import Profiler
+
+    # uvicorn re-raises the SIGTERM it stopped on once it has shut down: let that one pass,
+    # so that the report below is written.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    with Profiler(interval=0.001, async_mode="disabled") as profiler:
+        serve()
+    Path(profile_to).write_text(profiler.output_text(unicode=True, color=False))
+    Path(profile_to).with_suffix(".html").write_text(profiler.output_html())
 
 
 def serve_raw(port: int, exchange: str) -> None:
@@ -119,7 +147,14 @@ def serve_raw(port: int, exchange: str) -> None:
         await state["exchange"].publish(message, routing_key=ArchiveRequested.TYPE, mandatory=True)
         return {"request_id": request_id, "job_ids": []}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE,
+    )
 
 
 # --- the load ---------------------------------------------------------------------------------
@@ -245,7 +280,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for process in processes.values():
             process.terminate()
-            process.wait(15)
+            process.wait(60)
         await delete_topology(
             admin, all_queue_names(topology), [topology.exchange, topology.dead_letter_exchange]
         )

@@ -312,3 +312,35 @@ async def test_a_gateway_request_keeps_its_plain_completion(gateway: Gateway) ->
     assert completed.instrument is None
     assert completed.routing_key() == "datastore.request.completed.v1"
     assert get(gateway, request.request_id)[1]["instrument"] is None
+
+
+async def test_the_feed_copy_of_a_request_recorded_here_is_known_applied_once(
+    gateway: Gateway,
+) -> None:
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text
+    [published] = gateway.publisher.published
+    assert published.message_id is not None
+    ledger = ledger_of(gateway)
+    # Its copy on gateway.ledger is acked unread: the request is in the ledger already.
+    assert await ledger.knows(answer.json()["request_id"])
+    assert ledger.applied_here(str(published.message_id))
+    # Once only (one copy), and never for a message this gateway did not record itself.
+    assert not ledger.applied_here(str(published.message_id))
+    assert not ledger.applied_here(None) and not ledger.applied_here("someone-elses")
+
+
+async def test_a_request_not_recorded_here_is_left_to_the_feed(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = ledger_of(gateway)
+
+    async def unavailable(*_: Any, **__: Any) -> None:
+        raise PeerUnavailableError("request ledger (record): database is locked")
+
+    monkeypatch.setattr(ledger, "_run", unavailable)
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text  # the feed records it instead
+    [published] = gateway.publisher.published
+    monkeypatch.undo()
+    assert not ledger.applied_here(str(published.message_id))

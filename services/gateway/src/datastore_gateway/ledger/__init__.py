@@ -29,6 +29,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -135,6 +136,9 @@ START_LEASE_SECONDS = 600.0
 QUEUE_LOCK = 7_353_201
 #: Destinations asked about per statement (SQLite's variables per statement are limited).
 _CHUNK = 500
+#: Message ids of requests recorded on the request path remembered for their feed copy
+#: (which arrives within milliseconds, unless the feed is backed up: then it is applied).
+APPLIED_REMEMBERED = 50_000
 #: The outbox's columns, as ``Delivery`` takes them.
 _DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
 
@@ -149,6 +153,10 @@ class Ledger:
         copy_retention_days: float = 14,
     ) -> None:
         self._db = Connection(url)
+        #: Ids of the broker messages whose request this gateway recorded itself before
+        #: answering (``record(..., event_id=)``): their copy on ``gateway.ledger`` is a
+        #: repeat, acked unread (``applied_here``). Oldest first, at most APPLIED_REMEMBERED.
+        self._applied_here: OrderedDict[str, None] = OrderedDict()
         self._clock = clock
         self._public_url = public_url
         self._retention_days = copy_retention_days
@@ -170,9 +178,26 @@ class Ledger:
             raise
 
     # -- writes --------------------------------------------------------------------------
-    async def record(self, request: NewRequest) -> None:
-        """Record an accepted request and its plan; a request recorded before is kept."""
+    async def record(self, request: NewRequest, *, event_id: str | None = None) -> None:
+        """Record an accepted request and its plan; a request recorded before is kept.
+
+        ``event_id``: the id of the broker message that carries the request, when the
+        recording service published it itself; once recorded, that message's copy on the
+        ledger feed needs nothing more (``applied_here``)."""
         await self._run(lambda: self._record(request), "record")
+        if event_id is not None:
+            self._applied_here[event_id] = None
+            while len(self._applied_here) > APPLIED_REMEMBERED:
+                self._applied_here.popitem(last=False)
+
+    def applied_here(self, event_id: str | None) -> bool:
+        """Whether the message ``event_id`` carries a request this gateway has recorded
+        itself (``record(..., event_id=)``); each is answered True once: its one copy on the
+        ledger feed. A message forgotten (a restart, or more than APPLIED_REMEMBERED since)
+        is applied as any other, which changes nothing (recording is idempotent)."""
+        if event_id is None:
+            return False
+        return self._applied_here.pop(event_id, False) is None
 
     def _record(self, request: NewRequest) -> None:
         now = self._clock()
