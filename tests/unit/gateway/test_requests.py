@@ -335,10 +335,10 @@ async def test_a_request_not_recorded_here_is_left_to_the_feed(
 ) -> None:
     ledger = ledger_of(gateway)
 
-    async def unavailable(*_: Any, **__: Any) -> None:
-        raise PeerUnavailableError("request ledger (record): database is locked")
+    def locked(*_: Any, **__: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(ledger, "_run", unavailable)
+    monkeypatch.setattr(ledger, "_record_in", locked)
     answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
     assert answer.status_code == 202, answer.text  # the feed records it instead
     [published] = gateway.publisher.published

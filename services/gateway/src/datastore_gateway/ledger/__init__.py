@@ -139,6 +139,9 @@ _CHUNK = 500
 #: Message ids of requests recorded on the request path remembered for their feed copy
 #: (which arrives within milliseconds, unless the feed is backed up: then it is applied).
 APPLIED_REMEMBERED = 50_000
+#: A request of at most this many files is recorded at once on the event loop when SQLite
+#: is free (``Connection.at_once``): a few small inserts. A larger one waits in a thread.
+RECORD_AT_ONCE_FILES = 100
 #: The outbox's columns, as ``Delivery`` takes them.
 _DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
 
@@ -184,7 +187,14 @@ class Ledger:
         ``event_id``: the id of the broker message that carries the request, when the
         recording service published it itself; once recorded, that message's copy on the
         ledger feed needs nothing more (``applied_here``)."""
-        await self._run(lambda: self._record(request), "record")
+        done = None
+        if sum(len(job.files) for job in request.jobs) <= RECORD_AT_ONCE_FILES:
+            try:
+                done = self._db.at_once(lambda db: self._record_in(db, request))
+            except sqlite3.Error as exc:
+                raise PeerUnavailableError(f"request ledger (record): {exc}") from exc
+        if done is None:
+            await self._run(lambda: self._record(request), "record")
         if event_id is not None:
             self._applied_here[event_id] = None
             while len(self._applied_here) > APPLIED_REMEMBERED:
@@ -200,38 +210,41 @@ class Ledger:
         return self._applied_here.pop(event_id, False) is None
 
     def _record(self, request: NewRequest) -> None:
-        now = self._clock()
         with self._db.transaction() as db:
-            db.execute(
-                "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify, left_out, instrument)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (
-                    request.request_id,
-                    request.kind,
-                    request.owner,
-                    request.source,
-                    now,
-                    now,
-                    json.dumps(list(request.datasets)),
-                    json.dumps(dict(request.notify)) if request.notify else None,
-                    json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
-                    request.instrument,
-                ),
-            )
-            add_investigations(db, request.request_id, investigations_of(request.datasets))
-            self._add_jobs(db, request.request_id, request.jobs)
-            # Its files count from here: the share reserved when it was let start goes.
-            db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
-            if request.kind == "restore":
-                self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
-            if any(f.follows for job in request.jobs for f in job.files):
-                self._catch_up(db, request.request_id)
-            if any(job.state is not None for job in request.jobs):
-                # Files already online are done from the start: a restore of nothing else
-                # ends FINISHED here, and its request.completed is written at once.
-                self._refresh(db, request.request_id)
+            self._record_in(db, request)
+
+    def _record_in(self, db: Cursor, request: NewRequest) -> None:
+        now = self._clock()
+        db.execute(
+            "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
+            " state, datasets, notify, left_out, instrument)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?, ?)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            (
+                request.request_id,
+                request.kind,
+                request.owner,
+                request.source,
+                now,
+                now,
+                json.dumps(list(request.datasets)),
+                json.dumps(dict(request.notify)) if request.notify else None,
+                json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
+                request.instrument,
+            ),
+        )
+        add_investigations(db, request.request_id, investigations_of(request.datasets))
+        self._add_jobs(db, request.request_id, request.jobs)
+        # Its files count from here: the share reserved when it was let start goes.
+        db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
+        if request.kind == "restore":
+            self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
+        if any(f.follows for job in request.jobs for f in job.files):
+            self._catch_up(db, request.request_id)
+        if any(job.state is not None for job in request.jobs):
+            # Files already online are done from the start: a restore of nothing else
+            # ends FINISHED here, and its request.completed is written at once.
+            self._refresh(db, request.request_id)
 
     def _add_jobs(self, db: Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
         db.executemany(
