@@ -18,12 +18,15 @@ def consumer(bus: StandInBus, handled: list[Any], applied: set[str]) -> Consumer
     async def handler(envelope: Any) -> None:
         handled.append(envelope)
 
+    async def already_applied(message_id: str | None) -> bool:
+        return message_id in applied
+
     return Consumer(
         bus,  # type: ignore[arg-type]
         "icat-writer.archive",
         payload_types("icat-writer.archive"),
         handler=handler,
-        already_applied=lambda message_id: message_id in applied,
+        already_applied=already_applied,
     )
 
 
@@ -49,5 +52,8 @@ def test_a_batch_route_takes_no_already_applied() -> None:
     async def batch(envelopes: list[Any]) -> None:
         return None
 
+    async def always(_: str | None) -> bool:
+        return True
+
     with pytest.raises(ValueError, match="one-by-one"):
-        Route("icat-writer.archive", batch_handler=batch, already_applied=lambda _: True)
+        Route("icat-writer.archive", batch_handler=batch, already_applied=always)

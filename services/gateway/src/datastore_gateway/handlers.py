@@ -227,8 +227,8 @@ async def record_accepted(
 ) -> None:
     """Put the accepted request in the ledger before the 202, so that GET /requests/{id}
     finds it at once. The ledger queue records it too: a failure here loses nothing.
-    ``message_id``: the published message's, whose copy on the ledger feed is then known
-    applied (``Ledger.applied_here``)."""
+    ``message_id``: the published message's (``Ledger.expect``ed), whose copy on the ledger
+    feed is then known applied (``Ledger.applied_here``)."""
     if ledger is None:
         return
     try:
@@ -425,8 +425,15 @@ async def request_archive(
             notify=body.notify,
         )
         message_id = uuid.uuid4()
-        await publish_confirmed(publisher, message, user=user.user_name, message_id=message_id)
-        await record_accepted(ledger, message, user=user.user_name, message_id=message_id)
+        if ledger is not None:
+            # Its copy on the ledger feed waits for the record below, then is acked unread.
+            ledger.expect(str(message_id))
+        try:
+            await publish_confirmed(publisher, message, user=user.user_name, message_id=message_id)
+            await record_accepted(ledger, message, user=user.user_name, message_id=message_id)
+        finally:
+            if ledger is not None:
+                ledger.settle(str(message_id), recorded=False)  # unless recorded above
         ARCHIVED_DATAFILES.inc(body.datafile_count)
         log.info(
             "archive_requested",

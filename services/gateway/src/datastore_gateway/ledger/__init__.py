@@ -136,9 +136,12 @@ START_LEASE_SECONDS = 600.0
 QUEUE_LOCK = 7_353_201
 #: Destinations asked about per statement (SQLite's variables per statement are limited).
 _CHUNK = 500
-#: Message ids of requests recorded on the request path remembered for their feed copy
-#: (which arrives within milliseconds, unless the feed is backed up: then it is applied).
-APPLIED_REMEMBERED = 50_000
+#: Messages published with a request recorded on the request path, remembered for their copy
+#: on the feed (which arrives within milliseconds, unless the feed is backed up: then their
+#: request is applied again, which changes nothing).
+OWN_EVENTS_REMEMBERED = 50_000
+#: How long a feed copy waits for the request path to record its request, at most.
+OWN_EVENT_WAIT_SECONDS = 60.0
 #: A request of at most this many files is recorded at once on the event loop when SQLite
 #: is free (``Connection.at_once``): a few small inserts. A larger one waits in a thread.
 RECORD_AT_ONCE_FILES = 100
@@ -156,10 +159,10 @@ class Ledger:
         copy_retention_days: float = 14,
     ) -> None:
         self._db = Connection(url)
-        #: Ids of the broker messages whose request this gateway recorded itself before
-        #: answering (``record(..., event_id=)``): their copy on ``gateway.ledger`` is a
-        #: repeat, acked unread (``applied_here``). Oldest first, at most APPLIED_REMEMBERED.
-        self._applied_here: OrderedDict[str, None] = OrderedDict()
+        #: The broker messages this gateway publishes with a request it records itself
+        #: (``expect``): each one's outcome, True once recorded; their copies on
+        #: ``gateway.ledger`` wait for it (``applied_here``). Oldest first, bounded.
+        self._own_events: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
         self._clock = clock
         self._public_url = public_url
         self._retention_days = copy_retention_days
@@ -184,9 +187,8 @@ class Ledger:
     async def record(self, request: NewRequest, *, event_id: str | None = None) -> None:
         """Record an accepted request and its plan; a request recorded before is kept.
 
-        ``event_id``: the id of the broker message that carries the request, when the
-        recording service published it itself; once recorded, that message's copy on the
-        ledger feed needs nothing more (``applied_here``)."""
+        ``event_id``: the id of the broker message that carries the request (``expect``):
+        once recorded, that message's copy on the ledger feed needs nothing more."""
         done = None
         if sum(len(job.files) for job in request.jobs) <= RECORD_AT_ONCE_FILES:
             try:
@@ -196,18 +198,46 @@ class Ledger:
         if done is None:
             await self._run(lambda: self._record(request), "record")
         if event_id is not None:
-            self._applied_here[event_id] = None
-            while len(self._applied_here) > APPLIED_REMEMBERED:
-                self._applied_here.popitem(last=False)
+            self.settle(event_id, recorded=True)
 
-    def applied_here(self, event_id: str | None) -> bool:
-        """Whether the message ``event_id`` carries a request this gateway has recorded
-        itself (``record(..., event_id=)``); each is answered True once: its one copy on the
-        ledger feed. A message forgotten (a restart, or more than APPLIED_REMEMBERED since)
-        is applied as any other, which changes nothing (recording is idempotent)."""
+    def expect(self, event_id: str) -> None:
+        """The request path is about to publish message ``event_id`` and then record its
+        request here: its copy on the ledger feed waits for that (``applied_here``). The
+        caller ``settle``s it in the end, whatever happened."""
+        self._own_events[event_id] = asyncio.get_running_loop().create_future()
+        while len(self._own_events) > OWN_EVENTS_REMEMBERED:
+            _, oldest = self._own_events.popitem(last=False)
+            if not oldest.done():
+                oldest.set_result(False)
+
+    def settle(self, event_id: str, *, recorded: bool) -> None:
+        """Whether the request of message ``event_id`` was recorded here (the first word
+        counts: ``record`` says True, the request path's end says False otherwise)."""
+        outcome = self._own_events.get(event_id)
+        if outcome is not None and not outcome.done():
+            outcome.set_result(recorded)
+        if outcome is not None and not outcome.result():
+            del self._own_events[event_id]
+
+    async def applied_here(self, event_id: str | None) -> bool:
+        """Whether message ``event_id`` carries a request this gateway recorded itself, so
+        that its copy on the ledger feed is acked unread (``worker.Route.already_applied``):
+        waits for the request path's outcome (the copy may arrive before the record is
+        written). True once per message; a message not ``expect``ed, or one whose request
+        was not recorded (or not within OWN_EVENT_WAIT_SECONDS), is applied as any other,
+        which is always right (recording is idempotent)."""
         if event_id is None:
             return False
-        return self._applied_here.pop(event_id, False) is None
+        outcome = self._own_events.get(event_id)
+        if outcome is None:
+            return False
+        try:
+            async with asyncio.timeout(OWN_EVENT_WAIT_SECONDS):
+                return await asyncio.shield(outcome)
+        except TimeoutError:
+            return False
+        finally:
+            self._own_events.pop(event_id, None)
 
     def _record(self, request: NewRequest) -> None:
         with self._db.transaction() as db:

@@ -96,9 +96,9 @@ RefusalHandler = Callable[[RefusedMessage], Awaitable[None]]
 RetryHandler = Callable[[Envelope[Any], str, float], Awaitable[None]]
 #: Called with a delivery's message id before its body is read: True when the consumer's
 #: service already did what the message asks (it published the message itself and applied
-#: it on the way), so it is acked unread: parsing a large body only to do nothing again
-#: costs more than the work the service did.
-AlreadyApplied = Callable[[str | None], bool]
+#: it on the way; it may wait for that to finish), so it is acked unread: parsing a large
+#: body only to do nothing again costs more than the work the service did.
+AlreadyApplied = Callable[[str | None], Awaitable[bool]]
 
 
 @dataclass
@@ -202,7 +202,7 @@ class Consumer:
 
     async def _handle_one(self, message: AbstractIncomingMessage) -> None:
         assert self.handler is not None
-        if self.already_applied is not None and self.already_applied(message.message_id):
+        if self.already_applied is not None and await self.already_applied(message.message_id):
             await message.ack()
             self._handled_ok.inc()
             return
