@@ -1,7 +1,8 @@
 """Benchmark: the gateway's POST /archive against the floor of raw FastAPI + aio-pika publish.
 
-Both servers run as their own uvicorn processes on the same RabbitMQ, publishing persistent,
-confirmed, mandatory messages to the same exchange and quorum queue, in the same run:
+The servers run as their own uvicorn processes on the same RabbitMQ, each publishing
+persistent, confirmed, mandatory messages to its own exchange and quorum queues (the same
+topology: a gateway consumes its own ``gateway.ledger`` queue), in the same run:
 
 * ``gateway``: the real application (``create_app``): bearer check (session cached; ICAT is a
   fake so only the gateway is measured), pydantic validation of the seed's body, limits,
@@ -236,6 +237,12 @@ async def small_requests_per_second(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The nearest-rank percentile: the smallest value at least ``fraction`` of them reach."""
     ordered = sorted(values)
@@ -269,20 +276,25 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from datastore_common.topology import all_queue_names
     from datastore_common.worker import topology_from
 
-    exchange = f"bench-gw-{uuid.uuid4().hex[:8]}"
-    topology = topology_from(settings_for(exchange, work))
-    admin = Bus(BROKER_URL, topology, source="bench")
-    await admin.connect(attempts=5)  # declares the topology the servers publish into
     sources: dict[str, Path | None] = {"raw": None, "gateway": None}
     if args.before is not None:
         sources["before"] = args.before
+    # Each server its own exchange and queues (the same topology): a gateway consumes its
+    # gateway.ledger queue, which must hold its own messages only, not the others'.
+    base = f"bench-gw-{uuid.uuid4().hex[:8]}"
+    exchanges = {name: f"{base}-{name}" for name in sources}
+    admins = {}
+    for name, exchange in exchanges.items():
+        admins[name] = Bus(BROKER_URL, topology_from(settings_for(exchange, work)), source="bench")
+        await admins[name].connect(attempts=5)  # declares the topology it publishes into
     ports = {name: free_port() for name in sources}
     processes = {
-        name: start_server(name, ports[name], exchange, work, source)
+        name: start_server(name, ports[name], exchanges[name], work, source)
         for name, source in sources.items()
     }
     small: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     large: dict[str, list[float]] = {name: [] for name in sources}
+    large_cpu: dict[str, list[float]] = {name: [] for name in sources}
     try:
         limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=64)
         clients = {
@@ -310,34 +322,44 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             # one each round, so that the machine's load falls on all of them alike.
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
-                small[name].append(
-                    await small_requests_per_second(
-                        clients[name],
-                        headers[name],
-                        args.requests,
-                        args.concurrency,
-                        f"{tag}-{name}-{round_}",
-                    )
+                cpu = cpu_seconds(processes[name].pid)
+                measured = await small_requests_per_second(
+                    clients[name],
+                    headers[name],
+                    args.requests,
+                    args.concurrency,
+                    f"{tag}-{name}-{round_}",
                 )
+                used = cpu_seconds(processes[name].pid) - cpu
+                measured["server_cpu_ms_per_request"] = round(1000 * used / args.requests, 3)
+                small[name].append(measured)
             for name in order:
+                cpu = cpu_seconds(processes[name].pid)
                 large[name] += await large_request_seconds(
                     clients[name], headers[name], args.files, args.runs, f"{tag}-{name}-{round_}"
                 )
+                large_cpu[name].append((cpu_seconds(processes[name].pid) - cpu) / args.runs)
         for client in clients.values():
             await client.aclose()
     finally:
         for process in processes.values():
             process.terminate()
             process.wait(60)
-        await delete_topology(
-            admin, all_queue_names(topology), [topology.exchange, topology.dead_letter_exchange]
-        )
-        await admin.close()
-    return summarize(args, small, large)
+        for admin in admins.values():
+            topology = admin.topology
+            await delete_topology(
+                admin,
+                all_queue_names(topology),
+                [topology.exchange, topology.dead_letter_exchange],
+            )
+            await admin.close()
+    return summarize(small, large, large_cpu)
 
 
 def summarize(
-    args: argparse.Namespace, small: dict[str, list[dict[str, Any]]], large: dict[str, list[float]]
+    small: dict[str, list[dict[str, Any]]],
+    large: dict[str, list[float]],
+    large_cpu: dict[str, list[float]],
 ) -> dict[str, Any]:
     """Per server: the rounds' small-request rates and the 10,000-file latencies; per
     gateway, the median over the rounds of its rate over the raw endpoint's in that round."""
@@ -349,6 +371,9 @@ def summarize(
             "small_requests": {
                 "per_round": small[name],
                 "median_per_second": round(statistics.median(rates), 1),
+                "median_server_cpu_ms_per_request": round(
+                    statistics.median(r["server_cpu_ms_per_request"] for r in small[name]), 3
+                ),
                 "failures": sum(r["failures"] for r in small[name]),
             },
             "accept_large": {
@@ -356,6 +381,9 @@ def summarize(
                 "p50_seconds": round(statistics.median(seconds), 4),
                 "p99_seconds": round(percentile(seconds, 0.99), 4),
                 "max_seconds": round(max(seconds), 4),
+                "median_server_cpu_ms_per_request": round(
+                    1000 * statistics.median(large_cpu[name]), 1
+                ),
             },
         }
     ratios: dict[str, Any] = {}
@@ -366,9 +394,18 @@ def summarize(
             round(mine["per_second"] / raw["per_second"], 3)
             for mine, raw in zip(small[name], small["raw"], strict=True)
         ]
+        cpu_per_round = [
+            round(raw["server_cpu_ms_per_request"] / mine["server_cpu_ms_per_request"], 3)
+            for mine, raw in zip(small[name], small["raw"], strict=True)
+        ]
         ratios[name] = {
             "small_requests_per_second_over_raw_per_round": per_round,
             "small_requests_per_second_over_raw": round(statistics.median(per_round), 3),
+            # The server's own CPU per request, raw's over this one's (so higher is better,
+            # as above): what the rate ratio tends to once the server is what limits it,
+            # and steady on a machine others load.
+            "small_requests_cpu_raw_over_this_per_round": cpu_per_round,
+            "small_requests_cpu_raw_over_this": round(statistics.median(cpu_per_round), 3),
             "accept_large_p50_over_raw": round(
                 results[name]["accept_large"]["p50_seconds"]
                 / results["raw"]["accept_large"]["p50_seconds"],
@@ -425,8 +462,8 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "setup": {
-            "servers": "one uvicorn process each, same RabbitMQ, same exchange and quorum "
-            "queue; persistent, confirmed, mandatory publishes",
+            "servers": "one uvicorn process each, same RabbitMQ, each its own exchange and "
+            "quorum queues (the same topology); persistent, confirmed, mandatory publishes",
             "gateway": "real create_app: cached bearer check (fake ICAT), validation, "
             "limits, SQLite idempotency and ledger, plan_archive, its own ledger feed, INFO "
             "JSON logs to a file",
@@ -446,7 +483,8 @@ def main() -> None:
     print(json.dumps({"ratios": results["ratios"], "goals": results["goals"]}, indent=2))
     for name in results:
         if name not in {"ratios", "goals"}:
-            print(name, json.dumps(results[name]["accept_large"]))
+            small = {k: v for k, v in results[name]["small_requests"].items() if k != "per_round"}
+            print(name, json.dumps(small), json.dumps(results[name]["accept_large"]))
 
 
 if __name__ == "__main__":
