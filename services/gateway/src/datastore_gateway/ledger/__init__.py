@@ -139,7 +139,7 @@ _CHUNK = 500
 #: Messages published with a request recorded on the request path, remembered for their copy
 #: on the feed (which arrives within milliseconds, unless the feed is backed up: then their
 #: request is applied again, which changes nothing).
-OWN_EVENTS_REMEMBERED = 50_000
+OWN_EVENTS_REMEMBERED = 10_000
 #: How long a feed copy waits for the request path to record its request, at most.
 OWN_EVENT_WAIT_SECONDS = 60.0
 #: A request of at most this many files is recorded at once on the event loop when SQLite
