@@ -3,6 +3,7 @@ events applied as the gateway's ledger consumer applies them)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,3 +313,59 @@ async def test_a_gateway_request_keeps_its_plain_completion(gateway: Gateway) ->
     assert completed.instrument is None
     assert completed.routing_key() == "datastore.request.completed.v1"
     assert get(gateway, request.request_id)[1]["instrument"] is None
+
+
+async def test_the_feed_copy_of_a_request_recorded_here_is_known_applied_once(
+    gateway: Gateway,
+) -> None:
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text
+    [published] = gateway.publisher.published
+    assert published.message_id is not None
+    ledger = ledger_of(gateway)
+    # Its copy on gateway.ledger is acked unread: the request is in the ledger already.
+    assert await ledger.knows(answer.json()["request_id"])
+    assert await ledger.applied_here(str(published.message_id))
+    # Once only (one copy), and never for a message this gateway did not record itself.
+    assert not await ledger.applied_here(str(published.message_id))
+    assert not await ledger.applied_here(None)
+    assert not await ledger.applied_here("someone-elses")
+
+
+async def test_a_request_not_recorded_here_is_left_to_the_feed(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = ledger_of(gateway)
+
+    def locked(*_: Any, **__: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ledger, "_record_in", locked)
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 202, answer.text  # the feed records it instead
+    [published] = gateway.publisher.published
+    monkeypatch.undo()
+    assert not await ledger.applied_here(str(published.message_id))
+
+
+async def test_a_feed_copy_arriving_before_the_record_waits_for_it(gateway: Gateway) -> None:
+    ledger = ledger_of(gateway)
+    ledger.expect("early")
+    waiting = asyncio.ensure_future(ledger.applied_here("early"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the request path has published, not yet recorded
+    ledger.settle("early", recorded=True)
+    ledger.settle("early", recorded=False)  # the request path's end: the first word counts
+    assert await waiting
+    ledger.expect("failed")
+    failing = asyncio.ensure_future(ledger.applied_here("failed"))
+    await asyncio.sleep(0)
+    ledger.settle("failed", recorded=False)  # publish or record failed: the feed applies it
+    assert not await failing
+
+
+async def test_a_publish_that_fails_leaves_its_copy_to_the_feed(gateway: Gateway) -> None:
+    gateway.publisher.fail_with = ConnectionError("broker gone")
+    answer = gateway.client.post("/archive", json=seed_body(), headers=gateway.bearer())
+    assert answer.status_code == 503
+    assert not ledger_of(gateway)._own_events  # nothing left waiting or remembered

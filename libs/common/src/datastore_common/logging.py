@@ -8,6 +8,7 @@ rendered traceback and stdlib records included (``redact_secrets``, ``RedactingF
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -34,9 +35,16 @@ _SECRET_ASSIGNMENT = re.compile(
 REDACTED = "***"
 
 
+#: What every secret pattern above needs somewhere in a text: a ``:`` or ``=``, or the word
+#: Bearer or Basic. Most logged values (event names, ids, routes) have none and skip the three.
+_MAY_HOLD_SECRET = re.compile(r"[:=]|bearer|basic", re.IGNORECASE)
+
+
 def redact_text(text: str) -> str:
     """``text`` with the secrets it may carry masked: URL passwords, bearer tokens and
     ``name=value`` pairs whose name says credential (as an exception message may echo)."""
+    if _MAY_HOLD_SECRET.search(text) is None:
+        return text
     text = _URL_PASSWORD.sub(rf"\g<scheme>{REDACTED}@", text)
     text = _AUTH_SCHEME.sub(rf"\g<scheme>{REDACTED}", text)
     return _SECRET_ASSIGNMENT.sub(rf"\g<name>{REDACTED}", text)
@@ -44,17 +52,25 @@ def redact_text(text: str) -> str:
 
 def is_secret_key(key: object) -> bool:
     """Whether a mapping key names a credential, whose value is never shown."""
-    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(key: str) -> bool:
+    # Cached: a service logs the same few dozen keys on every line.
+    return _SECRET_KEY.search(key) is not None
 
 
 def redact(value: Any) -> Any:
     """Return ``value`` with secrets masked: credential-like keys and secrets inside text."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, int | float):  # most values: nothing to mask
+        return value
     if isinstance(value, Mapping):
         return {k: (REDACTED if is_secret_key(k) else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return type(value)(redact(v) for v in value)
-    if isinstance(value, str):
-        return redact_text(value)
     if isinstance(value, bytes | BaseException):
         return redact_text(str(value))
     return value
@@ -65,8 +81,17 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: every value under a credential-like key masked, and the secrets
     inside every other value (the event, an error's text, a rendered traceback) masked too.
-    Pure: it returns a new event dict. Runs after ``format_exc_info``, so tracebacks pass it."""
-    return {key: (REDACTED if is_secret_key(key) else redact(v)) for key, v in event_dict.items()}
+    Pure: it returns a new event dict. Runs after ``format_exc_info``, so tracebacks pass it.
+    The values our own processors set (``_OWN_VALUES``: the time and the level, whatever a
+    caller passed under those keys was replaced) are kept as they are."""
+    return {
+        key: v if key in _OWN_VALUES else REDACTED if is_secret_key(key) else redact(v)
+        for key, v in event_dict.items()
+    }
+
+
+#: Keys whose values ``configure_logging``'s own processors set, before redaction.
+_OWN_VALUES = frozenset({"timestamp", "level"})
 
 
 class RedactingFormatter(logging.Formatter):
@@ -80,7 +105,9 @@ class _StderrLogger:
     """Writes each line to whatever ``sys.stderr`` is *now* (it may be swapped, as in tests)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        stream = sys.stderr
+        stream.write(message + "\n")  # one write and one flush per line (print makes two)
+        stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from datastore_common.adapters.rabbitmq.bus import Bus
 from datastore_common.adapters.rabbitmq.consumer import (
+    AlreadyApplied,
     BatchHandler,
     GiveUpHandler,
     Handler,
@@ -69,10 +70,15 @@ class Route:
     #: Told of a message refused before the handler (unreadable, or from a sender who may
     #: not send it), before it is dead-lettered.
     on_refused: RefusalHandler | None = None
+    #: One-by-one handlers only: messages this service already applied (by message id),
+    #: acked without being read (``consumer.AlreadyApplied``).
+    already_applied: AlreadyApplied | None = None
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
             raise ValueError(f"route {self.queue}: give a handler or a batch_handler")
+        if self.batch_handler is not None and self.already_applied is not None:
+            raise ValueError(f"route {self.queue}: already_applied is for one-by-one handlers")
 
 
 async def subscribe(bus: Bus, route: Route) -> None:
@@ -100,6 +106,7 @@ async def subscribe(bus: Bus, route: Route) -> None:
         on_retry=route.on_retry,
         on_refused=route.on_refused,
         prefetch=route.prefetch,
+        already_applied=route.already_applied,
     )
 
 

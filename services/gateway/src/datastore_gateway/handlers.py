@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 import urllib.parse
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -218,14 +219,23 @@ async def check_vocabulary(body: ArchiveRequest, vocabulary: Vocabulary) -> None
 
 
 async def record_accepted(
-    ledger: Ledger | None, message: ArchiveRequested | RestoreRequested, *, user: str
+    ledger: Ledger | None,
+    message: ArchiveRequested | RestoreRequested,
+    *,
+    user: str,
+    message_id: uuid.UUID | None = None,
 ) -> None:
     """Put the accepted request in the ledger before the 202, so that GET /requests/{id}
-    finds it at once. The ledger queue records it too: a failure here loses nothing."""
+    finds it at once. The ledger queue records it too: a failure here loses nothing.
+    ``message_id``: the published message's (``Ledger.expect``ed), whose copy on the ledger
+    feed is then known applied (``Ledger.applied_here``)."""
     if ledger is None:
         return
     try:
-        await ledger.record(new_request(message, owner=user, source="http"))
+        await ledger.record(
+            new_request(message, owner=user, source="http"),
+            event_id=None if message_id is None else str(message_id),
+        )
     except DatastoreError as exc:
         log.warning("ledger_record_deferred", correlation_id=message.request_id, error=str(exc))
 
@@ -302,6 +312,7 @@ async def publish_confirmed(
     message: ArchiveRequested | ArchiveRetryRequested | ArchivalStateSet | RestoreRequested,
     *,
     user: str,
+    message_id: uuid.UUID | None = None,
 ) -> None:
     """Publish and wait for the broker's confirm; any failure is a 503, never a 202."""
     try:
@@ -309,7 +320,9 @@ async def publish_confirmed(
             correlation_id = (
                 message.change_id if isinstance(message, ArchivalStateSet) else message.request_id
             )
-            await publisher.publish(message, correlation_id=correlation_id, user=user)
+            await publisher.publish(
+                message, correlation_id=correlation_id, user=user, message_id=message_id
+            )
     except TimeoutError as exc:
         raise PeerTimeoutError(
             f"the broker did not confirm within {PUBLISH_TIMEOUT_SECONDS:g} s"
@@ -411,8 +424,16 @@ async def request_archive(
             jobs=jobs,
             notify=body.notify,
         )
-        await publish_confirmed(publisher, message, user=user.user_name)
-        await record_accepted(ledger, message, user=user.user_name)
+        message_id = uuid.uuid4()
+        if ledger is not None:
+            # Its copy on the ledger feed waits for the record below, then is acked unread.
+            ledger.expect(str(message_id))
+        try:
+            await publish_confirmed(publisher, message, user=user.user_name, message_id=message_id)
+            await record_accepted(ledger, message, user=user.user_name, message_id=message_id)
+        finally:
+            if ledger is not None:
+                ledger.settle(str(message_id), recorded=False)  # unless recorded above
         ARCHIVED_DATAFILES.inc(body.datafile_count)
         log.info(
             "archive_requested",

@@ -293,7 +293,9 @@ async def _open_missing(state: GatewayState, opened: contextlib.AsyncExitStack) 
         ledger = state.ledger
         instruments = frozenset(account.broker_user for account in settings.instruments)
         feed = functools.partial(follow, ledger=ledger, instruments=instruments)
-        await subscribe(bus, Route(GATEWAY_LEDGER, feed))
+        # A request this gateway recorded before answering comes back on the feed: acked
+        # unread (a 10,000-file request's body costs more to parse than to accept).
+        await subscribe(bus, Route(GATEWAY_LEDGER, feed, already_applied=ledger.applied_here))
         purging = asyncio.create_task(_purge_periodically(ledger, settings))
         opened.callback(purging.cancel)
         # ... and sends what its outbox holds for requests that ended (with any replicas).

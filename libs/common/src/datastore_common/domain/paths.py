@@ -44,21 +44,36 @@ def archive_location(
 
     UnsafeLocationError (a PermanentError) for a name that is not a safe path component or a
     visit id with a ``-``: models built without validation cannot get past here either."""
+    return datafile_location(dataset_location(investigation, dataset), datafile)
+
+
+def dataset_location(investigation: InvestigationSpec, dataset: DatasetSpec) -> str:
+    """The relative path of a dataset's folder (its datafiles' ``archive_location`` less
+    their names), its names checked as ``archive_location`` checks them: a planner builds it
+    once per dataset and each datafile's location with ``datafile_location``."""
     folder = investigation_folder(investigation.name, investigation.visitId)
     parts = (
         ("instrument", investigation.instrument.name),
         ("facilityCycle", investigation.facilityCycle.name),
         ("datasetType", dataset.datasetType.name),
         ("dataset name", dataset.name),
-        ("datafile name", datafile.name),
     )
     try:
         for what, value in parts:
             check_safe_name(value, what)
     except ValueError as exc:
         raise UnsafeLocationError(str(exc)) from exc
-    instrument, cycle, dataset_type, dataset_name, datafile_name = (v for _, v in parts)
-    return "/".join((instrument, cycle, folder, dataset_type, dataset_name, datafile_name))
+    instrument, cycle, dataset_type, dataset_name = (v for _, v in parts)
+    return "/".join((instrument, cycle, folder, dataset_type, dataset_name))
+
+
+def datafile_location(dataset_folder: str, datafile: DatafileSpec) -> str:
+    """A datafile's ``archive_location`` in its dataset's folder (``dataset_location``)."""
+    try:
+        check_safe_name(datafile.name, "datafile name")
+    except ValueError as exc:
+        raise UnsafeLocationError(str(exc)) from exc
+    return f"{dataset_folder}/{datafile.name}"
 
 
 @dataclass(frozen=True)

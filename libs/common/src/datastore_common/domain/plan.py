@@ -16,8 +16,9 @@ from datastore_common.domain.job_ids import fts_job_id, job_sid
 from datastore_common.domain.paths import (
     DatafilePlace,
     UnsafeLocationError,
-    archive_location,
     archive_urls,
+    datafile_location,
+    dataset_location,
     storage_url,
     trusted_location,
 )
@@ -82,9 +83,11 @@ def plan_archive(
     for investigation in investigations:
         for dataset in investigation.datasets:
             group = []
+            # Checked and joined once per dataset, not per datafile (a request's cost).
+            folder = dataset_location(investigation, dataset) if dataset.datafiles else ""
             for datafile in dataset.datafiles:
                 urls = archive_urls(
-                    archive_location(investigation, dataset, datafile),
+                    datafile_location(folder, datafile),
                     instrument_data_cache=instrument_data_cache,
                     tape_archive=tape_archive,
                     tape_root_dir=tape_root_dir,

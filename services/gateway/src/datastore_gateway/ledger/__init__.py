@@ -29,6 +29,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -135,6 +136,15 @@ START_LEASE_SECONDS = 600.0
 QUEUE_LOCK = 7_353_201
 #: Destinations asked about per statement (SQLite's variables per statement are limited).
 _CHUNK = 500
+#: Messages published with a request recorded on the request path, remembered for their copy
+#: on the feed (which arrives within milliseconds, unless the feed is backed up: then their
+#: request is applied again, which changes nothing).
+OWN_EVENTS_REMEMBERED = 10_000
+#: How long a feed copy waits for the request path to record its request, at most.
+OWN_EVENT_WAIT_SECONDS = 60.0
+#: A request of at most this many files is recorded at once on the event loop when SQLite
+#: is free (``Connection.at_once``): a few small inserts. A larger one waits in a thread.
+RECORD_AT_ONCE_FILES = 100
 #: The outbox's columns, as ``Delivery`` takes them.
 _DELIVERY_COLUMNS = "request_id, channel, target, message_id, payload, state, attempts, last_error"
 
@@ -149,6 +159,10 @@ class Ledger:
         copy_retention_days: float = 14,
     ) -> None:
         self._db = Connection(url)
+        #: The broker messages this gateway publishes with a request it records itself
+        #: (``expect``): each one's outcome, True once recorded; their copies on
+        #: ``gateway.ledger`` wait for it (``applied_here``). Oldest first, bounded.
+        self._own_events: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
         self._clock = clock
         self._public_url = public_url
         self._retention_days = copy_retention_days
@@ -170,43 +184,97 @@ class Ledger:
             raise
 
     # -- writes --------------------------------------------------------------------------
-    async def record(self, request: NewRequest) -> None:
-        """Record an accepted request and its plan; a request recorded before is kept."""
-        await self._run(lambda: self._record(request), "record")
+    async def record(self, request: NewRequest, *, event_id: str | None = None) -> None:
+        """Record an accepted request and its plan; a request recorded before is kept.
+
+        ``event_id``: the id of the broker message that carries the request (``expect``):
+        once recorded, that message's copy on the ledger feed needs nothing more."""
+        done = None
+        if sum(len(job.files) for job in request.jobs) <= RECORD_AT_ONCE_FILES:
+            try:
+                done = self._db.at_once(lambda db: self._record_in(db, request))
+            except sqlite3.Error as exc:
+                raise PeerUnavailableError(f"request ledger (record): {exc}") from exc
+        if done is None:
+            await self._run(lambda: self._record(request), "record")
+        if event_id is not None:
+            self.settle(event_id, recorded=True)
+
+    def expect(self, event_id: str) -> None:
+        """The request path is about to publish message ``event_id`` and then record its
+        request here: its copy on the ledger feed waits for that (``applied_here``). The
+        caller ``settle``s it in the end, whatever happened."""
+        self._own_events[event_id] = asyncio.get_running_loop().create_future()
+        while len(self._own_events) > OWN_EVENTS_REMEMBERED:
+            _, oldest = self._own_events.popitem(last=False)
+            if not oldest.done():
+                oldest.set_result(False)
+
+    def settle(self, event_id: str, *, recorded: bool) -> None:
+        """Whether the request of message ``event_id`` was recorded here (the first word
+        counts: ``record`` says True, the request path's end says False otherwise)."""
+        outcome = self._own_events.get(event_id)
+        if outcome is not None and not outcome.done():
+            outcome.set_result(recorded)
+        if outcome is not None and not outcome.result():
+            del self._own_events[event_id]
+
+    async def applied_here(self, event_id: str | None) -> bool:
+        """Whether message ``event_id`` carries a request this gateway recorded itself, so
+        that its copy on the ledger feed is acked unread (``worker.Route.already_applied``):
+        waits for the request path's outcome (the copy may arrive before the record is
+        written). True once per message; a message not ``expect``ed, or one whose request
+        was not recorded (or not within OWN_EVENT_WAIT_SECONDS), is applied as any other,
+        which is always right (recording is idempotent)."""
+        if event_id is None:
+            return False
+        outcome = self._own_events.get(event_id)
+        if outcome is None:
+            return False
+        try:
+            async with asyncio.timeout(OWN_EVENT_WAIT_SECONDS):
+                return await asyncio.shield(outcome)
+        except TimeoutError:
+            return False
+        finally:
+            self._own_events.pop(event_id, None)
 
     def _record(self, request: NewRequest) -> None:
-        now = self._clock()
         with self._db.transaction() as db:
-            db.execute(
-                "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
-                " state, datasets, notify, left_out, instrument)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (
-                    request.request_id,
-                    request.kind,
-                    request.owner,
-                    request.source,
-                    now,
-                    now,
-                    json.dumps(list(request.datasets)),
-                    json.dumps(dict(request.notify)) if request.notify else None,
-                    json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
-                    request.instrument,
-                ),
-            )
-            add_investigations(db, request.request_id, investigations_of(request.datasets))
-            self._add_jobs(db, request.request_id, request.jobs)
-            # Its files count from here: the share reserved when it was let start goes.
-            db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
-            if request.kind == "restore":
-                self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
-            if any(f.follows for job in request.jobs for f in job.files):
-                self._catch_up(db, request.request_id)
-            if any(job.state is not None for job in request.jobs):
-                # Files already online are done from the start: a restore of nothing else
-                # ends FINISHED here, and its request.completed is written at once.
-                self._refresh(db, request.request_id)
+            self._record_in(db, request)
+
+    def _record_in(self, db: Cursor, request: NewRequest) -> None:
+        now = self._clock()
+        db.execute(
+            "INSERT INTO ledger_requests (request_id, kind, owner, source, created, updated,"
+            " state, datasets, notify, left_out, instrument)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'SUBMITTED', ?, ?, ?, ?)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            (
+                request.request_id,
+                request.kind,
+                request.owner,
+                request.source,
+                now,
+                now,
+                json.dumps(list(request.datasets)),
+                json.dumps(dict(request.notify)) if request.notify else None,
+                json.dumps([dict(f) for f in request.left_out]) if request.left_out else None,
+                request.instrument,
+            ),
+        )
+        add_investigations(db, request.request_id, investigations_of(request.datasets))
+        self._add_jobs(db, request.request_id, request.jobs)
+        # Its files count from here: the share reserved when it was let start goes.
+        db.execute("DELETE FROM ledger_queue WHERE request_id = ?", (request.request_id,))
+        if request.kind == "restore":
+            self._copies_used(db, [f.destination for job in request.jobs for f in job.files])
+        if any(f.follows for job in request.jobs for f in job.files):
+            self._catch_up(db, request.request_id)
+        if any(job.state is not None for job in request.jobs):
+            # Files already online are done from the start: a restore of nothing else
+            # ends FINISHED here, and its request.completed is written at once.
+            self._refresh(db, request.request_id)
 
     def _add_jobs(self, db: Cursor, request_id: str, jobs: Sequence[LedgerJob]) -> None:
         db.executemany(

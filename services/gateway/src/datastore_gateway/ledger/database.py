@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datastore_common.domain.ledger import investigations_of
 from datastore_common.errors import ConfigurationError, PeerUnavailableError
 from datastore_common.logging import get_logger
+from datastore_gateway.sqlite_now import Done, write_at_once
 
 log = get_logger(__name__)
 
@@ -163,6 +164,11 @@ LATE_INDEXES = (
 )
 
 
+#: How long a SQLite write waits for another connection's (another process's) write lock.
+BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
+
+
 class Connection:
     """A DB-API connection used from worker threads, one transaction at a time."""
 
@@ -187,7 +193,10 @@ class Connection:
             if path != Path(":memory:"):
                 path.parent.mkdir(parents=True, exist_ok=True)
             self._raw = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
+                path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
             )
             self._raw.execute("PRAGMA journal_mode=WAL")
             self._raw.execute("PRAGMA synchronous=NORMAL")
@@ -209,6 +218,20 @@ class Connection:
         if self._raw is not None:
             raw, self._raw = self._raw, None
             raw.close()
+
+    def at_once(self, work: Callable[[Cursor], T]) -> Done[T] | None:
+        """``work`` in one transaction done here and now, on SQLite when nothing holds the
+        connection or the database (``sqlite_now``); None, with nothing done, otherwise
+        (always on PostgreSQL: a network round trip is never made on the event loop)."""
+        if self._raw is None or self.postgres:
+            return None
+        raw = self._raw
+        return write_at_once(
+            raw,
+            self._lock,
+            lambda: work(Cursor(raw.cursor(), postgres=False)),
+            busy_timeout_ms=BUSY_TIMEOUT_MS,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:

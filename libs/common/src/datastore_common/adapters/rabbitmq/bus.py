@@ -32,6 +32,7 @@ from datastore_common.adapters.rabbitmq.connection import (
     connect_cluster,
 )
 from datastore_common.adapters.rabbitmq.consumer import (
+    AlreadyApplied,
     BatchHandler,
     Consumer,
     GiveUpHandler,
@@ -226,6 +227,7 @@ class Bus:
         on_retry: RetryHandler | None = None,
         on_refused: RefusalHandler | None = None,
         prefetch: int | None = None,
+        already_applied: AlreadyApplied | None = None,
     ) -> Consumer:
         consumer = Consumer(
             self,
@@ -236,6 +238,7 @@ class Bus:
             on_retry=on_retry,
             on_refused=on_refused,
             prefetch=prefetch,
+            already_applied=already_applied,
         )
         await consumer.start()
         self._consumers.append(consumer)

@@ -94,6 +94,11 @@ RefusalHandler = Callable[[RefusedMessage], Awaitable[None]]
 #: Called after a retry was scheduled, with the message, the error and the delay in seconds:
 #: tells the request's followers what it waits for. Best effort: a failure is only logged.
 RetryHandler = Callable[[Envelope[Any], str, float], Awaitable[None]]
+#: Called with a delivery's message id before its body is read: True when the consumer's
+#: service already did what the message asks (it published the message itself and applied
+#: it on the way; it may wait for that to finish), so it is acked unread: parsing a large
+#: body only to do nothing again costs more than the work the service did.
+AlreadyApplied = Callable[[str | None], Awaitable[bool]]
 
 
 @dataclass
@@ -111,6 +116,7 @@ class Consumer:
     on_retry: RetryHandler | None = None
     on_refused: RefusalHandler | None = None
     prefetch: int | None = None
+    already_applied: AlreadyApplied | None = None
     _channel: aio_pika.abc.AbstractChannel | None = None
     _queue: aio_pika.abc.AbstractQueue | None = None
     _tag: str | None = None
@@ -196,6 +202,10 @@ class Consumer:
 
     async def _handle_one(self, message: AbstractIncomingMessage) -> None:
         assert self.handler is not None
+        if self.already_applied is not None and await self.already_applied(message.message_id):
+            await message.ack()
+            self._handled_ok.inc()
+            return
         try:
             envelope = self._accept(message)
         except PermanentError as exc:
