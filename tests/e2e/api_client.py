@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import icat
 
 from datastore_common.domain.archival import ARCHIVAL_FAILURE, ARCHIVAL_IDS, ARCHIVAL_STATE
@@ -99,3 +100,14 @@ __all__ = [
     "write_idc_files",
     "xrootd_adler32",
 ]
+
+
+def login(stack: Any, auth: str = "simple", user: str = "root", pw: str = "pw") -> dict[str, str]:
+    """An ICAT session through the gateway's ``/login``, as the Bearer header to send."""
+    answer = httpx.post(
+        f"{stack.gateway_url}/login",
+        json={"auth": auth, "username": user, "password": pw},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}

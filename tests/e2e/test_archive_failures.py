@@ -13,6 +13,7 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
+    login,
     wait_for,
     write_idc_files,
 )
@@ -21,18 +22,6 @@ from tests.support.stack_fixtures import DatastoreStack, StackFactory
 
 pytestmark = pytest.mark.e2e
 FINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
-
-
-def login(
-    stack: DatastoreStack, user: str = "root", password: str = "pw", auth: str = "simple"
-) -> dict[str, str]:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": auth, "username": user, "password": password},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 def dataset_state(client: object, name: str, dataset: str = "scan_0000") -> str | None:
@@ -145,7 +134,7 @@ def test_gateway_refuses_bad_requests_with_reasons(datastore_stack: DatastoreSta
     url = f"{stack.gateway_url}/archive"
     body = seed_body("BAD")
     assert httpx.post(url, json=body, timeout=30).status_code == 401
-    alice = login(stack, user="alice", password="alice-pw", auth="db")
+    alice = login(stack, auth="db", user="alice", pw="alice-pw")
     refused = httpx.post(url, json=body, headers=alice, timeout=30)
     assert refused.status_code == 403 and "archive" in refused.text.lower()
     root = login(stack)

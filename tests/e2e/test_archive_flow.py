@@ -14,6 +14,7 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
+    login,
     wait_for,
     write_idc_files,
     xrootd_adler32,
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.e2e
 
 def unique_investigation() -> str:
     return f"E2E{uuid.uuid4().hex[:8].upper()}"
-
-
-def login(stack: DatastoreStack) -> dict[str, str]:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": "simple", "username": "root", "password": "pw"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 def test_seed_archive_reaches_finished_in_icat_with_files_on_tape(

@@ -33,6 +33,7 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
+    login,
     wait_for,
     write_idc_files,
 )
@@ -63,16 +64,6 @@ def helper(stack: DatastoreStack, request_file: Path, *args: str) -> subprocess.
 def finish(process: subprocess.Popen[str], timeout: float) -> tuple[int, dict[str, Any], str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, json.loads(out) if out.strip() else {}, err
-
-
-def login(stack: DatastoreStack) -> dict[str, str]:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": "simple", "username": "root", "password": "pw"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 def ledger_items(stack: DatastoreStack, headers: dict[str, str], name: str) -> list[Any]:

@@ -28,10 +28,10 @@ from datastore_common.domain.completion import (
     verify_signature,
 )
 from datastore_common.messages import RequestCompleted
-from tests.e2e.api_client import dataset_folder, wait_for, write_idc_files
+from tests.e2e.api_client import dataset_folder, login, wait_for, write_idc_files
 from tests.support.factories import seed_body
 from tests.support.fts3_fixtures import free_port
-from tests.support.stack_fixtures import DatastoreStack, StackFactory
+from tests.support.stack_fixtures import StackFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -123,16 +123,6 @@ class CompletedWatch:
                 await channel.queue_delete(self.queue)
 
         asyncio.run(delete())
-
-
-def login(stack: DatastoreStack) -> dict[str, str]:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": "simple", "username": "root", "password": "pw"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 @pytest.mark.timeout(600)

@@ -15,6 +15,7 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
+    login,
     wait_for,
     write_idc_files,
     xrootd_adler32,
@@ -25,16 +26,6 @@ from tests.support.stack_fixtures import DatastoreStack
 pytestmark = pytest.mark.e2e
 
 FINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
-
-
-def login(stack: DatastoreStack, auth: str = "simple", user: str = "root", pw: str = "pw") -> dict:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": auth, "username": user, "password": pw},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.e2e.api_client import (
     archival_parameters,
     dataset_folder,
     icat_root,
+    login,
     wait_for,
     write_idc_files,
     xrootd_adler32,
@@ -32,16 +33,6 @@ from tests.support.stack_fixtures import DatastoreStack
 pytestmark = pytest.mark.e2e
 
 FINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
-
-
-def login(stack: DatastoreStack) -> dict[str, str]:
-    answer = httpx.post(
-        f"{stack.gateway_url}/login",
-        json={"auth": "simple", "username": "root", "password": "pw"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['sessionId']}"}
 
 
 @pytest.fixture
